@@ -1,0 +1,106 @@
+"""The ``dbmux`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from dbmux.errors import DbmuxError
+
+log = logging.getLogger("dbmux")
+
+
+def _stack_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir or os.environ.get("DBMUX_STACK_DIR") or ".stack")
+
+
+def _layout(args: argparse.Namespace):
+    from dbmux.stack.layout import DEFAULT_PORTS, Layout
+
+    overrides = {k: getattr(args, k, None) for k in DEFAULT_PORTS}
+    return Layout.load(_stack_dir(args), overrides=overrides)
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    from dbmux.stack.stack import Stack
+
+    stack = Stack(_layout(args))
+    t0 = time.monotonic()
+    started = asyncio.run(stack.up(timeout_s=args.timeout))
+    took = time.monotonic() - t0
+    what = f"started {', '.join(started)}" if started else "already running"
+    print(f"stack up in {stack.layout.root} ({what}; {took:.1f}s)")
+    print(f"pipeline config: {stack.layout.config_path}")
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    from dbmux.stack.stack import Stack
+
+    stopped = Stack(_layout(args)).down()
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    from dbmux.stack.stack import Stack
+
+    rows = Stack(_layout(args)).status()
+    print(f"{'service':<18} {'port':>6} {'pid':>8}  state")
+    for r in rows:
+        print(f"{r.name:<18} {r.port:>6} {r.pid or '-':>8}  {'up' if r.up else 'down'}")
+    return 0 if all(r.up for r in rows) else 3
+
+
+def cmd_stack_env(args: argparse.Namespace) -> int:
+    from dbmux.stack.stack import Stack
+
+    sys.stdout.write(Stack(_layout(args)).env_script())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dbmux", description="MySQL database multiplexer")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
+    ssub = stack.add_subparsers(dest="stack_command", required=True)
+    for name, fn, helptext in (
+        ("up", cmd_stack_up, "start every server (idempotent); returns when all answer"),
+        ("down", cmd_stack_down, "stop exactly the processes the stack started"),
+        ("status", cmd_stack_status, "show each service up/down (exit 3 if any is down)"),
+        ("env", cmd_stack_env, "print export lines: addresses and the generated pipeline config"),
+    ):
+        p = ssub.add_parser(name, help=helptext)
+        p.add_argument("--dir", help="stack state directory (default: $DBMUX_STACK_DIR or ./.stack)")
+        p.set_defaults(func=fn)
+        if name == "up":
+            p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
+            for key in ("kafka_port", "kafka_controller_port", "primary_port", "replica1_port",
+                        "replica2_port", "shard_a_port", "shard_b_port", "ingress_port"):
+                p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,
+                               help=f"override the {key.replace('_', ' ')} (env DBMUX_STACK_{key.upper()})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except DbmuxError as exc:
+        print(f"dbmux: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

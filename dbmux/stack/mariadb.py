@@ -1,0 +1,106 @@
+"""MariaDB servers of the local stack: a primary with binlog (ROW, FULL metadata, GTID) and replicas.
+
+The replicas are independent servers without native replication: dbmux is their replication.
+Users are (re)created by an ``--init-file`` at every start, with ``sql_log_bin=0`` so the
+bootstrap never consumes GTIDs on the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pymysql
+
+from dbmux.stack.base import Service, require_binary, run_checked
+from dbmux.stack.layout import APP_PASSWORD, APP_USER, REPL_PASSWORD, REPL_USER, Layout
+
+_INSTALL = "apt-get install -y mariadb-server mariadb-client"
+_SOCKET_MAX = 100  # sun_path is 108 bytes; keep a margin
+
+
+class MariaDB(Service):
+    def __init__(self, layout: Layout, name: str, port: int, server_id: int, *, primary: bool) -> None:
+        super().__init__(layout)
+        self.name = name
+        self.port = port
+        self.server_id = server_id
+        self.primary = primary
+
+    @property
+    def datadir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def socket(self) -> str:
+        path = str(self.dir / "mysqld.sock")
+        if len(path) > _SOCKET_MAX:  # deep checkouts: a short, stable path instead
+            path = f"/tmp/dbmux-{hashlib.sha1(path.encode()).hexdigest()[:12]}.sock"
+        return path
+
+    def check_installed(self) -> None:
+        self._mariadbd = require_binary("mariadbd", _INSTALL)
+        self._install_db = require_binary("mariadb-install-db", _INSTALL)
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "init.sql").write_text(self._init_sql())
+        if (self.datadir / "mysql").is_dir():
+            return
+        argv = [self._install_db, "--no-defaults", f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=socket", "--skip-test-db"]
+        if os.geteuid() == 0:
+            argv.append("--user=root")
+        run_checked(argv, f"mariadb-install-db for {self.name}", log_path=self.log_path)
+
+    def _init_sql(self) -> str:
+        lines = [
+            "SET SESSION sql_log_bin = 0;",
+            f"CREATE USER IF NOT EXISTS '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';",
+            f"ALTER USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';",
+            f"GRANT ALL PRIVILEGES ON *.* TO '{APP_USER}'@'%' WITH GRANT OPTION;",
+        ]
+        if self.primary:
+            lines += [
+                f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}';",
+                f"ALTER USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}';",
+                f"GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SELECT, RELOAD "
+                f"ON *.* TO '{REPL_USER}'@'%';",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def argv(self) -> list[str]:
+        argv = [
+            self._mariadbd, "--no-defaults",
+            f"--datadir={self.datadir}", f"--port={self.port}", "--bind-address=127.0.0.1",
+            f"--socket={self.socket}", f"--pid-file={self.dir / 'mariadbd.pid'}",
+            f"--log-error={self.dir / 'error.log'}", f"--init-file={self.dir / 'init.sql'}",
+            f"--server-id={self.server_id}", "--skip-name-resolve", "--max-connections=500",
+            "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+            "--gtid-domain-id=0",
+        ]
+        if self.primary:
+            argv += [
+                f"--log-bin={self.datadir / 'mariadb-bin'}", "--binlog-format=ROW",
+                "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",
+                "--log-slave-updates=ON", "--max-binlog-size=256M",
+            ]
+        if os.geteuid() == 0:
+            argv.append("--user=root")
+        return argv
+
+    async def probe(self) -> None:
+        await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> None:
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user=APP_USER, password=APP_PASSWORD,
+                               connect_timeout=2)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+        finally:
+            conn.close()

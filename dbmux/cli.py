@@ -42,7 +42,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 def cmd_stack_down(args: argparse.Namespace) -> int:
     from dbmux.stack.stack import Stack
 
-    stopped = Stack(_layout(args)).down()
+    stopped = Stack(_layout(args)).down(purge=args.purge)
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = ssub.add_parser(name, help=helptext)
         p.add_argument("--dir", help="stack state directory (default: $DBMUX_STACK_DIR or ./.stack)")
         p.set_defaults(func=fn)
+        if name == "down":
+            p.add_argument("--purge", action="store_true", help="also delete all data of the stack")
         if name == "up":
             p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
             for key in ("kafka_port", "kafka_controller_port", "primary_port", "replica1_port",

@@ -21,7 +21,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_args, get_origin
+from typing import Any, Mapping, get_origin
 
 from dbmux.dsn import Dsn, DsnError
 from dbmux.errors import ConfigError
@@ -230,23 +230,23 @@ class Config:
         return target.on_error or self.replicator.on_error
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
+def _coerce(key: str, value: Any, typ: Any, *, from_env: bool = False) -> Any:
     """Check ``value`` against the annotated type; strings from the environment are parsed."""
     origin = get_origin(typ)
     if origin is tuple:
-        if isinstance(value, str):
+        if from_env and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {type(value).__name__}")
         return tuple(value)
     if typ is bool:
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        if from_env and isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
         if not isinstance(value, bool):
             raise ConfigError(key, f"expected true or false, got {value!r}")
         return value
     if typ is int:
-        if isinstance(value, str):
+        if from_env and isinstance(value, str):
             try:
                 return int(value)
             except ValueError:
@@ -279,7 +279,7 @@ def _build(cls: type, prefix: str, raw: Mapping[str, Any], env: Mapping[str, str
     for name, typ in types.items():
         env_name = f"{env_prefix}_{name.upper()}"
         if env_name in env:
-            values[name] = _coerce(f"{prefix}.{name} (from ${env_name})", env[env_name], typ)
+            values[name] = _coerce(f"{prefix}.{name} (from ${env_name})", env[env_name], typ, from_env=True)
         elif name in raw:
             values[name] = _coerce(f"{prefix}.{name}", raw[name], typ)
     obj = cls(**values)

@@ -61,6 +61,10 @@ class Service(ABC):
     async def probe(self) -> None:
         """Return when the service answers a real request; raise otherwise."""
 
+    def purge(self) -> None:
+        """Delete this service's data (it must be stopped)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     async def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         last: BaseException | None = None

@@ -56,6 +56,11 @@ class Postgres(Service):
     def datadir(self) -> Path:
         return self.dir / "data"
 
+    @property
+    def marker(self) -> str:
+        # the daemon sees the real data directory (behind the symlink when one was needed)
+        return str(self._real_datadir())
+
     def check_installed(self) -> None:
         self._bindir = pg_bindir()
         if self.user:
@@ -65,7 +70,7 @@ class Postgres(Service):
                 raise MissingDependency("the 'postgres' system user (running as root)", _INSTALL) from None
 
     def argv(self) -> list[str]:
-        return [str(self._bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
+        return [str(self._bindir / "postgres"), "-D", str(self._real_datadir()), "-p", str(self.port),
                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._real_datadir()}",
                 "-c", "max_connections=200", "-c", "shared_buffers=64MB", "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
@@ -107,6 +112,10 @@ class Postgres(Service):
                         f"initdb for {self.name}", user=self.user, log_path=self.log_path)
         finally:
             pwfile.unlink(missing_ok=True)
+
+    def purge(self) -> None:
+        self._remove_datadir()
+        super().purge()
 
     def _remove_datadir(self) -> None:
         if self.datadir.is_symlink():

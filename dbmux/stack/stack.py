@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +68,16 @@ class Stack:
         self.write_pipeline_config()
         return started
 
-    def down(self) -> list[str]:
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop what the pid files name; with ``purge`` also delete every data directory."""
         stopped = []
         for svc in reversed(self.services):
             if process.stop(svc.pidfile):
                 stopped.append(svc.name)
+        if purge:
+            for svc in self.services:
+                svc.purge()
+            shutil.rmtree(self.layout.root, ignore_errors=True)
         return stopped
 
     def status(self) -> list[ServiceStatus]:

@@ -1,0 +1,477 @@
+"""The change event: one committed source transaction, the contract between every producer and consumer.
+
+Wire format (orjson, UTF-8 JSON object)::
+
+    {"v": 1, "gtid": "0-1-42", "source": "ingress"|"binlog", "ts_ms": 1700000000000, "db": "shop"|null,
+     "statements": [{"sql": "...", "params": [...]|null, "insert_id": 0, "last_insert_id": 0,
+                     "unsafe": false, "kind": "dml"|"ddl"|"other"}],
+     "rows": [{"table": "t", "db": "shop", "op": "insert"|"update"|"delete",
+               "before": {...}|null, "after": {...}|null}],
+     "session": {"user": ..., "client_addr": ..., "connection_id": ..., "db": ..., "sql_mode": ...,
+                 "time_zone": ..., "charset": ...}|null}
+
+Decoders accept unknown extra keys (so a same-version producer may add optional fields) and reject a
+``v`` above :data:`VERSION`.
+
+Values (column images and prepared-statement params)
+----------------------------------------------------
+JSON cannot tell a DECIMAL from a string or a DATETIME from a string, so every value that is not a
+JSON-native ``None``/``bool``/``int``/``float``/``str`` is written as a *tagged single-key object*:
+
+=====================  ====================================================  =========================
+Python type            JSON                                                  notes
+=====================  ====================================================  =========================
+bytes (bytearray,      ``{"$b": "<base64>"}``                                decodes to ``bytes``
+memoryview)
+decimal.Decimal        ``{"$d": "12.30"}``                                   ``str(d)``: exact digits,
+                                                                             scale and sign (``-0.00``)
+datetime.datetime      ``{"$dt": "2024-01-02T03:04:05.123456"}``             ISO 8601; tz offset kept
+                                                                             if aware
+datetime.date          ``{"$date": "2024-01-02"}``
+datetime.time          ``{"$time": "03:04:05.000001"}``
+datetime.timedelta     ``{"$td": -1500000}``                                 total microseconds (MySQL
+                                                                             TIME as drivers give it)
+int outside            ``{"$i": "-9223372036854775809"}``                    orjson only does
+[-2**63, 2**64-1]                                                            int64/uint64
+float nan/inf/-inf     ``{"$f": "nan"|"inf"|"-inf"}``                        JSON has no such numbers
+=====================  ====================================================  =========================
+
+Ints within int64/uint64 (including unsigned BIGINT up to 2**64-1) stay plain JSON numbers.
+
+``dict`` and ``list`` values are **rejected** with :class:`EnvelopeError`: MySQL JSON columns reach
+producers as ``str``/``bytes`` (the document text), so a real dict never needs to travel, and rejecting
+it means a tagged object can never be confused with a user dict. Any other type is rejected too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import decimal
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dbmux.errors import DbmuxError
+from dbmux.gtid import Gtid, GtidError
+
+__all__ = [
+    "VERSION",
+    "EnvelopeError",
+    "SessionContext",
+    "Statement",
+    "RowChange",
+    "ChangeEvent",
+    "encode_event",
+    "decode_event",
+    "encode_value",
+    "decode_value",
+    "partition_key",
+    "topic_for",
+    "dlq_topic",
+]
+
+VERSION = 1
+"""The highest envelope version this code writes and reads."""
+
+STATEMENT_KINDS = frozenset({"dml", "ddl", "other"})
+SOURCES = frozenset({"ingress", "binlog"})
+ROW_OPS = frozenset({"insert", "update", "delete"})
+
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+_MAX_TOPIC_LEN = 249  # Kafka's limit
+_CLUSTER_RE = re.compile(r"[a-zA-Z0-9._-]+")
+_MAX_CLUSTER_LEN = _MAX_TOPIC_LEN - len("dbmux.") - len(".txn") - len(".dlq")
+
+
+class EnvelopeError(DbmuxError, ValueError):
+    """A change event could not be encoded or decoded; the message says which field and why."""
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """The client session a statement ran in (ingress events only)."""
+
+    user: str | None = None
+    client_addr: str | None = None
+    connection_id: int | None = None
+    db: str | None = None
+    sql_mode: str | None = None
+    time_zone: str | None = None
+    charset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of an ingress transaction, after deterministic rewriting.
+
+    ``params`` are the bound values of a prepared statement (``None`` for text queries). ``insert_id``
+    is the first auto-increment id the statement generated (the OK packet's last_insert_id), so an
+    applier can ``SET INSERT_ID=...`` first; ``last_insert_id`` is the session's LAST_INSERT_ID() before
+    the statement ran, for statements that call it.
+    """
+
+    sql: str
+    params: tuple[Any, ...] | None = None
+    insert_id: int = 0
+    last_insert_id: int = 0
+    unsafe: bool = False
+    kind: str = "dml"
+
+    def __post_init__(self) -> None:
+        if self.kind not in STATEMENT_KINDS:
+            raise EnvelopeError(f"statement kind must be one of {sorted(STATEMENT_KINDS)}, got {self.kind!r}")
+        if isinstance(self.params, list):
+            object.__setattr__(self, "params", tuple(self.params))
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """One row image change from the binlog. ``before``/``after`` are keyed by column name."""
+
+    table: str
+    db: str
+    op: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in ROW_OPS:
+            raise EnvelopeError(f"row op must be one of {sorted(ROW_OPS)}, got {self.op!r}")
+        if self.op in ("update", "delete") and self.before is None:
+            raise EnvelopeError(f"{self.op} row change on {self.db}.{self.table} needs a before image")
+        if self.op in ("insert", "update") and self.after is None:
+            raise EnvelopeError(f"{self.op} row change on {self.db}.{self.table} needs an after image")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One committed source transaction."""
+
+    gtid: Gtid
+    source: str
+    ts_ms: int
+    db: str | None = None
+    statements: tuple[Statement, ...] = ()
+    rows: tuple[RowChange, ...] = ()
+    session: SessionContext | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise EnvelopeError(f"event source must be one of {sorted(SOURCES)}, got {self.source!r}")
+        if not isinstance(self.gtid, Gtid):
+            raise EnvelopeError(f"event gtid must be a Gtid, got {type(self.gtid).__name__}")
+        if isinstance(self.statements, list):
+            object.__setattr__(self, "statements", tuple(self.statements))
+        if isinstance(self.rows, list):
+            object.__setattr__(self, "rows", tuple(self.rows))
+
+    @property
+    def unsafe(self) -> bool:
+        """True when any statement stayed non-deterministic (targets should apply the row form)."""
+        return any(s.unsafe for s in self.statements)
+
+
+# --------------------------------------------------------------------------------------------- values
+
+
+def encode_value(value: Any, where: str = "value") -> Any:
+    """Turn one column/param value into its JSON form (see the module docstring for the tags)."""
+    if value is None or value is True or value is False or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if _INT_MIN <= value <= _UINT_MAX:
+            return int(value)
+        return {"$i": str(int(value))}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"$f": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$d": str(value)}
+    if isinstance(value, _dt.datetime):  # before date: datetime is a date subclass
+        return {"$dt": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, _dt.time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, _dt.timedelta):
+        return {"$td": (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds}
+    raise EnvelopeError(
+        f"{where}: unsupported value type {type(value).__name__} "
+        "(dict/list are rejected; JSON columns travel as str/bytes)"
+    )
+
+
+def _tag_decoder(tag: str, payload: Any, where: str) -> Any:
+    if tag == "$b" and isinstance(payload, str):
+        return base64.b64decode(payload.encode("ascii"), validate=True)
+    if tag == "$d" and isinstance(payload, str):
+        return decimal.Decimal(payload)
+    if tag == "$dt" and isinstance(payload, str):
+        return _dt.datetime.fromisoformat(payload)
+    if tag == "$date" and isinstance(payload, str):
+        return _dt.date.fromisoformat(payload)
+    if tag == "$time" and isinstance(payload, str):
+        return _dt.time.fromisoformat(payload)
+    if tag == "$td" and type(payload) is int:
+        return _dt.timedelta(microseconds=payload)
+    if tag == "$i" and isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload):
+        return int(payload)
+    if tag == "$f" and payload in ("nan", "inf", "-inf"):
+        return float(payload)
+    raise EnvelopeError(f"{where}: unknown or malformed tagged value {{{tag!r}: {payload!r}}}")
+
+
+def decode_value(raw: Any, where: str = "value") -> Any:
+    """Inverse of :func:`encode_value`."""
+    if raw is None or isinstance(raw, (bool, int, float, str)):
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((tag, payload),) = raw.items()
+        try:
+            return _tag_decoder(tag, payload, where)
+        except EnvelopeError:
+            raise
+        except (ValueError, TypeError, OverflowError, binascii.Error, decimal.InvalidOperation) as e:
+            raise EnvelopeError(f"{where}: bad {tag} value {payload!r}: {e}") from None
+    raise EnvelopeError(f"{where}: expected a scalar or a tagged value, got {type(raw).__name__}")
+
+
+def _encode_image(image: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise EnvelopeError(f"{where}: row image must be a dict, got {type(image).__name__}")
+    out = {}
+    for col, val in image.items():
+        if not isinstance(col, str):
+            raise EnvelopeError(f"{where}: column names must be str, got {col!r}")
+        out[col] = encode_value(val, f"{where}.{col}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- encode
+
+
+def encode_event(ev: ChangeEvent) -> bytes:
+    """Serialise an event to its orjson bytes. Raises :class:`EnvelopeError` on unsupported values."""
+    if not isinstance(ev, ChangeEvent):
+        raise EnvelopeError(f"encode_event needs a ChangeEvent, got {type(ev).__name__}")
+    statements = []
+    for i, st in enumerate(ev.statements):
+        where = f"statements[{i}]"
+        params = None
+        if st.params is not None:
+            params = [encode_value(p, f"{where}.params[{j}]") for j, p in enumerate(st.params)]
+        statements.append(
+            {
+                "sql": st.sql,
+                "params": params,
+                "insert_id": st.insert_id,
+                "last_insert_id": st.last_insert_id,
+                "unsafe": st.unsafe,
+                "kind": st.kind,
+            }
+        )
+    rows = [
+        {
+            "table": r.table,
+            "db": r.db,
+            "op": r.op,
+            "before": _encode_image(r.before, f"rows[{i}].before"),
+            "after": _encode_image(r.after, f"rows[{i}].after"),
+        }
+        for i, r in enumerate(ev.rows)
+    ]
+    session = None
+    if ev.session is not None:
+        s = ev.session
+        session = {
+            "user": s.user,
+            "client_addr": s.client_addr,
+            "connection_id": s.connection_id,
+            "db": s.db,
+            "sql_mode": s.sql_mode,
+            "time_zone": s.time_zone,
+            "charset": s.charset,
+        }
+    doc = {
+        "v": VERSION,
+        "gtid": str(ev.gtid),
+        "source": ev.source,
+        "ts_ms": ev.ts_ms,
+        "db": ev.db,
+        "statements": statements,
+        "rows": rows,
+        "session": session,
+    }
+    try:
+        return orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise EnvelopeError(f"event {ev.gtid}: cannot encode: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------- decode
+
+_MISSING = object()
+
+
+def _field(obj: dict[str, Any], key: str, types: tuple[type, ...], where: str, *, optional: bool = False) -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        if optional:
+            return None
+        raise EnvelopeError(f"{where}: missing field {key!r}")
+    if value is None and optional:
+        return None
+    # bool is an int subclass: never accept it where an int is expected, and vice versa.
+    if bool in types:
+        ok = type(value) is bool
+    elif int in types:
+        ok = isinstance(value, int) and type(value) is not bool
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = "/".join(t.__name__ for t in types) + (" or null" if optional else "")
+        raise EnvelopeError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _decode_image(raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"{where}: row image must be an object, got {type(raw).__name__}")
+    return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}
+
+
+def _decode_statement(raw: Any, where: str) -> Statement:
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
+    params_raw = _field(raw, "params", (list,), where, optional=True)
+    params = None
+    if params_raw is not None:
+        params = tuple(decode_value(p, f"{where}.params[{j}]") for j, p in enumerate(params_raw))
+    kind = _field(raw, "kind", (str,), where)
+    if kind not in STATEMENT_KINDS:
+        raise EnvelopeError(f"{where}: kind must be one of {sorted(STATEMENT_KINDS)}, got {kind!r}")
+    return Statement(
+        sql=_field(raw, "sql", (str,), where),
+        params=params,
+        insert_id=_field(raw, "insert_id", (int,), where),
+        last_insert_id=_field(raw, "last_insert_id", (int,), where),
+        unsafe=_field(raw, "unsafe", (bool,), where),
+        kind=kind,
+    )
+
+
+def _decode_row(raw: Any, where: str) -> RowChange:
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
+    return RowChange(
+        table=_field(raw, "table", (str,), where),
+        db=_field(raw, "db", (str,), where),
+        op=_field(raw, "op", (str,), where),
+        before=_decode_image(raw.get("before"), f"{where}.before"),
+        after=_decode_image(raw.get("after"), f"{where}.after"),
+    )
+
+
+def _decode_session(raw: Any) -> SessionContext | None:
+    if raw is None:
+        return None
+    where = "session"
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"session must be an object or null, got {type(raw).__name__}")
+    return SessionContext(
+        user=_field(raw, "user", (str,), where, optional=True),
+        client_addr=_field(raw, "client_addr", (str,), where, optional=True),
+        connection_id=_field(raw, "connection_id", (int,), where, optional=True),
+        db=_field(raw, "db", (str,), where, optional=True),
+        sql_mode=_field(raw, "sql_mode", (str,), where, optional=True),
+        time_zone=_field(raw, "time_zone", (str,), where, optional=True),
+        charset=_field(raw, "charset", (str,), where, optional=True),
+    )
+
+
+def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
+    """Parse event bytes. Every problem raises :class:`EnvelopeError` naming the offending field."""
+    try:
+        doc = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError) as e:
+        raise EnvelopeError(f"event is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise EnvelopeError(f"event must be a JSON object, got {type(doc).__name__}")
+    version = _field(doc, "v", (int,), "event")
+    if version < 1:
+        raise EnvelopeError(f"event: invalid envelope version {version}")
+    if version > VERSION:
+        raise EnvelopeError(
+            f"event: envelope version {version} is newer than supported version {VERSION}; upgrade dbmux"
+        )
+    gtid_text = _field(doc, "gtid", (str,), "event")
+    try:
+        gtid = Gtid.parse(gtid_text)
+    except GtidError as e:
+        raise EnvelopeError(f"event: bad gtid: {e}") from None
+    where = f"event {gtid_text}"
+    source = _field(doc, "source", (str,), where)
+    if source not in SOURCES:
+        raise EnvelopeError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+    ts_ms = _field(doc, "ts_ms", (int,), where)
+    db = _field(doc, "db", (str,), where, optional=True)
+    statements_raw = _field(doc, "statements", (list,), where, optional=True) or []
+    rows_raw = _field(doc, "rows", (list,), where, optional=True) or []
+    statements = tuple(_decode_statement(s, f"{where} statements[{i}]") for i, s in enumerate(statements_raw))
+    rows = tuple(_decode_row(r, f"{where} rows[{i}]") for i, r in enumerate(rows_raw))
+    return ChangeEvent(
+        gtid=gtid,
+        source=source,
+        ts_ms=ts_ms,
+        db=db,
+        statements=statements,
+        rows=rows,
+        session=_decode_session(doc.get("session")),
+    )
+
+
+# --------------------------------------------------------------------------------------------- kafka
+
+
+def partition_key(ev: ChangeEvent) -> bytes:
+    """The Kafka message key: the GTID domain, UTF-8. One domain = one partition = total order."""
+    return ev.gtid.domain.encode("utf-8")
+
+
+def topic_for(cluster: str) -> str:
+    """The topic of a source cluster: ``dbmux.<cluster>.txn``.
+
+    ``cluster`` must use Kafka's legal characters ``[a-zA-Z0-9._-]`` and be short enough that the topic
+    and its ``.dlq`` sibling stay within Kafka's 249-character limit.
+    """
+    if not isinstance(cluster, str) or not _CLUSTER_RE.fullmatch(cluster):
+        raise EnvelopeError(f"cluster name {cluster!r} must be non-empty and use only [a-zA-Z0-9._-]")
+    if len(cluster) > _MAX_CLUSTER_LEN:
+        raise EnvelopeError(f"cluster name is {len(cluster)} characters; at most {_MAX_CLUSTER_LEN} allowed")
+    return f"dbmux.{cluster}.txn"
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic for ``topic``: ``<topic>.dlq``."""
+    if not isinstance(topic, str) or not _CLUSTER_RE.fullmatch(topic):
+        raise EnvelopeError(f"topic name {topic!r} must be non-empty and use only [a-zA-Z0-9._-]")
+    out = topic + ".dlq"
+    if len(out) > _MAX_TOPIC_LEN:
+        raise EnvelopeError(f"dead-letter topic for {topic!r} would exceed {_MAX_TOPIC_LEN} characters")
+    return out

@@ -7,6 +7,7 @@ Jars come from ``$KAFKA_HOME/libs`` when set, else Maven resolves the official a
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import shutil
@@ -141,6 +142,8 @@ class Kafka(Service):
                 "kafka.Kafka", str(self.properties)]
 
     async def probe(self) -> None:
+        # aiokafka logs every refused connection at ERROR; while waiting for start-up that is noise.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         client = AIOKafkaClient(bootstrap_servers=self.layout.kafka_bootstrap(), request_timeout_ms=3000,
                                 metadata_max_age_ms=1000)
         try:
@@ -150,3 +153,4 @@ class Kafka(Service):
                 raise StackError("broker has not registered yet")
         finally:
             await client.close()
+            logging.getLogger("aiokafka").setLevel(logging.NOTSET)

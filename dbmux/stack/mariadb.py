@@ -34,6 +34,11 @@ class MariaDB(Service):
         return self.dir / "data"
 
     @property
+    def tmpdir(self) -> Path:
+        # Private: concurrent servers sharing /tmp can collide on internal temporary table names.
+        return self.dir / "tmp"
+
+    @property
     def socket(self) -> str:
         path = str(self.dir / "mysqld.sock")
         if len(path) > _SOCKET_MAX:  # deep checkouts: a short, stable path instead
@@ -46,10 +51,11 @@ class MariaDB(Service):
 
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(exist_ok=True)
         (self.dir / "init.sql").write_text(self._init_sql())
         if (self.datadir / "mysql").is_dir():
             return
-        argv = [self._install_db, "--no-defaults", f"--datadir={self.datadir}",
+        argv = [self._install_db, "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}",
                 "--auth-root-authentication-method=socket", "--skip-test-db"]
         if os.geteuid() == 0:
             argv.append("--user=root")
@@ -74,7 +80,7 @@ class MariaDB(Service):
     def argv(self) -> list[str]:
         argv = [
             self._mariadbd, "--no-defaults",
-            f"--datadir={self.datadir}", f"--port={self.port}", "--bind-address=127.0.0.1",
+            f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}", f"--port={self.port}", "--bind-address=127.0.0.1",
             f"--socket={self.socket}", f"--pid-file={self.dir / 'mariadbd.pid'}",
             f"--log-error={self.dir / 'error.log'}", f"--init-file={self.dir / 'init.sql'}",
             f"--server-id={self.server_id}", "--skip-name-resolve", "--max-connections=500",

@@ -30,7 +30,9 @@ datetime.datetime      ``{"$dt": "2024-01-02T03:04:05.123456"}``             ISO
 datetime.date          ``{"$date": "2024-01-02"}``
 datetime.time          ``{"$time": "03:04:05.000001"}``
 datetime.timedelta     ``{"$td": -1500000}``                                 total microseconds (MySQL
-                                                                             TIME as drivers give it)
+                                                                             TIME as drivers give it);
+                                                                             a decimal string beyond
+                                                                             int64
 int outside            ``{"$i": "-9223372036854775809"}``                    orjson only does
 [-2**63, 2**64-1]                                                            int64/uint64
 float nan/inf/-inf     ``{"$f": "nan"|"inf"|"-inf"}``                        JSON has no such numbers
@@ -206,7 +208,8 @@ def encode_value(value: Any, where: str = "value") -> Any:
     if isinstance(value, _dt.time):
         return {"$time": value.isoformat()}
     if isinstance(value, _dt.timedelta):
-        return {"$td": (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds}
+        micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+        return {"$td": micros if _INT_MIN <= micros < 2**63 else str(micros)}
     raise EnvelopeError(
         f"{where}: unsupported value type {type(value).__name__} "
         "(dict/list are rejected; JSON columns travel as str/bytes)"
@@ -224,8 +227,8 @@ def _tag_decoder(tag: str, payload: Any, where: str) -> Any:
         return _dt.date.fromisoformat(payload)
     if tag == "$time" and isinstance(payload, str):
         return _dt.time.fromisoformat(payload)
-    if tag == "$td" and type(payload) is int:
-        return _dt.timedelta(microseconds=payload)
+    if tag == "$td" and (type(payload) is int or (isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload))):
+        return _dt.timedelta(microseconds=int(payload))
     if tag == "$i" and isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload):
         return int(payload)
     if tag == "$f" and payload in ("nan", "inf", "-inf"):

@@ -1,0 +1,132 @@
+"""Packet framing: 3-byte little-endian payload length + 1-byte sequence id.
+
+A payload of exactly ``0xFFFFFF`` bytes continues in the next frame; a logical payload ends with a frame
+shorter than that (possibly empty). :class:`FrameReader` owns the receive buffer and reassembles logical
+payloads; :func:`frame` does the reverse. Neither knows what the payload means.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .constants import MAX_CHUNK_BYTES
+from .errors import PacketTooLarge, SequenceError
+
+HEADER_BYTES = 4
+DEFAULT_MAX_PAYLOAD_BYTES = 1 << 30  # the largest max_allowed_packet MySQL and MariaDB accept
+
+
+class Payload(NamedTuple):
+    """One logical payload and the sequence ids of its first and last frame."""
+
+    first_seq: int
+    last_seq: int
+    payload: bytes
+
+
+class FrameReader:
+    """Incremental reassembly of logical payloads from a byte stream.
+
+    ``feed()`` bytes as they arrive, then call ``next_payload()`` until it returns ``None``. Bytes after
+    the last complete payload stay buffered for the next call. Continuation frames must carry
+    consecutive sequence ids (mod 256); the first frame's id is checked only when the caller passes
+    ``expected_seq`` (the conversation, not the framing, knows what it should be).
+    """
+
+    def __init__(
+        self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, chunk_bytes: int = MAX_CHUNK_BYTES
+    ) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        # chunk_bytes exists so tests can exercise continuation without 16 MiB buffers; on the wire
+        # it is always MAX_CHUNK_BYTES.
+        self._chunk_bytes = chunk_bytes
+        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._total = 0
+        self._first_seq: int | None = None
+        self._last_seq = 0
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buf += data
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet returned in a payload (including partial continuations)."""
+        return len(self._buf) + self._total
+
+    @property
+    def in_partial_payload(self) -> bool:
+        """True when some bytes of an unfinished payload have been received."""
+        return bool(self._buf) or self._first_seq is not None
+
+    def take_buffered(self) -> bytes:
+        """Remove and return the raw bytes not yet framed (e.g. a TLS ClientHello after SSLRequest)."""
+        if self._first_seq is not None:
+            raise SequenceError(0, 0, "take_buffered() in the middle of a multi-frame payload")
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def next_payload(self, expected_seq: int | None = None) -> Payload | None:
+        """Return the next complete logical payload, or ``None`` if more bytes are needed.
+
+        Raises :class:`SequenceError` when a frame's sequence id is wrong and :class:`PacketTooLarge`
+        as soon as a frame header announces that the payload would exceed ``max_payload_bytes``.
+        """
+        while True:
+            buf = self._buf
+            if len(buf) < HEADER_BYTES:
+                return None
+            length = buf[0] | buf[1] << 8 | buf[2] << 16
+            seq = buf[3]
+            if self._first_seq is None:
+                if expected_seq is not None and seq != expected_seq:
+                    raise SequenceError(expected_seq, seq, "first frame of a payload")
+            elif seq != (self._last_seq + 1) & 0xFF:
+                raise SequenceError((self._last_seq + 1) & 0xFF, seq, "continuation frame")
+            if self._total + length > self.max_payload_bytes:
+                raise PacketTooLarge(self._total + length, self.max_payload_bytes)
+            if len(buf) < HEADER_BYTES + length:
+                return None
+            chunk = bytes(buf[HEADER_BYTES : HEADER_BYTES + length])
+            del buf[: HEADER_BYTES + length]
+            if self._first_seq is None:
+                self._first_seq = seq
+            self._last_seq = seq
+            self._parts.append(chunk)
+            self._total += length
+            if length < self._chunk_bytes:
+                parts, first = self._parts, self._first_seq
+                payload = parts[0] if len(parts) == 1 else b"".join(parts)
+                self._parts, self._total, self._first_seq = [], 0, None
+                return Payload(first, seq, payload)
+
+
+def frame(payload: bytes, seq: int, chunk_bytes: int = MAX_CHUNK_BYTES) -> bytes:
+    """Frame one logical payload starting at sequence id ``seq``.
+
+    Splits into ``chunk_bytes`` pieces with consecutive sequence ids (mod 256); a payload whose length is
+    a multiple of the chunk size (including 0 only when empty) ends with an empty frame.
+    """
+    out = bytearray()
+    pos = 0
+    while True:
+        chunk = payload[pos : pos + chunk_bytes]
+        out += len(chunk).to_bytes(3, "little")
+        out.append(seq & 0xFF)
+        out += chunk
+        seq += 1
+        pos += chunk_bytes
+        if len(chunk) < chunk_bytes:
+            return bytes(out)
+
+
+def frame_count(payload_len: int, chunk_bytes: int = MAX_CHUNK_BYTES) -> int:
+    """Number of frames :func:`frame` emits for a payload of ``payload_len`` bytes."""
+    return payload_len // chunk_bytes + 1
+
+
+def next_seq_after(payload_len: int, seq: int, chunk_bytes: int = MAX_CHUNK_BYTES) -> int:
+    """Sequence id of the frame that follows a payload of ``payload_len`` bytes framed from ``seq``."""
+    return (seq + frame_count(payload_len, chunk_bytes)) & 0xFF

@@ -64,10 +64,27 @@ def cmd_stack_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingress(args: argparse.Namespace) -> int:
+    from dbmux.config import load_config
+    from ingress.server import run
+
+    run(load_config(args.config))
+    return 0
+
+
+def _default_config() -> str | None:
+    return os.environ.get("DBMUX_CONFIG")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbmux", description="MySQL database multiplexer")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingress", help="run the ingress (MySQL protocol proxy publishing to Kafka)")
+    ing.add_argument("-c", "--config", default=_default_config(), required=_default_config() is None,
+                     help="pipeline config TOML (default: $DBMUX_CONFIG)")
+    ing.set_defaults(func=cmd_ingress)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

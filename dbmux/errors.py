@@ -37,3 +37,9 @@ class MissingDependency(StackError):
         self.what = what
         self.install = install
         super().__init__(f"{what} not found; install it with: {install}")
+
+
+class KafkaSetupError(DbmuxError):
+    """Kafka refused a setup request (e.g. creating the change-event topic)."""
+
+    retriable = True

@@ -73,3 +73,116 @@ def run_dbmux(*args: str, timeout: float = 300, check: bool = True, env: dict | 
     if check and proc.returncode != 0:
         raise AssertionError(f"dbmux {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class IngressProc:
+    host: str
+    port: int
+    topic: str
+    proc: subprocess.Popen
+    log_path: Path
+    env: dict
+
+    def dsn(self, base: Dsn) -> Dsn:
+        return Dsn("mysql", self.host, self.port, base.user, base.password, base.database)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_ingress(stack: StackEnv, tmp_dir: Path, **overrides: str) -> IngressProc:
+    """Start the real ``dbmux ingress`` on a free port with its own topic; wait until it accepts."""
+    import socket
+    import time
+    import uuid
+
+    port = free_port()
+    topic = f"dbmux.test{uuid.uuid4().hex[:10]}.txn"
+    env = dict(os.environ)
+    env.update({"DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", "DBMUX_KAFKA_TOPIC": topic,
+                "DBMUX_KAFKA_BOOTSTRAP": stack.kafka, "DBMUX_PRIMARY_URL": stack.primary.url()})
+    env.update(overrides)
+    log_path = tmp_dir / f"ingress-{port}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c", str(stack.config)],
+                            cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"ingress exited {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.recv(1)  # the relayed greeting arrives only when the ingress is fully up
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError(f"ingress did not listen within 60s:\n{log_path.read_text()}")
+    return IngressProc("127.0.0.1", port, topic, proc, log_path, env)
+
+
+def stop_ingress(ing: IngressProc) -> None:
+    ing.proc.terminate()
+    try:
+        ing.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        ing.proc.kill()
+        ing.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ingress(stack, tmp_path_factory):
+    ing = start_ingress(stack, tmp_path_factory.mktemp("ingress"))
+    yield ing
+    stop_ingress(ing)
+
+
+async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_s: float = 30.0):
+    """Every event on ``topic`` from the beginning up to the current end (waiting for ``min_count``)."""
+    import time
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from dbmux.envelope import decode_event
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = None
+        deadline = time.monotonic() + timeout_s
+        while parts is None and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic) or None
+            if parts is None:
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.2)
+        if not parts:
+            if min_count:
+                raise AssertionError(f"topic {topic} does not exist")
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        events = []
+        while True:
+            end = await consumer.end_offsets(tps)
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= end[tp] for tp in tps) and len(events) >= min_count:
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected >= {min_count} events on {topic}, got {len(events)}")
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp in tps:
+                for rec in batch.get(tp, []):
+                    events.append(decode_event(rec.value))
+    finally:
+        await consumer.stop()

@@ -1,0 +1,335 @@
+"""One client session: handshake relay, authentication pass-through, the command loop, capture.
+
+Concurrency contract: one ``ClientSession`` per client connection, one upstream connection to the
+primary per session, all on one event loop; a session touches only its own two connections, the
+shared :class:`~ingress.publisher.Publisher` (safe to call concurrently) and its own capture state.
+A protocol error ends only this session (the client gets an ERR packet where possible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+from dbmux.config import Config
+from dbmux.envelope import ChangeEvent, SessionContext
+from dbmux.gtid import Gtid
+from ingress.capture import StatementOutcome, TransactionCapture
+from ingress.protocol import constants as c
+from ingress.protocol.commands import ComInitDb, ComQuery
+from ingress.protocol.errors import ProtocolError
+from ingress.protocol.generic_packets import ErrPacket, OkPacket
+from ingress.protocol.handshake import HandshakeResponse41, HandshakeV10, SSLRequest, parse_client_handshake
+from ingress.protocol.response import PacketKind, ResponseReader
+from ingress.protocol.resultset import TextRow
+from ingress.protocol.session_state import SchemaChange, SystemVariableChange
+from ingress.publisher import Publisher
+from ingress.statements import PreparedStatements, QueryPlan, plan_query
+from ingress.wire import PacketStream, PeerClosed
+
+log = logging.getLogger(__name__)
+
+# Capabilities the ingress never lets through: compression (not implemented), LOCAL INFILE (refused:
+# the primary answers LOAD DATA LOCAL with its own "not allowed" error), and SSL unless configured.
+_STRIP_ALWAYS = c.CLIENT_COMPRESS | c.CLIENT_LOCAL_FILES | c.CLIENT_ZSTD_COMPRESSION_ALGORITHM
+_TRACKED = "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,sql_mode"
+_INJECTED_VARS = frozenset({"last_gtid", "sql_mode"})  # tracked for capture only; stripped for clients
+_conn_ids = itertools.count(1)
+
+
+@dataclass
+class _Context:
+    user: str = ""
+    client_addr: str = ""
+    connection_id: int = 0
+    db: str | None = None
+    sql_mode: str | None = None
+    time_zone: str | None = None
+    charset: str | None = None
+
+    def snapshot(self) -> SessionContext:
+        return SessionContext(user=self.user, client_addr=self.client_addr, connection_id=self.connection_id,
+                              db=self.db, sql_mode=self.sql_mode, time_zone=self.time_zone, charset=self.charset)
+
+
+class ClientSession:
+    def __init__(self, config: Config, publisher: Publisher, client: PacketStream, client_addr: str) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.client = client
+        self.upstream: PacketStream | None = None
+        self.ctx = _Context(client_addr=client_addr)
+        self.capture = TransactionCapture()
+        self.prepared = PreparedStatements()
+        self.client_caps = 0
+        self.upstream_caps = 0
+        self.ext_caps = 0
+        self.is_mariadb = True
+        self.system_time_zone: str | None = None
+        self.tag = f"conn {next(_conn_ids)} from {client_addr}"
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            if await self._handshake():
+                await self._command_loop()
+        except PeerClosed:
+            pass
+        except ProtocolError as exc:
+            log.warning("%s: protocol error, closing the session: %s", self.tag, exc)
+            self._send_client_error(1156, "08S01", f"dbmux: bad packet: {exc}")
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("%s: connection lost: %s", self.tag, exc)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for stream in (self.client, self.upstream):
+            if stream is not None:
+                stream.close()
+
+    def _send_client_error(self, errno: int, sqlstate: str, message: str, seq: int = 1) -> None:
+        try:
+            self.client.write(ErrPacket(errno, sqlstate, message.encode()).encode(c.CLIENT_PROTOCOL_41), seq)
+        except Exception:  # noqa: BLE001 - the client may already be gone
+            pass
+
+    # ---- handshake and authentication -------------------------------------------------------------
+    async def _handshake(self) -> bool:
+        dsn = self.config.primary.dsn
+        try:
+            reader, writer = await asyncio.open_connection(dsn.host, dsn.port)
+        except OSError as exc:
+            log.error("%s: cannot reach the primary %s:%s: %s", self.tag, dsn.host, dsn.port, exc)
+            self._send_client_error(2003, "HY000", "dbmux: the primary is unreachable", seq=0)
+            return False
+        self.upstream = PacketStream(reader, writer, max_payload_bytes=1 << 30)
+        greet = await self.upstream.read(expected_seq=0)
+        if greet.payload[:1] == b"\xff":  # e.g. too many connections: pass it on
+            self.client.write(greet.payload, 0)
+            return False
+        hello = HandshakeV10.parse(greet.payload)
+        self.is_mariadb = hello.is_mariadb
+        self.ctx.connection_id = hello.connection_id
+        server_caps = hello.capabilities
+        offered = server_caps & ~(_STRIP_ALWAYS | c.CLIENT_SSL)
+        self.client.write(_replace(hello, capabilities=offered).encode(), 0)
+
+        first = await self.client.read(expected_seq=1)
+        msg = parse_client_handshake(first.payload)
+        if isinstance(msg, SSLRequest):
+            self._send_client_error(1045, "28000", "dbmux: TLS was not offered", seq=2)
+            return False
+        resp: HandshakeResponse41 = msg
+        self.client_caps = resp.capabilities & offered
+        self.ext_caps = resp.mariadb_ext_caps & hello.mariadb_ext_caps
+        self.upstream_caps = (self.client_caps | (server_caps & c.CLIENT_SESSION_TRACK)) & ~_STRIP_ALWAYS
+        self.ctx.user = resp.username.decode("utf-8", "replace")
+        if resp.database:
+            self.ctx.db = resp.database.decode("utf-8", "replace")
+        self.upstream.write(_replace(resp, capabilities=self.upstream_caps).encode(), 1)
+        if not await self._relay_auth(first_client_seq=first.last_seq):
+            return False
+        await self._setup_upstream()
+        return True
+
+    async def _relay_auth(self, first_client_seq: int) -> bool:
+        """Relay the authentication exchange until the primary says OK or ERR."""
+        assert self.upstream is not None
+        while True:
+            await self.upstream.drain()
+            pkt = await self.upstream.read()
+            head = pkt.payload[:1]
+            if head in (b"\x00", b"\xff"):
+                if head == b"\x00":
+                    ok = OkPacket.parse(pkt.payload, self.upstream_caps)
+                    self._note_session_state(ok)
+                    self.client.write(self._client_ok(ok, pkt.payload), pkt.first_seq)
+                else:
+                    self.client.write(pkt.payload, pkt.first_seq)
+                    log.info("%s: authentication rejected by the primary", self.tag)
+                await self.client.drain()
+                return head == b"\x00"
+            self.client.write(pkt.payload, pkt.first_seq)
+            await self.client.drain()
+            reply = await self.client.read(expected_seq=(pkt.last_seq + 1) & 0xFF)
+            self.upstream.write(reply.payload, reply.first_seq)
+
+    async def _setup_upstream(self) -> None:
+        """Make the primary report what capture needs: the session's GTIDs and context variables."""
+        if self.is_mariadb:
+            await self._internal_query(
+                f"SET SESSION session_track_system_variables='{_TRACKED},last_gtid', session_track_schema=ON")
+            row = await self._internal_query(
+                "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, "
+                "@@session.last_gtid, @@global.system_time_zone")
+        else:
+            await self._internal_query(
+                f"SET SESSION session_track_gtids='OWN_GTID', session_track_system_variables='{_TRACKED}', "
+                "session_track_schema=ON")
+            row = await self._internal_query(
+                "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, NULL, "
+                "@@global.system_time_zone")
+        if row:
+            db, self.ctx.sql_mode, self.ctx.time_zone, self.ctx.charset, gtid, self.system_time_zone = row
+            self.ctx.db = db
+            self.capture.last_gtid = gtid or None
+
+    async def _internal_query(self, sql: str) -> tuple[str | None, ...] | None:
+        """Run a query of the ingress's own on the upstream connection; returns the first row."""
+        assert self.upstream is not None
+        self.upstream.write(ComQuery(sql.encode()).encode(self.upstream_caps), 0)
+        await self.upstream.drain()
+        reader = ResponseReader(c.COM_QUERY, self.upstream_caps, self.ext_caps)
+        row: tuple[str | None, ...] | None = None
+        while not reader.complete:
+            pkt = await self.upstream.read()
+            kind, _ = reader.feed(pkt.payload)
+            if kind is PacketKind.ROW and row is None:
+                values = TextRow.parse(pkt.payload, len(reader.columns)).values
+                row = tuple(None if v is None else v.decode("utf-8", "replace") for v in values)
+        if reader.is_error:
+            err = reader.final_result
+            raise ProtocolError(f"dbmux setup query failed on the primary: {err}")
+        return row
+
+    # ---- commands ----------------------------------------------------------------------------------
+    async def _command_loop(self) -> None:
+        assert self.upstream is not None
+        while True:
+            await self.client.drain()
+            cmd = await self.client.read(expected_seq=0)
+            payload = cmd.payload
+            if not payload:
+                raise ProtocolError("empty command packet")
+            code = payload[0]
+            if code == c.COM_QUIT:
+                return
+            if code == c.COM_QUERY:
+                await self._query(payload)
+            elif code == c.COM_STMT_PREPARE:
+                await self._forward(payload, code, on_prepare=True)
+            elif code == c.COM_STMT_EXECUTE:
+                await self._execute(payload)
+            elif code in (c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA):
+                self.prepared.on_no_response_command(payload, self.upstream_caps)
+                self.upstream.write(payload, 0)
+            elif code == c.COM_INIT_DB:
+                await self._forward(payload, code)
+            elif code in (c.COM_CHANGE_USER, c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE):
+                self._send_client_error(1235, "42000",
+                                        "dbmux: this command is not supported through the ingress; "
+                                        "open a new connection instead")
+            else:
+                await self._forward(payload, code)
+                if code == c.COM_RESET_CONNECTION:
+                    self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
+                    self.prepared.clear()
+                    await self._setup_upstream()
+
+    async def _query(self, payload: bytes) -> None:
+        q = ComQuery.parse(payload, self.upstream_caps)
+        sql = q.sql.decode("utf-8", "surrogateescape")
+        zone = self.ctx.time_zone
+        if zone == "SYSTEM":
+            zone = self.system_time_zone
+        backslash = "NO_BACKSLASH_ESCAPES" not in (self.ctx.sql_mode or "")
+        plan = plan_query(sql, time_zone=zone, backslash_escapes=backslash)
+        if plan.refusal:
+            self._send_client_error(1235, "42000", plan.refusal)
+            return
+        if plan.rewritten is not None:
+            payload = _replace(q, sql=plan.rewritten.encode("utf-8", "surrogateescape")).encode(self.upstream_caps)
+        await self._forward(payload, c.COM_QUERY, plan=plan)
+
+    async def _execute(self, payload: bytes) -> None:
+        _, params, plan = self.prepared.on_execute(payload, self.upstream_caps)
+        await self._forward(payload, c.COM_STMT_EXECUTE, plan=plan, params=params)
+
+    async def _forward(self, payload: bytes, code: int, *, plan: QueryPlan | None = None,
+                       params: tuple | None = None, on_prepare: bool = False) -> None:
+        """Send one command upstream and relay its whole response, capturing committed transactions."""
+        assert self.upstream is not None
+        self.upstream.write(payload, 0)
+        await self.upstream.drain()
+        reader = ResponseReader(code, self.upstream_caps, self.ext_caps)
+        stmt_index = 0
+        while not reader.complete:
+            pkt = await self.upstream.read()
+            kind, event = reader.feed(pkt.payload)
+            out = pkt.payload
+            if kind is PacketKind.OK or (kind is PacketKind.EOF and isinstance(event, OkPacket)):
+                ok = event
+                self._note_session_state(ok)
+                if kind is PacketKind.OK or code != c.COM_STMT_PREPARE:
+                    if plan is not None and kind is PacketKind.OK:
+                        await self._on_statement_ok(plan, stmt_index, ok, params)
+                    stmt_index += 1
+                out = self._client_ok(ok, pkt.payload)
+            elif kind is PacketKind.EOF and plan is not None:
+                stmt_index += 1
+            elif kind is PacketKind.ERR:
+                self.capture.on_error(event.errno)
+            self.client.write(out, pkt.first_seq)
+            if reader.awaiting_client:
+                await self.client.drain()
+                data = await self.client.read()
+                reader.feed_client(data.payload)
+                self.upstream.write(data.payload, data.first_seq)
+                await self.upstream.drain()
+        if on_prepare and reader.prepare_ok is not None:
+            self.prepared.on_prepared(payload, reader)
+
+    async def _on_statement_ok(self, plan: QueryPlan, index: int, ok: OkPacket, params: tuple | None) -> None:
+        stmt = plan.statement(index)
+        commit = self.capture.on_success(StatementOutcome(
+            sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=ok.status_flags,
+            last_insert_id=ok.last_insert_id, gtid=ok.gtid, params=params, db=self.ctx.db))
+        if commit is None:
+            return
+        event = ChangeEvent(gtid=Gtid.parse(commit.gtid), source="ingress", ts_ms=int(time.time() * 1000),
+                            db=commit.db, statements=commit.statements, session=self.ctx.snapshot())
+        if not commit.statements:
+            log.warning("%s: gtid %s committed with no captured statement; published empty (row form "
+                        "comes from the binlog reader)", self.tag, commit.gtid)
+        if self.config.ingress.durability == "sync":
+            await self.publisher.publish_bounded(event, self.config.ingress.publish_timeout_ms / 1000)
+        else:
+            asyncio.ensure_future(self.publisher.publish_bounded(event, self.config.ingress.publish_timeout_ms / 1000))
+
+    # ---- session state -------------------------------------------------------------------------------
+    def _note_session_state(self, ok: OkPacket) -> None:
+        for change in ok.session_state_changes:
+            if isinstance(change, SystemVariableChange):
+                if change.name == "sql_mode":
+                    self.ctx.sql_mode = change.value
+                elif change.name == "time_zone":
+                    self.ctx.time_zone = change.value
+                elif change.name == "character_set_client":
+                    self.ctx.charset = change.value
+            elif isinstance(change, SchemaChange):
+                self.ctx.db = change.schema
+
+    def _client_ok(self, ok: OkPacket, raw: bytes) -> bytes:
+        """The OK packet as the client should see it: without what only the ingress asked for."""
+        if self.client_caps & c.CLIENT_SESSION_TRACK:
+            if not ok.status_flags & c.SERVER_SESSION_STATE_CHANGED:
+                return raw
+            kept = tuple(ch for ch in ok.session_state_changes
+                         if not (isinstance(ch, SystemVariableChange) and ch.name in _INJECTED_VARS))
+            if len(kept) == len(ok.session_state_changes):
+                return raw
+            flags = ok.status_flags if kept else ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED
+            return _replace(ok, session_state_changes=kept, status_flags=flags).encode(self.client_caps)
+        if self.upstream_caps & c.CLIENT_SESSION_TRACK:
+            return _replace(ok, session_state_changes=(),
+                            status_flags=ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED).encode(self.client_caps)
+        return raw
+
+
+def _replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)

@@ -1,0 +1,123 @@
+"""From a client's SQL to what the ingress forwards and captures: split, classify, rewrite.
+
+``plan_query`` handles COM_QUERY text (one statement or a multi-statement batch);
+``PreparedStatements`` tracks server-side prepared statements of one session (their SQL, parameter
+count, long data) so COM_STMT_EXECUTE can be captured with its bound values.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+from dataclasses import dataclass, field
+
+from ingress.classify import Classification, classify, split_statements
+from ingress.protocol import constants as c
+from ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
+from ingress.rewrite import rewrite_deterministic
+
+_rng = random.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStatement:
+    sql: str  # after rewriting
+    kind: str
+    tcl: str | None
+    unsafe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPlan:
+    statements: tuple[PlannedStatement, ...]
+    rewritten: str | None = None  # the text to forward, when it differs from the client's
+    refusal: str | None = None  # an error message instead of forwarding
+
+    def statement(self, index: int) -> PlannedStatement:
+        if index < len(self.statements):
+            return self.statements[index]
+        # The server reported more results than we split: capture the whole text as unknown (unsafe),
+        # so appliers use the row form from the binlog.
+        text = ";".join(s.sql for s in self.statements)
+        return PlannedStatement(text, "unknown", None, True)
+
+
+def _plan_one(sql: str, cls: Classification, now: _dt.datetime, time_zone: str | None) -> PlannedStatement:
+    if cls.kind in ("dml", "ddl", "unknown") and cls.is_write:
+        rw = rewrite_deterministic(sql, now, time_zone, _rng)
+        return PlannedStatement(rw.sql, cls.kind, cls.tcl, rw.unsafe)
+    return PlannedStatement(sql, cls.kind, cls.tcl, False)
+
+
+def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True) -> QueryPlan:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    parts = split_statements(sql, backslash_escapes) if ";" in sql else [sql]
+    if not parts:
+        parts = [sql]
+    planned = []
+    for part in parts:
+        cls = classify(part)
+        if cls.tcl == "xa":
+            return QueryPlan((), refusal="dbmux: XA transactions are not supported through the ingress "
+                                         "(their commit order cannot be published atomically)")
+        planned.append(_plan_one(part, cls, now, time_zone))
+    rewritten = None
+    if any(p.sql != orig for p, orig in zip(planned, parts)):
+        rewritten = planned[0].sql if len(parts) == 1 else ";\n".join(p.sql for p in planned)
+    return QueryPlan(tuple(planned), rewritten)
+
+
+@dataclass
+class _Prepared:
+    sql: str
+    num_params: int
+    plan: QueryPlan
+    types: tuple | None = None
+    long_data: dict[int, bytearray] = field(default_factory=dict)
+
+
+class PreparedStatements:
+    """Server-side prepared statements of one session, keyed by the primary's statement id."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, _Prepared] = {}
+        self._pending_sql: str | None = None
+
+    def clear(self) -> None:
+        self._by_id.clear()
+
+    def on_prepared(self, prepare_payload: bytes, reader) -> None:
+        ok = reader.prepare_ok
+        sql = prepare_payload[1:].decode("utf-8", "surrogateescape")
+        cls = classify(sql)
+        # Non-deterministic functions cannot be rewritten once per execution of a prepared
+        # statement: such statements are flagged unsafe (appliers use the binlog row form).
+        rw = rewrite_deterministic(sql, _dt.datetime.now(_dt.timezone.utc), None, _rng) if cls.is_write else None
+        unsafe = bool(rw and (rw.changed or rw.unsafe))
+        plan = QueryPlan((PlannedStatement(sql, cls.kind, cls.tcl, unsafe),))
+        self._by_id[ok.statement_id] = _Prepared(sql, ok.num_params, plan)
+
+    def on_no_response_command(self, payload: bytes, caps: int) -> None:
+        if payload[0] == c.COM_STMT_CLOSE:
+            self._by_id.pop(int.from_bytes(payload[1:5], "little"), None)
+        elif payload[0] == c.COM_STMT_SEND_LONG_DATA:
+            ld = ComStmtSendLongData.parse(payload, caps)
+            st = self._by_id.get(ld.stmt_id)
+            if st is not None:
+                st.long_data.setdefault(ld.param_id, bytearray()).extend(ld.data)
+
+    def on_execute(self, payload: bytes, caps: int) -> tuple[str, tuple | None, QueryPlan | None]:
+        stmt_id = ComStmtExecute.peek_stmt_id(payload)
+        st = self._by_id.get(stmt_id)
+        if st is None:  # unknown id: the primary will answer with an error
+            return "", None, None
+        ex = ComStmtExecute.parse(payload, st.num_params, st.types, caps)
+        if ex.new_params_bound:
+            st.types = ex.param_types
+        values = list(ex.param_values)
+        for idx, data in st.long_data.items():
+            if idx < len(values):
+                values[idx] = bytes(data)
+        st.long_data = {}
+        return st.sql, tuple(values), st.plan
+

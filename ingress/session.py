@@ -20,7 +20,7 @@ from dbmux.envelope import ChangeEvent, SessionContext
 from dbmux.gtid import Gtid
 from ingress.capture import StatementOutcome, TransactionCapture
 from ingress.protocol import constants as c
-from ingress.protocol.commands import ComInitDb, ComQuery
+from ingress.protocol.commands import ComChangeUser, ComQuery
 from ingress.protocol.errors import ProtocolError
 from ingress.protocol.generic_packets import ErrPacket, OkPacket
 from ingress.protocol.handshake import HandshakeResponse41, HandshakeV10, SSLRequest, parse_client_handshake
@@ -132,32 +132,16 @@ class ClientSession:
         if resp.database:
             self.ctx.db = resp.database.decode("utf-8", "replace")
         self.upstream.write(_replace(resp, capabilities=self.upstream_caps).encode(), 1)
-        if not await self._relay_auth(first_client_seq=first.last_seq):
+        await self.upstream.drain()
+        # The authentication exchange (auth switch, caching_sha2 fast/full auth, ed25519) is relayed
+        # packet by packet; the primary alone decides. Its reader is the COM_CHANGE_USER one.
+        auth = ResponseReader(c.COM_CHANGE_USER, self.upstream_caps, self.ext_caps)
+        await self._relay(auth)
+        if auth.is_error:
+            log.info("%s: authentication rejected by the primary", self.tag)
             return False
         await self._setup_upstream()
         return True
-
-    async def _relay_auth(self, first_client_seq: int) -> bool:
-        """Relay the authentication exchange until the primary says OK or ERR."""
-        assert self.upstream is not None
-        while True:
-            await self.upstream.drain()
-            pkt = await self.upstream.read()
-            head = pkt.payload[:1]
-            if head in (b"\x00", b"\xff"):
-                if head == b"\x00":
-                    ok = OkPacket.parse(pkt.payload, self.upstream_caps)
-                    self._note_session_state(ok)
-                    self.client.write(self._client_ok(ok, pkt.payload), pkt.first_seq)
-                else:
-                    self.client.write(pkt.payload, pkt.first_seq)
-                    log.info("%s: authentication rejected by the primary", self.tag)
-                await self.client.drain()
-                return head == b"\x00"
-            self.client.write(pkt.payload, pkt.first_seq)
-            await self.client.drain()
-            reply = await self.client.read(expected_seq=(pkt.last_seq + 1) & 0xFF)
-            self.upstream.write(reply.payload, reply.first_seq)
 
     async def _setup_upstream(self) -> None:
         """Make the primary report what capture needs: the session's GTIDs and context variables."""
@@ -220,7 +204,9 @@ class ClientSession:
                 self.upstream.write(payload, 0)
             elif code == c.COM_INIT_DB:
                 await self._forward(payload, code)
-            elif code in (c.COM_CHANGE_USER, c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE):
+            elif code == c.COM_CHANGE_USER:
+                await self._change_user(payload)
+            elif code in (c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE):
                 self._send_client_error(1235, "42000",
                                         "dbmux: this command is not supported through the ingress; "
                                         "open a new connection instead")
@@ -230,6 +216,47 @@ class ClientSession:
                     self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
                     self.prepared.clear()
                     await self._setup_upstream()
+
+    async def _change_user(self, payload: bytes) -> None:
+        """COM_CHANGE_USER: the primary re-authenticates (any open transaction is rolled back)."""
+        assert self.upstream is not None
+        change = ComChangeUser.parse(payload, self.upstream_caps)
+        self.upstream.write(payload, 0)
+        await self.upstream.drain()
+        reader = ResponseReader(c.COM_CHANGE_USER, self.upstream_caps, self.ext_caps)
+        await self._relay(reader)
+        self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
+        self.prepared.clear()
+        if not reader.is_error:
+            self.ctx.user = change.user.decode("utf-8", "replace")
+            self.ctx.db = change.schema.decode("utf-8", "replace") if change.schema else None
+            await self._setup_upstream()
+
+    async def _relay(self, reader: ResponseReader, on_result=None) -> None:
+        """Relay one server response (and the client packets it asks for) to the client.
+
+        ``on_result(index, result)`` is awaited for each statement's final OK/ERR/EOF *before* that
+        packet is sent on, so a commit's OK reaches the client only after its event was published.
+        """
+        assert self.upstream is not None
+        while not reader.complete:
+            pkt = await self.upstream.read()
+            done_before = len(reader.results)
+            kind, event = reader.feed(pkt.payload)
+            out = pkt.payload
+            if isinstance(event, OkPacket):
+                self._note_session_state(event)
+                out = self._client_ok(event, pkt.payload)
+            if on_result is not None and len(reader.results) > done_before:
+                await on_result(done_before, reader.results[-1])
+            self.client.write(out, pkt.first_seq)
+            if reader.awaiting_client:
+                await self.client.drain()
+                data = await self.client.read()
+                reader.feed_client(data.payload)
+                self.upstream.write(data.payload, data.first_seq)
+                await self.upstream.drain()
+        await self.client.drain()
 
     async def _query(self, payload: bytes) -> None:
         q = ComQuery.parse(payload, self.upstream_caps)
@@ -257,30 +284,14 @@ class ClientSession:
         self.upstream.write(payload, 0)
         await self.upstream.drain()
         reader = ResponseReader(code, self.upstream_caps, self.ext_caps)
-        stmt_index = 0
-        while not reader.complete:
-            pkt = await self.upstream.read()
-            kind, event = reader.feed(pkt.payload)
-            out = pkt.payload
-            if kind is PacketKind.OK or (kind is PacketKind.EOF and isinstance(event, OkPacket)):
-                ok = event
-                self._note_session_state(ok)
-                if kind is PacketKind.OK or code != c.COM_STMT_PREPARE:
-                    if plan is not None and kind is PacketKind.OK:
-                        await self._on_statement_ok(plan, stmt_index, ok, params)
-                    stmt_index += 1
-                out = self._client_ok(ok, pkt.payload)
-            elif kind is PacketKind.EOF and plan is not None:
-                stmt_index += 1
-            elif kind is PacketKind.ERR:
-                self.capture.on_error(event.errno)
-            self.client.write(out, pkt.first_seq)
-            if reader.awaiting_client:
-                await self.client.drain()
-                data = await self.client.read()
-                reader.feed_client(data.payload)
-                self.upstream.write(data.payload, data.first_seq)
-                await self.upstream.drain()
+
+        async def on_result(index: int, result) -> None:
+            if isinstance(result, ErrPacket):
+                self.capture.on_error(result.errno)
+            elif plan is not None and isinstance(result, OkPacket):
+                await self._on_statement_ok(plan, index, result, params)
+
+        await self._relay(reader, on_result if plan is not None else None)
         if on_prepare and reader.prepare_ok is not None:
             self.prepared.on_prepared(payload, reader)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,6 +191,25 @@ def _encode_date(value: datetime.date, type_code: int) -> bytes:
     return bytes((len(out),)) + out
 
 
+_DATE_TEXT = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2}):(\d{2})(?:\.(\d{6}))?)?\Z")
+
+
+def _encode_date_text(text: str, type_code: int) -> bytes:
+    """Encode the text form :func:`decode_binary_value` gives dates Python cannot hold ('0000-00-00')."""
+    match = _DATE_TEXT.match(text)
+    if match is None:
+        raise ValueError(f"cannot encode text date {text!r}; expected 'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'")
+    y, mo, d, h, mi, s, us = (int(g) if g else 0 for g in match.groups())
+    if not (y or mo or d or h or mi or s or us):
+        return b"\x00"
+    out = bytearray(y.to_bytes(2, "little") + bytes((mo, d)))
+    if type_code not in _DATE_TYPES and (h or mi or s or us):
+        out += bytes((h, mi, s))
+        if us:
+            out += us.to_bytes(4, "little")
+    return bytes((len(out),)) + out
+
+
 def _encode_time(value: datetime.timedelta) -> bytes:
     if not value:
         return b"\x00"
@@ -221,9 +241,7 @@ def encode_binary_value(value: BinaryValue, type_code: int, unsigned: bool = Fal
         return write_lenenc_str(str(value).encode("ascii"))
     if type_code in _DATE_TYPES or type_code in _DATETIME_TYPES:
         if isinstance(value, str):
-            if value.strip("0-: .") == "":
-                return b"\x00"
-            raise ValueError(f"cannot encode text date {value!r}; pass a datetime.date")
+            return _encode_date_text(value, type_code)
         if not isinstance(value, datetime.date):
             raise TypeError(f"type {type_code} needs a datetime.date/datetime, got {type(value).__name__}")
         return _encode_date(value, type_code)

@@ -236,13 +236,15 @@ class ComChangeUser:
         else:
             out += write_nul_str(self.auth_response)
         out += write_nul_str(self.schema)
-        if self.charset is None:
+        attrs = capabilities & c.CLIENT_CONNECT_ATTRS and (self.connect_attrs or self.auth_plugin_name is not None)
+        plugin = capabilities & c.CLIENT_PLUGIN_AUTH and (self.auth_plugin_name is not None or attrs)
+        if self.charset is None and not (plugin or attrs):
             return bytes(out)
-        out += write_fixed_int(self.charset, 2)
-        if capabilities & c.CLIENT_PLUGIN_AUTH and self.auth_plugin_name is not None:
-            out += write_nul_str(self.auth_plugin_name.encode("latin-1"))
-            if capabilities & c.CLIENT_CONNECT_ATTRS:
-                out += write_lenenc_str(encode_attrs(self.connect_attrs))
+        out += write_fixed_int(self.charset or 0, 2)
+        if plugin:
+            out += write_nul_str((self.auth_plugin_name or "").encode("latin-1"))
+        if attrs:
+            out += write_lenenc_str(encode_attrs(self.connect_attrs))
         return bytes(out)
 
 

@@ -234,14 +234,20 @@ class HandshakeResponse41:
             out += write_fixed_int(len(self.auth_response), 1) + self.auth_response
         else:
             out += write_nul_str(self.auth_response)
-        if caps & CLIENT_CONNECT_WITH_DB and self.database is not None:
-            out += write_nul_str(self.database)
-        if caps & CLIENT_PLUGIN_AUTH and self.auth_plugin_name is not None:
-            out += write_nul_str(self.auth_plugin_name.encode("latin-1"))
-        if caps & CLIENT_CONNECT_ATTRS:
+        # Optional trailing fields are positional: a later field present forces the earlier ones out
+        # (as empty strings), otherwise the parser would read the later field in the earlier one's place.
+        zstd = caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM and self.zstd_compression_level is not None
+        attrs = caps & CLIENT_CONNECT_ATTRS and (self.connect_attrs or self.auth_plugin_name is not None or zstd)
+        plugin = caps & CLIENT_PLUGIN_AUTH and (self.auth_plugin_name is not None or attrs or zstd)
+        database = caps & CLIENT_CONNECT_WITH_DB and (self.database is not None or plugin or attrs or zstd)
+        if database:
+            out += write_nul_str(self.database or b"")
+        if plugin:
+            out += write_nul_str((self.auth_plugin_name or "").encode("latin-1"))
+        if attrs:
             out += write_lenenc_str(encode_attrs(self.connect_attrs))
-        if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM and self.zstd_compression_level is not None:
-            out += write_fixed_int(self.zstd_compression_level, 1)
+        if zstd:
+            out += write_fixed_int(self.zstd_compression_level or 0, 1)
         return bytes(out)
 
 

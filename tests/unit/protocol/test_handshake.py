@@ -17,7 +17,7 @@ from ingress.protocol.handshake import (
 )
 from ingress.protocol.generic_packets import ErrPacket, OkPacket
 
-from .builders import feed_each_way, lstr, packet, u8, u16, u32
+from .builders import feed_each_way, packet, u8, u16, u32
 
 SCRAMBLE = b"N]<Kd'Y9bLq-e7k0TR*x"  # 20 printable bytes, as servers generate them
 

@@ -114,6 +114,7 @@ class IngressConfig:
     listen: str = "127.0.0.1:16033"
     durability: str = "sync"
     publish_timeout_ms: int = 5000
+    reorder_window_ms: int = 50  # how long a commit waits for its predecessor GTID before publishing
     max_packet_bytes: int = 64 * 1024 * 1024
     tls_cert: str = ""
     tls_key: str = ""
@@ -123,6 +124,7 @@ class IngressConfig:
         _check_hostport(f"{prefix}.listen", self.listen)
         _check_choice(f"{prefix}.durability", self.durability, ("sync", "async"))
         _check_min(f"{prefix}.publish_timeout_ms", self.publish_timeout_ms, 1)
+        _check_min(f"{prefix}.reorder_window_ms", self.reorder_window_ms, 0)
         _check_min(f"{prefix}.max_packet_bytes", self.max_packet_bytes, 1024)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{prefix}.tls_key" if self.tls_cert else f"{prefix}.tls_cert",

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from dbmux.config import Config
 from dbmux.envelope import ChangeEvent, encode_event, partition_key
 from dbmux.kafka_topics import ensure_topic
+from ingress.sequencer import GtidSequencer
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Publisher:
         self._config = config
         self.topic = config.topic
         self._producer: AIOKafkaProducer | None = None
+        self._sequencer: GtidSequencer | None = None
 
     async def start(self) -> None:
         k = self._config.kafka
@@ -41,17 +43,25 @@ class Publisher:
             compression_type=None,
         )
         await self._producer.start()
+        self._sequencer = GtidSequencer(self._send, self._config.ingress.reorder_window_ms / 1000)
+        self._sequencer.start()
+
+    async def _send(self, event: ChangeEvent) -> "asyncio.Future[object]":
+        assert self._producer is not None, "Publisher.start() was not awaited"
+        return await self._producer.send(self.topic, encode_event(event), key=partition_key(event))
 
     async def stop(self) -> None:
+        if self._sequencer is not None:
+            await self._sequencer.stop()
+            self._sequencer = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
 
     async def publish(self, event: ChangeEvent) -> None:
-        """Send and wait for Kafka's acknowledgement."""
-        assert self._producer is not None, "Publisher.start() was not awaited"
-        fut = await self._producer.send(self.topic, encode_event(event), key=partition_key(event))
-        await fut
+        """Queue in GTID order, send, and wait for Kafka's acknowledgement."""
+        assert self._sequencer is not None, "Publisher.start() was not awaited"
+        await self._sequencer.submit(event)
         EVENTS_PUBLISHED.inc()
 
     async def publish_bounded(self, event: ChangeEvent, timeout_s: float) -> bool:

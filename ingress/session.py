@@ -297,6 +297,9 @@ class ClientSession:
 
     async def _on_statement_ok(self, plan: QueryPlan, index: int, ok: OkPacket, params: tuple | None) -> None:
         stmt = plan.statement(index)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
+                      stmt.kind, stmt.tcl, stmt.sql)
         commit = self.capture.on_success(StatementOutcome(
             sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=ok.status_flags,
             last_insert_id=ok.last_insert_id, gtid=ok.gtid, params=params, db=self.ctx.db))

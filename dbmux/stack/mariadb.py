@@ -87,6 +87,8 @@ class MariaDB(Service):
             "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M",
             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
             "--gtid-domain-id=0",
+            # a development stack: no fsync per commit (like PostgreSQL's fsync=off here)
+            "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
         ]
         if self.primary:
             argv += [

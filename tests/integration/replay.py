@@ -1,47 +1,55 @@
 """A minimal, test-only replay of ingress events into a MySQL server: statements in order with
-their session context and bound parameters. It proves the events are complete enough to rebuild the
-primary's data. (The production applier is the replicator.)"""
+their session context and bound parameters (interpolated as escaped literals at the ``?`` tokens).
+It proves the events are complete enough to rebuild the primary's data. (The production applier is
+the replicator.)"""
 
 from __future__ import annotations
 
-import mysql.connector
+import pymysql
+from pymysql.converters import escape_item
 
 from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent
+from ingress.classify import scan
+
+
+def interpolate(sql: str, params: tuple) -> str:
+    out, last, i = [], 0, 0
+    for tok in scan(sql):
+        if tok.type == "param":
+            out.append(sql[last:tok.start])
+            value = params[i]
+            out.append(escape_item(value, "utf8mb4"))
+            last, i = tok.end, i + 1
+    out.append(sql[last:])
+    assert i == len(params), f"{len(params)} params for {i} placeholders in {sql!r}"
+    return "".join(out)
 
 
 def replay_statements(events: list[ChangeEvent], dsn: Dsn) -> int:
-    conn = mysql.connector.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                   autocommit=False, use_pure=True)
+    conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                           autocommit=False)
     applied = 0
     try:
-        plain = conn.cursor()
-        prepared = conn.cursor(prepared=True)
+        cur = conn.cursor()
         session: tuple = ()
         for ev in events:
             ctx = ev.session
             wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
             if wanted and wanted != session:
-                plain.execute("SET SESSION sql_mode = %s, time_zone = %s", wanted)
+                cur.execute("SET SESSION sql_mode = %s, time_zone = %s", wanted)
                 session = wanted
             db = ev.db or (ctx.db if ctx else None)
             if db:
                 try:
-                    plain.execute(f"USE `{db}`")
-                except mysql.connector.Error:
-                    pass  # the event creating it is still ahead or this is it
-            plain.execute("START TRANSACTION")
+                    cur.execute(f"USE `{db}`")
+                except pymysql.err.OperationalError:
+                    pass  # the event creating it is this one
+            cur.execute("START TRANSACTION")
             for st in ev.statements:
                 if st.insert_id:
-                    plain.execute(f"SET insert_id = {int(st.insert_id)}")
-                if st.params is None:
-                    plain.execute(st.sql)
-                    if plain.with_rows:
-                        plain.fetchall()
-                else:
-                    prepared.execute(st.sql, st.params)
-                    if prepared.with_rows:
-                        prepared.fetchall()
+                    cur.execute(f"SET insert_id = {int(st.insert_id)}")
+                cur.execute(st.sql if st.params is None else interpolate(st.sql, st.params))
             conn.commit()
             applied += 1
     finally:

@@ -72,6 +72,74 @@ def cmd_ingress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_async(main) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(main)
+    except ImportError:
+        return asyncio.run(main)
+
+
+def _stop_event() -> asyncio.Event:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from dbmux.config import load_config
+    from replicator.runner import Replicator
+
+    config = load_config(args.config)
+    replicator = Replicator(config, args.target)
+
+    async def main() -> int:
+        return await replicator.run(_stop_event())
+
+    return _run_async(main())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The whole pipeline of the config in one process: ingress + one replicator per target."""
+    from dbmux.config import load_config
+    from ingress.server import IngressServer
+    from replicator.runner import Replicator
+
+    config = load_config(args.config or _stack_config())
+
+    async def main() -> int:
+        stop = _stop_event()
+        server = IngressServer(config)
+        await server.start()
+        targets = [t.name for t in config.targets if t.dsn.kind == "mysql"]
+        skipped = [t.name for t in config.targets if t.dsn.kind != "mysql"]
+        if skipped:
+            log.warning("not replicating %s: PostgreSQL targets are not supported yet", ", ".join(skipped))
+        tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
+        print(f"dbmux up: ingress on {config.ingress.listen}, replicating to {', '.join(targets) or 'nothing'}",
+              flush=True)
+        try:
+            await stop.wait()
+        finally:
+            codes = await asyncio.gather(*tasks.values())
+            await server.stop()
+        return max(codes, default=0)
+
+    return _run_async(main())
+
+
+def _stack_config() -> str:
+    path = Path(os.environ.get("DBMUX_STACK_DIR") or ".stack") / "dbmux.toml"
+    if not path.exists():
+        raise DbmuxError(f"no -c given and {path} does not exist: run 'dbmux stack up' first or pass -c")
+    return str(path)
+
+
 def _default_config() -> str | None:
     return os.environ.get("DBMUX_CONFIG")
 
@@ -85,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("-c", "--config", default=_default_config(), required=_default_config() is None,
                      help="pipeline config TOML (default: $DBMUX_CONFIG)")
     ing.set_defaults(func=cmd_ingress)
+
+    rep = sub.add_parser("replicate", help="apply the change stream to one target, exactly once, in order")
+    rep.add_argument("-c", "--config", default=_default_config(), required=_default_config() is None,
+                     help="pipeline config TOML (default: $DBMUX_CONFIG)")
+    rep.add_argument("--target", required=True, help="target name from the config")
+    rep.set_defaults(func=cmd_replicate)
+
+    up = sub.add_parser("up", help="run the whole pipeline (ingress + a replicator per target) until Ctrl-C")
+    up.add_argument("-c", "--config", default=_default_config(),
+                    help="pipeline config TOML (default: $DBMUX_CONFIG, else the local stack's)")
+    up.set_defaults(func=cmd_up)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

@@ -6,24 +6,10 @@ the replicator.)"""
 from __future__ import annotations
 
 import pymysql
-from pymysql.converters import escape_item
 
 from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent
-from ingress.classify import scan
-
-
-def interpolate(sql: str, params: tuple) -> str:
-    out, last, i = [], 0, 0
-    for tok in scan(sql):
-        if tok.type == "param":
-            out.append(sql[last:tok.start])
-            value = params[i]
-            out.append(escape_item(value, "utf8mb4"))
-            last, i = tok.end, i + 1
-    out.append(sql[last:])
-    assert i == len(params), f"{len(params)} params for {i} placeholders in {sql!r}"
-    return "".join(out)
+from replicator.mysql_sql import interpolate
 
 
 def replay_statements(events: list[ChangeEvent], dsn: Dsn) -> int:

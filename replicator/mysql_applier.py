@@ -1,0 +1,220 @@
+"""Applying change events to a MySQL/MariaDB target (aiomysql).
+
+One target transaction applies a batch of source transactions *and* writes the position
+(``dbmux_meta.positions`` / ``dbmux_meta.gtids``), so the target never holds changes without the
+position that produced them, nor the reverse (invariant 2).
+
+DDL commits implicitly in MySQL, so an event with DDL is applied alone: its statements, then the
+position in a transaction of its own. A crash between the two replays the DDL on restart; the
+"already exists / already gone" errors of an exactly replayed DDL are then recognised and treated
+as applied (logged), which keeps DDL effectively exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import aiomysql
+import pymysql
+
+from dbmux.dsn import Dsn
+from dbmux.envelope import ChangeEvent
+from replicator.errors import ApplyError
+from replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
+from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055, 1927})
+# Errors an already-applied DDL gives when replayed after a crash between DDL and position write.
+_DDL_REPLAY_ERRNOS = frozenset({1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1826})
+_LAST_INSERT_ID = re.compile(r"(?i)\bLAST_INSERT_ID\s*\(\s*\)")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, OSError)):
+        return True
+    return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in TRANSIENT_ERRNOS
+
+
+class MySQLApplier:
+    def __init__(self, dsn: Dsn, target: str) -> None:
+        self.dsn = dsn
+        self.target = target
+        self._conn: aiomysql.Connection | None = None
+        self._session: tuple = ()
+        self._db: str | None = None
+        self._pk_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    async def connect(self) -> None:
+        self._conn = await aiomysql.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
+                                            password=self.dsn.password, autocommit=False, charset="utf8mb4")
+        self._session, self._db = (), None
+        async with self._conn.cursor() as cur:
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS {META_SCHEMA}")
+            await cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions (target VARCHAR(64) NOT NULL, "
+                "topic VARCHAR(249) NOT NULL, kafka_partition INT NOT NULL, next_offset BIGINT NOT NULL, "
+                "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), "
+                "PRIMARY KEY (target, topic, kafka_partition)) ENGINE=InnoDB")
+            await cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.gtids (target VARCHAR(64) NOT NULL, "
+                "domain_id VARCHAR(80) NOT NULL, seq BIGINT UNSIGNED NOT NULL, last_gtid VARCHAR(128) NOT NULL, "
+                "ts_ms BIGINT NOT NULL, PRIMARY KEY (target, domain_id)) ENGINE=InnoDB")
+            await cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.status (target VARCHAR(64) NOT NULL PRIMARY KEY, "
+                "state VARCHAR(32) NOT NULL, detail TEXT NOT NULL, "
+                "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) "
+                "ENGINE=InnoDB")
+        await self._conn.commit()
+
+    async def lock_target(self) -> None:
+        """One replicator per target: a named lock held for the connection's life."""
+        assert self._conn is not None
+        async with self._conn.cursor() as cur:
+            await cur.execute("SELECT GET_LOCK(%s, 0)", (f"dbmux.replicator.{self.target}",))
+            (got,) = await cur.fetchone()
+        if got != 1:
+            raise ApplyError(f"another replicator is already applying to target {self.target!r}")
+
+    async def set_status(self, state: str, detail: str) -> None:
+        """Record the replicator's state for `dbmux status` (outside the apply transactions)."""
+        assert self._conn is not None
+        async with self._conn.cursor() as cur:
+            await cur.execute(
+                f"INSERT INTO {META_SCHEMA}.status (target, state, detail) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE state = VALUES(state), detail = VALUES(detail)",
+                (self.target, state, detail[:2000]))
+        await self._conn.commit()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def load_position(self) -> TargetPosition:
+        assert self._conn is not None
+        pos = TargetPosition()
+        async with self._conn.cursor() as cur:
+            await cur.execute(f"SELECT topic, kafka_partition, next_offset FROM {META_SCHEMA}.positions "
+                              "WHERE target = %s", (self.target,))
+            for topic, partition, offset in await cur.fetchall():
+                pos.offsets[PartitionKey(topic, int(partition))] = int(offset)
+            await cur.execute(f"SELECT domain_id, seq FROM {META_SCHEMA}.gtids WHERE target = %s", (self.target,))
+            for domain, seq in await cur.fetchall():
+                pos.gtids[domain] = int(seq)
+        await self._conn.commit()
+        return pos
+
+    async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                    last_gtids: dict[str, ChangeEvent]) -> None:
+        """Apply ``batch`` and store ``position`` atomically (DDL: see the module docstring)."""
+        assert self._conn is not None
+        conn = self._conn
+        has_ddl = any(st.kind == "ddl" for ev, _ in batch for st in ev.statements)
+        try:
+            async with conn.cursor() as cur:
+                if not has_ddl:
+                    await cur.execute("START TRANSACTION")
+                for ev, offset in batch:
+                    await self._apply_event(cur, ev, offset, ddl=has_ddl)
+                if has_ddl:
+                    await cur.execute("START TRANSACTION")
+                await self._write_position(cur, position, last_gtids)
+            await conn.commit()
+        except ApplyError:
+            await self._rollback()
+            raise
+        except Exception as exc:
+            await self._rollback()
+            gtid = str(batch[0][0].gtid) if len(batch) == 1 else f"{batch[0][0].gtid}..{batch[-1][0].gtid}"
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=batch[0][1] if batch else -1,
+                             errno=_errno(exc), retriable=is_transient(exc)) from exc
+
+    async def _rollback(self) -> None:
+        try:
+            if self._conn is not None:
+                await self._conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone; reconnect follows
+            pass
+
+    async def _apply_event(self, cur, ev: ChangeEvent, offset: int, *, ddl: bool) -> None:
+        await self._set_session(cur, ev)
+        if ev.rows:
+            for row in ev.rows:
+                pk = await self._primary_key(cur, row.db, row.table)
+                await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
+                                    ev, offset, table=f"{row.db}.{row.table}")
+            for st in ev.statements:  # binlog events carry DDL as statements
+                await self._execute(cur, st.sql, ev, offset, ddl=st.kind == "ddl")
+            return
+        for st in ev.statements:
+            if st.insert_id:
+                await cur.execute(f"SET insert_id = {int(st.insert_id)}")
+            if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
+                await cur.execute(f"SELECT LAST_INSERT_ID({int(st.last_insert_id)})")
+            sql = st.sql if st.params is None else interpolate(st.sql, st.params)
+            await self._execute(cur, sql, ev, offset, ddl=st.kind == "ddl")
+
+    async def _execute(self, cur, sql: str, ev: ChangeEvent, offset: int, *, ddl: bool = False,
+                       table: str = "") -> None:
+        try:
+            await cur.execute(sql)
+            if cur.description:
+                await cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            errno = _errno(exc)
+            if ddl and errno in _DDL_REPLAY_ERRNOS:
+                log.warning("target %s gtid %s: DDL already applied (%s); treating as applied",
+                            self.target, ev.gtid, exc.args[1] if len(exc.args) > 1 else exc)
+                return
+            raise ApplyError(f"error {errno}: {exc.args[1] if len(exc.args) > 1 else exc} in "
+                             f"{sql[:300]!r}", gtid=str(ev.gtid), offset=offset, table=table,
+                             errno=errno, retriable=is_transient(exc)) from exc
+
+    async def _set_session(self, cur, ev: ChangeEvent) -> None:
+        ctx = ev.session
+        wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
+        if wanted and wanted != self._session:
+            await cur.execute("SET SESSION sql_mode = %s, time_zone = %s", wanted)
+            self._session = wanted
+        await cur.execute(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
+        db = ev.db or (ctx.db if ctx else None)
+        if db and db != self._db:
+            try:
+                await cur.execute(f"USE {quote_ident(db)}")
+                self._db = db
+            except pymysql.err.MySQLError:
+                self._db = None  # created by this very event (CREATE DATABASE); statements qualify it
+
+    async def _primary_key(self, cur, db: str, table: str) -> tuple[str, ...]:
+        key = (db, table)
+        if key not in self._pk_cache:
+            await cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION", (db, table))
+            self._pk_cache[key] = tuple(r[0] for r in await cur.fetchall())
+        return self._pk_cache[key]
+
+    async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
+        for pk, offset in position.offsets.items():
+            await cur.execute(
+                f"INSERT INTO {META_SCHEMA}.positions (target, topic, kafka_partition, next_offset) "
+                "VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)",
+                (self.target, pk.topic, pk.partition, offset))
+        for domain, ev in last.items():
+            await cur.execute(
+                f"INSERT INTO {META_SCHEMA}.gtids (target, domain_id, seq, last_gtid, ts_ms) "
+                "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq), "
+                "last_gtid = VALUES(last_gtid), ts_ms = VALUES(ts_ms)",
+                (self.target, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms))
+
+
+def _errno(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+__all__ = ["MySQLApplier", "is_transient", "literal"]

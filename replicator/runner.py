@@ -1,0 +1,283 @@
+"""One replicator: consume the change-event topic and apply it to one target, exactly once, in order.
+
+Per-partition flow (aiokafka ``local_state_consumer`` style): on start the position stored in the
+target is loaded and every partition is sought to its *next* offset (the beginning for a new target);
+events pass through :class:`GtidOrderer` (duplicates skipped, gaps held, never skipped) and are
+applied in group-commit batches, each with its position, in one target transaction. Kafka's own
+consumer-group offsets are committed afterwards only for lag display.
+
+Failures: a transient error (connection lost, deadlock, lock wait, broker unavailable, target
+restarting) rolls back, waits with backoff and restarts from the stored position -- nothing is
+applied twice. A permanent error follows the target's policy: ``halt`` (stop, record and log the
+GTID, offset and error, exit non-zero) or ``dead-letter`` (publish the event and the error to
+``<topic>.dlq``, record it as applied, continue). Nothing is ever skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from dbmux.config import Config, TargetConfig
+from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
+from dbmux.kafka_topics import ensure_topic
+from replicator.errors import ApplyError, TargetHalted
+from replicator.mysql_applier import MySQLApplier
+from replicator.ordering import GtidOrderer
+from replicator.positions import PartitionKey, TargetPosition
+
+log = logging.getLogger(__name__)
+
+APPLIED = Counter("dbmux_replicator_transactions_applied_total", "Source transactions applied", ["target"])
+DUPLICATES = Counter("dbmux_replicator_duplicates_skipped_total", "Duplicate GTIDs skipped", ["target"])
+GAP_SECONDS = Gauge("dbmux_replicator_gap_seconds", "How long the oldest GTID gap has been open", ["target"])
+DEAD_LETTERED = Counter("dbmux_replicator_dead_lettered_total", "Events sent to the DLQ", ["target"])
+
+Item = tuple[ChangeEvent, PartitionKey, int]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_txns: int
+    max_bytes: int
+    linger_s: float
+
+
+def batch_limits(config: Config, target: TargetConfig) -> BatchLimits:
+    r = config.replicator
+    return BatchLimits(
+        max_txns=target.batch_max_txns or r.batch_max_txns,
+        max_bytes=r.batch_max_bytes,
+        linger_s=(target.batch_linger_ms if target.batch_linger_ms >= 0 else r.batch_linger_ms) / 1000,
+    )
+
+
+def make_applier(target: TargetConfig):
+    dsn = target.dsn
+    if dsn.kind == "mysql":
+        return MySQLApplier(dsn, target.name)
+    raise ApplyError(f"target {target.name}: {dsn.kind} targets are not supported by this replicator yet")
+
+
+def chunks_for_commit(items: list[Item], max_txns: int) -> list[list[Item]]:
+    """Group-commit chunks: at most ``max_txns`` events; an event with DDL is a chunk of its own."""
+    out: list[list[Item]] = []
+    cur: list[Item] = []
+    for item in items:
+        if any(st.kind == "ddl" for st in item[0].statements):
+            if cur:
+                out.append(cur)
+                cur = []
+            out.append([item])
+            continue
+        cur.append(item)
+        if len(cur) >= max_txns:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+class Replicator:
+    def __init__(self, config: Config, target_name: str) -> None:
+        self.config = config
+        self.target = config.target(target_name)
+        self.policy = config.on_error(self.target)
+        self.limits = batch_limits(config, self.target)
+        self.topic = config.topic
+        self.group_id = f"dbmux.{config.cluster.name}.{self.target.name}"
+        self.halted: ApplyError | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
+        backoff = 0.5
+        await ensure_topic(self.config.kafka, self.topic)
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+                return 0
+            except TargetHalted:
+                return 3
+            except (ApplyError, KafkaError, OSError, ConnectionError) as exc:
+                if isinstance(exc, ApplyError) and not exc.retriable:
+                    log.error("target %s: %s", self.target.name, exc)
+                    return 3
+                log.warning("target %s: transient failure (%s); restarting from the stored position in %.1fs",
+                            self.target.name, exc, backoff)
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 10.0)
+        return 0
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        applier = make_applier(self.target)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.config.kafka.bootstrap, group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+            request_timeout_ms=self.config.kafka.request_timeout_ms)
+        dlq: AIOKafkaProducer | None = None
+        try:
+            await applier.connect()
+            await applier.lock_target()
+            position = await applier.load_position()
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic just created
+                partitions = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                stored = position.offsets.get(PartitionKey(tp.topic, tp.partition))
+                if stored is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, stored)
+            log.info("target %s: replicating %s from %s (gtids %s)", self.target.name, self.topic,
+                     {f"{k.topic}[{k.partition}]": v for k, v in position.offsets.items()} or "the beginning",
+                     position.gtids or "none yet")
+            await applier.set_status("running", "")
+            if self.policy == "dead-letter":
+                dlq = AIOKafkaProducer(bootstrap_servers=self.config.kafka.bootstrap, acks="all",
+                                       enable_idempotence=True)
+                await ensure_topic(self.config.kafka, dlq_topic(self.topic))
+                await dlq.start()
+            await self._loop(stop, consumer, applier, position, tps, dlq)
+        finally:
+            try:
+                await consumer.stop()
+            except Exception:  # noqa: BLE001 - shutting down
+                pass
+            if dlq is not None:
+                await dlq.stop()
+            await applier.close()
+
+    async def _loop(self, stop, consumer, applier, position: TargetPosition, tps, dlq) -> None:
+        orderer = GtidOrderer(position.gtids)
+        consumed: dict[PartitionKey, int] = {}
+        ready: list[Item] = []
+        batch_started = 0.0
+        last_gap_log = 0.0
+        name = self.target.name
+        while not stop.is_set():
+            timeout_ms = 200 if not ready else max(1, int(self.limits.linger_s * 1000))
+            records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns * 4)
+            for tp, recs in records.items():
+                key = PartitionKey(tp.topic, tp.partition)
+                for rec in recs:
+                    consumed[key] = rec.offset + 1
+                    try:
+                        ev = decode_event(rec.value)
+                    except EnvelopeError as exc:
+                        await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
+                                                                      offset=rec.offset), rec.value)
+                        continue
+                    before = orderer.duplicates
+                    released = orderer.offer(ev, rec.offset)
+                    if orderer.duplicates != before:
+                        DUPLICATES.labels(name).inc()
+                    if released and not ready:
+                        batch_started = time.monotonic()
+                    ready.extend((e, key, off) for e, off in released)
+            gaps = orderer.gaps()
+            now = time.monotonic()
+            if gaps:
+                oldest = min(g.since_s for g in gaps)
+                GAP_SECONDS.labels(name).set(now - oldest)
+                if (now - oldest) * 1000 > self.config.replicator.gap_alert_ms and now - last_gap_log > 10:
+                    last_gap_log = now
+                    detail = "; ".join(f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held)"
+                                       for g in gaps)
+                    log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",
+                              name, now - oldest, detail)
+                    await applier.set_status("waiting for gap", detail)
+            else:
+                GAP_SECONDS.labels(name).set(0)
+            due = ready and (len(ready) >= self.limits.max_txns
+                             or now - batch_started >= self.limits.linger_s or not records)
+            if due:
+                await self._commit(applier, dlq, ready, orderer, consumed, position)
+                ready = []
+                try:
+                    await consumer.commit({TopicPartition(k.topic, k.partition): v
+                                           for k, v in position.offsets.items()})
+                except KafkaError as exc:  # lag display only
+                    log.debug("offset commit for lag display failed: %s", exc)
+
+    async def _commit(self, applier, dlq, ready: list[Item], orderer: GtidOrderer,
+                      consumed: dict[PartitionKey, int], position: TargetPosition) -> None:
+        chunks = chunks_for_commit(ready, self.limits.max_txns)
+        for i, chunk in enumerate(chunks):
+            later = [item for c in chunks[i + 1:] for item in c]
+            pos = self._position_after(position, chunk, later, orderer, consumed)
+            last = {}
+            for ev, _, _ in chunk:
+                last[ev.gtid.domain] = ev
+            try:
+                await applier.apply([(ev, off) for ev, _, off in chunk], pos, last)
+            except ApplyError as exc:
+                if exc.retriable:
+                    raise
+                if len(chunk) > 1:  # isolate the failing event: apply one by one from here
+                    for single in chunk:
+                        one_pos = self._position_after(position, [single], later_items(chunk, single) + later,
+                                                       orderer, consumed)
+                        try:
+                            await applier.apply([(single[0], single[2])], one_pos, {single[0].gtid.domain: single[0]})
+                        except ApplyError as one_exc:
+                            if one_exc.retriable:
+                                raise
+                            await self._permanent(applier, dlq, one_exc, single[0], one_pos)
+                        position.offsets.update(one_pos.offsets)
+                        position.gtids.update(one_pos.gtids)
+                        APPLIED.labels(self.target.name).inc()
+                    continue
+                await self._permanent(applier, dlq, exc, chunk[0][0], pos)
+            position.offsets.update(pos.offsets)
+            position.gtids.update(pos.gtids)
+            APPLIED.labels(self.target.name).inc(len(chunk))
+
+    def _position_after(self, position: TargetPosition, chunk: list[Item], later: list[Item],
+                        orderer: GtidOrderer, consumed: dict[PartitionKey, int]) -> TargetPosition:
+        """The position once ``chunk`` is applied: per partition, the lowest offset still needed."""
+        pos = position.copy()
+        for key, nxt in consumed.items():
+            needed = [off for _, k, off in later if k == key]
+            held = orderer.lowest_needed_offset()
+            candidates = [nxt, *needed] + ([held] if held is not None else [])
+            pos.offsets[key] = min(candidates)
+        for ev, _, _ in chunk:
+            pos.gtids[ev.gtid.domain] = ev.gtid.seq
+        return pos
+
+    async def _permanent(self, applier, dlq, exc: ApplyError, event, pos: TargetPosition | None = None) -> None:
+        if self.policy == "dead-letter" and dlq is not None:
+            headers = [("dbmux-error", str(exc).encode()[:4000]), ("dbmux-target", self.target.name.encode()),
+                       ("dbmux-offset", str(exc.offset).encode())]
+            value = event if isinstance(event, bytes) else encode_event(event)
+            await dlq.send_and_wait(dlq_topic(self.topic), value, headers=headers)
+            DEAD_LETTERED.labels(self.target.name).inc()
+            log.error("target %s: %s -> dead-lettered to %s, continuing", self.target.name, exc, dlq_topic(self.topic))
+            if pos is not None and isinstance(event, ChangeEvent):
+                await applier.apply([], pos, {event.gtid.domain: event})  # position only: recorded as handled
+            return
+        self.halted = exc
+        log.error("target %s HALTED on a permanent error: %s", self.target.name, exc)
+        try:
+            await applier.set_status("halted", str(exc))
+        except Exception:  # noqa: BLE001 - the halt itself matters more
+            pass
+        raise TargetHalted(str(exc))
+
+
+def later_items(chunk: list[Item], item: Item) -> list[Item]:
+    return chunk[chunk.index(item) + 1:]

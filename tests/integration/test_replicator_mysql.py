@@ -1,0 +1,178 @@
+"""Replicator to a MariaDB replica: the ingress's stream applied exactly once, in order, surviving
+SIGKILL at random moments."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from dbmux.dsn import Dsn
+
+from .conftest import REPO, start_ingress, stop_ingress
+
+
+def _conn(dsn: Dsn, **kw):
+    return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                           autocommit=True, **kw)
+
+
+def _write_config(tmp: Path, stack, ingress, target: str, replica: Dsn, **target_keys) -> Path:
+    extra = "".join(f'{k} = "{v}"\n' for k, v in target_keys.items())
+    cfg = tmp / f"{target}.toml"
+    cfg.write_text(f"""
+[kafka]
+bootstrap = "{stack.kafka}"
+topic = "{ingress.topic}"
+[primary]
+url = "{stack.primary.url()}"
+[replicator]
+batch_linger_ms = 5
+gap_alert_ms = 2000
+[targets.{target}]
+url = "{replica.url()}"
+{extra}""")
+    return cfg
+
+
+def _start_replicator(cfg: Path, target: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "replicate", "-c", str(cfg),
+                             "--target", target], cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def _wait_equal(query: str, a: Dsn, b: Dsn, timeout_s: float = 90.0):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        results = []
+        for dsn in (a, b):
+            try:
+                c = _conn(dsn)
+                with c.cursor() as cur:
+                    cur.execute(query)
+                    results.append(cur.fetchall())
+                c.close()
+            except pymysql.err.MySQLError as exc:
+                results.append(exc)
+        if results[0] == results[1]:
+            return results[0]
+        last = results
+        time.sleep(0.2)
+    raise AssertionError(f"not equal within {timeout_s}s: {str(last)[:2000]}")
+
+
+@pytest.fixture
+def pipeline(stack, tmp_path):
+    ing = start_ingress(stack, tmp_path)
+    target = f"r{uuid.uuid4().hex[:8]}"
+    cfg = _write_config(tmp_path, stack, ing, target, stack.replicas[0])
+    log = tmp_path / "replicator.log"
+    procs: list[subprocess.Popen] = []
+
+    def start():
+        p = _start_replicator(cfg, target, log)
+        procs.append(p)
+        return p
+
+    yield ing, target, cfg, start, log
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    stop_ingress(ing)
+
+
+def test_statements_replicate_in_order(stack, pipeline):
+    ing, target, cfg, start, log = pipeline
+    db = f"rp_{uuid.uuid4().hex[:8]}"
+    via = ing.dsn(stack.primary)
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"USE {db}")
+        cur.execute("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), at DATETIME(6), "
+                    "n DECIMAL(8,2))")
+        cur.execute("INSERT INTO t (v, at, n) VALUES ('a', NOW(6), 1.5), ('b', NOW(6), NULL)")
+        c.begin()
+        cur.execute("UPDATE t SET n = 7 WHERE v = 'b'")
+        cur.execute("INSERT INTO t (v, at) VALUES ('c', NOW(6))")
+        c.commit()
+        c.begin()
+        cur.execute("DELETE FROM t")
+        c.rollback()
+        cur.execute("ALTER TABLE t ADD COLUMN extra INT DEFAULT 5")
+        cur.execute("CREATE INDEX t_v ON t (v)")
+        cur.execute("UPDATE t SET extra = id * 10")
+    c.close()
+    proc = start()
+    rows = _wait_equal(f"SELECT * FROM {db}.t ORDER BY id", stack.primary, stack.replicas[0])
+    assert [r[1] for r in rows] == ["a", "b", "c"] and rows[1][3] == 7 and rows[2][4] == 30
+    idx = _wait_equal(f"SHOW INDEX FROM {db}.t WHERE Key_name = 't_v'", stack.primary, stack.replicas[0])
+    assert idx
+    assert proc.poll() is None, log.read_text()
+
+
+def _workload(via: Dsn, db: str, stop: threading.Event, errors: list) -> None:
+    try:
+        c = _conn(via)
+        with c.cursor() as cur:
+            while not stop.is_set():
+                c.begin()
+                cur.execute(f"INSERT INTO {db}.ledger (id, payload) VALUES (%s, %s)",
+                            (uuid.uuid4().hex, random.randbytes(20).hex()))
+                cur.execute(f"UPDATE {db}.counter SET n = n + 1 WHERE id = 1")
+                c.commit()
+        c.close()
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        errors.append(exc)
+
+
+def test_sigkill_five_times_under_load_applies_each_transaction_exactly_once(stack, pipeline):
+    ing, target, cfg, start, log = pipeline
+    db = f"rk_{uuid.uuid4().hex[:8]}"
+    via = ing.dsn(stack.primary)
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.ledger (id CHAR(32) PRIMARY KEY, payload VARCHAR(64))")
+        cur.execute(f"CREATE TABLE {db}.counter (id INT PRIMARY KEY, n BIGINT NOT NULL)")
+        cur.execute(f"INSERT INTO {db}.counter VALUES (1, 0)")
+    c.close()
+    stop, errors = threading.Event(), []
+    workers = [threading.Thread(target=_workload, args=(via, db, stop, errors)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    rng = random.Random()
+    try:
+        proc = start()
+        for _ in range(5):
+            time.sleep(rng.uniform(0.8, 2.5))
+            assert proc.poll() is None, log.read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc = start()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert not errors, errors
+    primary_n = _wait_equal(f"SELECT n FROM {db}.counter", stack.primary, stack.replicas[0])[0][0]
+    assert primary_n > 50
+    ledger = _wait_equal(f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {db}.ledger", stack.primary,
+                         stack.replicas[0])
+    # every transaction exactly once: the counter equals the number of ledger rows on the replica too
+    assert ledger[0] == (primary_n, primary_n)
+    _wait_equal(f"CHECKSUM TABLE {db}.ledger, {db}.counter EXTENDED", stack.primary, stack.replicas[0])
+    assert proc.poll() is None, log.read_text()[-3000:]

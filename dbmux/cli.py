@@ -68,7 +68,9 @@ def cmd_ingress(args: argparse.Namespace) -> int:
     from dbmux.config import load_config
     from ingress.server import run
 
-    run(load_config(args.config))
+    config = load_config(args.config)
+    _start_metrics(config.ingress.metrics_port)
+    run(config)
     return 0
 
 
@@ -79,6 +81,14 @@ def _run_async(main) -> int:
         return uvloop.run(main)
     except ImportError:
         return asyncio.run(main)
+
+
+def _start_metrics(port: int) -> None:
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1")
+        log.info("Prometheus metrics on http://127.0.0.1:%s/metrics", port)
 
 
 def _stop_event() -> asyncio.Event:
@@ -97,6 +107,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     replicator = Replicator(config, args.target)
+    _start_metrics(config.replicator.metrics_port)
 
     async def main() -> int:
         return await replicator.run(_stop_event())
@@ -111,6 +122,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from replicator.runner import Replicator
 
     config = load_config(args.config or _stack_config())
+    _start_metrics(config.ingress.metrics_port or config.replicator.metrics_port)
 
     async def main() -> int:
         stop = _stop_event()
@@ -131,6 +143,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         return max(codes, default=0)
 
     return _run_async(main())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dbmux.config import load_config
+    from replicator import status
+
+    return status.run(load_config(args.config or _stack_config()))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from dbmux import audit
+    from dbmux.config import load_config
+
+    return audit.run(load_config(args.config or _stack_config()), args.last, args.follow)
 
 
 def _stack_config() -> str:
@@ -164,6 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-c", "--config", default=_default_config(),
                     help="pipeline config TOML (default: $DBMUX_CONFIG, else the local stack's)")
     up.set_defaults(func=cmd_up)
+
+    st = sub.add_parser("status", help="per target: applied GTID, lag, state (exit 1 unless all running)")
+    st.add_argument("-c", "--config", default=_default_config(),
+                    help="pipeline config TOML (default: $DBMUX_CONFIG, else the local stack's)")
+    st.set_defaults(func=cmd_status)
+
+    evp = sub.add_parser("events", help="print change events from the topic (the audit trail) as JSON lines")
+    evp.add_argument("-c", "--config", default=_default_config(),
+                     help="pipeline config TOML (default: $DBMUX_CONFIG, else the local stack's)")
+    evp.add_argument("--last", type=int, default=10, help="start this many events before the end (per partition)")
+    evp.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    evp.set_defaults(func=cmd_events)
+
+    from replicator.verify import add_verify_parser
+
+    add_verify_parser(sub)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

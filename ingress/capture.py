@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dbmux.envelope import Statement
 from ingress.protocol.constants import SERVER_STATUS_IN_TRANS
+from ingress.secrets import redact_secrets
 
 _SAVEPOINT_NAME = re.compile(r"(?is)^\s*(?:rollback\s+(?:work\s+)?to\s+(?:savepoint\s+)?|savepoint\s+|"
                              r"release\s+savepoint\s+)`?([^`\s;]+)`?")
@@ -81,11 +82,12 @@ class TransactionCapture:
         elif out.kind in ("dml", "ddl", "unknown"):
             if not self.pending:
                 self._txn_db = out.db
+            red = redact_secrets(out.sql)  # the event never carries a clear-text password
             self.pending.append(Statement(
-                sql=out.sql, params=out.params,
+                sql=red.sql, params=out.params,
                 insert_id=out.last_insert_id if out.kind == "dml" else 0,
                 last_insert_id=self.session_last_insert_id,
-                unsafe=out.unsafe or out.kind == "unknown",
+                unsafe=out.unsafe or red.unsafe or out.kind == "unknown",
                 kind="ddl" if out.kind == "ddl" else ("dml" if out.kind == "dml" else "other"),
             ))
         if out.last_insert_id:

@@ -27,7 +27,9 @@ value                             canonical text
 ``date``                          ``YYYY-MM-DD``
 ``timedelta`` (MySQL TIME)        ``[-]HH:MM:SS.ffffff`` (hours may exceed 24)
 ``time`` (PostgreSQL time)        ``HH:MM:SS.ffffff`` — equals the timedelta of the same time
-``bytes`` / ``bytearray``         ``\\x`` + lowercase hex (bytea's own text form)
+``bytes`` / ``bytearray``         ``\\x`` + lowercase hex (bytea's own text form); kind
+                                  ``binary`` (MySQL BINARY(n)) strips trailing 0x00 first: MySQL
+                                  pads BINARY(n), a bytea copy may not be padded
 ``str``                           as is; kind ``char`` strips trailing spaces (MySQL CHAR drops
                                   them, PostgreSQL ``char(n)`` pads them); kind ``json`` is
                                   ``json.loads`` + ``json.dumps(sort_keys=True)`` compact, so
@@ -55,7 +57,7 @@ from decimal import Decimal
 from hashlib import blake2b
 from typing import Any, Iterable, Sequence
 
-PLAIN, CHAR, JSON, FLOAT32, BIT = "plain", "char", "json", "float32", "bit"
+PLAIN, CHAR, BINARY, JSON, FLOAT32, BIT = "plain", "char", "binary", "json", "float32", "bit"
 DIGEST_BYTES = 16
 
 
@@ -71,6 +73,8 @@ def column_kind(mysql_data_type: str, *, target_type: str = "", json_checked: bo
         return FLOAT32
     if t == "char":
         return CHAR
+    if t == "binary":
+        return BINARY
     if t == "bit":
         return BIT
     return PLAIN
@@ -159,7 +163,8 @@ def canonical(value: Any, kind: str = PLAIN) -> str | None:
         total = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
         return _clock(False, total)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return "\\x" + bytes(value).hex()
+        data = bytes(value)
+        return "\\x" + (data.rstrip(b"\x00") if kind == BINARY else data).hex()
     if isinstance(value, (list, tuple)):
         return ",".join("" if v is None else (canonical(v, kind) or "") for v in value)
     if isinstance(value, dict):

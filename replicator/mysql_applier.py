@@ -17,6 +17,8 @@ import re
 
 import aiomysql
 import pymysql
+import sqlglot
+from sqlglot import exp
 
 from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent
@@ -39,9 +41,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class MySQLApplier:
-    def __init__(self, dsn: Dsn, target: str) -> None:
+    def __init__(self, dsn: Dsn, target: str, topic: str) -> None:
         self.dsn = dsn
         self.target = target
+        self.topic = topic  # one topic per source cluster: GTID positions are per (target, topic)
         self._conn: aiomysql.Connection | None = None
         self._session: tuple = ()
         self._db: str | None = None
@@ -60,8 +63,9 @@ class MySQLApplier:
                 "PRIMARY KEY (target, topic, kafka_partition)) ENGINE=InnoDB")
             await cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.gtids (target VARCHAR(64) NOT NULL, "
-                "domain_id VARCHAR(80) NOT NULL, seq BIGINT UNSIGNED NOT NULL, last_gtid VARCHAR(128) NOT NULL, "
-                "ts_ms BIGINT NOT NULL, PRIMARY KEY (target, domain_id)) ENGINE=InnoDB")
+                "topic VARCHAR(249) NOT NULL, domain_id VARCHAR(80) NOT NULL, seq BIGINT UNSIGNED NOT NULL, "
+                "last_gtid VARCHAR(128) NOT NULL, ts_ms BIGINT NOT NULL, "
+                "PRIMARY KEY (target, topic, domain_id)) ENGINE=InnoDB")
             await cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.status (target VARCHAR(64) NOT NULL PRIMARY KEY, "
                 "state VARCHAR(32) NOT NULL, detail TEXT NOT NULL, "
@@ -101,7 +105,8 @@ class MySQLApplier:
                               "WHERE target = %s", (self.target,))
             for topic, partition, offset in await cur.fetchall():
                 pos.offsets[PartitionKey(topic, int(partition))] = int(offset)
-            await cur.execute(f"SELECT domain_id, seq FROM {META_SCHEMA}.gtids WHERE target = %s", (self.target,))
+            await cur.execute(f"SELECT domain_id, seq FROM {META_SCHEMA}.gtids WHERE target = %s AND topic = %s",
+                              (self.target, self.topic))
             for domain, seq in await cur.fetchall():
                 pos.gtids[domain] = int(seq)
         await self._conn.commit()
@@ -170,8 +175,9 @@ class MySQLApplier:
                             self.target, ev.gtid, exc.args[1] if len(exc.args) > 1 else exc)
                 return
             raise ApplyError(f"error {errno}: {exc.args[1] if len(exc.args) > 1 else exc} in "
-                             f"{sql[:300]!r}", gtid=str(ev.gtid), offset=offset, table=table,
-                             errno=errno, retriable=is_transient(exc)) from exc
+                             f"{sql[:300]!r}", gtid=str(ev.gtid), offset=offset,
+                             table=table or table_of(sql, self._db), errno=errno,
+                             retriable=is_transient(exc)) from exc
 
     async def _set_session(self, cur, ev: ChangeEvent) -> None:
         ctx = ev.session
@@ -205,10 +211,23 @@ class MySQLApplier:
                 (self.target, pk.topic, pk.partition, offset))
         for domain, ev in last.items():
             await cur.execute(
-                f"INSERT INTO {META_SCHEMA}.gtids (target, domain_id, seq, last_gtid, ts_ms) "
-                "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq), "
+                f"INSERT INTO {META_SCHEMA}.gtids (target, topic, domain_id, seq, last_gtid, ts_ms) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq), "
                 "last_gtid = VALUES(last_gtid), ts_ms = VALUES(ts_ms)",
-                (self.target, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms))
+                (self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms))
+
+
+def table_of(sql: str, default_db: str | None) -> str:
+    """The first table a statement names (for error messages; best effort)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except sqlglot.errors.SqlglotError:
+        return ""
+    table = tree.find(exp.Table) if tree is not None else None
+    if table is None or not table.name:
+        return ""
+    db = table.db or default_db
+    return f"{db}.{table.name}" if db else table.name
 
 
 def _errno(exc: BaseException) -> int | None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import Token, TokenType
 
@@ -36,7 +36,8 @@ from replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qua
 __all__ = ["translate_create_table", "translate_create_index", "translate_alter", "translate_rename",
            "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level"]
 
-_MYSQL = Dialect.get_or_raise("mysql")
+class _Tokenizer(MySQL.Tokenizer):
+    COMMANDS: set = set()  # tokenize RENAME/REPLACE statements fully instead of as one command string
 
 
 def pg_expr(node: exp.Expression, sql: str) -> str:
@@ -49,7 +50,7 @@ def pg_expr(node: exp.Expression, sql: str) -> str:
 
 def tokens(sql: str) -> list[Token]:
     try:
-        return _MYSQL.tokenize(sql)
+        return _Tokenizer().tokenize(sql)
     except SqlglotError as e:
         raise Untranslatable(f"unparseable statement: {e}", sql) from None
 
@@ -312,7 +313,8 @@ def _qualify_parts(parts: list[str], default_db: str | None, sql: str) -> tuple[
 
 
 def _words(toks: list[Token]) -> list[str]:
-    return [t.text.upper() if t.token_type != TokenType.IDENTIFIER else "`" for t in toks]
+    """Upper-cased keywords (multi-word keywords such as ``PRIMARY KEY`` stay one item); quoted names → '`'."""
+    return [" ".join(t.text.upper().split()) if t.token_type != TokenType.IDENTIFIER else "`" for t in toks]
 
 
 def translate_drop_table(sql: str, toks: list[Token], default_db: str | None) -> list[PgStatement]:
@@ -371,8 +373,9 @@ def translate_rename(sql: str, toks: list[Token], default_db: str | None) -> lis
 
 
 _IGNORED_ALTER_OPTIONS = ("ENGINE", "ALGORITHM", "LOCK", "AUTO_INCREMENT", "ROW_FORMAT", "COMMENT", "DEFAULT",
-                          "CHARACTER", "CHARSET", "COLLATE")
-_ADD_ELEMENT_WORDS = ("INDEX", "KEY", "UNIQUE", "PRIMARY", "CONSTRAINT", "FOREIGN", "FULLTEXT", "SPATIAL", "CHECK")
+                          "CHARSET", "COLLATE")
+_ADD_ELEMENT_WORDS = ("INDEX", "KEY", "UNIQUE", "PRIMARY KEY", "CONSTRAINT", "FOREIGN KEY", "FULLTEXT", "SPATIAL",
+                      "CHECK")
 
 
 def _strip_position(text: str) -> str:
@@ -436,10 +439,10 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
         elif head == "DROP":
             if w[1] in ("INDEX", "KEY"):
                 out.append(f"DROP INDEX {qualified(schema, index_name(table, at[2].text.lower()))}")
-            elif w[1:3] == ["PRIMARY", "KEY"]:
+            elif w[1] == "PRIMARY KEY":
                 out.append(f"ALTER TABLE {q} DROP CONSTRAINT {quote_ident(table + '_pkey')}")
-            elif w[1:3] == ["FOREIGN", "KEY"] or w[1] in ("CONSTRAINT", "CHECK"):
-                name = at[3 if w[1] == "FOREIGN" else 2].text.lower()
+            elif w[1] in ("FOREIGN KEY", "CONSTRAINT", "CHECK"):
+                name = at[2].text.lower()
                 out.append(f"ALTER TABLE {q} DROP CONSTRAINT {quote_ident(name)}")
             else:
                 j = 2 if w[1] == "COLUMN" else 1
@@ -483,11 +486,10 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
             else:
                 raise Untranslatable(f"ALTER TABLE {action[:60]}", sql)
         elif head in _IGNORED_ALTER_OPTIONS and head != "DEFAULT" or (
-                head == "DEFAULT" and len(w) > 1 and w[1] in ("CHARSET", "CHARACTER", "COLLATE")):
+                head == "DEFAULT" and len(w) > 1 and w[1] in ("CHARSET", "CHARACTER SET", "COLLATE")):
             continue
         else:
             raise Untranslatable(f"ALTER TABLE {action[:60]}", sql)
     return [PgStatement(s) for s in out]
 
 
-SqlRenderer = Callable[[exp.Expression], str]

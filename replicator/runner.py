@@ -58,10 +58,10 @@ def batch_limits(config: Config, target: TargetConfig) -> BatchLimits:
     )
 
 
-def make_applier(target: TargetConfig):
+def make_applier(target: TargetConfig, topic: str):
     dsn = target.dsn
     if dsn.kind == "mysql":
-        return MySQLApplier(dsn, target.name)
+        return MySQLApplier(dsn, target.name, topic)
     raise ApplyError(f"target {target.name}: {dsn.kind} targets are not supported by this replicator yet")
 
 
@@ -119,7 +119,7 @@ class Replicator:
         return 0
 
     async def _run_once(self, stop: asyncio.Event) -> None:
-        applier = make_applier(self.target)
+        applier = make_applier(self.target, self.topic)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.kafka.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,

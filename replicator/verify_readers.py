@@ -202,6 +202,9 @@ class MySQLReader(_Reader):
             pass
         self._conn.close()
 
+    async def recover(self) -> None:
+        """A failed statement does not end a MySQL transaction: nothing to do."""
+
     def q(self, name: str) -> str:
         return _mysql_ident(name)
 
@@ -325,6 +328,15 @@ class PostgresReader(_Reader):
         await self._conn.execute("SET TIME ZONE 'UTC'")
         self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
         await self._tx.start()
+
+    async def recover(self) -> None:
+        """After a failed statement PostgreSQL aborts the transaction: start a new snapshot."""
+        if self._conn.is_in_transaction():
+            try:
+                await self._tx.rollback()
+            except Exception:  # noqa: BLE001
+                pass
+        await self.begin()
 
     async def close(self) -> None:
         try:

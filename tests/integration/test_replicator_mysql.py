@@ -121,6 +121,16 @@ def test_statements_replicate_in_order(stack, pipeline):
     idx = _wait_equal(f"SHOW INDEX FROM {db}.t WHERE Key_name = 't_v'", stack.primary, stack.replicas[0])
     assert idx
     assert proc.poll() is None, log.read_text()
+    from .conftest import run_dbmux
+
+    deadline = time.monotonic() + 30
+    while True:  # status: running, nothing left to apply
+        out = run_dbmux("status", "-c", str(cfg), check=False)
+        line = next(x for x in out.stdout.splitlines() if x.startswith(target))
+        if out.returncode == 0 and line.split()[2] == "0" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert out.returncode == 0 and "running" in line and line.split()[2] == "0", out.stdout
 
 
 def _workload(via: Dsn, db: str, stop: threading.Event, errors: list) -> None:
@@ -176,3 +186,75 @@ def test_sigkill_five_times_under_load_applies_each_transaction_exactly_once(sta
     assert ledger[0] == (primary_n, primary_n)
     _wait_equal(f"CHECKSUM TABLE {db}.ledger, {db}.counter EXTENDED", stack.primary, stack.replicas[0])
     assert proc.poll() is None, log.read_text()[-3000:]
+    import os
+
+    from .conftest import run_dbmux
+
+    env = {**os.environ, f"DBMUX_TARGET_{target.upper()}_TABLES": f"{db}.*"}
+    out = run_dbmux("verify", "-c", str(cfg), "--target", target, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{db}.ledger" in out.stdout and f"{db}.counter" in out.stdout
+
+
+def _diverge_and_write(stack, ing, db: str) -> None:
+    via = ing.dsn(stack.primary)
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute(f"INSERT INTO {db}.t VALUES (1, 'one')")
+    c.close()
+
+
+@pytest.mark.parametrize("policy", ["halt", "dead-letter"])
+def test_diverged_target_halts_or_dead_letters(stack, tmp_path, policy):
+    import asyncio
+
+    from .conftest import read_topic
+
+    ing = start_ingress(stack, tmp_path)
+    target = f"d{uuid.uuid4().hex[:8]}"
+    cfg = _write_config(tmp_path, stack, ing, target, stack.replicas[1], on_error=policy)
+    log = tmp_path / "replicator.log"
+    db = f"dv_{uuid.uuid4().hex[:8]}"
+    proc = None
+    try:
+        _diverge_and_write(stack, ing, db)
+        proc = _start_replicator(cfg, target, log)
+        _wait_equal(f"SELECT * FROM {db}.t", stack.primary, stack.replicas[1])
+        # a conflicting row inserted by hand on the target, then the same key through the ingress
+        rc = _conn(stack.replicas[1])
+        with rc.cursor() as cur:
+            cur.execute(f"INSERT INTO {db}.t VALUES (2, 'by hand')")
+        rc.close()
+        c = _conn(ing.dsn(stack.primary))
+        with c.cursor() as cur:
+            cur.execute(f"INSERT INTO {db}.t VALUES (2, 'two')")
+            gtid = None
+            cur.execute("SELECT @@last_gtid")
+            gtid = cur.fetchone()[0]
+            cur.execute(f"INSERT INTO {db}.t VALUES (3, 'three')")
+        c.close()
+        if policy == "halt":
+            assert proc.wait(60) == 3
+            text = log.read_text()
+            assert "HALTED" in text and f"gtid {gtid}" in text and f"{db}.t" in text and "1062" in text
+            rc = _conn(stack.replicas[1])
+            with rc.cursor() as cur:
+                cur.execute(f"SELECT id, v FROM {db}.t ORDER BY id")
+                assert cur.fetchall() == ((1, "one"), (2, "by hand"))  # nothing after the failure applied
+                cur.execute("SELECT state, detail FROM dbmux_meta.status WHERE target = %s", (target,))
+                state, detail = cur.fetchone()
+            rc.close()
+            assert state == "halted" and gtid in detail
+        else:
+            rows = _wait_equal(f"SELECT id FROM {db}.t WHERE id = 3", stack.primary, stack.replicas[1])
+            assert rows == ((3,),) and proc.poll() is None
+            dlq = asyncio.run(read_topic(stack.kafka, ing.topic + ".dlq", min_count=1))
+            assert [str(e.gtid) for e in dlq] == [gtid]
+            assert "dead-lettered" in log.read_text()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+        stop_ingress(ing)

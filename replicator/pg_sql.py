@@ -1,0 +1,502 @@
+"""MySQL → PostgreSQL translation for the PostgreSQL applier (pure: no I/O; sqlglot's one boundary here).
+
+A PostgreSQL target holds MySQL database ``X`` as schema ``X``; table and column names are the same,
+lowercased. Two entry points:
+
+- :func:`translate_statement` — an ingress statement (rewritten MySQL text, optional ``?`` params) →
+  PostgreSQL statements with ``$n`` placeholders. Constructs that cannot be translated faithfully raise
+  :class:`Untranslatable` (never retriable); the applier then halts or uses the row form.
+- :func:`row_statement` (alias ``row_statements``) — a binlog row image → one idempotent statement.
+
+Statement coverage and decisions:
+
+- INSERT [IGNORE] ... VALUES/SELECT; IGNORE → ``ON CONFLICT DO NOTHING`` (only duplicate-key errors are
+  ignored on the target; MySQL IGNORE also downgrades other errors — such rows fail loudly here).
+- ``ON DUPLICATE KEY UPDATE`` → ``ON CONFLICT (<pk>) DO UPDATE`` (``VALUES(c)`` → ``EXCLUDED.c``); needs
+  the primary key from :class:`SchemaInfo`. A conflict on another UNIQUE key fails loudly on the target.
+  An assignment reading a column assigned earlier in the list is Untranslatable (MySQL assigns left to
+  right, PostgreSQL reads the old row). The same rule applies to UPDATE ... SET.
+- REPLACE → ``INSERT ... ON CONFLICT (<pk>) DO UPDATE SET`` every column: listed columns from EXCLUDED,
+  unlisted columns (from :meth:`SchemaInfo.columns`) back to DEFAULT, as MySQL's delete+insert would.
+- Auto-increment: when the source generated ids (``insert_id`` > 0) and the INSERT omits the
+  AUTO_INCREMENT column (or gives NULL/0), the ids ``insert_id, insert_id+1, ...`` are written explicitly
+  (auto_increment_increment = 1 assumed); the target never generates ids itself.
+- Server-computed columns: an INSERT omitting a column with a ``CURRENT_TIMESTAMP`` default, or an UPDATE
+  not assigning an ``ON UPDATE CURRENT_TIMESTAMP`` column (as reported by :class:`SchemaInfo`), is
+  Untranslatable: the target would compute a different time; apply the row form.
+- Single-table UPDATE/DELETE only; ORDER BY/LIMIT, multi-table forms, user/system variables → Untranslatable.
+- Session/transaction statements return ``[]`` (the applier handles session context and transaction
+  boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``,
+  ``SET CHARACTER SET``, ``SET TRANSACTION ...`` and ``SET [SESSION] <v> = ...`` for
+  :data:`IGNORED_SESSION_VARIABLES`. Any other SET (``@user`` variables, ``insert_id``, ``timestamp``,
+  GLOBAL) is Untranslatable.
+- DDL: see :mod:`replicator.pg_ddl`; type mapping: :mod:`replicator.pg_types`.
+- Everything else (SELECT, stored programs, triggers, views, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
+  SAVEPOINT, INSERT ... SET, ...) → Untranslatable.
+
+Hex literals (``X'0AFF'``, ``0x0AFF``) become ``DECODE('0aff', 'hex')`` (bytea; PostgreSQL's ``x'..'`` is a
+bit string). Identifiers (tables, columns, aliases) are lowercased and always double-quoted in the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, SqlglotError
+from sqlglot.tokens import TokenType
+
+from replicator.pg_ddl import (pg_expr, tokens, translate_alter, translate_create_index, translate_create_table,
+                               translate_drop_index, translate_drop_table, translate_rename)
+from replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident, to_pg_value
+
+__all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
+           "row_statements", "to_pg_value", "quote_ident", "qualified", "pg_column_type",
+           "IGNORED_SESSION_VARIABLES"]
+
+IGNORED_SESSION_VARIABLES = frozenset({
+    "sql_mode", "time_zone", "names", "character_set_client", "character_set_connection",
+    "character_set_results", "collation_connection", "autocommit", "foreign_key_checks", "unique_checks",
+    "sql_notes", "sql_safe_updates", "transaction_isolation", "tx_isolation", "wait_timeout",
+    "net_write_timeout", "net_read_timeout", "interactive_timeout", "sql_auto_is_null", "sql_select_limit",
+    "max_execution_time", "lock_wait_timeout", "innodb_lock_wait_timeout", "session_track_schema",
+    "session_track_state_change", "session_track_system_variables", "group_concat_max_len",
+})
+"""Session variables whose SET means nothing to the target (the applier sets its own session)."""
+
+_PARAM_PREFIX = "__dbmux_p"
+
+
+class SchemaInfo(Protocol):
+    """What the translator needs to know about source tables (``db``/``table`` lowercased).
+
+    Each method returns ``None`` when the table is unknown.
+    """
+
+    def primary_key(self, db: str, table: str) -> tuple[str, ...] | None: ...
+
+    def columns(self, db: str, table: str) -> tuple[str, ...] | None: ...
+
+    def auto_increment_column(self, db: str, table: str) -> str | None: ...
+
+    def time_default_columns(self, db: str, table: str) -> frozenset[str]: ...
+
+    def on_update_columns(self, db: str, table: str) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    primary_key: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    auto_increment: str | None = None
+    time_defaults: frozenset[str] = frozenset()
+    on_update: frozenset[str] = frozenset()
+
+
+@dataclass
+class StaticSchema:
+    """A dict-backed :class:`SchemaInfo`: ``{(db, table): TableInfo}``."""
+
+    tables: Mapping[tuple[str, str], TableInfo] = field(default_factory=dict)
+
+    def _get(self, db: str, table: str) -> TableInfo | None:
+        return self.tables.get((db, table))
+
+    def primary_key(self, db: str, table: str) -> tuple[str, ...] | None:
+        t = self._get(db, table)
+        return t.primary_key or None if t else None
+
+    def columns(self, db: str, table: str) -> tuple[str, ...] | None:
+        t = self._get(db, table)
+        return t.columns or None if t else None
+
+    def auto_increment_column(self, db: str, table: str) -> str | None:
+        t = self._get(db, table)
+        return t.auto_increment if t else None
+
+    def time_default_columns(self, db: str, table: str) -> frozenset[str]:
+        t = self._get(db, table)
+        return t.time_defaults if t else frozenset()
+
+    def on_update_columns(self, db: str, table: str) -> frozenset[str]:
+        t = self._get(db, table)
+        return t.on_update if t else frozenset()
+
+
+# ------------------------------------------------------------------------------------------ statements
+
+
+def translate_statement(sql: str, default_db: str | None, params: tuple | None = None, *,
+                        schema: SchemaInfo | None = None, insert_id: int = 0) -> list[PgStatement]:
+    """Translate one MySQL statement into zero or more PostgreSQL statements (see the module docstring).
+
+    ``params`` are the bound values of ``?`` placeholders, in order; ``insert_id`` the first
+    auto-increment id the statement generated on the source (``Statement.insert_id``).
+    """
+    try:
+        return _translate(sql, default_db, params, schema, insert_id)
+    except Untranslatable as e:
+        if e.statement:
+            raise
+        raise Untranslatable(e.construct, sql) from None
+
+
+def _translate(sql: str, default_db: str | None, params: tuple | None, schema: SchemaInfo | None,
+               insert_id: int) -> list[PgStatement]:
+    toks = [t for t in tokens(sql) if t.token_type != TokenType.SEMICOLON]
+    if not toks:
+        return []
+    w = [" ".join(t.text.upper().split()) for t in toks]
+    placeholders = [t for t in toks if t.token_type == TokenType.PLACEHOLDER]
+    n_params = len(params) if params is not None else 0
+    if len(placeholders) != n_params:
+        raise Untranslatable(f"{len(placeholders)} placeholders but {n_params} parameters", sql)
+    if placeholders and w[0] not in ("INSERT", "REPLACE", "UPDATE", "DELETE"):
+        raise Untranslatable("placeholders outside DML", sql)
+
+    if w[0] in ("USE", "BEGIN", "COMMIT") or w[:2] == ["START", "TRANSACTION"] or (
+            w[0] == "ROLLBACK" and "TO" not in w):
+        return []
+    if w[0] in ("SAVEPOINT", "RELEASE", "XA", "LOCK TABLES", "UNLOCK TABLES", "HANDLER", "PREPARE", "EXECUTE"):
+        raise Untranslatable(f"{w[0]} statement", sql)
+    if w[0] == "SET":
+        return _translate_set(sql, toks, w)
+    if w[:2] in (["CREATE", "DATABASE"], ["CREATE", "SCHEMA"], ["DROP", "DATABASE"], ["DROP", "SCHEMA"]):
+        return _translate_database(sql, toks, w)
+    if w[:2] == ["ALTER", "TABLE"]:
+        return translate_alter(sql, toks, default_db)
+    if w[:2] == ["RENAME", "TABLE"]:
+        return translate_rename(sql, toks, default_db)
+    if w[:2] == ["DROP", "INDEX"]:
+        return translate_drop_index(sql, toks, default_db)
+    if w[:2] in (["DROP", "TABLE"], ["DROP", "TEMPORARY"]):
+        return translate_drop_table(sql, toks, default_db)
+
+    # Number the placeholders by text position: each ? becomes a unique @variable before parsing.
+    text = sql
+    for n, tok in reversed(list(enumerate(placeholders, 1))):
+        text = text[:tok.start] + f"@{_PARAM_PREFIX}{n}" + text[tok.end + 1:]
+    replace = w[0] == "REPLACE"
+    if replace:
+        text = text[:toks[0].start] + "INSERT" + text[toks[0].end + 1:]
+    try:
+        node = sqlglot.parse_one(text, read="mysql", error_level=ErrorLevel.RAISE)
+    except SqlglotError as e:
+        raise Untranslatable(f"statement sqlglot cannot parse ({str(e).splitlines()[0]})", sql) from None
+    args = tuple(to_pg_value(p) for p in (params or ()))
+
+    if isinstance(node, exp.Command):
+        raise Untranslatable(f"{node.name.upper()} statement", sql)
+    if isinstance(node, exp.Create):
+        kind = (node.args.get("kind") or "").upper()
+        if kind == "TABLE":
+            return translate_create_table(node, default_db, sql)
+        if kind == "INDEX":
+            return translate_create_index(node, default_db, sql)
+        raise Untranslatable(f"CREATE {kind}", sql)
+    if isinstance(node, exp.TruncateTable):
+        if len(node.expressions) != 1:
+            raise Untranslatable("TRUNCATE of several tables", sql)
+        schema_name, table = _qualify(node.expressions[0], default_db, sql)
+        return [PgStatement(f"TRUNCATE TABLE {qualified(schema_name, table)}")]
+    if isinstance(node, (exp.Insert, exp.Update, exp.Delete)):
+        _prepare_dml(node, default_db, sql)
+        if isinstance(node, exp.Insert):
+            _insert(node, sql, schema, insert_id, replace, params or ())
+        elif isinstance(node, exp.Update):
+            _update(node, sql, schema)
+        else:
+            _delete(node, sql)
+        return [PgStatement(pg_expr(node, sql), args)]
+    raise Untranslatable(f"{type(node).__name__.upper()} statement", sql)
+
+
+def _translate_set(sql: str, toks: list, w: list[str]) -> list[PgStatement]:
+    if w[1:2] in (["NAMES"], ["CHARACTER SET"], ["CHARSET"]):
+        return []
+    if w[1:2] == ["TRANSACTION"] or w[1:3] == ["SESSION", "TRANSACTION"]:
+        return []
+    from replicator.pg_ddl import split_top_level
+
+    for item in split_top_level(sql, toks[1:]):
+        it = tokens(item)
+        words = [t.text.lower() for t in it]
+        if words[0] in ("session", "local"):
+            words = words[1:]
+        if words and words[0] == "@@":
+            words = words[1:]
+        name = words[0] if words else ""
+        if name.startswith("@@"):
+            name = name[2:]
+        if name.startswith(("session.", "local.")):
+            name = name.split(".", 1)[1]
+        if len(words) > 2 and words[1] == "." and words[0] in ("session", "local"):
+            name = words[2]
+        if name not in IGNORED_SESSION_VARIABLES:
+            raise Untranslatable(f"SET {item[:60]}", sql)
+    return []
+
+
+def _translate_database(sql: str, toks: list, w: list[str]) -> list[PgStatement]:
+    create = w[0] == "CREATE"
+    i = 2
+    exists = False
+    if w[2:4] == (["IF", "NOT"] if create else ["IF", "EXISTS"]):
+        exists = True
+        i = 5 if create else 4
+    if i >= len(toks):
+        raise Untranslatable("database statement form", sql)
+    name = quote_ident(toks[i].text.lower())
+    rest = w[i + 1:]
+    if create:
+        allowed = {"DEFAULT", "CHARACTER SET", "CHARSET", "COLLATE", "=", "ENCRYPTION"}
+        if any(x not in allowed and toks[i + 1 + k].token_type not in (TokenType.VAR, TokenType.STRING,
+                                                                      TokenType.IDENTIFIER)
+               for k, x in enumerate(rest)):
+            raise Untranslatable("CREATE DATABASE option", sql)
+        return [PgStatement(f"CREATE SCHEMA {'IF NOT EXISTS ' if exists else ''}{name}")]
+    if rest:
+        raise Untranslatable("DROP DATABASE form", sql)
+    return [PgStatement(f"DROP SCHEMA {'IF EXISTS ' if exists else ''}{name} CASCADE")]
+
+
+def _qualify(tbl: exp.Table, default_db: str | None, sql: str) -> tuple[str, str]:
+    db = tbl.args.get("db")
+    if tbl.args.get("catalog") is not None:
+        raise Untranslatable("three-part table name", sql)
+    if db is None:
+        if not default_db:
+            raise Untranslatable("table name without a database and no current database", sql)
+        tbl.set("db", exp.to_identifier(default_db.lower()))
+    return tbl.db.lower(), tbl.name.lower()
+
+
+def _prepare_dml(node: exp.Expression, default_db: str | None, sql: str) -> None:
+    """Qualify tables, lowercase identifiers, turn our @params into $n, refuse variables."""
+    for p in list(node.find_all(exp.Parameter, exp.SessionParameter)):
+        name = p.name if isinstance(p, exp.Parameter) else ""
+        if isinstance(p, exp.Parameter) and name.startswith(_PARAM_PREFIX):
+            p.replace(exp.Parameter(this=exp.Literal.number(int(name[len(_PARAM_PREFIX):]))))
+        else:
+            raise Untranslatable(f"variable {p.sql('mysql')}", sql)
+    for hx in list(node.find_all(exp.HexString)):  # X'..'/0x.. are bytes here; PostgreSQL x'..' is a bit string
+        digits = hx.this if len(hx.this) % 2 == 0 else "0" + hx.this
+        hx.replace(exp.Anonymous(this="DECODE", expressions=[exp.Literal.string(digits.lower()),
+                                                              exp.Literal.string("hex")]))
+    ctes = {c.alias_or_name.lower() for c in node.find_all(exp.CTE)}
+    for tbl in node.find_all(exp.Table):
+        if tbl.name.lower() not in ctes or tbl.args.get("db") is not None:
+            _qualify(tbl, default_db, sql)
+    for ident in node.find_all(exp.Identifier):
+        ident.set("this", ident.this.lower())
+
+
+def _target(node: exp.Expression, sql: str) -> exp.Table:
+    tbl = node.this
+    if isinstance(tbl, exp.Schema):
+        tbl = tbl.this
+    if not isinstance(tbl, exp.Table) or node.args.get("joins") or tbl.args.get("joins"):
+        raise Untranslatable("multi-table statement", sql)
+    return tbl
+
+
+def _check_sequential(assignments: list[exp.Expression], sql: str, what: str) -> list[str]:
+    """Column names assigned; refuse reading a column assigned earlier in the same list."""
+    assigned: list[str] = []
+    for eq in assignments:
+        if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+            raise Untranslatable(f"{what} assignment {eq.sql('mysql')}", sql)
+        rhs = eq.expression
+        reads = {c.name for c in rhs.find_all(exp.Column) if c.table.lower() not in ("excluded",)}
+        if not (isinstance(rhs, exp.Anonymous) and rhs.name.upper() == "VALUES"):
+            hit = reads & set(assigned)
+            if hit:
+                raise Untranslatable(f"{what} reading column {sorted(hit)[0]} assigned earlier in the same "
+                                     "statement (MySQL assigns left to right)", sql)
+        eq.this.set("table", None)
+        eq.this.set("db", None)
+        assigned.append(eq.this.name)
+    return assigned
+
+
+def _no_order_limit(node: exp.Expression, sql: str, what: str) -> None:
+    if node.args.get("order") or node.args.get("limit"):
+        raise Untranslatable(f"{what} with ORDER BY/LIMIT", sql)
+
+
+def _update(node: exp.Update, sql: str, schema: SchemaInfo | None) -> None:
+    tbl = _target(node, sql)
+    if node.args.get("from"):
+        raise Untranslatable("multi-table UPDATE", sql)
+    _no_order_limit(node, sql, "UPDATE")
+    assigned = _check_sequential(node.expressions, sql, "UPDATE SET")
+    if schema is not None:
+        missing = schema.on_update_columns(tbl.db, tbl.name) - set(assigned)
+        if missing:
+            raise Untranslatable(f"UPDATE leaves ON UPDATE CURRENT_TIMESTAMP column {sorted(missing)[0]} to the "
+                                 "server clock (apply the row form)", sql)
+
+
+def _delete(node: exp.Delete, sql: str) -> None:
+    if node.args.get("tables") or node.args.get("using"):
+        raise Untranslatable("multi-table DELETE", sql)
+    _target(node, sql)
+    _no_order_limit(node, sql, "DELETE")
+
+
+def _is_auto_value(v: exp.Expression) -> bool:
+    return isinstance(v, exp.Null) or (isinstance(v, exp.Literal) and not v.is_string and v.this == "0")
+
+
+def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: int, replace: bool,
+            params: tuple) -> None:
+    tbl = _target(node, sql)
+    db, table = tbl.db, tbl.name
+    if node.args.get("returning") or node.args.get("partition") or node.args.get("overwrite"):
+        raise Untranslatable("INSERT option", sql)
+    cols = [c.name for c in node.this.expressions] if isinstance(node.this, exp.Schema) else None
+    values = node.expression
+    rows = values.expressions if isinstance(values, exp.Values) else None
+    all_cols = schema.columns(db, table) if schema is not None else None
+    if cols is None:
+        cols_known = list(all_cols) if all_cols else None
+    else:
+        cols_known = cols
+    conflict = node.args.get("conflict")
+    ignore = bool(node.args.get("ignore"))
+    # auto-increment ids generated by the source
+    if insert_id > 0:
+        auto = schema.auto_increment_column(db, table) if schema is not None else None
+        if auto is None or cols_known is None or rows is None:
+            raise Untranslatable("INSERT generating auto-increment ids without a known AUTO_INCREMENT column "
+                                 "and VALUES list", sql)
+        if (ignore or conflict is not None or replace) and len(rows) > 1:
+            raise Untranslatable("multi-row INSERT IGNORE/ON DUPLICATE KEY/REPLACE generating auto-increment ids",
+                                 sql)
+        if auto not in cols_known:
+            node.this.expressions.append(exp.to_identifier(auto)) if isinstance(node.this, exp.Schema) else None
+            if not isinstance(node.this, exp.Schema):
+                raise Untranslatable("INSERT without a column list on a table with AUTO_INCREMENT", sql)
+            for k, row in enumerate(rows):
+                row.append("expressions", exp.Literal.number(insert_id + k))
+            cols_known = cols_known + [auto]
+        else:
+            pos = cols_known.index(auto)
+            generated = [k for k, row in enumerate(rows) if _is_auto_value(row.expressions[pos])]
+            if any(isinstance(row.expressions[pos], exp.Parameter) for row in rows):
+                raise Untranslatable("auto-increment value from a placeholder in an INSERT generating ids", sql)
+            if len(generated) != len(rows) and len(generated) > 1:
+                raise Untranslatable("INSERT mixing explicit and generated auto-increment ids", sql)
+            for k, idx in enumerate(generated):
+                rows[idx].expressions[pos].replace(exp.Literal.number(insert_id + k))
+    if schema is not None and cols_known is not None:
+        missing = schema.time_default_columns(db, table) - set(cols_known)
+        if missing:
+            raise Untranslatable(f"INSERT leaves CURRENT_TIMESTAMP default column {sorted(missing)[0]} to the "
+                                 "server clock (apply the row form)", sql)
+    if not (replace or conflict is not None):
+        node.set("ignore", None)
+        if ignore:
+            node.set("conflict", exp.OnConflict(action=exp.var("DO NOTHING")))
+        return
+    pk = schema.primary_key(db, table) if schema is not None else None
+    what = "REPLACE" if replace else "ON DUPLICATE KEY UPDATE"
+    if not pk:
+        raise Untranslatable(f"{what} on a table whose primary key is unknown", sql)
+    if replace:
+        if cols_known is None:
+            raise Untranslatable("REPLACE without a column list on a table whose columns are unknown", sql)
+        sets = [exp.EQ(this=exp.column(c), expression=exp.column(c, table="excluded")) for c in cols_known
+                if c not in pk]
+        if all_cols:
+            sets += [exp.EQ(this=exp.column(c), expression=exp.var("DEFAULT")) for c in all_cols
+                     if c not in cols_known and c not in pk]
+        elif cols is not None:
+            raise Untranslatable("REPLACE with a column list on a table whose columns are unknown "
+                                 "(unlisted columns must be reset to their defaults)", sql)
+        action = "DO UPDATE" if sets else "DO NOTHING"
+    else:
+        assignments = list(conflict.expressions)
+        _check_sequential(assignments, sql, "ON DUPLICATE KEY UPDATE")
+        for eq in assignments:
+            for fn in list(eq.expression.find_all(exp.Anonymous)):
+                if fn.name.upper() == "VALUES" and len(fn.expressions) == 1:
+                    fn.replace(exp.column(fn.expressions[0].name, table="excluded"))
+            for col in eq.expression.find_all(exp.Column):
+                if not col.table:
+                    col.set("table", exp.to_identifier(table))
+                elif col.table.lower() != "excluded":
+                    col.set("db", None)
+        sets, action = assignments, "DO UPDATE"
+    node.set("ignore", None)
+    node.set("conflict", exp.OnConflict(
+        action=exp.var(action), conflict_keys=[exp.to_identifier(c) for c in pk],
+        expressions=sets if action == "DO UPDATE" else None))
+
+
+# ------------------------------------------------------------------------------------------ row form
+
+
+def _match(cols: list[str], start: int, *, null_safe: bool) -> str:
+    op = "IS NOT DISTINCT FROM" if null_safe else "="
+    return " AND ".join(f"{quote_ident(c)} {op} ${start + i}" for i, c in enumerate(cols))
+
+
+def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
+                  pk: tuple[str, ...], pg_types: Mapping[str, str] | None = None) -> PgStatement:
+    """One idempotent statement for a binlog row change (``pg_types``: optional column → PostgreSQL type,
+    used by :func:`to_pg_value`).
+
+    insert → INSERT ... ON CONFLICT (pk) DO UPDATE (DO NOTHING without a pk is impossible: without a pk
+    the insert is plain); update → UPDATE ... WHERE pk = before's key; delete → DELETE ... WHERE pk.
+    Without a pk, update/delete match one row on every before-image column with IS NOT DISTINCT FROM,
+    through ``ctid = (SELECT ctid ... LIMIT 1)``.
+    """
+    types = pg_types or {}
+    q = qualified(schema, table)
+
+    def val(c: str, image: dict[str, Any]) -> Any:
+        return to_pg_value(image[c], types.get(c))
+
+    if op == "insert":
+        if not after:
+            raise Untranslatable(f"insert row on {schema}.{table} without an after image")
+        cols = list(after)
+        names = ", ".join(quote_ident(c) for c in cols)
+        ph = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+        sql = f"INSERT INTO {q} ({names}) VALUES ({ph})"
+        if pk:
+            rest = [c for c in cols if c not in pk]
+            sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
+            keys = ", ".join(quote_ident(c) for c in pk)
+            sql += f" ON CONFLICT ({keys}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+        return PgStatement(sql, tuple(val(c, after) for c in cols))
+    if op not in ("update", "delete"):
+        raise Untranslatable(f"row op {op!r}")
+    if not before:
+        raise Untranslatable(f"{op} row on {schema}.{table} without a before image")
+    set_cols: list[str] = []
+    args: list[Any] = []
+    head = f"DELETE FROM {q}"
+    if op == "update":
+        if not after:
+            raise Untranslatable(f"update row on {schema}.{table} without an after image")
+        set_cols = list(after)
+        args = [val(c, after) for c in set_cols]
+        head = f"UPDATE {q} SET " + ", ".join(f"{quote_ident(c)} = ${i}" for i, c in enumerate(set_cols, 1))
+    if pk:
+        missing = [c for c in pk if c not in before]
+        if missing:
+            raise Untranslatable(f"before image of {schema}.{table} lacks primary key column {missing[0]}")
+        where = _match(list(pk), len(args) + 1, null_safe=False)
+        return PgStatement(f"{head} WHERE {where}", tuple(args) + tuple(val(c, before) for c in pk))
+    cols = list(before)
+    where = _match(cols, len(args) + 1, null_safe=True)
+    return PgStatement(f"{head} WHERE ctid = (SELECT ctid FROM {q} WHERE {where} LIMIT 1)",
+                       tuple(args) + tuple(val(c, before) for c in cols))
+
+
+row_statements = row_statement

@@ -1,0 +1,92 @@
+"""`dbmux status`: per target, the applied GTID, lag in transactions and seconds, and state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiomysql
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from dbmux.config import Config, TargetConfig
+from replicator.positions import META_SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    name: str
+    applied: str  # last applied GTID(s)
+    lag_events: int | None
+    lag_s: float | None
+    state: str
+    detail: str
+
+
+async def _end_offsets(config: Config) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(config.topic) or set()
+        tps = [TopicPartition(config.topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _mysql_status(config: Config, target: TargetConfig, ends: dict[int, int]) -> TargetStatus:
+    dsn = target.dsn
+    try:
+        conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                      connect_timeout=5)
+    except Exception as exc:  # noqa: BLE001 - shown as the state
+        return TargetStatus(target.name, "-", None, None, "unreachable", f"{dsn.redacted()}: {exc}")
+    try:
+        async with conn.cursor() as cur:
+            try:
+                await cur.execute(f"SELECT last_gtid, ts_ms FROM {META_SCHEMA}.gtids WHERE target = %s "
+                                  "AND topic = %s", (target.name, config.topic))
+                gtids = await cur.fetchall()
+                await cur.execute(f"SELECT kafka_partition, next_offset FROM {META_SCHEMA}.positions "
+                                  "WHERE target = %s AND topic = %s", (target.name, config.topic))
+                offsets = dict(await cur.fetchall())
+                await cur.execute(f"SELECT state, detail FROM {META_SCHEMA}.status WHERE target = %s",
+                                  (target.name,))
+                row = await cur.fetchone()
+            except Exception:  # noqa: BLE001 - no metadata yet
+                return TargetStatus(target.name, "-", None, None, "not started", "")
+    finally:
+        conn.close()
+    lag = sum(max(0, end - offsets.get(p, 0)) for p, end in ends.items())
+    newest_ms = max((ts for _, ts in gtids), default=None)
+    lag_s = 0.0 if lag == 0 else (time.time() - newest_ms / 1000 if newest_ms else None)
+    state, detail = row if row else ("not started", "")
+    return TargetStatus(target.name, ",".join(g for g, _ in gtids) or "-", lag, lag_s, state, detail)
+
+
+async def collect(config: Config) -> list[TargetStatus]:
+    ends = await _end_offsets(config)
+    out = []
+    for t in config.targets:
+        if t.dsn.kind == "mysql":
+            out.append(await _mysql_status(config, t, ends))
+        else:
+            out.append(TargetStatus(t.name, "-", None, None, "unsupported", "PostgreSQL targets: not yet"))
+    return out
+
+
+def render(rows: list[TargetStatus]) -> str:
+    lines = [f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  state"]
+    for r in rows:
+        lag = "-" if r.lag_events is None else str(r.lag_events)
+        lag_s = "-" if r.lag_s is None else f"{r.lag_s:.1f}"
+        state = r.state + (f": {r.detail}" if r.detail else "")
+        lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  {state}")
+    return "\n".join(lines)
+
+
+def run(config: Config) -> int:
+    rows = asyncio.run(collect(config))
+    print(render(rows))
+    return 0 if all(r.state == "running" for r in rows) else 1

@@ -1,0 +1,324 @@
+"""``dbmux verify``: prove that every target holds what the primary holds, by chunked checksums.
+
+For every replicated table (each base table of the primary outside ``mysql``, ``information_schema``,
+``performance_schema``, ``sys`` and ``dbmux_meta``, selected by the target's ``tables`` patterns) the
+primary is walked once in primary-key order, ``chunk_rows`` rows at a time (keyset pagination). Each
+chunk is compared with every target concurrently: the target's rows in the same key range are read,
+every value is normalised to a canonical text (:mod:`replicator.checksum`), rows are hashed and the
+chunk digests compared; on a mismatch the rows are diffed by key. Ranges are contiguous —
+``(previous chunk's last key, this chunk's last key]`` and, after the walk, everything past the last
+key — so a row the target has and the primary lacks is found wherever it sits. PostgreSQL targets
+whose key has a text/binary/enum column (collations order those differently) are read by the chunk's
+key list instead, and rows only on the target are counted from ``count(*)``.
+
+Shard targets (``targets.<name>.shard``): the seam is an :data:`OwnsPredicate` per target,
+``owns(db, table, pk) -> bool`` with ``pk`` the key as read from the primary (aiomysql types). With one,
+only the primary's rows the shard owns are compared ("owned" mode). Without one (the shard map does not
+exist yet) verify checks the *subset* property: every row on the shard exists on the primary with the
+same values; primary rows absent from the shard are not differences ("subset" mode, ``rows target`` is
+what the shard holds).
+
+Consistency: the primary and each target are read inside one snapshot each (``START TRANSACTION WITH
+CONSISTENT SNAPSHOT`` / ``REPEATABLE READ READ ONLY``), but the snapshots are taken at slightly
+different moments and replication is asynchronous: run verify once the replicators have caught up
+(and writes are paused), otherwise recent writes show up as differences.
+
+Tables without a primary key are "not verifiable (no primary key)": only their row counts are
+compared, and they fail only when the counts differ (for shard targets: when the shard has more rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fnmatch
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from dbmux.config import Config, TargetConfig
+from dbmux.errors import DbmuxError
+from replicator.checksum import chunk_digest, column_kind, key_text, row_digest
+from replicator.verify_readers import MySQLReader, PostgresReader, TableShape, TargetTable, connect_reader
+from replicator.verify_report import (KeyDiff, Status, TableResult, TargetReport, VerifyReport,  # noqa: F401
+                                      format_report)
+
+log = logging.getLogger(__name__)
+
+OwnsPredicate = Callable[[str, str, tuple], bool]
+"""``owns(db, table, pk) -> bool``: does this shard target own the primary's row with key ``pk``?"""
+
+DEFAULT_CHUNK_ROWS = 1000
+DEFAULT_MAX_KEYS = 20
+
+
+class VerifyError(DbmuxError):
+    """verify could not run (primary unreachable, bad arguments); the message names what and where."""
+
+
+def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:
+    """Does a target's ``tables`` list select ``db.table``? fnmatch patterns, case-sensitive; ``*`` = all."""
+    name = f"{db}.{table}"
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+# --- one target's comparison of one table ------------------------------------------------------------
+
+class _TableCheck:
+    """State of one target while the primary walks one table."""
+
+    def __init__(self, target: "_Target", shape: TableShape, tt: TargetTable, max_keys: int) -> None:
+        self.target, self.shape, self.tt, self.max_keys = target, shape, tt, max_keys
+        self.result = TableResult(shape.name)
+        self.kinds = tuple(column_kind(t, target_type=tt.types[i], json_checked=shape.columns[i] in shape.json_columns)
+                           for i, t in enumerate(shape.types))
+        self.pk_kinds = tuple(self.kinds[i] for i in shape.pk)
+        self.by_range = target.reader.range_safe(shape)
+        self.matched = 0  # target rows seen by key lookup (keys mode)
+
+    def _digests(self, rows: Sequence[tuple]) -> dict[tuple, bytes]:
+        return {key_text(self.shape.key_of(r), self.pk_kinds): row_digest(r, self.kinds) for r in rows}
+
+    def _text(self, key: tuple | None) -> tuple | None:
+        return None if key is None else key_text(key, self.pk_kinds)
+
+    def _note_key(self, what: str, key: tuple) -> None:
+        self.result.diff_rows += 1
+        if len(self.result.keys) < self.max_keys:
+            self.result.keys.append(KeyDiff(what, key))
+
+    async def chunk(self, rows: Sequence[tuple], after: tuple | None, upto: tuple) -> None:
+        shape, owns = self.shape, self.target.owns
+        mine = rows if owns is None else [r for r in rows if owns(shape.db, shape.table, shape.key_of(r))]
+        reader = self.target.reader
+        if self.by_range:
+            t_rows = await reader.fetch_range(shape, self.tt, after, upto)
+        else:
+            t_rows = await reader.fetch_keys(shape, self.tt, [shape.key_of(r) for r in mine])
+            self.matched += len(t_rows)
+        self.result.chunks += 1
+        self.result.rows_primary += len(mine)
+        self.result.rows_target += len(t_rows)
+        p, t = self._digests(mine), self._digests(t_rows)
+        subset = self.target.mode == "subset"
+        if not subset and chunk_digest(p.values()) == chunk_digest(t.values()):
+            return
+        before = self.result.diff_rows
+        for key, digest in t.items():
+            if key not in p:
+                self._note_key("extra on target", key)
+            elif p[key] != digest:
+                self._note_key("changed", key)
+        if not subset:
+            for key in p:
+                if key not in t:
+                    self._note_key("missing on target", key)
+        if self.result.diff_rows > before:
+            self.result.ranges.append((self._text(after), self._text(upto)))
+
+    async def finish(self, last: tuple | None) -> None:
+        """Rows past the primary's last key (range mode), or beyond the matched ones (keys mode)."""
+        reader, shape = self.target.reader, self.shape
+        if self.by_range:
+            extra = await reader.count(shape, self.tt, last)
+            if extra:
+                self.result.rows_target += extra
+                self.result.diff_rows += extra
+                self.result.ranges.append((self._text(last), None))
+                room = self.max_keys - len(self.result.keys)
+                if room > 0:
+                    rows = await reader.fetch_range(shape, self.tt, last, None, limit=room, order=True)
+                    for key in self._digests(rows):
+                        self.result.keys.append(KeyDiff("extra on target", key))
+        else:
+            total = await reader.count(shape, self.tt)
+            extra = total - self.matched
+            self.result.rows_target = total
+            if extra > 0:
+                self.result.diff_rows += extra
+                self.result.note = f"{extra} rows only on target"
+        if self.result.diff_rows:
+            self.result.status = Status.DIFFERENT
+
+
+@dataclass(slots=True)
+class _Target:
+    config: TargetConfig
+    reader: MySQLReader | PostgresReader | None
+    owns: OwnsPredicate | None
+    report: TargetReport
+
+    @property
+    def mode(self) -> str:
+        return self.report.mode
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+async def _open_target(tc: TargetConfig, owns: OwnsPredicate | None) -> _Target:
+    dsn = tc.dsn
+    mode = "full" if not tc.shard else ("owned" if owns is not None else "subset")
+    report = TargetReport(tc.name, dsn.redacted(), mode)
+    try:
+        reader = await connect_reader(tc.name, dsn)
+        await reader.begin()
+    except Exception as exc:  # noqa: BLE001 - any driver/network error: report it, go on with the others
+        report.error = (f"cannot read target '{tc.name}' at {dsn.redacted()}: {type(exc).__name__}: {exc} "
+                        "(is the server up and the URL in targets." + tc.name + ".url right?)")
+        return _Target(tc, None, owns, report)
+    return _Target(tc, reader, owns, report)
+
+
+async def _recover(target: _Target) -> None:
+    """After a failed read, make the target readable again for the next table."""
+    try:
+        assert target.reader is not None
+        await target.reader.recover()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("target %s cannot recover: %s", target.config.name, exc)
+
+
+async def _no_pk_table(primary: MySQLReader, shape: TableShape, targets: list[tuple[_Target, TargetTable]]
+                       ) -> None:
+    p_count = await primary.count(shape, None)
+    for target, tt in targets:
+        res = TableResult(shape.name, Status.NOT_VERIFIABLE, rows_primary=p_count)
+        try:
+            assert target.reader is not None
+            res.rows_target = await target.reader.count(shape, tt)
+        except Exception as exc:  # noqa: BLE001
+            res.status, res.note = Status.ERROR, f"{type(exc).__name__}: {exc}"
+            await _recover(target)
+        else:
+            shard = target.mode != "full"
+            if (res.rows_target > p_count) if shard else (res.rows_target != p_count):
+                res.note = "row counts differ"
+        target.report.tables.append(res)
+
+
+async def _verify_table(primary: MySQLReader, shape: TableShape, targets: list[_Target], chunk_rows: int,
+                        max_keys: int) -> None:
+    located: list[tuple[_Target, TargetTable]] = []
+    p_count: int | None = None
+    for target in targets:
+        assert target.reader is not None
+        try:
+            tt = await target.reader.locate(shape)
+        except Exception as exc:  # noqa: BLE001
+            note = f"{type(exc).__name__}: {exc}"
+            target.report.tables.append(TableResult(shape.name, Status.ERROR, note=note))
+            await _recover(target)
+            continue
+        if tt is None:
+            if p_count is None:
+                p_count = await primary.count(shape, None)
+            target.report.tables.append(TableResult(shape.name, Status.MISSING, rows_primary=p_count))
+        elif tt.missing:
+            cols = ", ".join(shape.columns[i] for i in tt.missing)
+            target.report.tables.append(TableResult(shape.name, Status.DIFFERENT,
+                                                    note=f"columns missing on target: {cols}"))
+        else:
+            located.append((target, tt))
+    if not located:
+        return
+    if not shape.pk:
+        await _no_pk_table(primary, shape, located)
+        return
+    checks = [_TableCheck(t, shape, tt, max_keys) for t, tt in located]
+    failed: dict[int, str] = {}
+
+    async def step(i: int, coro) -> None:
+        try:
+            await coro
+        except Exception as exc:  # noqa: BLE001 - this table on this target could not be read
+            log.warning("verify %s on %s failed: %s", shape.name, checks[i].target.config.name, exc)
+            failed[i] = f"{type(exc).__name__}: {exc}"
+            await _recover(checks[i].target)
+
+    after: tuple | None = None
+    while True:
+        rows = await primary.fetch_after(shape, after, chunk_rows)
+        if not rows:
+            break
+        upto = shape.key_of(rows[-1])
+        await asyncio.gather(*(step(i, c.chunk(rows, after, upto)) for i, c in enumerate(checks) if i not in failed))
+        after = upto
+        if len(rows) < chunk_rows:
+            break
+    await asyncio.gather(*(step(i, c.finish(after)) for i, c in enumerate(checks) if i not in failed))
+    for i, check in enumerate(checks):
+        if i in failed:
+            check.result.status, check.result.note = Status.ERROR, failed[i]
+        check.target.report.tables.append(check.result)
+
+
+async def verify(config: Config, *, target: str | None = None,
+                 owners: Mapping[str, OwnsPredicate] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 max_keys: int = DEFAULT_MAX_KEYS) -> VerifyReport:
+    """Compare every replicated table of the primary with each target (or only ``target``).
+
+    ``owners`` maps a shard target's name to its :data:`OwnsPredicate`; shard targets without one are
+    checked in subset mode. Unreachable targets are reported (``TargetReport.error``), not raised;
+    an unreachable primary raises :class:`VerifyError`.
+    """
+    if chunk_rows < 1:
+        raise VerifyError(f"chunk size {chunk_rows} must be at least 1")
+    chosen = [config.target(target)] if target else list(config.targets)
+    if not chosen:
+        raise VerifyError(f"{config.source} configures no targets; add a [targets.NAME] table")
+    owners = owners or {}
+    pdsn = config.primary.dsn
+    try:
+        primary = await MySQLReader.connect("primary", pdsn)
+        await primary.begin()
+    except Exception as exc:  # noqa: BLE001
+        raise VerifyError(f"cannot read the primary at {pdsn.redacted()}: {type(exc).__name__}: {exc} "
+                          "(check primary.url and that the server is up)") from None
+    targets = list(await asyncio.gather(*(_open_target(tc, owners.get(tc.name)) for tc in chosen)))
+    try:
+        shapes = await primary.list_tables()
+        for shape in shapes:
+            wanted = [t for t in targets if t.reader is not None
+                      and table_selected(t.config.tables, shape.db, shape.table)]
+            if wanted:
+                log.info("verifying %s on %s", shape.name, ", ".join(t.config.name for t in wanted))
+                await _verify_table(primary, shape, wanted, chunk_rows, max_keys)
+    finally:
+        await primary.close()
+        for t in targets:
+            if t.reader is not None:
+                await t.reader.close()
+    return VerifyReport([t.report for t in targets])
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
+    import os
+
+    default = os.environ.get("DBMUX_CONFIG")
+    p = subparsers.add_parser("verify", help="compare every target with the primary by chunked checksums "
+                                             "(exit 0: all equal, 1: differences, 2: errors)")
+    p.add_argument("-c", "--config", default=default, required=default is None,
+                   help="pipeline config TOML (default: $DBMUX_CONFIG)")
+    p.add_argument("--target", help="verify only this target (default: every target)")
+    p.add_argument("--details", action="store_true", help="list differing key ranges and keys")
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per checksum chunk")
+    p.set_defaults(func=cmd_verify)
+    return p
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Run verify for the CLI: prints the report to stdout, errors to stderr; returns the exit code."""
+    from dbmux.config import load_config
+
+    try:
+        config = args.config if isinstance(args.config, Config) else load_config(args.config)
+        report = asyncio.run(verify(config, target=getattr(args, "target", None),
+                                    chunk_rows=getattr(args, "chunk_rows", DEFAULT_CHUNK_ROWS)))
+    except DbmuxError as exc:
+        print(f"dbmux verify: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_report(report, details=getattr(args, "details", False)))
+    return report.exit_code

@@ -128,10 +128,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop = _stop_event()
         server = IngressServer(config)
         await server.start()
-        targets = [t.name for t in config.targets if t.dsn.kind == "mysql"]
-        skipped = [t.name for t in config.targets if t.dsn.kind != "mysql"]
+        targets = [t.name for t in config.targets if not t.shard]
+        skipped = [t.name for t in config.targets if t.shard]
         if skipped:
-            log.warning("not replicating %s: PostgreSQL targets are not supported yet", ", ".join(skipped))
+            log.warning("not replicating %s: shard targets need the shard map, not implemented yet",
+                        ", ".join(skipped))
         tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
         print(f"dbmux up: ingress on {config.ingress.listen}, replicating to {', '.join(targets) or 'nothing'}",
               flush=True)

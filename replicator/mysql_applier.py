@@ -55,6 +55,7 @@ class MySQLApplier:
                                             password=self.dsn.password, autocommit=False, charset="utf8mb4")
         self._session, self._db = (), None
         async with self._conn.cursor() as cur:
+            await cur.execute("SET SESSION sql_notes = 0")  # no "already exists" warnings for IF NOT EXISTS
             await cur.execute(f"CREATE DATABASE IF NOT EXISTS {META_SCHEMA}")
             await cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions (target VARCHAR(64) NOT NULL, "
@@ -71,6 +72,7 @@ class MySQLApplier:
                 "state VARCHAR(32) NOT NULL, detail TEXT NOT NULL, "
                 "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) "
                 "ENGINE=InnoDB")
+            await cur.execute("SET SESSION sql_notes = 1")
         await self._conn.commit()
 
     async def lock_target(self) -> None:

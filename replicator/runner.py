@@ -30,6 +30,7 @@ from dbmux.kafka_topics import ensure_topic
 from replicator.errors import ApplyError, TargetHalted
 from replicator.mysql_applier import MySQLApplier
 from replicator.ordering import GtidOrderer
+from replicator.pg_applier import PostgresApplier
 from replicator.positions import PartitionKey, TargetPosition
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,11 @@ def batch_limits(config: Config, target: TargetConfig) -> BatchLimits:
     )
 
 
-def make_applier(target: TargetConfig, topic: str):
+def make_applier(config: Config, target: TargetConfig, topic: str):
     dsn = target.dsn
     if dsn.kind == "mysql":
         return MySQLApplier(dsn, target.name, topic)
-    raise ApplyError(f"target {target.name}: {dsn.kind} targets are not supported by this replicator yet")
+    return PostgresApplier(dsn, target.name, topic, config.primary.dsn)
 
 
 def chunks_for_commit(items: list[Item], max_txns: int) -> list[list[Item]]:
@@ -89,6 +90,9 @@ class Replicator:
     def __init__(self, config: Config, target_name: str) -> None:
         self.config = config
         self.target = config.target(target_name)
+        if self.target.shard:
+            raise ApplyError(f"target {target_name} is a shard target (shard {self.target.shard!r}): shard "
+                             "filtering is not implemented yet, and replicating every row there would be wrong")
         self.policy = config.on_error(self.target)
         self.limits = batch_limits(config, self.target)
         self.topic = config.topic
@@ -119,7 +123,7 @@ class Replicator:
         return 0
 
     async def _run_once(self, stop: asyncio.Event) -> None:
-        applier = make_applier(self.target, self.topic)
+        applier = make_applier(self.config, self.target, self.topic)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.kafka.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,

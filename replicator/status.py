@@ -58,21 +58,53 @@ async def _mysql_status(config: Config, target: TargetConfig, ends: dict[int, in
                 return TargetStatus(target.name, "-", None, None, "not started", "")
     finally:
         conn.close()
+    return _summarise(target.name, gtids, offsets, row, ends)
+
+
+async def _pg_status(config: Config, target: TargetConfig, ends: dict[int, int]) -> TargetStatus:
+    import asyncpg
+
+    dsn = target.dsn
+    try:
+        conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                     database=dsn.database or "postgres", timeout=5)
+    except Exception as exc:  # noqa: BLE001 - shown as the state
+        return TargetStatus(target.name, "-", None, None, "unreachable", f"{dsn.redacted()}: {exc}")
+    try:
+        try:
+            gtids = [(r[0], r[1]) for r in await conn.fetch(
+                f"SELECT last_gtid, ts_ms FROM {META_SCHEMA}.gtids WHERE target = $1 AND topic = $2",
+                target.name, config.topic)]
+            offsets = {r[0]: r[1] for r in await conn.fetch(
+                f"SELECT kafka_partition, next_offset FROM {META_SCHEMA}.positions WHERE target = $1 AND topic = $2",
+                target.name, config.topic)}
+            row = await conn.fetchrow(f"SELECT state, detail FROM {META_SCHEMA}.status WHERE target = $1",
+                                      target.name)
+        except asyncpg.PostgresError:
+            return TargetStatus(target.name, "-", None, None, "not started", "")
+    finally:
+        await conn.close()
+    return _summarise(target.name, gtids, offsets, (row["state"], row["detail"]) if row else None, ends)
+
+
+def _summarise(name: str, gtids, offsets: dict, row, ends: dict[int, int]) -> TargetStatus:
     lag = sum(max(0, end - offsets.get(p, 0)) for p, end in ends.items())
     newest_ms = max((ts for _, ts in gtids), default=None)
     lag_s = 0.0 if lag == 0 else (time.time() - newest_ms / 1000 if newest_ms else None)
     state, detail = row if row else ("not started", "")
-    return TargetStatus(target.name, ",".join(g for g, _ in gtids) or "-", lag, lag_s, state, detail)
+    return TargetStatus(name, ",".join(g for g, _ in gtids) or "-", lag, lag_s, state, detail)
 
 
 async def collect(config: Config) -> list[TargetStatus]:
     ends = await _end_offsets(config)
     out = []
     for t in config.targets:
-        if t.dsn.kind == "mysql":
+        if t.shard:
+            out.append(TargetStatus(t.name, "-", None, None, "unsupported", "shard targets: not yet"))
+        elif t.dsn.kind == "mysql":
             out.append(await _mysql_status(config, t, ends))
         else:
-            out.append(TargetStatus(t.name, "-", None, None, "unsupported", "PostgreSQL targets: not yet"))
+            out.append(await _pg_status(config, t, ends))
     return out
 
 

@@ -1,0 +1,141 @@
+"""Applying change events to a PostgreSQL target (asyncpg).
+
+MySQL database ``X`` is PostgreSQL schema ``X``. Statement events are translated by
+:mod:`replicator.pg_sql` (anything it cannot translate faithfully is a permanent error, never a
+silent change); row events become idempotent parametrised statements. PostgreSQL DDL is
+transactional, so every batch -- DDL included -- and its position commit atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from dbmux.dsn import Dsn
+from dbmux.envelope import ChangeEvent
+from replicator.errors import ApplyError
+from replicator.pg_sql import StaticSchema, Untranslatable, row_statement, translate_statement
+from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+from replicator.source_schema import load_source_schema
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.DeadlockDetectedError,
+              asyncpg.exceptions.SerializationError, asyncpg.exceptions.CannotConnectNowError,
+              asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.LockNotAvailableError,
+              asyncpg.exceptions.InterfaceError, ConnectionError, OSError)
+
+
+class PostgresApplier:
+    def __init__(self, dsn: Dsn, target: str, topic: str, source: Dsn) -> None:
+        self.dsn, self.target, self.topic, self.source = dsn, target, topic, source
+        self._conn: asyncpg.Connection | None = None
+        self._schema = StaticSchema({})
+
+    async def connect(self) -> None:
+        self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
+                                           password=self.dsn.password, database=self.dsn.database or "postgres")
+        await self._conn.execute(f"""
+            CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
+            CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions (target TEXT NOT NULL, topic TEXT NOT NULL,
+                kafka_partition INT NOT NULL, next_offset BIGINT NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (target, topic, kafka_partition));
+            CREATE TABLE IF NOT EXISTS {META_SCHEMA}.gtids (target TEXT NOT NULL, topic TEXT NOT NULL,
+                domain_id TEXT NOT NULL, seq NUMERIC(20) NOT NULL, last_gtid TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+                PRIMARY KEY (target, topic, domain_id));
+            CREATE TABLE IF NOT EXISTS {META_SCHEMA}.status (target TEXT PRIMARY KEY, state TEXT NOT NULL,
+                detail TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+        """)
+        self._schema = await load_source_schema(self.source)
+
+    async def lock_target(self) -> None:
+        assert self._conn is not None
+        got = await self._conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"dbmux.replicator.{self.target}")
+        if not got:
+            raise ApplyError(f"another replicator is already applying to target {self.target!r}")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def load_position(self) -> TargetPosition:
+        assert self._conn is not None
+        pos = TargetPosition()
+        for r in await self._conn.fetch(f"SELECT topic, kafka_partition, next_offset FROM {META_SCHEMA}.positions "
+                                        "WHERE target = $1", self.target):
+            pos.offsets[PartitionKey(r["topic"], r["kafka_partition"])] = r["next_offset"]
+        for r in await self._conn.fetch(f"SELECT domain_id, seq FROM {META_SCHEMA}.gtids WHERE target = $1 "
+                                        "AND topic = $2", self.target, self.topic):
+            pos.gtids[r["domain_id"]] = int(r["seq"])
+        return pos
+
+    async def set_status(self, state: str, detail: str) -> None:
+        assert self._conn is not None
+        await self._conn.execute(
+            f"INSERT INTO {META_SCHEMA}.status (target, state, detail) VALUES ($1, $2, $3) "
+            "ON CONFLICT (target) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail, updated_at = now()",
+            self.target, state, detail[:2000])
+
+    async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                    last_gtids: dict[str, ChangeEvent]) -> None:
+        assert self._conn is not None
+        has_ddl = False
+        try:
+            async with self._conn.transaction():
+                for ev, offset in batch:
+                    has_ddl |= await self._apply_event(ev, offset)
+                await self._write_position(position, last_gtids)
+        except ApplyError:
+            raise
+        except _TRANSIENT as exc:
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
+                             retriable=True) from exc
+        if has_ddl:
+            self._schema = await load_source_schema(self.source)
+
+    async def _apply_event(self, ev: ChangeEvent, offset: int) -> bool:
+        assert self._conn is not None
+        ddl = False
+        db = ev.db or (ev.session.db if ev.session else None)
+        try:
+            for row in ev.rows:
+                pk = self._schema.primary_key(row.db.lower(), row.table.lower()) or ()
+                st = row_statement(row.db.lower(), row.table.lower(), row.op, row.before, row.after, pk)
+                await self._conn.execute(st.sql, *st.args)
+            for s in ev.statements:
+                ddl |= s.kind == "ddl"
+                for st in translate_statement(s.sql, db.lower() if db else None, s.params, schema=self._schema,
+                                              insert_id=s.insert_id):
+                    await self._conn.execute(st.sql, *st.args)
+                if s.kind == "ddl":
+                    self._schema = await load_source_schema(self.source)
+        except Untranslatable as exc:
+            raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=str(ev.gtid), offset=offset) from exc
+        except asyncpg.PostgresError as exc:
+            retriable = isinstance(exc, _TRANSIENT)
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=str(ev.gtid), offset=offset,
+                             table=getattr(exc, "table_name", "") or "", retriable=retriable) from exc
+        return ddl
+
+    async def _write_position(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
+        assert self._conn is not None
+        for pk, offset in position.offsets.items():
+            await self._conn.execute(
+                f"INSERT INTO {META_SCHEMA}.positions (target, topic, kafka_partition, next_offset) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (target, topic, kafka_partition) "
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                self.target, pk.topic, pk.partition, offset)
+        for domain, ev in last.items():
+            await self._conn.execute(
+                f"INSERT INTO {META_SCHEMA}.gtids (target, topic, domain_id, seq, last_gtid, ts_ms) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, topic, domain_id) DO UPDATE SET "
+                "seq = EXCLUDED.seq, last_gtid = EXCLUDED.last_gtid, ts_ms = EXCLUDED.ts_ms",
+                self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms)
+
+
+def _span(batch: list[tuple[ChangeEvent, int]]) -> str:
+    if not batch:
+        return ""
+    return str(batch[0][0].gtid) if len(batch) == 1 else f"{batch[0][0].gtid}..{batch[-1][0].gtid}"

@@ -57,6 +57,15 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
     return 0 if all(r.up for r in rows) else 3
 
 
+def cmd_stack_restart(args: argparse.Namespace) -> int:
+    from dbmux.stack.stack import Stack
+
+    stack = Stack(_layout(args))
+    asyncio.run(stack.restart(args.service))
+    print(f"restarted {args.service}")
+    return 0
+
+
 def cmd_stack_env(args: argparse.Namespace) -> int:
     from dbmux.stack.stack import Stack
 
@@ -215,10 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("down", cmd_stack_down, "stop exactly the processes the stack started"),
         ("status", cmd_stack_status, "show each service up/down (exit 3 if any is down)"),
         ("env", cmd_stack_env, "print export lines: addresses and the generated pipeline config"),
+        ("restart", cmd_stack_restart, "stop one service cleanly and start it again (tests, demos)"),
     ):
         p = ssub.add_parser(name, help=helptext)
         p.add_argument("--dir", help="stack state directory (default: $DBMUX_STACK_DIR or ./.stack)")
         p.set_defaults(func=fn)
+        if name == "restart":
+            p.add_argument("service", help="kafka, mariadb-primary, mariadb-replica1, ... (see status)")
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete all data of the stack")
         if name == "up":

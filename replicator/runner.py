@@ -66,11 +66,18 @@ def make_applier(config: Config, target: TargetConfig, topic: str):
     return PostgresApplier(dsn, target.name, topic, config.primary.dsn)
 
 
-def chunks_for_commit(items: list[Item], max_txns: int) -> list[list[Item]]:
-    """Group-commit chunks: at most ``max_txns`` events; an event with DDL is a chunk of its own."""
+def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62,
+                      sizes: dict[int, int] | None = None) -> list[list[Item]]:
+    """Group-commit chunks: at most ``max_txns`` events and ``max_bytes`` of event payload (always at
+    least one event); an event with DDL is a chunk of its own."""
     out: list[list[Item]] = []
     cur: list[Item] = []
+    cur_bytes = 0
     for item in items:
+        size = (sizes or {}).get(id(item[0]), 0)
+        if cur and cur_bytes + size > max_bytes:
+            out.append(cur)
+            cur, cur_bytes = [], 0
         if any(st.kind == "ddl" for st in item[0].statements):
             if cur:
                 out.append(cur)
@@ -78,9 +85,10 @@ def chunks_for_commit(items: list[Item], max_txns: int) -> list[list[Item]]:
             out.append([item])
             continue
         cur.append(item)
+        cur_bytes += size
         if len(cur) >= max_txns:
             out.append(cur)
-            cur = []
+            cur, cur_bytes = [], 0
     if cur:
         out.append(cur)
     return out
@@ -98,6 +106,7 @@ class Replicator:
         self.topic = config.topic
         self.group_id = f"dbmux.{config.cluster.name}.{self.target.name}"
         self.halted: ApplyError | None = None
+        self._sizes: dict[int, int] = {}  # id(event) -> encoded size, for the byte bound of a batch
 
     async def run(self, stop: asyncio.Event) -> int:
         """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
@@ -189,6 +198,7 @@ class Replicator:
                     released = orderer.offer(ev, rec.offset)
                     if orderer.duplicates != before:
                         DUPLICATES.labels(name).inc()
+                    self._sizes[id(ev)] = len(rec.value)
                     if released and not ready:
                         batch_started = time.monotonic()
                     ready.extend((e, key, off) for e, off in released)
@@ -210,6 +220,8 @@ class Replicator:
                              or now - batch_started >= self.limits.linger_s or not records)
             if due:
                 await self._commit(applier, dlq, ready, orderer, consumed, position)
+                self._sizes = {id(e): self._sizes[id(e)] for held in orderer.held_events() for e in held
+                               if id(e) in self._sizes}
                 ready = []
                 try:
                     await consumer.commit({TopicPartition(k.topic, k.partition): v
@@ -219,7 +231,7 @@ class Replicator:
 
     async def _commit(self, applier, dlq, ready: list[Item], orderer: GtidOrderer,
                       consumed: dict[PartitionKey, int], position: TargetPosition) -> None:
-        chunks = chunks_for_commit(ready, self.limits.max_txns)
+        chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes)
         for i, chunk in enumerate(chunks):
             later = [item for c in chunks[i + 1:] for item in c]
             pos = self._position_after(position, chunk, later, orderer, consumed)

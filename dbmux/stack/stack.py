@@ -80,6 +80,18 @@ class Stack:
             shutil.rmtree(self.layout.root, ignore_errors=True)
         return stopped
 
+    async def restart(self, name: str, timeout_s: float = 180.0) -> None:
+        """Stop one service (SIGTERM, clean shutdown) and start it again on the same data."""
+        svc = self.service(name)
+        process.stop(svc.pidfile)
+        await self.up(timeout_s)
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise StackError(f"no service {name!r}; services: {', '.join(s.name for s in self.services)}")
+
     def status(self) -> list[ServiceStatus]:
         return [ServiceStatus(s.name, s.port, s.pidfile.read(), _listening(s.port)) for s in self.services]
 

@@ -53,3 +53,21 @@ def test_lowest_needed_offset_points_at_the_first_held_event():
     assert [str(e.gtid) for e, _ in o.offer(ev("0-1-2"), 12)] == ["0-1-2", "0-1-3", "0-1-4"]
     assert o.lowest_needed_offset() is None
     assert o.gaps() == []
+
+
+def test_commit_chunks_respect_count_bytes_and_ddl():
+    from replicator.positions import PartitionKey
+    from replicator.runner import chunks_for_commit
+
+    key = PartitionKey("t", 0)
+    evs = [ev(f"0-1-{i}") for i in range(1, 8)]
+    ddl = ChangeEvent(Gtid.parse("0-1-8"), "ingress", 0, statements=(Statement("CREATE TABLE x (a INT)", kind="ddl"),))
+    items = [(e, key, i) for i, e in enumerate(evs)] + [(ddl, key, 7), (ev("0-1-9"), key, 8)]
+    sizes = {id(e): 100 for e, _, _ in items}
+    by_count = chunks_for_commit(items, 3)
+    assert [[str(e.gtid) for e, _, _ in c] for c in by_count] == [
+        ["0-1-1", "0-1-2", "0-1-3"], ["0-1-4", "0-1-5", "0-1-6"], ["0-1-7"], ["0-1-8"], ["0-1-9"]]
+    by_bytes = chunks_for_commit(items, 100, max_bytes=250, sizes=sizes)
+    assert [len(c) for c in by_bytes] == [2, 2, 2, 1, 1, 1]
+    huge = chunks_for_commit(items[:1], 100, max_bytes=10, sizes=sizes)
+    assert [len(c) for c in huge] == [1]  # an event larger than the bound still goes, alone

@@ -80,21 +80,32 @@ def stop(pidfile: PidFile, *, timeout_s: float = 60.0) -> bool:
     if pid is None:
         pidfile.remove()
         return False
+    # Ownership is checked once, before signalling. Afterwards wait for the pid itself to be gone:
+    # an exiting process's cmdline reads empty while it still holds its sockets.
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not is_ours(pid, pidfile.marker):
+        if not _alive(pid):
             break
         _reap(pid)
         time.sleep(0.1)
     else:
         log.warning("pid %s did not stop within %.0fs; sending SIGKILL", pid, timeout_s)
         _signal(pid, signal.SIGKILL)
-        while is_ours(pid, pidfile.marker):
+        while _alive(pid):
             _reap(pid)
             time.sleep(0.05)
     pidfile.remove()
     return True
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _signal(pid: int, sig: int) -> None:

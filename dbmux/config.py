@@ -91,8 +91,13 @@ class PrimaryConfig:
     url: str = field(default="", repr=False)
     binlog_url: str = field(default="", repr=False)  # empty: same as url (the user needs REPLICATION SLAVE/CLIENT privileges)
     binlog_server_id: int = 4242
+    tls: str = "preferred"  # ingress -> primary: preferred (when offered), required, disabled
+    tls_ca: str = ""  # verify the primary's certificate against this CA (default: encrypt only)
 
     def validate(self, prefix: str) -> None:
+        _check_choice(f"{prefix}.tls", self.tls, ("preferred", "required", "disabled"))
+        if self.tls_ca and not Path(self.tls_ca).is_file():
+            raise ConfigError(f"{prefix}.tls_ca", f"file {self.tls_ca!r} does not exist")
         if not self.url:
             raise ConfigError(f"{prefix}.url", "is required", "set it to mysql://user:password@host:port")
         _check_dsn(f"{prefix}.url", self.url, ("mysql",))

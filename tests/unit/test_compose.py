@@ -230,7 +230,7 @@ _PROBES = {
     "url": "mysql://u:p@probe-host:3306", "binlog_url": "mysql://u:p@probe-host:3306",
     "bootstrap": "probe-host:9092", "listen": "0.0.0.0:1234", "durability": "async",
     "on_error": "dead-letter", "placement": "ring", "default_rule": "none",
-    "name": "probe", "topic": "probe.topic",
+    "name": "probe", "topic": "probe.topic", "tls": "disabled",
 }
 
 
@@ -249,6 +249,9 @@ def test_override_path_agrees_with_the_loader_for_every_schema_key(env_name: str
         probe = "shard_a,shard_b,shard_c" if path == ("shardmap", "shards") else "db_x.*"
     elif path[-1] == "shard":
         probe = "shard_b" if before == "shard_a" else "shard_a"
+    elif path[-1] == "tls_ca":  # must exist
+        (tmp_path / "ca.pem").write_text("x")
+        probe = str(tmp_path / "ca.pem")
     elif path[-1] in ("tls_cert", "tls_key"):  # must exist and be set together
         for key in ("tls_cert", "tls_key"):
             (tmp_path / key).write_text("x")

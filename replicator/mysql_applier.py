@@ -18,6 +18,7 @@ import re
 import aiomysql
 import pymysql
 import sqlglot
+from pymysql.constants import CLIENT
 from sqlglot import exp
 
 from dbmux.dsn import Dsn
@@ -52,7 +53,8 @@ class MySQLApplier:
 
     async def connect(self) -> None:
         self._conn = await aiomysql.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
-                                            password=self.dsn.password, autocommit=False, charset="utf8mb4")
+                                            password=self.dsn.password, autocommit=False, charset="utf8mb4",
+                                            client_flag=CLIENT.MULTI_STATEMENTS)
         self._session, self._db = (), None
         async with self._conn.cursor() as cur:
             await cur.execute("SET SESSION sql_notes = 0")  # no "already exists" warnings for IF NOT EXISTS
@@ -120,6 +122,9 @@ class MySQLApplier:
         assert self._conn is not None
         conn = self._conn
         has_ddl = any(st.kind == "ddl" for ev, _ in batch for st in ev.statements)
+        if len(batch) > 1 and not has_ddl:
+            await self._apply_in_one_round_trip(batch, position, last_gtids)
+            return
         try:
             async with conn.cursor() as cur:
                 if not has_ddl:
@@ -138,6 +143,91 @@ class MySQLApplier:
             gtid = str(batch[0][0].gtid) if len(batch) == 1 else f"{batch[0][0].gtid}..{batch[-1][0].gtid}"
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=batch[0][1] if batch else -1,
                              errno=_errno(exc), retriable=is_transient(exc)) from exc
+
+    async def _apply_in_one_round_trip(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                                       last_gtids: dict[str, ChangeEvent]) -> None:
+        """Group commit without DDL: the whole target transaction is one multi-statement request
+        (consecutive row inserts into one table become one multi-row INSERT). Any error rolls back
+        and is reported for the span; the runner then applies the events one by one to find the
+        culprit, on the careful statement-by-statement path."""
+        assert self._conn is not None
+        parts = ["START TRANSACTION"]
+        session, db = self._session, self._db
+        for ev, _ in batch:
+            ctx = ev.session
+            wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
+            if wanted and wanted != session:
+                parts.append(f"SET SESSION sql_mode = {literal(ctx.sql_mode)}, time_zone = {literal(ctx.time_zone)}")
+                session = wanted
+            parts.append(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
+            ev_db = ev.db or (ctx.db if ctx else None)
+            if ev_db and ev_db != db:
+                parts.append(f"USE {quote_ident(ev_db)}")
+                db = ev_db
+            if ev.rows:
+                parts.extend(await self._row_statements(ev))
+            else:
+                for st in ev.statements:
+                    if st.insert_id:
+                        parts.append(f"SET insert_id = {int(st.insert_id)}")
+                    if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
+                        parts.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
+                    parts.append(st.sql if st.params is None else interpolate(st.sql, st.params))
+        parts.extend(self._position_sql(position, last_gtids))
+        parts.append("COMMIT")
+        try:
+            async with self._conn.cursor() as cur:
+                await cur.execute(";\n".join(parts))
+                while await cur.nextset():
+                    pass
+            self._session, self._db = session, db
+        except Exception as exc:
+            await self._rollback()
+            self._session, self._db = (), None
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=f"{batch[0][0].gtid}..{batch[-1][0].gtid}",
+                             offset=batch[0][1], errno=_errno(exc), retriable=is_transient(exc)) from exc
+
+    async def _row_statements(self, ev: ChangeEvent) -> list[str]:
+        out: list[str] = []
+        pending: tuple[str, str, tuple[str, ...]] | None = None
+        values: list[str] = []
+
+        def flush() -> None:
+            if pending and values:
+                d, t, cols = pending
+                out.append(f"INSERT INTO {quote_ident(d)}.{quote_ident(t)} ({', '.join(map(quote_ident, cols))}) "
+                           f"VALUES {', '.join(values)}")
+            values.clear()
+
+        assert self._conn is not None
+        for row in ev.rows:
+            if row.op == "insert" and row.after is not None:
+                key = (row.db, row.table, tuple(row.after))
+                if key != pending:
+                    flush()
+                    pending = key
+                values.append("(" + ", ".join(literal(v) for v in row.after.values()) + ")")
+                continue
+            flush()
+            pending = None
+            async with self._conn.cursor() as cur:
+                pk = await self._primary_key(cur, row.db, row.table)
+            out.append(row_sql(row.db, row.table, row.op, row.before, row.after, pk))
+        flush()
+        return out
+
+    def _position_sql(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> list[str]:
+        out = []
+        for pk, offset in position.offsets.items():
+            out.append(f"INSERT INTO {META_SCHEMA}.positions (target, topic, kafka_partition, next_offset) VALUES "
+                       f"({literal(self.target)}, {literal(pk.topic)}, {int(pk.partition)}, {int(offset)}) "
+                       "ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)")
+        for domain, ev in last.items():
+            out.append(f"INSERT INTO {META_SCHEMA}.gtids (target, topic, domain_id, seq, last_gtid, ts_ms) VALUES "
+                       f"({literal(self.target)}, {literal(self.topic)}, {literal(domain)}, {int(ev.gtid.seq)}, "
+                       f"{literal(str(ev.gtid))}, {int(ev.ts_ms)}) ON DUPLICATE KEY UPDATE seq = VALUES(seq), "
+                       "last_gtid = VALUES(last_gtid), ts_ms = VALUES(ts_ms)")
+        return out
 
     async def _rollback(self) -> None:
         try:
@@ -206,18 +296,8 @@ class MySQLApplier:
         return self._pk_cache[key]
 
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
-        for pk, offset in position.offsets.items():
-            await cur.execute(
-                f"INSERT INTO {META_SCHEMA}.positions (target, topic, kafka_partition, next_offset) "
-                "VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)",
-                (self.target, pk.topic, pk.partition, offset))
-        for domain, ev in last.items():
-            await cur.execute(
-                f"INSERT INTO {META_SCHEMA}.gtids (target, topic, domain_id, seq, last_gtid, ts_ms) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq), "
-                "last_gtid = VALUES(last_gtid), ts_ms = VALUES(ts_ms)",
-                (self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms))
-
+        for sql in self._position_sql(position, last):
+            await cur.execute(sql)
 
 def table_of(sql: str, default_db: str | None) -> str:
     """The first table a statement names (for error messages; best effort)."""

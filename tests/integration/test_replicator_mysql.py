@@ -133,6 +133,18 @@ def test_statements_replicate_in_order(stack, pipeline):
     assert out.returncode == 0 and "running" in line and line.split()[2] == "0", out.stdout
 
 
+def create_ledger(via: Dsn, db: str) -> None:
+    """The independent exactly-once check: each workload transaction adds a ledger row and bumps
+    the counter, so counter == ledger rows == transactions, on every copy."""
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.ledger (id CHAR(32) PRIMARY KEY, payload VARCHAR(64))")
+        cur.execute(f"CREATE TABLE {db}.counter (id INT PRIMARY KEY, n BIGINT NOT NULL)")
+        cur.execute(f"INSERT INTO {db}.counter VALUES (1, 0)")
+    c.close()
+
+
 def _workload(via: Dsn, db: str, stop: threading.Event, errors: list) -> None:
     try:
         c = _conn(via)
@@ -152,13 +164,7 @@ def test_sigkill_five_times_under_load_applies_each_transaction_exactly_once(sta
     ing, target, cfg, start, log = pipeline
     db = f"rk_{uuid.uuid4().hex[:8]}"
     via = ing.dsn(stack.primary)
-    c = _conn(via)
-    with c.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.ledger (id CHAR(32) PRIMARY KEY, payload VARCHAR(64))")
-        cur.execute(f"CREATE TABLE {db}.counter (id INT PRIMARY KEY, n BIGINT NOT NULL)")
-        cur.execute(f"INSERT INTO {db}.counter VALUES (1, 0)")
-    c.close()
+    create_ledger(via, db)
     stop, errors = threading.Event(), []
     workers = [threading.Thread(target=_workload, args=(via, db, stop, errors)) for _ in range(3)]
     for w in workers:

@@ -3,15 +3,12 @@ converges (checked by `dbmux verify`)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
 import uuid
 
 import asyncpg
-import pymysql
 
 from .conftest import run_dbmux, start_ingress, stop_ingress
 from .test_replicator_mysql import _conn, _start_replicator

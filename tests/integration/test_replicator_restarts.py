@@ -10,7 +10,7 @@ import time
 import uuid
 
 from .conftest import run_dbmux, start_ingress, stop_ingress
-from .test_replicator_mysql import _conn, _start_replicator, _wait_equal, _workload, _write_config
+from .test_replicator_mysql import _start_replicator, _wait_equal, _workload, _write_config, create_ledger
 
 
 def test_replica_and_broker_restarts_lose_and_duplicate_nothing(stack, tmp_path):
@@ -22,13 +22,7 @@ def test_replica_and_broker_restarts_lose_and_duplicate_nothing(stack, tmp_path)
     log = tmp_path / "replicator.log"
     db = f"rs_{uuid.uuid4().hex[:8]}"
     via = ing.dsn(stack.primary)
-    c = _conn(via)
-    with c.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.ledger (id CHAR(32) PRIMARY KEY, payload VARCHAR(64))")
-        cur.execute(f"CREATE TABLE {db}.counter (id INT PRIMARY KEY, n BIGINT NOT NULL)")
-        cur.execute(f"INSERT INTO {db}.counter VALUES (1, 0)")
-    c.close()
+    create_ledger(via, db)
     proc = _start_replicator(cfg, target, log)
     stop, errors = threading.Event(), []
     workers = [threading.Thread(target=_workload, args=(via, db, stop, errors)) for _ in range(3)]

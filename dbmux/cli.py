@@ -125,9 +125,10 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """The whole pipeline of the config in one process: ingress + one replicator per target."""
+    """The whole pipeline of the config in one process: ingress, binlog reader, one replicator per target."""
     from dbmux.config import load_config
     from ingress.server import IngressServer
+    from replicator.binlog_reader import BinlogReader
     from replicator.runner import Replicator
 
     config = load_config(args.config or _stack_config())
@@ -143,8 +144,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             log.warning("not replicating %s: shard targets need the shard map, not implemented yet",
                         ", ".join(skipped))
         tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
-        print(f"dbmux up: ingress on {config.ingress.listen}, replicating to {', '.join(targets) or 'nothing'}",
-              flush=True)
+        tasks["binlog"] = asyncio.ensure_future(BinlogReader(config).run(stop))
+        print(f"dbmux up: ingress on {config.ingress.listen}, binlog reader on, replicating to "
+              f"{', '.join(targets) or 'nothing'}", flush=True)
         try:
             await stop.wait()
         finally:
@@ -196,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--target", required=True, help="target name from the config")
     rep.set_defaults(func=cmd_replicate)
 
-    up = sub.add_parser("up", help="run the whole pipeline (ingress + a replicator per target) until Ctrl-C")
+    up = sub.add_parser("up", help="run the whole pipeline (ingress, binlog reader, a replicator per target) "
+                                   "until Ctrl-C")
     up.add_argument("-c", "--config", default=_default_config(),
                     help="pipeline config TOML (default: $DBMUX_CONFIG, else the local stack's)")
     up.set_defaults(func=cmd_up)
@@ -213,9 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     evp.set_defaults(func=cmd_events)
 
+    from replicator.binlog_reader import add_binlog_parser
     from replicator.verify import add_verify_parser
 
     add_verify_parser(sub)
+    add_binlog_parser(sub)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

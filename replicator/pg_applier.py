@@ -81,43 +81,64 @@ class PostgresApplier:
     async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                     last_gtids: dict[str, ChangeEvent]) -> None:
         assert self._conn is not None
-        has_ddl = False
         try:
             async with self._conn.transaction():
+                pending: list[tuple[str, tuple, ChangeEvent, int]] = []
                 for ev, offset in batch:
-                    has_ddl |= await self._apply_event(ev, offset)
+                    if any(s.kind == "ddl" for s in ev.statements):
+                        await self._run(pending)  # DDL changes the schema later statements translate against
+                        await self._run(self._translate(ev, offset))
+                        self._schema = await load_source_schema(self.source)
+                    else:
+                        pending.extend(self._translate(ev, offset))
+                await self._run(pending)
                 await self._write_position(position, last_gtids)
         except ApplyError:
             raise
         except _TRANSIENT as exc:
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
-        if has_ddl:
-            self._schema = await load_source_schema(self.source)
 
-    async def _apply_event(self, ev: ChangeEvent, offset: int) -> bool:
-        assert self._conn is not None
-        ddl = False
+    def _translate(self, ev: ChangeEvent, offset: int) -> list[tuple[str, tuple, ChangeEvent, int]]:
         db = ev.db or (ev.session.db if ev.session else None)
+        out = []
         try:
             for row in ev.rows:
                 pk = self._schema.primary_key(row.db.lower(), row.table.lower()) or ()
                 st = row_statement(row.db.lower(), row.table.lower(), row.op, row.before, row.after, pk)
-                await self._conn.execute(st.sql, *st.args)
+                out.append((st.sql, tuple(st.args), ev, offset))
             for s in ev.statements:
-                ddl |= s.kind == "ddl"
                 for st in translate_statement(s.sql, db.lower() if db else None, s.params, schema=self._schema,
                                               insert_id=s.insert_id):
-                    await self._conn.execute(st.sql, *st.args)
-                if s.kind == "ddl":
-                    self._schema = await load_source_schema(self.source)
+                    out.append((st.sql, tuple(st.args), ev, offset))
         except Untranslatable as exc:
             raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=str(ev.gtid), offset=offset) from exc
-        except asyncpg.PostgresError as exc:
-            retriable = isinstance(exc, _TRANSIENT)
-            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=str(ev.gtid), offset=offset,
-                             table=getattr(exc, "table_name", "") or "", retriable=retriable) from exc
-        return ddl
+        return out
+
+    async def _run(self, statements: list[tuple[str, tuple, ChangeEvent, int]]) -> None:
+        """Execute in order; runs of the same parametrised statement (row inserts into one table) go
+        through ``executemany`` in one round trip."""
+        assert self._conn is not None
+        i = 0
+        while i < len(statements):
+            sql = statements[i][0]
+            j = i + 1
+            while j < len(statements) and statements[j][0] == sql and statements[j][1]:
+                j += 1
+            try:
+                if j - i > 1:
+                    await self._conn.executemany(sql, [args for _, args, _, _ in statements[i:j]])
+                else:
+                    await self._conn.execute(sql, *statements[i][1])
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, _TRANSIENT):
+                    raise
+                ev, offset = statements[i][2], statements[i][3]
+                gtid = str(ev.gtid) if j - i == 1 else f"{ev.gtid}..{statements[j - 1][2].gtid}"
+                raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=offset,
+                                 table=getattr(exc, "table_name", "") or "") from exc
+            i = j
+        statements.clear()
 
     async def _write_position(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         assert self._conn is not None

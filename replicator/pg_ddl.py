@@ -23,7 +23,6 @@ Decisions (documented for the README):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp

@@ -28,6 +28,7 @@ from dbmux.config import Config, TargetConfig
 from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
 from dbmux.kafka_topics import ensure_topic
 from replicator.errors import ApplyError, TargetHalted
+from replicator.filtering import filter_event
 from replicator.mysql_applier import MySQLApplier
 from replicator.ordering import GtidOrderer
 from replicator.pg_applier import PostgresApplier
@@ -194,6 +195,7 @@ class Replicator:
                         await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
                                                                       offset=rec.offset), rec.value)
                         continue
+                    ev = filter_event(ev, self.target.tables)
                     before = orderer.duplicates
                     released = orderer.offer(ev, rec.offset)
                     if orderer.duplicates != before:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fnmatch
 import logging
 import sys
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from dbmux.config import Config, TargetConfig
 from dbmux.errors import DbmuxError
+from replicator.filtering import table_selected
 from replicator.checksum import chunk_digest, column_kind, key_text, row_digest
 from replicator.verify_readers import MySQLReader, PostgresReader, TableShape, TargetTable, connect_reader
 from replicator.verify_report import (KeyDiff, Status, TableResult, TargetReport, VerifyReport,  # noqa: F401
@@ -55,12 +55,6 @@ DEFAULT_MAX_KEYS = 20
 
 class VerifyError(DbmuxError):
     """verify could not run (primary unreachable, bad arguments); the message names what and where."""
-
-
-def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:
-    """Does a target's ``tables`` list select ``db.table``? fnmatch patterns, case-sensitive; ``*`` = all."""
-    name = f"{db}.{table}"
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 # --- one target's comparison of one table ------------------------------------------------------------

@@ -43,7 +43,7 @@ gap_alert_ms = 2000
 
 def _start_reader(cfg: Path, log: Path) -> subprocess.Popen:
     offset = log.stat().st_size if log.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "replicator.binlog_reader", "-c", str(cfg)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while "streaming from primary" not in log.read_bytes()[offset:].decode(errors="replace"):

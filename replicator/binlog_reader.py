@@ -1,0 +1,411 @@
+"""The binlog reader: tail the primary's binlog by GTID and publish one change event per transaction.
+
+python-mysql-replication is blocking, so one thread per connection runs ``BinLogStreamReader``, turns
+its events into :class:`~dbmux.envelope.ChangeEvent` (:mod:`replicator.binlog_events`) and hands them
+to the event loop through a bounded ``asyncio.Queue`` (back-pressure: the thread waits when Kafka is
+slow). The loop publishes with an idempotent producer (acks=all, key = GTID domain) in binlog order.
+
+Position (:mod:`replicator.binlog_position`): after Kafka acknowledged an event, its GTID becomes the
+acknowledged position; that position is written (coalesced, at most every ``_SAVE_EVERY_S``) to the
+compacted topic ``<topic>.binlog-position``. On start the reader resumes from the stored position,
+moved past any binlog event already on the topic after it, so nothing is lost and a crash publishes
+at most the transactions Kafka accepted without acknowledging in time again (replicators skip
+duplicate GTIDs). With no stored position the reader starts at the primary's current
+``@@gtid_binlog_pos`` (history is backfill's job); ``--from-gtid POS`` overrides either.
+
+Any failure (primary restart, lost connection, Kafka error) tears the pipeline down: in-flight sends
+are awaited, the position saved, and after a back-off the reader reconnects from the acknowledged
+position. Authentication/privilege errors and a position the primary no longer has (1236) stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import pymysql
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from dbmux.config import Config
+from dbmux.dsn import Dsn
+from dbmux.envelope import ChangeEvent, encode_event, partition_key
+from dbmux.errors import DbmuxError
+from dbmux.kafka_topics import ensure_topic
+from replicator.binlog_events import TransactionAssembler
+from replicator.binlog_position import BinlogPosition, PositionStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BinlogReader", "BinlogReaderError", "add_binlog_parser", "cmd_binlog"]
+
+_QUEUE_SIZE = 1000  # transactions buffered between the binlog thread and the publisher
+_MAX_IN_FLIGHT = 2000  # sent but not yet acknowledged
+_SAVE_EVERY_S = 0.2
+_HEARTBEAT_S = 5
+_READ_TIMEOUT_S = 30  # > heartbeat: a silent connection is dead
+_FATAL_ERRNOS = {1044, 1045, 1227, 1236, 1698}  # access denied, no privilege, binlog position gone
+
+
+class BinlogReaderError(DbmuxError):
+    """The binlog reader cannot proceed; the message names the primary (redacted) and the cause."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        self.retriable = retriable
+        super().__init__(message)
+
+
+class _Stopped(Exception):
+    """Raised inside the binlog thread when the reader stops."""
+
+
+def _mysql_errno(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _describe(dsn: Dsn, exc: BaseException) -> BinlogReaderError:
+    errno = _mysql_errno(exc)
+    msg = exc.args[1] if errno is not None and len(exc.args) > 1 else str(exc) or type(exc).__name__
+    hint = ""
+    if errno == 1236:
+        hint = " (the primary no longer has binlogs for the requested GTID position: backfill, then start " \
+               "with --from-gtid at the primary's @@gtid_binlog_pos)"
+    elif errno in (1044, 1045, 1227, 1698):
+        hint = " (the binlog user needs REPLICATION SLAVE, REPLICATION CLIENT; see primary.binlog_url)"
+    err = BinlogReaderError(f"primary {dsn.redacted()}: error {errno}: {msg}{hint}" if errno is not None
+                            else f"primary {dsn.redacted()}: {msg}", retriable=errno not in _FATAL_ERRNOS)
+    return err
+
+
+def _connection_settings(dsn: Dsn) -> dict[str, Any]:
+    return {"host": dsn.host, "port": dsn.port, "user": dsn.user, "passwd": dsn.password,
+            "connect_timeout": 10, "read_timeout": _READ_TIMEOUT_S}
+
+
+def probe_primary(dsn: Dsn) -> tuple[bool, str]:
+    """(is_mariadb, current GTID position) of the primary; raises BinlogReaderError naming it."""
+    try:
+        conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                               connect_timeout=10)
+    except (pymysql.err.MySQLError, OSError) as exc:
+        raise _describe(dsn, exc) from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION(), @@global.binlog_format")
+            version, fmt = cur.fetchone()
+            mariadb = "mariadb" in str(version).lower()
+            cur.execute("SELECT @@global.gtid_binlog_pos" if mariadb else "SELECT @@global.gtid_executed")
+            (gtid_pos,) = cur.fetchone()
+            cur.execute("SHOW GLOBAL VARIABLES LIKE 'binlog_row_metadata'")
+            row = cur.fetchone()
+    except pymysql.err.MySQLError as exc:
+        raise _describe(dsn, exc) from None
+    finally:
+        conn.close()
+    if str(fmt).upper() != "ROW":
+        raise BinlogReaderError(f"primary {dsn.redacted()}: binlog_format is {fmt}, the binlog reader needs ROW",
+                                retriable=False)
+    if row is None or str(row[1]).upper() != "FULL":
+        raise BinlogReaderError(f"primary {dsn.redacted()}: binlog_row_metadata must be FULL (row images are "
+                                "keyed by column name)", retriable=False)
+    return mariadb, (gtid_pos or "").replace("\n", "")
+
+
+# --------------------------------------------------------------------------------------------- thread
+
+
+class _BinlogThread(threading.Thread):
+    """Runs BinLogStreamReader; puts ("event", ChangeEvent) / ("error", exc) on the loop's queue."""
+
+    def __init__(self, dsn: Dsn, server_id: int, mariadb: bool, start: BinlogPosition,
+                 loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        super().__init__(name="dbmux-binlog", daemon=True)
+        self._dsn, self._server_id, self._mariadb, self._start = dsn, server_id, mariadb, start
+        self._loop, self._queue = loop, queue
+        self.stopping = threading.Event()
+        self._stream: Any = None
+
+    def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+        if self.stopping.is_set():
+            raise _Stopped()
+        return pymysql.connect(**kwargs)
+
+    def run(self) -> None:
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import (GtidEvent, MariadbGtidEvent, QueryEvent, RotateEvent,
+                                              XidEvent)
+        from pymysqlreplication.row_event import (DeleteRowsEvent, TableMapEvent, UpdateRowsEvent,
+                                                  WriteRowsEvent)
+
+        pos = self._start
+        try:
+            self._stream = BinLogStreamReader(
+                connection_settings=_connection_settings(self._dsn), server_id=self._server_id,
+                is_mariadb=self._mariadb, auto_position=pos.text(), blocking=True, resume_stream=True,
+                only_events=[MariadbGtidEvent if self._mariadb else GtidEvent, QueryEvent, XidEvent,
+                             WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent, RotateEvent],
+                slave_heartbeat=_HEARTBEAT_S, pymysql_wrapper=self._connect, enable_logging=False)
+            assembler = TransactionAssembler()
+            while not self.stopping.is_set():
+                binlog_event = self._stream.fetchone()
+                if binlog_event is None:
+                    raise ConnectionError("the primary ended the binlog stream")
+                if type(binlog_event).__name__ == "RotateEvent":
+                    log.debug("binlog: rotate to %s:%s", binlog_event.next_binlog, binlog_event.position)
+                event = assembler.feed(binlog_event)
+                if event is None:
+                    continue
+                pos = pos.advance(event.gtid)
+                # The library reconnects by itself after a lost connection, with auto_position.
+                self._stream.auto_position = pos.text()
+                if not self._put(("event", event)):
+                    return
+        except _Stopped:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
+            if not self.stopping.is_set():
+                self._put(("error", exc))
+        finally:
+            if self._stream is not None:
+                with contextlib.suppress(Exception):
+                    self._stream.close()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        except RuntimeError:  # loop closed
+            return False
+        while True:
+            try:
+                fut.result(timeout=0.5)
+                return True
+            except TimeoutError:
+                if self.stopping.is_set():
+                    fut.cancel()
+                    return False
+            except Exception:  # noqa: BLE001 - cancelled / loop gone
+                return False
+
+    def stop(self) -> None:
+        """Unblock the thread (it may sit in a socket read) and make it exit."""
+        self.stopping.set()
+        stream = self._stream
+        conn = getattr(stream, "_stream_connection", None) if stream is not None else None
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# --------------------------------------------------------------------------------------------- reader
+
+
+class BinlogReader:
+    def __init__(self, config: Config, *, from_gtid: str | None = None) -> None:
+        self.config = config
+        self.topic = config.topic
+        self.dsn = config.primary.binlog_dsn
+        self._from_gtid = BinlogPosition.parse(from_gtid) if from_gtid is not None else None
+        self._store = PositionStore(config.kafka, self.topic)
+        self._acked: BinlogPosition | None = None  # acknowledged by Kafka (in-process truth)
+        self.published = 0
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Publish until ``stop`` is set (0), or a permanent error (2). Transient errors are retried."""
+        backoff = 0.5
+        while not stop.is_set():
+            published_before = self.published
+            try:
+                await self._run_once(stop)
+                return 0
+            except BinlogReaderError as exc:
+                if not exc.retriable:
+                    log.error("binlog reader: %s", exc)
+                    return 2
+                problem = str(exc)
+            except (KafkaError, OSError, ConnectionError, pymysql.err.MySQLError) as exc:
+                err = _describe(self.dsn, exc) if isinstance(exc, pymysql.err.MySQLError) else None
+                if err is not None and not err.retriable:
+                    log.error("binlog reader: %s", err)
+                    return 2
+                problem = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
+            if self.published > published_before:
+                backoff = 0.5
+            log.warning("binlog reader: %s; reconnecting from %s in %.1fs", problem,
+                        self._acked.text() if self._acked else "the stored position", backoff)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+        return 0
+
+    async def _start_position(self, server_pos: str) -> tuple[BinlogPosition, bool]:
+        """(position, must_save_now)."""
+        if self._from_gtid is not None:
+            pos, self._from_gtid = self._from_gtid, None
+            log.info("binlog reader: starting at --from-gtid %s", pos.text())
+            return pos.with_offsets(await self._end_offsets()), True
+        if self._acked is not None:
+            return self._acked, False
+        stored = await self._store.load()
+        if stored is not None:
+            log.info("binlog reader: resuming after %s (stored in %s)", stored.text(), self._store.pos_topic)
+            return stored, False
+        pos = BinlogPosition.parse(server_pos)
+        log.info("binlog reader: no stored position; starting at the primary's current position %s "
+                 "(earlier history is backfill's job)", pos.text() or "<empty>")
+        return pos.with_offsets(await self._end_offsets()), True
+
+    async def _end_offsets(self) -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(self.topic)
+            for _ in range(20):
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - just-created topic
+                parts = consumer.partitions_for_topic(self.topic)
+                await asyncio.sleep(0.1)
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts or ())]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            return {tp.partition: off for tp, off in ends.items()}
+        finally:
+            await consumer.stop()
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        k = self.config.kafka
+        mariadb, server_pos = await asyncio.to_thread(probe_primary, self.dsn)
+        await ensure_topic(k, self.topic)
+        await self._store.ensure()
+        pos, save_now = await self._start_position(server_pos)
+        producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap, acks="all", enable_idempotence=True,
+                                    linger_ms=2, request_timeout_ms=k.request_timeout_ms,
+                                    max_request_size=16 * 1024 * 1024)
+        await producer.start()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
+        thread: _BinlogThread | None = None
+        acker: asyncio.Task | None = None
+        try:
+            self._acked = pos
+            if save_now:
+                await (await self._store.save(producer, pos))
+            thread = _BinlogThread(self.dsn, self.config.primary.binlog_server_id, mariadb, pos, loop, queue)
+            thread.start()
+            log.info("binlog reader: streaming from primary %s after %s into %s", self.dsn.redacted(),
+                     pos.text() or "<start>", self.topic)
+            pending: asyncio.Queue = asyncio.Queue()
+            slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
+            acker = asyncio.ensure_future(self._ack_loop(producer, pending, slots))
+            stop_wait = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        getter = asyncio.ensure_future(queue.get())
+                        await asyncio.wait({getter, stop_wait, acker}, return_when=asyncio.FIRST_COMPLETED)
+                        if not getter.done():
+                            getter.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await getter
+                            if acker.done():
+                                acker.result()
+                            return  # stop
+                        item = getter.result()
+                    tag, value = item
+                    if tag == "error":
+                        raise value
+                    event: ChangeEvent = value
+                    await slots.acquire()
+                    fut = await producer.send(self.topic, encode_event(event), key=partition_key(event))
+                    pending.put_nowait((event, fut))
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("binlog: gtid %s db=%s rows=%d statements=%d", event.gtid, event.db,
+                                  len(event.rows), len(event.statements))
+            finally:
+                stop_wait.cancel()
+        finally:
+            if thread is not None:
+                thread.stop()
+            if acker is not None:
+                if not acker.done():
+                    pending.put_nowait(None)
+                    with contextlib.suppress(Exception, asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(acker), 30)
+                    acker.cancel()
+                with contextlib.suppress(BaseException):
+                    await acker
+            with contextlib.suppress(Exception):
+                if self._acked is not None:
+                    await asyncio.wait_for(await self._store.save(producer, self._acked), 10)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5)
+
+    async def _ack_loop(self, producer: AIOKafkaProducer, pending: asyncio.Queue,
+                        slots: asyncio.Semaphore) -> None:
+        """Await acks in send order; advance the acknowledged position; save it (coalesced: when the
+        pipeline is idle, else at most every ``_SAVE_EVERY_S``)."""
+        last_save = 0.0
+        while True:
+            item = await pending.get()
+            if item is None:
+                return
+            await self._ack_one(*item, slots)
+            now = time.monotonic()
+            if pending.empty() or now - last_save >= _SAVE_EVERY_S:
+                await self._store.save(producer, self._acked)
+                last_save = now
+
+    async def _ack_one(self, event: ChangeEvent, fut: asyncio.Future, slots: asyncio.Semaphore) -> None:
+        try:
+            md = await fut
+        finally:
+            slots.release()
+        assert self._acked is not None
+        self._acked = self._acked.advance(event.gtid).with_offsets({md.partition: md.offset + 1})
+        self.published += 1
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def add_binlog_parser(subparsers: Any) -> argparse.ArgumentParser:
+    import os
+
+    default = os.environ.get("DBMUX_CONFIG")
+    p = subparsers.add_parser("binlog", help="tail the primary's binlog and publish row-form change events")
+    p.add_argument("-c", "--config", default=default, required=default is None,
+                   help="pipeline config TOML (default: $DBMUX_CONFIG)")
+    p.add_argument("--from-gtid", metavar="POS", default=None,
+                   help="start after this GTID position (e.g. 0-1-123), overriding the stored one")
+    p.set_defaults(func=cmd_binlog)
+    return p
+
+
+def cmd_binlog(args: argparse.Namespace) -> int:
+    import signal
+
+    from dbmux.config import load_config
+
+    config = load_config(args.config)
+    reader = BinlogReader(config, from_gtid=getattr(args, "from_gtid", None))
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await reader.run(stop)
+
+    return asyncio.run(run())

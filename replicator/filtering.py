@@ -1,0 +1,78 @@
+"""A target's ``tables`` patterns applied to change events (pure).
+
+Patterns are ``db.table`` fnmatch patterns (case-sensitive); ``*`` selects everything and costs
+nothing. A row change is kept when its table is selected. A statement is kept when any table it
+names is selected; a statement whose tables cannot be determined (unparsable, or naming none, e.g.
+``CREATE DATABASE``) is kept when its database is selected by some pattern, so filtering never drops
+what it cannot see. The filtered event keeps its GTID: an event left empty still advances the
+target's position (the transaction is accounted for, deliberately not applied).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Sequence
+from functools import lru_cache
+
+import sqlglot
+from sqlglot import exp
+
+from dbmux.envelope import ChangeEvent
+
+
+def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:
+    """Does a target's ``tables`` list select ``db.table``? fnmatch patterns, case-sensitive; ``*`` = all."""
+    name = f"{db}.{table}"
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _db_selected(patterns: Sequence[str], db: str | None) -> bool:
+    if db is None:
+        return True
+    return any(p == "*" or fnmatch.fnmatchcase(db, p.split(".", 1)[0]) for p in patterns)
+
+
+@lru_cache(maxsize=4096)
+def statement_tables(sql: str) -> tuple[tuple[str | None, str], ...] | None:
+    """(db or None, table) pairs a statement names; None when it cannot be parsed."""
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if tree is None or isinstance(tree, exp.Command):
+        return None
+    if isinstance(tree, (exp.Create, exp.Drop)) and tree.args.get("kind") in ("DATABASE", "SCHEMA"):
+        return ()  # names a database, not a table: see _target_db
+    return tuple((t.db or None, t.name) for t in tree.find_all(exp.Table) if t.name)
+
+
+def filter_event(ev: ChangeEvent, patterns: Sequence[str]) -> ChangeEvent:
+    if "*" in patterns:
+        return ev
+    rows = tuple(r for r in ev.rows if table_selected(patterns, r.db, r.table))
+    default_db = ev.db or (ev.session.db if ev.session else None)
+    statements = []
+    for st in ev.statements:
+        tables = statement_tables(st.sql)
+        if not tables:
+            keep = _db_selected(patterns, default_db if tables is None else _target_db(st.sql, default_db))
+        else:
+            keep = any(table_selected(patterns, db or default_db or "", t) for db, t in tables)
+        if keep:
+            statements.append(st)
+    if len(rows) == len(ev.rows) and len(statements) == len(ev.statements):
+        return ev
+    return dataclasses.replace(ev, rows=rows, statements=tuple(statements))
+
+
+def _target_db(sql: str, default_db: str | None) -> str | None:
+    """The database a table-less statement acts on (``CREATE DATABASE x``, ``DROP SCHEMA x``)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except sqlglot.errors.SqlglotError:
+        return default_db
+    if isinstance(tree, (exp.Create, exp.Drop)) and tree.args.get("kind") in ("DATABASE", "SCHEMA"):
+        name = tree.this
+        return name.name if isinstance(name, exp.Expression) else default_db
+    return default_db

@@ -22,9 +22,10 @@ from ingress.capture import StatementOutcome, TransactionCapture
 from ingress.protocol import constants as c
 from ingress.protocol.commands import ComChangeUser, ComQuery
 from ingress.protocol.errors import ProtocolError
+from ingress.protocol.framing import Packet, frame
 from ingress.protocol.generic_packets import ErrPacket, OkPacket
 from ingress.protocol.handshake import HandshakeResponse41, HandshakeV10, SSLRequest, parse_client_handshake
-from ingress.protocol.response import PacketKind, ResponseReader
+from ingress.protocol.response import NOT_ROW_HEADERS, PacketKind, ResponseReader
 from ingress.protocol.resultset import TextRow
 from ingress.protocol.session_state import SchemaChange, SystemVariableChange
 from ingress.publisher import Publisher
@@ -194,16 +195,17 @@ class ClientSession:
             if code == c.COM_QUIT:
                 return
             if code == c.COM_QUERY:
-                await self._query(payload)
+                await self._query(cmd)
             elif code == c.COM_STMT_PREPARE:
-                await self._forward(payload, code, on_prepare=True)
+                await self._forward(cmd.raw, code, on_prepare=payload)
             elif code == c.COM_STMT_EXECUTE:
-                await self._execute(payload)
+                await self._execute(cmd)
             elif code in (c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA):
+                # No response: queued, it goes upstream with the next command (or at close).
                 self.prepared.on_no_response_command(payload, self.upstream_caps)
-                self.upstream.write(payload, 0)
+                self.upstream.write_raw(cmd.raw)
             elif code == c.COM_INIT_DB:
-                await self._forward(payload, code)
+                await self._forward(cmd.raw, code)
             elif code == c.COM_CHANGE_USER:
                 await self._change_user(payload)
             elif code in (c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE):
@@ -211,7 +213,7 @@ class ClientSession:
                                         "dbmux: this command is not supported through the ingress; "
                                         "open a new connection instead")
             else:
-                await self._forward(payload, code)
+                await self._forward(cmd.raw, code)
                 if code == c.COM_RESET_CONNECTION:
                     self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
                     self.prepared.clear()
@@ -237,29 +239,41 @@ class ClientSession:
 
         ``on_result(index, result)`` is awaited for each statement's final OK/ERR/EOF *before* that
         packet is sent on, so a commit's OK reaches the client only after its event was published.
+        Packets the ingress does not change are forwarded as the raw frames received, and everything
+        relayed from one upstream read goes to the client in one write.
         """
-        assert self.upstream is not None
+        upstream, client = self.upstream, self.client
+        assert upstream is not None
         while not reader.complete:
-            pkt = await self.upstream.read()
+            if reader.in_rows:  # rows are only counted and forwarded, as many at once as received
+                count, rows = upstream.take_run(NOT_ROW_HEADERS)
+                if count:
+                    reader.feed_rows(count)
+                    client.write_raw(rows)
+                    continue
+            pkt = upstream.poll()
+            if pkt is None:
+                await client.drain()  # the client gets what we have before we wait for more
+                pkt = await upstream.read()
             done_before = len(reader.results)
-            kind, event = reader.feed(pkt.payload)
-            out = pkt.payload
+            _, event = reader.feed(pkt.payload)
+            out = pkt.raw
             if isinstance(event, OkPacket):
                 self._note_session_state(event)
-                out = self._client_ok(event, pkt.payload)
+                out = self._client_ok(event, pkt)
             if on_result is not None and len(reader.results) > done_before:
                 await on_result(done_before, reader.results[-1])
-            self.client.write(out, pkt.first_seq)
+            client.write_raw(out)
             if reader.awaiting_client:
-                await self.client.drain()
-                data = await self.client.read()
+                await client.drain()
+                data = await client.read()
                 reader.feed_client(data.payload)
-                self.upstream.write(data.payload, data.first_seq)
-                await self.upstream.drain()
-        await self.client.drain()
+                upstream.write_raw(data.raw)
+                await upstream.drain()
+        await client.drain()
 
-    async def _query(self, payload: bytes) -> None:
-        q = ComQuery.parse(payload, self.upstream_caps)
+    async def _query(self, cmd: Packet) -> None:
+        q = ComQuery.parse(cmd.payload, self.upstream_caps)
         sql = q.sql.decode("utf-8", "surrogateescape")
         zone = self.ctx.time_zone
         if zone == "SYSTEM":
@@ -269,21 +283,27 @@ class ClientSession:
         if plan.refusal:
             self._send_client_error(1235, "42000", plan.refusal)
             return
+        raw = cmd.raw
         if plan.rewritten is not None:
-            payload = _replace(q, sql=plan.rewritten.encode("utf-8", "surrogateescape")).encode(self.upstream_caps)
-        await self._forward(payload, c.COM_QUERY, plan=plan)
+            rewritten = _replace(q, sql=plan.rewritten.encode("utf-8", "surrogateescape"))
+            raw = frame(rewritten.encode(self.upstream_caps), 0)
+        await self._forward(raw, c.COM_QUERY, plan=plan)
 
-    async def _execute(self, payload: bytes) -> None:
-        _, params, plan = self.prepared.on_execute(payload, self.upstream_caps)
-        await self._forward(payload, c.COM_STMT_EXECUTE, plan=plan, params=params)
+    async def _execute(self, cmd: Packet) -> None:
+        _, params, plan = self.prepared.on_execute(cmd.payload, self.upstream_caps)
+        await self._forward(cmd.raw, c.COM_STMT_EXECUTE, plan=plan, params=params)
 
-    async def _forward(self, payload: bytes, code: int, *, plan: QueryPlan | None = None,
-                       params: tuple | None = None, on_prepare: bool = False) -> None:
-        """Send one command upstream and relay its whole response, capturing committed transactions."""
+    async def _forward(self, raw: bytes, code: int, *, plan: QueryPlan | None = None,
+                       params: tuple | None = None, on_prepare: bytes | None = None) -> None:
+        """Send one command (``raw``: its frames, sequence ids from 0) upstream and relay its whole
+        response, capturing committed transactions. ``on_prepare``: the COM_STMT_PREPARE payload."""
         assert self.upstream is not None
-        self.upstream.write(payload, 0)
+        self.upstream.write_raw(raw)
         await self.upstream.drain()
-        reader = ResponseReader(code, self.upstream_caps, self.ext_caps)
+        # A COM_STMT_EXECUTE that opens a cursor is answered with metadata only; rows come via COM_STMT_FETCH.
+        # (raw = 4-byte frame header, command byte, 4-byte statement id, then the flags byte.)
+        cursor = code == c.COM_STMT_EXECUTE and len(raw) > 9 and bool(raw[9] & 0x07)
+        reader = ResponseReader(code, self.upstream_caps, self.ext_caps, cursor=cursor, decode_metadata=False)
 
         async def on_result(index: int, result) -> None:
             if isinstance(result, ErrPacket):
@@ -292,8 +312,8 @@ class ClientSession:
                 await self._on_statement_ok(plan, index, result, params)
 
         await self._relay(reader, on_result if plan is not None else None)
-        if on_prepare and reader.prepare_ok is not None:
-            self.prepared.on_prepared(payload, reader)
+        if on_prepare is not None and reader.prepare_ok is not None:
+            self.prepared.on_prepared(on_prepare, reader)
 
     async def _on_statement_ok(self, plan: QueryPlan, index: int, ok: OkPacket, params: tuple | None) -> None:
         stmt = plan.statement(index)
@@ -328,21 +348,23 @@ class ClientSession:
             elif isinstance(change, SchemaChange):
                 self.ctx.db = change.schema
 
-    def _client_ok(self, ok: OkPacket, raw: bytes) -> bytes:
-        """The OK packet as the client should see it: without what only the ingress asked for."""
+    def _client_ok(self, ok: OkPacket, pkt: Packet) -> bytes:
+        """The OK packet's frames as the client should see them: without what only the ingress asked for."""
         if self.client_caps & c.CLIENT_SESSION_TRACK:
             if not ok.status_flags & c.SERVER_SESSION_STATE_CHANGED:
-                return raw
+                return pkt.raw
             kept = tuple(ch for ch in ok.session_state_changes
                          if not (isinstance(ch, SystemVariableChange) and ch.name in _INJECTED_VARS))
             if len(kept) == len(ok.session_state_changes):
-                return raw
+                return pkt.raw
             flags = ok.status_flags if kept else ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED
-            return _replace(ok, session_state_changes=kept, status_flags=flags).encode(self.client_caps)
-        if self.upstream_caps & c.CLIENT_SESSION_TRACK:
-            return _replace(ok, session_state_changes=(),
-                            status_flags=ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED).encode(self.client_caps)
-        return raw
+            stripped = _replace(ok, session_state_changes=kept, status_flags=flags)
+        elif self.upstream_caps & c.CLIENT_SESSION_TRACK:
+            stripped = _replace(ok, session_state_changes=(),
+                                status_flags=ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED)
+        else:
+            return pkt.raw
+        return frame(stripped.encode(self.client_caps), pkt.first_seq)
 
 
 def _replace(obj, **changes):

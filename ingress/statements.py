@@ -18,6 +18,10 @@ from ingress.rewrite import rewrite_deterministic
 
 _rng = random.SystemRandom()
 
+# The statement kinds a transaction capture records (see TransactionCapture.on_success); only their
+# bound parameters are ever published, so only their COM_STMT_EXECUTE packets need decoding.
+CAPTURED_KINDS = frozenset({"dml", "ddl", "unknown"})
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedStatement:
@@ -43,7 +47,7 @@ class QueryPlan:
 
 
 def _plan_one(sql: str, cls: Classification, now: _dt.datetime, time_zone: str | None) -> PlannedStatement:
-    if cls.kind in ("dml", "ddl", "unknown") and cls.is_write:
+    if cls.kind in CAPTURED_KINDS and cls.is_write:
         rw = rewrite_deterministic(sql, now, time_zone, _rng)
         return PlannedStatement(rw.sql, cls.kind, cls.tcl, rw.unsafe)
     return PlannedStatement(sql, cls.kind, cls.tcl, False)
@@ -75,6 +79,11 @@ class _Prepared:
     types: tuple | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
 
+    @property
+    def captured(self) -> bool:
+        """Whether executions can be captured (else their parameters are never looked at)."""
+        return self.plan.statements[0].kind in CAPTURED_KINDS
+
 
 class PreparedStatements:
     """Server-side prepared statements of one session, keyed by the primary's statement id."""
@@ -103,14 +112,18 @@ class PreparedStatements:
         elif payload[0] == c.COM_STMT_SEND_LONG_DATA:
             ld = ComStmtSendLongData.parse(payload, caps)
             st = self._by_id.get(ld.stmt_id)
-            if st is not None:
+            if st is not None and st.captured:
                 st.long_data.setdefault(ld.param_id, bytearray()).extend(ld.data)
 
     def on_execute(self, payload: bytes, caps: int) -> tuple[str, tuple | None, QueryPlan | None]:
+        """(sql, bound values, plan) of an execution; the values are decoded only for statements
+        whose executions are captured (None for the others)."""
         stmt_id = ComStmtExecute.peek_stmt_id(payload)
         st = self._by_id.get(stmt_id)
         if st is None:  # unknown id: the primary will answer with an error
             return "", None, None
+        if not st.captured:
+            return st.sql, None, st.plan
         ex = ComStmtExecute.parse(payload, st.num_params, st.types, caps)
         if ex.new_params_bound:
             st.types = ex.param_types

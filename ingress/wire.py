@@ -1,11 +1,17 @@
-"""A framed MySQL packet stream over an asyncio StreamReader/Writer (the only I/O around the codec)."""
+"""A framed MySQL packet stream over an asyncio StreamReader/Writer (the only I/O around the codec).
+
+Output is corked: ``write``/``write_raw`` only queue bytes; ``flush`` hands everything queued to the
+transport in one ``write`` (one send system call instead of one per packet), ``drain`` flushes and
+waits only when the transport is actually backed up, and ``read`` flushes before it waits for the
+peer (so a request is never left queued while its answer is awaited).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from ingress.protocol.errors import ProtocolError
-from ingress.protocol.framing import FrameReader, Payload, frame
+from ingress.protocol.framing import FrameReader, Packet, frame
 
 _READ_BYTES = 256 * 1024
 
@@ -20,12 +26,23 @@ class PacketStream:
         self.reader = reader
         self.writer = writer
         self.frames = FrameReader(max_payload_bytes=max_payload_bytes)
+        self._transport = writer.transport
+        self._out: list[bytes] = []
 
-    async def read(self, expected_seq: int | None = None) -> Payload:
+    def poll(self, expected_seq: int | None = None) -> Packet | None:
+        """The next packet if it was already received, else None (never waits)."""
+        return self.frames.next_packet(expected_seq)
+
+    def take_run(self, stop_headers: bytes) -> tuple[int, bytes]:
+        """Already received packets taken as one raw run (see :meth:`FrameReader.take_run`)."""
+        return self.frames.take_run(stop_headers)
+
+    async def read(self, expected_seq: int | None = None) -> Packet:
         while True:
-            p = self.frames.next_payload(expected_seq)
+            p = self.frames.next_packet(expected_seq)
             if p is not None:
                 return p
+            self.flush()
             data = await self.reader.read(_READ_BYTES)
             if not data:
                 if self.frames.in_partial_payload:
@@ -37,12 +54,32 @@ class PacketStream:
         return self.frames.buffered_bytes > 0
 
     def write(self, payload: bytes, seq: int) -> None:
-        self.writer.write(frame(payload, seq))
+        """Queue one payload, framed from sequence id ``seq``."""
+        self._out.append(frame(payload, seq))
+
+    def write_raw(self, data: bytes) -> None:
+        """Queue bytes that are already framed (e.g. a :attr:`Packet.raw` forwarded unchanged)."""
+        self._out.append(data)
+
+    def flush(self) -> None:
+        """Hand everything queued to the transport, in one write."""
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.writer.write(data)
 
     async def drain(self) -> None:
-        await self.writer.drain()
+        """Flush, then wait while the transport's buffer is above its high-water mark."""
+        self.flush()
+        if self._transport.get_write_buffer_size() or self._transport.is_closing():
+            await self.writer.drain()
 
     def close(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - best effort on teardown
+            pass
         try:
             self.writer.close()
         except Exception:  # noqa: BLE001 - best effort on teardown

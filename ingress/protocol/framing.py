@@ -24,13 +24,26 @@ class Payload(NamedTuple):
     payload: bytes
 
 
+class Packet(NamedTuple):
+    """A :class:`Payload` plus ``raw``: its frames exactly as they were received (headers included).
+
+    ``raw == frame(payload, first_seq)`` always holds, so a proxy that forwards a payload unchanged can
+    write ``raw`` instead of framing it again.
+    """
+
+    first_seq: int
+    last_seq: int
+    payload: bytes
+    raw: bytes
+
+
 class FrameReader:
     """Incremental reassembly of logical payloads from a byte stream.
 
-    ``feed()`` bytes as they arrive, then call ``next_payload()`` until it returns ``None``. Bytes after
-    the last complete payload stay buffered for the next call. Continuation frames must carry
-    consecutive sequence ids (mod 256); the first frame's id is checked only when the caller passes
-    ``expected_seq`` (the conversation, not the framing, knows what it should be).
+    ``feed()`` bytes as they arrive, then call ``next_payload()`` (or ``next_packet()``) until it returns
+    ``None``. Bytes after the last complete payload stay buffered for the next call. Continuation frames
+    must carry consecutive sequence ids (mod 256); the first frame's id is checked only when the caller
+    passes ``expected_seq`` (the conversation, not the framing, knows what it should be).
     """
 
     def __init__(
@@ -41,6 +54,7 @@ class FrameReader:
         # it is always MAX_CHUNK_BYTES.
         self._chunk_bytes = chunk_bytes
         self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already consumed (dropped on the next feed)
         self._parts: list[bytes] = []
         self._total = 0
         self._first_seq: int | None = None
@@ -48,24 +62,28 @@ class FrameReader:
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
         self._buf += data
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet returned in a payload (including partial continuations)."""
-        return len(self._buf) + self._total
+        return len(self._buf) - self._pos + self._total
 
     @property
     def in_partial_payload(self) -> bool:
         """True when some bytes of an unfinished payload have been received."""
-        return bool(self._buf) or self._first_seq is not None
+        return len(self._buf) > self._pos or self._first_seq is not None
 
     def take_buffered(self) -> bytes:
         """Remove and return the raw bytes not yet framed (e.g. a TLS ClientHello after SSLRequest)."""
         if self._first_seq is not None:
             raise SequenceError(0, 0, "take_buffered() in the middle of a multi-frame payload")
-        data = bytes(self._buf)
+        data = bytes(self._buf[self._pos :])
         self._buf.clear()
+        self._pos = 0
         return data
 
     def next_payload(self, expected_seq: int | None = None) -> Payload | None:
@@ -74,12 +92,46 @@ class FrameReader:
         Raises :class:`SequenceError` when a frame's sequence id is wrong and :class:`PacketTooLarge`
         as soon as a frame header announces that the payload would exceed ``max_payload_bytes``.
         """
+        packet = self._next(expected_seq, False)
+        return None if packet is None else Payload(packet[0], packet[1], packet[2])
+
+    def next_packet(self, expected_seq: int | None = None) -> Packet | None:
+        """Like :meth:`next_payload`, with the packet's raw frames (see :class:`Packet`)."""
+        return self._next(expected_seq, True)
+
+    def take_run(self, stop_headers: bytes) -> tuple[int, bytes]:
+        """Take the longest run of buffered packets that each fit one frame, are complete, and whose
+        payload starts with a byte not in ``stop_headers``: returns (how many, their raw frames).
+
+        For streams of packets that need no look inside (result rows). Anything else (an empty,
+        oversize or multi-frame payload, a stop byte, an incomplete frame) stays for ``next_packet``.
+        Sequence ids are not checked, as in ``next_packet`` without ``expected_seq``.
+        """
+        if self._first_seq is not None:
+            return 0, b""
+        buf, start = self._buf, self._pos
+        size, chunk, limit = len(buf), self._chunk_bytes, self.max_payload_bytes
+        pos = start
+        count = 0
+        while pos + HEADER_BYTES < size:
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            end = pos + HEADER_BYTES + length
+            if not 0 < length < chunk or length > limit or end > size or buf[pos + HEADER_BYTES] in stop_headers:
+                break
+            pos = end
+            count += 1
+        if not count:
+            return 0, b""
+        self._pos = pos
+        return count, bytes(buf[start:pos])
+
+    def _next(self, expected_seq: int | None, with_raw: bool) -> Packet | None:
         while True:
-            buf = self._buf
-            if len(buf) < HEADER_BYTES:
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos < HEADER_BYTES:
                 return None
-            length = buf[0] | buf[1] << 8 | buf[2] << 16
-            seq = buf[3]
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            seq = buf[pos + 3]
             if self._first_seq is None:
                 if expected_seq is not None and seq != expected_seq:
                     raise SequenceError(expected_seq, seq, "first frame of a payload")
@@ -87,20 +139,24 @@ class FrameReader:
                 raise SequenceError((self._last_seq + 1) & 0xFF, seq, "continuation frame")
             if self._total + length > self.max_payload_bytes:
                 raise PacketTooLarge(self._total + length, self.max_payload_bytes)
-            if len(buf) < HEADER_BYTES + length:
+            end = pos + HEADER_BYTES + length
+            if len(buf) < end:
                 return None
-            chunk = bytes(buf[HEADER_BYTES : HEADER_BYTES + length])
-            del buf[: HEADER_BYTES + length]
+            self._pos = end
+            if length < self._chunk_bytes and self._first_seq is None:  # the common case: one frame
+                raw = bytes(buf[pos:end]) if with_raw else b""
+                return Packet(seq, seq, bytes(buf[pos + HEADER_BYTES : end]), raw)
             if self._first_seq is None:
                 self._first_seq = seq
             self._last_seq = seq
-            self._parts.append(chunk)
+            self._parts.append(bytes(buf[pos + HEADER_BYTES : end]))
             self._total += length
             if length < self._chunk_bytes:
                 parts, first = self._parts, self._first_seq
-                payload = parts[0] if len(parts) == 1 else b"".join(parts)
+                payload = b"".join(parts)
                 self._parts, self._total, self._first_seq = [], 0, None
-                return Payload(first, seq, payload)
+                raw = frame(payload, first, self._chunk_bytes) if with_raw else b""
+                return Packet(first, seq, payload, raw)
 
 
 def frame(payload: bytes, seq: int, chunk_bytes: int = MAX_CHUNK_BYTES) -> bytes:

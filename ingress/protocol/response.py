@@ -77,6 +77,12 @@ class ResponsePacket(NamedTuple):
     event: object | None  # the parsed packet, or None for rows and raw packets
 
 
+_ROW = ResponsePacket(PacketKind.ROW, None)
+# In the rows phase, a packet is a row unless its first byte is one of these (or it is an EOF-sized
+# 0xFE terminator, or spans frames); see ResponseReader.in_rows / feed_rows.
+NOT_ROW_HEADERS = bytes((c.EOF_HEADER, c.ERR_HEADER))
+
+
 _CURSOR_FLAGS = c.CURSOR_TYPE_READ_ONLY | c.CURSOR_TYPE_FOR_UPDATE | c.CURSOR_TYPE_SCROLLABLE
 _NO_RESPONSE = frozenset({c.COM_QUIT, c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA})
 _SIMPLE = frozenset(
@@ -104,13 +110,19 @@ class ResponseReader:
     CLIENT_PROTOCOL_41, CLIENT_OPTIONAL_RESULTSET_METADATA); ``mariadb_ext_caps`` the negotiated MariaDB
     extended capabilities. ``cursor`` is true for a COM_STMT_EXECUTE that opened a cursor (its rows
     then come through COM_STMT_FETCH). Commands this reader does not know are read like COM_QUERY.
+
+    ``decode_metadata=False`` is for relaying: column and parameter definitions and the EOF packets
+    that end them are only recognised, like rows (their events are None and ``columns`` and
+    ``prepare_params`` stay empty); what carries state is decoded either way.
     """
 
-    def __init__(self, command: int, capabilities: int, mariadb_ext_caps: int = 0, cursor: bool = False) -> None:
+    def __init__(self, command: int, capabilities: int, mariadb_ext_caps: int = 0, cursor: bool = False, *,
+                 decode_metadata: bool = True) -> None:
         self.command = command
         self.capabilities = capabilities
         self.mariadb_ext_caps = mariadb_ext_caps
         self.cursor = cursor
+        self.decode_metadata = decode_metadata
         self.results: list[StatementResult] = []
         self.columns: list[ColumnDefinition41] = []  # of the current (or last) result set
         self.prepare_ok: StmtPrepareOk | None = None
@@ -154,16 +166,29 @@ class ResponseReader:
         return None
 
     # ---- input -----------------------------------------------------------------------------------
+    @property
+    def in_rows(self) -> bool:
+        """True while rows are expected: then every single-frame packet whose payload does not start with
+        a byte in ``NOT_ROW_HEADERS`` is a row, which a caller may account for with ``feed_rows``."""
+        return self.phase is Phase.ROWS
+
     def feed(self, payload: bytes) -> ResponsePacket:
         """Account for one server payload; returns its kind and parsed event (None for rows)."""
-        if self.phase is Phase.DONE:
+        phase = self.phase
+        if phase is Phase.DONE:
             raise MalformedPacket(f"server sent a packet after the response to command 0x{self.command:02X} was complete")
-        if self.awaiting_client and self.phase is Phase.LOCAL_INFILE_DATA:
+        if self.awaiting_client and phase is Phase.LOCAL_INFILE_DATA:
             raise MalformedPacket("server sent a packet while the client was sending LOCAL INFILE data")
         if not payload:
             raise MalformedPacket("empty server packet inside a response")
         self.packets_seen += 1
-        return getattr(self, "_on_" + self.phase.value)(payload)  # type: ignore[no-any-return]
+        return _HANDLERS[phase._value_](self, payload)  # keyed by value: Enum.__hash__ is slow Python
+
+    def feed_rows(self, count: int) -> None:
+        """Account for ``count`` row packets the caller recognised without feeding them (see ``in_rows``)."""
+        if self.phase is not Phase.ROWS:
+            raise MalformedPacket(f"rows fed in phase {self.phase.value}")
+        self.packets_seen += count
 
     def feed_client(self, payload: bytes) -> ResponsePacket:
         """Account for one client payload sent in the middle of the response."""
@@ -217,20 +242,32 @@ class ResponseReader:
     def _deprecate_eof(self) -> bool:
         return bool(self.capabilities & c.CLIENT_DEPRECATE_EOF)
 
-    def _column(self, payload: bytes) -> ColumnDefinition41:
-        return ColumnDefinition41.parse(payload, self.mariadb_ext_caps, self.capabilities)
+    def _definition(self, payload: bytes, into: list[ColumnDefinition41]) -> ColumnDefinition41 | None:
+        """A column or parameter definition, appended to ``into``; None when metadata is not decoded."""
+        if not self.decode_metadata:
+            return None
+        column = ColumnDefinition41.parse(payload, self.mariadb_ext_caps, self.capabilities)
+        into.append(column)
+        return column
+
+    def _metadata_eof(self, payload: bytes) -> EofPacket | None:
+        """The EOF packet after definitions; checked but not decoded when metadata is not decoded."""
+        if self.decode_metadata or self.cursor:
+            return EofPacket.parse(payload, self.capabilities)
+        if not is_eof_packet(payload):
+            raise MalformedPacket("EOF packet must start with 0xFE and be shorter than 9 bytes")
+        return None
 
     def _on_columns(self, payload: bytes) -> ResponsePacket:
-        column = self._column(payload)
-        self.columns.append(column)
+        column = self._definition(payload, self.columns)
         self._columns_left -= 1
         if self._columns_left == 0:
             self.phase = Phase.ROWS if self._deprecate_eof() else Phase.COLUMNS_EOF
         return ResponsePacket(PacketKind.COLUMN_DEFINITION, column)
 
     def _on_columns_eof(self, payload: bytes) -> ResponsePacket:
-        eof = EofPacket.parse(payload, self.capabilities)
-        if self.cursor and eof.status_flags & c.SERVER_STATUS_CURSOR_EXISTS:
+        eof = self._metadata_eof(payload)
+        if self.cursor and eof is not None and eof.status_flags & c.SERVER_STATUS_CURSOR_EXISTS:
             self.results.append(eof)  # rows will come through COM_STMT_FETCH
             self.phase = Phase.DONE
         else:
@@ -238,13 +275,14 @@ class ResponseReader:
         return ResponsePacket(PacketKind.EOF, eof)
 
     def _on_rows(self, payload: bytes) -> ResponsePacket:
-        if is_result_terminator(payload, self.capabilities):
+        header = payload[0]
+        if header == c.EOF_HEADER and is_result_terminator(payload, self.capabilities):
             terminator = parse_terminator(payload, self.capabilities)
             self._statement_done(terminator)
             return ResponsePacket(PacketKind.EOF, terminator)
-        if payload[0] == c.ERR_HEADER:
+        if header == c.ERR_HEADER:
             return self._error(payload)
-        return ResponsePacket(PacketKind.ROW, None)
+        return _ROW
 
     def _on_local_infile_data(self, payload: bytes) -> ResponsePacket:  # pragma: no cover - guarded in feed
         raise MalformedPacket("server sent a packet while the client was sending LOCAL INFILE data")
@@ -270,8 +308,7 @@ class ResponseReader:
         self.phase = Phase.PREPARE_COLUMNS if self._columns_left else Phase.DONE
 
     def _on_prepare_params(self, payload: bytes) -> ResponsePacket:
-        param = self._column(payload)
-        self.prepare_params.append(param)
+        param = self._definition(payload, self.prepare_params)
         self._columns_left -= 1
         if self._columns_left == 0:
             if self._deprecate_eof():
@@ -281,20 +318,19 @@ class ResponseReader:
         return ResponsePacket(PacketKind.PARAM_DEFINITION, param)
 
     def _on_prepare_params_eof(self, payload: bytes) -> ResponsePacket:
-        eof = EofPacket.parse(payload, self.capabilities)
+        eof = self._metadata_eof(payload)
         self._enter_prepare_columns()
         return ResponsePacket(PacketKind.EOF, eof)
 
     def _on_prepare_columns(self, payload: bytes) -> ResponsePacket:
-        column = self._column(payload)
-        self.columns.append(column)
+        column = self._definition(payload, self.columns)
         self._columns_left -= 1
         if self._columns_left == 0:
             self.phase = Phase.DONE if self._deprecate_eof() else Phase.PREPARE_COLUMNS_EOF
         return ResponsePacket(PacketKind.COLUMN_DEFINITION, column)
 
     def _on_prepare_columns_eof(self, payload: bytes) -> ResponsePacket:
-        eof = EofPacket.parse(payload, self.capabilities)
+        eof = self._metadata_eof(payload)
         self.phase = Phase.DONE
         return ResponsePacket(PacketKind.EOF, eof)
 
@@ -306,8 +342,7 @@ class ResponseReader:
             self.results.append(terminator)
             self.phase = Phase.DONE
             return ResponsePacket(PacketKind.EOF, terminator)
-        column = self._column(payload)
-        self.columns.append(column)
+        column = self._definition(payload, self.columns)
         return ResponsePacket(PacketKind.COLUMN_DEFINITION, column)
 
     def _on_auth(self, payload: bytes) -> ResponsePacket:
@@ -353,3 +388,7 @@ class ResponseReader:
             return self._error(payload)
         self.phase = Phase.DONE
         return ResponsePacket(PacketKind.OTHER, None)
+
+
+# Phase value -> handler of a server packet in that phase (DONE has none: feed() refuses).
+_HANDLERS = {phase.value: getattr(ResponseReader, "_on_" + phase.value) for phase in Phase if phase is not Phase.DONE}

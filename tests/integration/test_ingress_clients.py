@@ -294,3 +294,19 @@ def test_malformed_packet_ends_only_that_session(stack, ingress):
         assert cur.fetchone() == (42,)
     healthy.close()
     assert ingress.proc.poll() is None
+
+
+def test_prepared_read_with_parameters_through_the_ingress(stack, ingress):
+    """A prepared read (binary result set) with a bound parameter equals the primary's answer."""
+    def run(dsn: Dsn):
+        conn = mysql.connector.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                       use_pure=True)
+        try:
+            cur = conn.cursor(prepared=True)
+            cur.execute("SELECT seq FROM (SELECT 1 AS seq UNION ALL SELECT 2 UNION ALL SELECT 3) x WHERE seq > ?",
+                        (1,))
+            return cur.fetchall()
+        finally:
+            conn.close()
+
+    assert run(ingress.dsn(stack.primary)) == run(stack.primary) == [(2,), (3,)]

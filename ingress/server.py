@@ -9,6 +9,7 @@ import signal
 from dbmux.config import Config
 from ingress.publisher import Publisher
 from ingress.session import ClientSession
+from ingress.tls import server_context
 from ingress.wire import PacketStream
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ class IngressServer:
         self.publisher = Publisher(config)
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task] = set()
+        ing = config.ingress
+        self._tls = server_context(ing.tls_cert, ing.tls_key) if ing.tls_cert else None
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -32,7 +35,7 @@ class IngressServer:
         peer = writer.get_extra_info("peername")
         addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         stream = PacketStream(reader, writer, max_payload_bytes=self.config.ingress.max_packet_bytes)
-        session = ClientSession(self.config, self.publisher, stream, addr)
+        session = ClientSession(self.config, self.publisher, stream, addr, tls_server=self._tls)
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import itertools
 import logging
 import time
@@ -29,6 +30,7 @@ from ingress.protocol.response import NOT_ROW_HEADERS, PacketKind, ResponseReade
 from ingress.protocol.resultset import TextRow
 from ingress.protocol.session_state import SchemaChange, SystemVariableChange
 from ingress.publisher import Publisher
+from ingress.tls import upstream_context
 from ingress.statements import PreparedStatements, QueryPlan, plan_query
 from ingress.wire import PacketStream, PeerClosed
 
@@ -58,7 +60,8 @@ class _Context:
 
 
 class ClientSession:
-    def __init__(self, config: Config, publisher: Publisher, client: PacketStream, client_addr: str) -> None:
+    def __init__(self, config: Config, publisher: Publisher, client: PacketStream, client_addr: str,
+                 tls_server: "ssl.SSLContext | None" = None) -> None:
         self.config = config
         self.publisher = publisher
         self.client = client
@@ -71,6 +74,8 @@ class ClientSession:
         self.ext_caps = 0
         self.is_mariadb = True
         self.system_time_zone: str | None = None
+        self.tls_server = tls_server  # ssl context when the ingress offers TLS to clients
+        self._auth_seq_delta = 0
         self.tag = f"conn {next(_conn_ids)} from {client_addr}"
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -118,26 +123,51 @@ class ClientSession:
         self.ctx.connection_id = hello.connection_id
         server_caps = hello.capabilities
         offered = server_caps & ~(_STRIP_ALWAYS | c.CLIENT_SSL)
+        if self.tls_server is not None:
+            offered |= c.CLIENT_SSL
         self.client.write(_replace(hello, capabilities=offered).encode(), 0)
 
         first = await self.client.read(expected_seq=1)
         msg = parse_client_handshake(first.payload)
+        client_seq = 1
         if isinstance(msg, SSLRequest):
-            self._send_client_error(1045, "28000", "dbmux: TLS was not offered", seq=2)
-            return False
+            if self.tls_server is None:
+                self._send_client_error(1045, "28000", "dbmux: TLS was not offered", seq=2)
+                return False
+            await self.client.start_tls(self.tls_server, server_side=True)
+            first = await self.client.read(expected_seq=2)
+            msg = parse_client_handshake(first.payload)
+            if isinstance(msg, SSLRequest):
+                raise ProtocolError("a second SSLRequest inside TLS")
+            client_seq = 2
         resp: HandshakeResponse41 = msg
         self.client_caps = resp.capabilities & offered
         self.ext_caps = resp.mariadb_ext_caps & hello.mariadb_ext_caps
-        self.upstream_caps = (self.client_caps | (server_caps & c.CLIENT_SESSION_TRACK)) & ~_STRIP_ALWAYS
+        self.upstream_caps = (self.client_caps | (server_caps & c.CLIENT_SESSION_TRACK)) & ~(_STRIP_ALWAYS | c.CLIENT_SSL)
         self.ctx.user = resp.username.decode("utf-8", "replace")
         if resp.database:
             self.ctx.db = resp.database.decode("utf-8", "replace")
-        self.upstream.write(_replace(resp, capabilities=self.upstream_caps).encode(), 1)
+        upstream_seq = 1
+        tls_mode = self.config.primary.tls
+        if server_caps & c.CLIENT_SSL and tls_mode != "disabled":
+            self.upstream_caps |= c.CLIENT_SSL
+            self.upstream.write(SSLRequest(self.upstream_caps, resp.max_packet, resp.charset,
+                                           resp.mariadb_ext_caps).encode(), 1)
+            await self.upstream.start_tls(upstream_context(self.config.primary.tls_ca), server_side=False)
+            upstream_seq = 2
+        elif tls_mode == "required":
+            log.error("%s: primary.tls = required but the primary does not offer TLS", self.tag)
+            self._send_client_error(2026, "HY000", "dbmux: the primary does not offer TLS (primary.tls = required)",
+                                    seq=client_seq + 1)
+            return False
+        # Sequence ids of the authentication exchange differ by this much between the two hops.
+        self._auth_seq_delta = client_seq - upstream_seq
+        self.upstream.write(_replace(resp, capabilities=self.upstream_caps).encode(), upstream_seq)
         await self.upstream.drain()
         # The authentication exchange (auth switch, caching_sha2 fast/full auth, ed25519) is relayed
         # packet by packet; the primary alone decides. Its reader is the COM_CHANGE_USER one.
         auth = ResponseReader(c.COM_CHANGE_USER, self.upstream_caps, self.ext_caps)
-        await self._relay(auth)
+        await self._relay(auth, seq_delta=self._auth_seq_delta)
         if auth.is_error:
             log.info("%s: authentication rejected by the primary", self.tag)
             return False
@@ -234,7 +264,7 @@ class ClientSession:
             self.ctx.db = change.schema.decode("utf-8", "replace") if change.schema else None
             await self._setup_upstream()
 
-    async def _relay(self, reader: ResponseReader, on_result=None) -> None:
+    async def _relay(self, reader: ResponseReader, on_result=None, seq_delta: int = 0) -> None:
         """Relay one server response (and the client packets it asks for) to the client.
 
         ``on_result(index, result)`` is awaited for each statement's final OK/ERR/EOF *before* that
@@ -263,12 +293,19 @@ class ClientSession:
                 out = self._client_ok(event, pkt)
             if on_result is not None and len(reader.results) > done_before:
                 await on_result(done_before, reader.results[-1])
-            client.write_raw(out)
+            if seq_delta:  # TLS on one hop only: the handshake's sequence ids are shifted
+                payload = pkt.payload if out is pkt.raw else out[4:]  # a re-encoded OK is one small frame
+                client.write(payload, (pkt.first_seq + seq_delta) & 0xFF)
+            else:
+                client.write_raw(out)
             if reader.awaiting_client:
                 await client.drain()
                 data = await client.read()
                 reader.feed_client(data.payload)
-                upstream.write_raw(data.raw)
+                if seq_delta:
+                    upstream.write(data.payload, (data.first_seq - seq_delta) & 0xFF)
+                else:
+                    upstream.write_raw(data.raw)
                 await upstream.drain()
         await client.drain()
 

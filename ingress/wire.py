@@ -9,9 +9,11 @@ peer (so a request is never left queued while its answer is awaited).
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from ingress.protocol.errors import ProtocolError
 from ingress.protocol.framing import FrameReader, Packet, frame
+from ingress.tls import TlsLayer
 
 _READ_BYTES = 256 * 1024
 
@@ -28,6 +30,23 @@ class PacketStream:
         self.frames = FrameReader(max_payload_bytes=max_payload_bytes)
         self._transport = writer.transport
         self._out: list[bytes] = []
+        self._tls: TlsLayer | None = None
+
+    async def start_tls(self, ctx: ssl.SSLContext, *, server_side: bool) -> None:
+        """Switch this stream to TLS (after an SSLRequest). Bytes already received but not framed
+        -- a ClientHello sent right behind the SSLRequest -- start the handshake."""
+        self.flush()
+        initial = self.frames.take_buffered()
+        self._tls = TlsLayer(ctx, server_side=server_side)
+        await self._tls.handshake(self.reader, self.writer, initial)
+        # Application data that arrived with the end of the handshake is already in the TLS layer.
+        leftover = self._tls.decrypt(b"")
+        if leftover:
+            self.frames.feed(leftover)
+
+    @property
+    def tls_version(self) -> str | None:
+        return self._tls.version if self._tls else None
 
     def poll(self, expected_seq: int | None = None) -> Packet | None:
         """The next packet if it was already received, else None (never waits)."""
@@ -48,6 +67,11 @@ class PacketStream:
                 if self.frames.in_partial_payload:
                     raise ProtocolError("connection closed in the middle of a packet")
                 raise PeerClosed()
+            if self._tls is not None:
+                try:
+                    data = self._tls.decrypt(data)
+                except ssl.SSLError as exc:
+                    raise ProtocolError(f"TLS error: {exc}") from None
             self.frames.feed(data)
 
     def has_buffered(self) -> bool:
@@ -67,6 +91,8 @@ class PacketStream:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+            if self._tls is not None:
+                data = self._tls.encrypt(data)
             self.writer.write(data)
 
     async def drain(self) -> None:

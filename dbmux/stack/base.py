@@ -69,7 +69,7 @@ class Service(ABC):
         deadline = time.monotonic() + timeout_s
         last: BaseException | None = None
         while time.monotonic() < deadline:
-            if self.pidfile.read() is None:
+            if not self.pidfile.recorded_pid_alive():
                 raise StackError(f"{self.name} exited during start-up; see {self.log_path}:\n"
                                  + tail(self.log_path))
             try:

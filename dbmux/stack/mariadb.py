@@ -49,9 +49,25 @@ class MariaDB(Service):
         self._mariadbd = require_binary("mariadbd", _INSTALL)
         self._install_db = require_binary("mariadb-install-db", _INSTALL)
 
+    @property
+    def tls_files(self) -> tuple[Path, Path]:
+        return self.dir / "tls-cert.pem", self.dir / "tls-key.pem"
+
+    def _make_tls_cert(self) -> None:
+        """A self-signed certificate so the primary offers TLS (the ingress uses it when offered)."""
+        cert, key = self.tls_files
+        if cert.exists() and key.exists():
+            return
+        openssl = require_binary("openssl", "apt-get install -y openssl")
+        run_checked([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                     "-days", "3650", "-subj", f"/CN=dbmux-{self.name}"], f"TLS certificate for {self.name}",
+                    log_path=self.log_path)
+
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tmpdir.mkdir(exist_ok=True)
+        if self.primary:
+            self._make_tls_cert()
         (self.dir / "init.sql").write_text(self._init_sql())
         if (self.datadir / "mysql").is_dir():
             return
@@ -91,6 +107,8 @@ class MariaDB(Service):
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
         ]
         if self.primary:
+            cert, key = self.tls_files
+            argv += [f"--ssl-cert={cert}", f"--ssl-key={key}"]
             argv += [
                 f"--log-bin={self.datadir / 'mariadb-bin'}", "--binlog-format=ROW",
                 "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",

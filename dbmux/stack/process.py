@@ -32,6 +32,15 @@ class PidFile:
             return None
         return pid if is_ours(pid, self.marker) else None
 
+    def recorded_pid_alive(self) -> bool:
+        """The recorded process still exists (no command-line check: right after spawn the new
+        process may not have finished exec yet)."""
+        try:
+            pid = int(self.path.read_text().partition("\n")[0])
+        except (FileNotFoundError, ValueError):
+            return False
+        return _alive(pid)
+
     def write(self, pid: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(f"{pid}\n{self.marker}\n")

@@ -29,7 +29,7 @@ from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, 
 from dbmux.kafka_topics import ensure_topic
 from replicator.errors import ApplyError, TargetHalted
 from replicator.filtering import filter_event
-from replicator.mysql_applier import MySQLApplier
+from replicator.mysql_applier import MySQLApplier, is_transient
 from replicator.ordering import GtidOrderer
 from replicator.pg_applier import PostgresApplier
 from replicator.positions import PartitionKey, TargetPosition
@@ -114,15 +114,21 @@ class Replicator:
         backoff = 0.5
         await ensure_topic(self.config.kafka, self.topic)
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 await self._run_once(stop)
                 return 0
             except TargetHalted:
                 return 3
-            except (ApplyError, KafkaError, OSError, ConnectionError) as exc:
-                if isinstance(exc, ApplyError) and not exc.retriable:
-                    log.error("target %s: %s", self.target.name, exc)
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing is skipped either way
+                if not _transient(exc):
+                    if isinstance(exc, ApplyError):
+                        log.error("target %s: %s", self.target.name, exc)
+                    else:
+                        log.exception("target %s: stopped on an unexpected error", self.target.name)
                     return 3
+                if time.monotonic() - started > 60:
+                    backoff = 0.5  # it had been running fine: start backing off afresh
                 log.warning("target %s: transient failure (%s); restarting from the stored position in %.1fs",
                             self.target.name, exc, backoff)
                 try:
@@ -295,6 +301,21 @@ class Replicator:
         except Exception:  # noqa: BLE001 - the halt itself matters more
             pass
         raise TargetHalted(str(exc))
+
+
+def _transient(exc: BaseException) -> bool:
+    """Connection-level trouble with the target or the broker: retry from the stored position."""
+    import asyncpg
+    import pymysql
+
+    if isinstance(exc, ApplyError):
+        return exc.retriable
+    if isinstance(exc, (KafkaError, OSError, ConnectionError, asyncio.TimeoutError)):
+        return True
+    if isinstance(exc, pymysql.err.MySQLError):
+        return is_transient(exc)
+    return isinstance(exc, (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+                            asyncpg.exceptions.InterfaceError))
 
 
 def later_items(chunk: list[Item], item: Item) -> list[Item]:

@@ -3,11 +3,16 @@ restarts; afterwards every transaction is on the replica exactly once and `dbmux
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
 import uuid
+
+from dbmux.stack import process
+from dbmux.stack.layout import Layout
+from dbmux.stack.stack import Stack
 
 from .conftest import run_dbmux, start_ingress, stop_ingress
 from .test_replicator_mysql import _start_replicator, _wait_equal, _workload, _write_config, create_ledger
@@ -30,7 +35,11 @@ def test_replica_and_broker_restarts_lose_and_duplicate_nothing(stack, tmp_path)
         w.start()
     try:
         time.sleep(2)
-        run_dbmux("stack", "restart", "mariadb-replica1", "--dir", str(stack.config.parent))
+        # the replica goes away for a few seconds: the replicator's reconnects are refused meanwhile
+        local = Stack(Layout.load(stack.config.parent))
+        process.stop(local.service("mariadb-replica1").pidfile)
+        time.sleep(3)
+        asyncio.run(local.up())
         time.sleep(2)
         run_dbmux("stack", "restart", "kafka", "--dir", str(stack.config.parent))
         time.sleep(3)
@@ -50,6 +59,7 @@ def test_replica_and_broker_restarts_lose_and_duplicate_nothing(stack, tmp_path)
         assert proc.poll() is None, log.read_text()[-3000:]
         text = log.read_text()
         assert "transient failure" in text  # it did notice the replica going away, and recovered
+        assert "Can't connect" in text  # ... including while the replica was down
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

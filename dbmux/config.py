@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, get_origin
 
 from dbmux.dsn import Dsn, DsnError
+from dbmux.envelope import topic_for
 from dbmux.errors import ConfigError
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -224,7 +225,7 @@ class Config:
 
     @property
     def topic(self) -> str:
-        return self.kafka.topic or f"dbmux.{self.cluster.name}.txn"
+        return self.kafka.topic or topic_for(self.cluster.name)
 
     def target(self, name: str) -> TargetConfig:
         for t in self.targets:

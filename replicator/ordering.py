@@ -91,9 +91,6 @@ class GtidOrderer:
             out.append(Gap(domain, (last or 0) + 1, len(held), since))
         return out
 
-    def held_events(self) -> list[list[ChangeEvent]]:
-        return [[ev for ev, _ in held.values()] for held in self._held.values()]
-
     def lowest_needed_offset(self) -> int | None:
         """Smallest offset of an event still held (None: nothing held)."""
         offsets = [off for held in self._held.values() for _, off in held.values()]

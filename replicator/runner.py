@@ -68,14 +68,14 @@ def make_applier(config: Config, target: TargetConfig, topic: str):
 
 
 def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62,
-                      sizes: dict[int, int] | None = None) -> list[list[Item]]:
+                      sizes: dict[tuple[PartitionKey, int], int] | None = None) -> list[list[Item]]:
     """Group-commit chunks: at most ``max_txns`` events and ``max_bytes`` of event payload (always at
     least one event); an event with DDL is a chunk of its own."""
     out: list[list[Item]] = []
     cur: list[Item] = []
     cur_bytes = 0
     for item in items:
-        size = (sizes or {}).get(id(item[0]), 0)
+        size = (sizes or {}).get((item[1], item[2]), 0)
         if cur and cur_bytes + size > max_bytes:
             out.append(cur)
             cur, cur_bytes = [], 0
@@ -107,7 +107,7 @@ class Replicator:
         self.topic = config.topic
         self.group_id = f"dbmux.{config.cluster.name}.{self.target.name}"
         self.halted: ApplyError | None = None
-        self._sizes: dict[int, int] = {}  # id(event) -> encoded size, for the byte bound of a batch
+        self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
 
     async def run(self, stop: asyncio.Event) -> int:
         """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
@@ -206,7 +206,7 @@ class Replicator:
                     released = orderer.offer(ev, rec.offset)
                     if orderer.duplicates != before:
                         DUPLICATES.labels(name).inc()
-                    self._sizes[id(ev)] = len(rec.value)
+                    self._sizes[(key, rec.offset)] = len(rec.value)
                     if released and not ready:
                         batch_started = time.monotonic()
                     ready.extend((e, key, off) for e, off in released)
@@ -228,8 +228,8 @@ class Replicator:
                              or now - batch_started >= self.limits.linger_s or not records)
             if due:
                 await self._commit(applier, dlq, ready, orderer, consumed, position)
-                self._sizes = {id(e): self._sizes[id(e)] for held in orderer.held_events() for e in held
-                               if id(e) in self._sizes}
+                for _, k, off in ready:
+                    self._sizes.pop((k, off), None)
                 ready = []
                 try:
                     await consumer.commit({TopicPartition(k.topic, k.partition): v

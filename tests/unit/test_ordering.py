@@ -63,7 +63,7 @@ def test_commit_chunks_respect_count_bytes_and_ddl():
     evs = [ev(f"0-1-{i}") for i in range(1, 8)]
     ddl = ChangeEvent(Gtid.parse("0-1-8"), "ingress", 0, statements=(Statement("CREATE TABLE x (a INT)", kind="ddl"),))
     items = [(e, key, i) for i, e in enumerate(evs)] + [(ddl, key, 7), (ev("0-1-9"), key, 8)]
-    sizes = {id(e): 100 for e, _, _ in items}
+    sizes = {(k, off): 100 for _, k, off in items}
     by_count = chunks_for_commit(items, 3)
     assert [[str(e.gtid) for e, _, _ in c] for c in by_count] == [
         ["0-1-1", "0-1-2", "0-1-3"], ["0-1-4", "0-1-5", "0-1-6"], ["0-1-7"], ["0-1-8"], ["0-1-9"]]

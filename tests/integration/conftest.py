@@ -105,13 +105,14 @@ def start_ingress(stack: StackEnv, tmp_dir: Path, **overrides: str) -> IngressPr
     import time
     import uuid
 
-    port = free_port()
-    topic = f"dbmux.test{uuid.uuid4().hex[:10]}.txn"
+    listen = overrides.get("DBMUX_INGRESS_LISTEN")
+    port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
+    topic = overrides.get("DBMUX_KAFKA_TOPIC") or f"dbmux.test{uuid.uuid4().hex[:10]}.txn"
     env = dict(os.environ)
     env.update({"DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", "DBMUX_KAFKA_TOPIC": topic,
                 "DBMUX_KAFKA_BOOTSTRAP": stack.kafka, "DBMUX_PRIMARY_URL": stack.primary.url()})
     env.update(overrides)
-    log_path = tmp_dir / f"ingress-{port}.log"
+    log_path = tmp_dir / f"ingress-{port}-{uuid.uuid4().hex[:6]}.log"
     proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c", str(stack.config)],
                             cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

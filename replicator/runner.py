@@ -174,9 +174,10 @@ class Replicator:
             await self._loop(stop, consumer, applier, position, tps, dlq)
         finally:
             try:
-                await consumer.stop()
+                # bounded: with the broker gone, aiokafka's shutdown can wait on its metadata loop forever
+                await asyncio.wait_for(consumer.stop(), 10)
             except Exception:  # noqa: BLE001 - shutting down
-                pass
+                log.warning("target %s: Kafka consumer did not stop cleanly", self.target.name)
             if dlq is not None:
                 await dlq.stop()
             await applier.close()

@@ -145,6 +145,25 @@ def create_ledger(via: Dsn, db: str) -> None:
     c.close()
 
 
+def assert_ledger_exactly_once(stack, cfg: Path, target: str, db: str, *, min_n: int) -> None:
+    """After a ledger workload: the replica converges on the primary, its counter equals its number
+    of ledger rows (no transaction missed or applied twice), and `dbmux verify` agrees."""
+    import os
+
+    from .conftest import run_dbmux
+
+    replica = stack.replicas[0]
+    n = _wait_equal(f"SELECT n FROM {db}.counter", stack.primary, replica, timeout_s=120)[0][0]
+    assert n > min_n
+    assert _wait_equal(f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {db}.ledger", stack.primary,
+                       replica) == ((n, n),)
+    _wait_equal(f"CHECKSUM TABLE {db}.ledger, {db}.counter EXTENDED", stack.primary, replica)
+    env = {**os.environ, f"DBMUX_TARGET_{target.upper()}_TABLES": f"{db}.*"}
+    out = run_dbmux("verify", "-c", str(cfg), "--target", target, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{db}.ledger" in out.stdout and f"{db}.counter" in out.stdout
+
+
 def _workload(via: Dsn, db: str, stop: threading.Event, errors: list) -> None:
     try:
         c = _conn(via)
@@ -184,23 +203,8 @@ def test_sigkill_five_times_under_load_applies_each_transaction_exactly_once(sta
         for w in workers:
             w.join()
     assert not errors, errors
-    primary_n = _wait_equal(f"SELECT n FROM {db}.counter", stack.primary, stack.replicas[0])[0][0]
-    assert primary_n > 50
-    ledger = _wait_equal(f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {db}.ledger", stack.primary,
-                         stack.replicas[0])
-    # every transaction exactly once: the counter equals the number of ledger rows on the replica too
-    assert ledger[0] == (primary_n, primary_n)
-    _wait_equal(f"CHECKSUM TABLE {db}.ledger, {db}.counter EXTENDED", stack.primary, stack.replicas[0])
+    assert_ledger_exactly_once(stack, cfg, target, db, min_n=50)
     assert proc.poll() is None, log.read_text()[-3000:]
-    import os
-
-    from .conftest import run_dbmux
-
-    env = {**os.environ, f"DBMUX_TARGET_{target.upper()}_TABLES": f"{db}.*"}
-    out = run_dbmux("verify", "-c", str(cfg), "--target", target, env=env, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"{db}.ledger" in out.stdout and f"{db}.counter" in out.stdout
-
 
 def _diverge_and_write(stack, ing, db: str) -> None:
     via = ing.dsn(stack.primary)

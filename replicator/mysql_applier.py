@@ -22,7 +22,7 @@ from pymysql.constants import CLIENT
 from sqlglot import exp
 
 from dbmux.dsn import Dsn
-from dbmux.envelope import ChangeEvent
+from dbmux.envelope import ChangeEvent, Statement
 from replicator.errors import ApplyError
 from replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
 from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
@@ -168,11 +168,7 @@ class MySQLApplier:
                 parts.extend(await self._row_statements(ev))
             else:
                 for st in ev.statements:
-                    if st.insert_id:
-                        parts.append(f"SET insert_id = {int(st.insert_id)}")
-                    if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
-                        parts.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
-                    parts.append(st.sql if st.params is None else interpolate(st.sql, st.params))
+                    parts.extend(_statement_sql(st))
         parts.extend(self._position_sql(position, last_gtids))
         parts.append("COMMIT")
         try:
@@ -247,11 +243,9 @@ class MySQLApplier:
                 await self._execute(cur, st.sql, ev, offset, ddl=st.kind == "ddl")
             return
         for st in ev.statements:
-            if st.insert_id:
-                await cur.execute(f"SET insert_id = {int(st.insert_id)}")
-            if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
-                await cur.execute(f"SELECT LAST_INSERT_ID({int(st.last_insert_id)})")
-            sql = st.sql if st.params is None else interpolate(st.sql, st.params)
+            *preamble, sql = _statement_sql(st)
+            for pre in preamble:
+                await cur.execute(pre)
             await self._execute(cur, sql, ev, offset, ddl=st.kind == "ddl")
 
     async def _execute(self, cur, sql: str, ev: ChangeEvent, offset: int, *, ddl: bool = False,
@@ -298,6 +292,18 @@ class MySQLApplier:
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         for sql in self._position_sql(position, last):
             await cur.execute(sql)
+
+def _statement_sql(st: Statement) -> list[str]:
+    """An ingress statement as the target runs it: the session values it depends on, then the
+    statement with its bound parameters as literals."""
+    out = []
+    if st.insert_id:
+        out.append(f"SET insert_id = {int(st.insert_id)}")
+    if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
+        out.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
+    out.append(st.sql if st.params is None else interpolate(st.sql, st.params))
+    return out
+
 
 def table_of(sql: str, default_db: str | None) -> str:
     """The first table a statement names (for error messages; best effort)."""

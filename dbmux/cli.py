@@ -216,11 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     evp.set_defaults(func=cmd_events)
 
+    from replicator.backfill import add_backfill_parser
     from replicator.binlog_reader import add_binlog_parser
     from replicator.verify import add_verify_parser
 
     add_verify_parser(sub)
     add_binlog_parser(sub)
+    from dbmux.shardmap_cli import add_shardmap_parser
+
+    add_shardmap_parser(sub)
+    add_backfill_parser(sub)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

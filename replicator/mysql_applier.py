@@ -74,6 +74,11 @@ class MySQLApplier:
                 "state VARCHAR(32) NOT NULL, detail TEXT NOT NULL, "
                 "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) "
                 "ENGINE=InnoDB")
+            await cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.backfill (target VARCHAR(64) NOT NULL PRIMARY KEY, "
+                "topic VARCHAR(249) NOT NULL, state VARCHAR(16) NOT NULL, doc LONGTEXT NOT NULL, "
+                "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) "
+                "ENGINE=InnoDB")
             await cur.execute("SET SESSION sql_notes = 1")
         await self._conn.commit()
 
@@ -85,6 +90,19 @@ class MySQLApplier:
             (got,) = await cur.fetchone()
         if got != 1:
             raise ApplyError(f"another replicator is already applying to target {self.target!r}")
+
+    @property
+    def connection(self) -> aiomysql.Connection:
+        assert self._conn is not None, "connect() first"
+        return self._conn
+
+    async def load_backfill(self) -> tuple[str, str] | None:
+        """``(state, doc)`` of this target's backfill (see :mod:`replicator.backfill`), None if never run."""
+        async with self.connection.cursor() as cur:
+            await cur.execute(f"SELECT state, doc FROM {META_SCHEMA}.backfill WHERE target = %s", (self.target,))
+            row = await cur.fetchone()
+        await self.connection.commit()
+        return (row[0], row[1]) if row else None
 
     async def set_status(self, state: str, detail: str) -> None:
         """Record the replicator's state for `dbmux status` (outside the apply transactions)."""

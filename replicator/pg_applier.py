@@ -46,8 +46,26 @@ class PostgresApplier:
                 PRIMARY KEY (target, topic, domain_id));
             CREATE TABLE IF NOT EXISTS {META_SCHEMA}.status (target TEXT PRIMARY KEY, state TEXT NOT NULL,
                 detail TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+            CREATE TABLE IF NOT EXISTS {META_SCHEMA}.backfill (target TEXT PRIMARY KEY, topic TEXT NOT NULL,
+                state TEXT NOT NULL, doc TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
         """)
         self._schema = await load_source_schema(self.source)
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        assert self._conn is not None, "connect() first"
+        return self._conn
+
+    @property
+    def schema(self) -> StaticSchema:
+        """The source schema the translator uses (reloaded after each DDL)."""
+        return self._schema
+
+    async def load_backfill(self) -> tuple[str, str] | None:
+        """``(state, doc)`` of this target's backfill (see :mod:`replicator.backfill`), None if never run."""
+        row = await self.connection.fetchrow(f"SELECT state, doc FROM {META_SCHEMA}.backfill WHERE target = $1",
+                                             self.target)
+        return (row["state"], row["doc"]) if row else None
 
     async def lock_target(self) -> None:
         assert self._conn is not None

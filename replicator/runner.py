@@ -149,6 +149,10 @@ class Replicator:
             await applier.connect()
             await applier.lock_target()
             position = await applier.load_position()
+            backfill = await applier.load_backfill()
+            if backfill is not None and backfill[0] != "done":
+                raise ApplyError(f"target {self.target.name} has an unfinished backfill (state {backfill[0]!r}): "
+                                 f"run 'dbmux backfill --target {self.target.name}' again to finish it first")
             await consumer.start()
             partitions = consumer.partitions_for_topic(self.topic) or set()
             if not partitions:

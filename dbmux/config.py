@@ -21,7 +21,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_origin
+from typing import Any, Mapping, get_args, get_origin
 
 from dbmux.dsn import Dsn, DsnError
 from dbmux.envelope import topic_for
@@ -194,12 +194,69 @@ class ShardMapConfig:
     default_rule: str = "primary_key"  # every table sharded by its primary key
     placement: str = "jump"
     reference_tables: tuple[str, ...] = ()
+    version: int = 1
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "db.table" -> shard-key columns
+    unsharded: str = "default"  # tables without a shard key: "default" (on default_shard) or "all"
+    default_shard: str = ""  # empty: the first shard
+    vnodes: int = 128  # placement "ring": points per shard
+    ranges: tuple[int, ...] = ()  # placement "range": each shard's inclusive lower bound
 
     def validate(self, prefix: str) -> None:
         _check_choice(f"{prefix}.default_rule", self.default_rule, ("primary_key", "none"))
         _check_choice(f"{prefix}.placement", self.placement, ("jump", "ring", "range"))
         if len(set(self.shards)) != len(self.shards):
             raise ConfigError(f"{prefix}.shards", "names a shard twice")
+        if any(not s for s in self.shards):
+            raise ConfigError(f"{prefix}.shards", "contains an empty shard name", "name every shard")
+        _check_min(f"{prefix}.version", self.version, 1)
+        _check_choice(f"{prefix}.unsharded", self.unsharded, ("default", "all"))
+        if self.default_shard and self.default_shard not in self.shards:
+            raise ConfigError(f"{prefix}.default_shard", f"shard {self.default_shard!r} is not in shardmap.shards",
+                              f"use one of {list(self.shards)}, or leave it unset for the first shard")
+        _check_min(f"{prefix}.vnodes", self.vnodes, 1)
+        for pattern in self.reference_tables:
+            if not pattern:
+                raise ConfigError(f"{prefix}.reference_tables", "contains an empty pattern",
+                                  "use db.table patterns such as 'shop.countries' or 'shop.ref_*'")
+        self._validate_ranges(prefix)
+        self._validate_tables(prefix)
+
+    def _validate_ranges(self, prefix: str) -> None:
+        key = f"{prefix}.ranges"
+        if self.placement == "range" and self.shards and not self.ranges:
+            raise ConfigError(key, "is required when placement = 'range'",
+                              "give each shard's inclusive lower bound, e.g. ranges = [0, 1000000]")
+        if not self.ranges:
+            return
+        if len(self.ranges) != len(self.shards):
+            raise ConfigError(key, f"has {len(self.ranges)} bounds for {len(self.shards)} shards",
+                              "give exactly one inclusive lower bound per shard, in the order of shards")
+        if len(set(self.ranges)) != len(self.ranges):
+            raise ConfigError(key, "names a lower bound twice", "every shard needs its own lower bound")
+
+    def _validate_tables(self, prefix: str) -> None:
+        import fnmatch
+
+        seen: dict[str, str] = {}
+        for name, cols in self.tables.items():
+            key = f'{prefix}.tables."{name}"'
+            db, dot, table = name.partition(".")
+            if not dot or not db or not table or "." in table or any(c in name for c in "*?[]"):
+                raise ConfigError(key, "is not an exact db.table name", 'write it as "db.table" = ["column", ...]')
+            if not cols or any(not c for c in cols):
+                raise ConfigError(key, "needs at least one key column", 'e.g. "shop.orders" = ["customer_id"]')
+            if len({c.lower() for c in cols}) != len(cols):
+                raise ConfigError(key, "names a key column twice")
+            if name.lower() in seen:
+                raise ConfigError(key, f"is the same table as {seen[name.lower()]!r} (names compare "
+                                       "case-insensitively)", "keep one entry")
+            seen[name.lower()] = name
+            if self.placement == "range" and len(cols) != 1:
+                raise ConfigError(key, f"placement 'range' needs exactly one integer key column, got {list(cols)}")
+            for pattern in self.reference_tables:
+                if fnmatch.fnmatchcase(name.lower(), pattern.lower()):
+                    raise ConfigError(key, f"also matches reference_tables pattern {pattern!r}",
+                                      "a table is either sharded or a reference table: remove one")
 
 
 _SECTIONS: dict[str, type] = {
@@ -241,12 +298,41 @@ class Config:
 def _coerce(key: str, value: Any, typ: Any, *, from_env: bool = False) -> Any:
     """Check ``value`` against the annotated type; strings from the environment are parsed."""
     origin = get_origin(typ)
+    if origin is tuple and get_args(typ)[0] is int:
+        if from_env and isinstance(value, str):
+            try:
+                value = [int(v) for v in value.split(",") if v.strip()]
+            except ValueError:
+                raise ConfigError(key, f"expected a comma-separated list of integers, got {value!r}") from None
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(key, f"expected a list of integers, got {value!r}")
+        return tuple(value)
     if origin is tuple:
         if from_env and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {type(value).__name__}")
         return tuple(value)
+    if origin is dict:  # a TOML table of name -> list of strings; env: "name=a,b;name2=c"
+        if from_env and isinstance(value, str):
+            parsed: dict[str, list[str]] = {}
+            for entry in (e.strip() for e in value.split(";")):
+                if not entry:
+                    continue
+                name, eq, rest = entry.partition("=")
+                if not eq or not name.strip():
+                    raise ConfigError(key, f"expected 'name=a,b;name2=c', got {entry!r}")
+                parsed[name.strip()] = [v.strip() for v in rest.split(",") if v.strip()]
+            value = parsed
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a table, got {type(value).__name__}",
+                              f"write it as [{key}] with \"name\" = [...] lines")
+        out = {}
+        for name, item in value.items():
+            if not isinstance(item, list) or not all(isinstance(v, str) for v in item):
+                raise ConfigError(f'{key}."{name}"', f"expected a list of strings, got {item!r}")
+            out[name] = tuple(item)
+        return out
     if typ is bool:
         if from_env and isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
@@ -271,7 +357,7 @@ def _coerce(key: str, value: Any, typ: Any, *, from_env: bool = False) -> Any:
 
 def _types(cls: type) -> dict[str, Any]:
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    ns = {"tuple": tuple, "str": str, "int": int, "bool": bool}
+    ns = {"tuple": tuple, "dict": dict, "str": str, "int": int, "bool": bool}
     return {k: (eval(v, ns) if isinstance(v, str) else v) for k, v in hints.items()}  # noqa: S307
 
 

@@ -134,7 +134,9 @@ def resolve(cfg: Config, path: tuple[str, ...]) -> Any:
 def as_env(value: Any) -> str:
     """The environment spelling of a config value (lists are comma-separated)."""
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(map(str, value))
+    if isinstance(value, dict):  # name -> list, e.g. shardmap.tables: "db.t=a,b;db.u=c"
+        return ";".join(f"{k}={','.join(v)}" for k, v in value.items())
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -231,6 +233,7 @@ _PROBES = {
     "bootstrap": "probe-host:9092", "listen": "0.0.0.0:1234", "durability": "async",
     "on_error": "dead-letter", "placement": "ring", "default_rule": "none",
     "name": "probe", "topic": "probe.topic", "tls": "disabled",
+    "unsharded": "all", "default_shard": "shard_b", "tables": "shop.orders=customer_id",
 }
 
 
@@ -246,7 +249,8 @@ def test_override_path_agrees_with_the_loader_for_every_schema_key(env_name: str
     elif isinstance(before, int):
         probe = str(before + 7 if before >= 0 else 1)
     elif isinstance(before, tuple):
-        probe = "shard_a,shard_b,shard_c" if path == ("shardmap", "shards") else "db_x.*"
+        probe = ("shard_a,shard_b,shard_c" if path == ("shardmap", "shards")
+                 else "0,1000" if path == ("shardmap", "ranges") else "db_x.*")
     elif path[-1] == "shard":
         probe = "shard_b" if before == "shard_a" else "shard_a"
     elif path[-1] == "tls_ca":  # must exist

@@ -385,9 +385,17 @@ def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: in
             cols_known = cols_known + [auto]
         else:
             pos = cols_known.index(auto)
-            generated = [k for k, row in enumerate(rows) if _is_auto_value(row.expressions[pos])]
-            if any(isinstance(row.expressions[pos], exp.Parameter) for row in rows):
-                raise Untranslatable("auto-increment value from a placeholder in an INSERT generating ids", sql)
+
+            def generates(v: exp.Expression) -> bool:
+                if isinstance(v, exp.Parameter):  # a bound value: explicit unless NULL or 0
+                    bound = params[int(v.this.this) - 1]
+                    return bound is None or bound == 0 or bound == "0"
+                return _is_auto_value(v)
+
+            # MySQL reports an explicitly given AUTO_INCREMENT value as the insert id too
+            generated = [k for k, row in enumerate(rows) if generates(row.expressions[pos])]
+            if any(isinstance(rows[k].expressions[pos], exp.Parameter) for k in generated):
+                raise Untranslatable("auto-increment value generated from a NULL/0 placeholder", sql)
             if len(generated) != len(rows) and len(generated) > 1:
                 raise Untranslatable("INSERT mixing explicit and generated auto-increment ids", sql)
             for k, idx in enumerate(generated):

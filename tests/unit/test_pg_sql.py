@@ -238,6 +238,18 @@ def test_source_generated_ids_are_written_explicitly():
     assert got[0].sql == f'INSERT INTO {Q} ("id", "a") VALUES (3, 1), (4, 2)'
 
 
+def test_explicit_id_from_a_placeholder_is_kept():
+    # MySQL reports an explicit AUTO_INCREMENT value as the insert id too (sysbench's delete + insert)
+    got = translate_statement("INSERT INTO t (id, a) VALUES (?, ?)", "d", (504, 1), schema=SCHEMA, insert_id=504)
+    assert got[0].sql == f'INSERT INTO {Q} ("id", "a") VALUES ($1, $2)' and got[0].args == (504, 1)
+
+
+@pytest.mark.parametrize("params", [(None, 1), (0, 1)])
+def test_id_generated_from_a_placeholder_is_refused(params):
+    with pytest.raises(Untranslatable, match="NULL/0 placeholder"):
+        translate_statement("INSERT INTO t (id, a) VALUES (?, ?)", "d", params, schema=SCHEMA, insert_id=5)
+
+
 @pytest.mark.parametrize("sql", ["INSERT INTO t (id, a) VALUES (NULL, 1), (9, 2), (NULL, 3)",
                                  "INSERT IGNORE INTO t (a) VALUES (1), (2)",
                                  "INSERT INTO u (a) VALUES (1)"])

@@ -211,3 +211,44 @@ def test_binlog_reader_publishes_transactions_survives_sigkill_and_replicates(st
         for dsn in (stack.primary, stack.replicas[1]):
             with _conn(dsn).cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_binlog_reader_reconnects_after_the_primary_restarts(stack, tmp_path):
+    """The primary is stopped and started under a running reader: transactions before and after the
+    restart all reach the topic, each once, and the reader keeps running."""
+    from .conftest import run_dbmux
+
+    topic = f"dbmux.pr{uuid.uuid4().hex[:8]}.txn"
+    cfg = _write_config(tmp_path, stack, topic)
+    log = tmp_path / "binlog.log"
+    reader = _start_reader(cfg, log)
+    db = f"pr_{uuid.uuid4().hex[:8]}"
+    gtids: list[str] = []
+    try:
+        c = _conn(stack.primary)
+        with c.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(20))")
+            for i in range(20):
+                cur.execute(f"INSERT INTO {db}.t VALUES (%s, 'before')", (i,))
+                gtids.append(_last_gtid(cur))
+        c.close()
+        _events_until(stack, topic, set(gtids))
+        restart = run_dbmux("stack", "restart", "mariadb-primary", "--dir", str(stack.config.parent))
+        assert restart.returncode == 0, restart.stderr
+        c = _conn(stack.primary)
+        with c.cursor() as cur:
+            for i in range(20, 40):
+                cur.execute(f"INSERT INTO {db}.t VALUES (%s, 'after')", (i,))
+                gtids.append(_last_gtid(cur))
+        c.close()
+        events = _events_until(stack, topic, set(gtids), timeout_s=120)
+        ours = [e for e in events if e.source == "binlog" and str(e.gtid) in set(gtids)]
+        assert sorted(Counter(str(e.gtid) for e in ours).values()) == [1] * len(gtids)  # each exactly once
+        assert [e.gtid.seq for e in ours] == sorted(e.gtid.seq for e in ours)  # in commit order
+        assert {r.after["v"] for e in ours for r in e.rows} == {"before", "after"}
+        assert reader.poll() is None, log.read_text()[-3000:]
+        assert "reconnecting from" in log.read_text()  # the restart did cut the reader's connection
+    finally:
+        reader.send_signal(signal.SIGTERM)
+        reader.wait(30)

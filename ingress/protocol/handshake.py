@@ -117,7 +117,10 @@ class HandshakeV10:
         out += write_fixed_int(caps & 0xFFFF, 2)
         out += write_fixed_int(self.charset, 1) + write_fixed_int(self.status_flags, 2)
         out += write_fixed_int(caps >> 16 & 0xFFFF, 2)
-        out.append(len(self.auth_plugin_data) + 1 if caps & CLIENT_PLUGIN_AUTH else 0)
+        # the length byte is 0 without CLIENT_PLUGIN_AUTH, unless the scramble is longer than the 13-byte
+        # default part 2 (a reader must then be told how much to read)
+        long_scramble = len(self.auth_plugin_data) + 1 - 8 > 13
+        out.append(len(self.auth_plugin_data) + 1 if caps & CLIENT_PLUGIN_AUTH or long_scramble else 0)
         if caps & CLIENT_MYSQL:
             out += bytes(10)
         else:

@@ -185,3 +185,13 @@ def test_whatever_parses_reencodes_to_the_same_event(payload, capabilities, num_
     statements = {i: PreparedStatementInfo(num_params) for i in range(3)}
     _reparse_equal(lambda p: parse_command(p, capabilities, statements), lambda e: e.encode(capabilities), payload)
     _reparse_equal(lambda p: ColumnDefinition41.parse(p, 0, capabilities), lambda e: e.encode(), payload)
+
+
+def test_greeting_with_a_long_scramble_and_no_plugin_auth_reencodes_exactly():
+    """Found by the fuzzer: a 21-byte scramble without CLIENT_PLUGIN_AUTH lost a byte on re-encoding."""
+    from ingress.protocol.handshake import HandshakeV10
+
+    payload = (b"\n\x00" + bytes(4) + bytes(8) + b"\x00" + b"\x00\x80" + b"\x00" + bytes(2) + bytes(2) + b"\x16"
+               + bytes(10) + bytes(14))
+    _reparse_equal(HandshakeV10.parse, HandshakeV10.encode, payload)
+    assert len(HandshakeV10.parse(HandshakeV10.parse(payload).encode()).auth_plugin_data) == 21

@@ -138,11 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop = _stop_event()
         server = IngressServer(config)
         await server.start()
-        targets = [t.name for t in config.targets if not t.shard]
-        skipped = [t.name for t in config.targets if t.shard]
-        if skipped:
-            log.warning("not replicating %s: shard targets need the shard map, not implemented yet",
-                        ", ".join(skipped))
+        targets = [t.name for t in config.targets]
         tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
         tasks["binlog"] = asyncio.ensure_future(BinlogReader(config).run(stop))
         print(f"dbmux up: ingress on {config.ingress.listen}, binlog reader on, replicating to "

@@ -423,7 +423,9 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str], *, source: str 
     cfg = Config(**sections, targets=tuple(targets), source=source)
     shards = set(cfg.shardmap.shards)
     for t in cfg.targets:
-        if t.shard and t.shard not in shards:
-            raise ConfigError(f"targets.{t.name}.shard", f"shard {t.shard!r} is not in shardmap.shards",
-                              f"add it to [shardmap] shards = [...] (now: {sorted(shards)})")
+        # A shard outside [shardmap] shards is one to be added by `dbmux reshard --add-shard`; its
+        # replicator refuses to run until a recorded map version contains it.
+        if t.shard and not shards:
+            raise ConfigError(f"targets.{t.name}.shard", f"names shard {t.shard!r} but there is no shard map",
+                              f"add [shardmap] shards = [\"{t.shard}\", ...]")
     return cfg

@@ -36,6 +36,7 @@ class PostgresApplier:
     async def connect(self) -> None:
         self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
                                            password=self.dsn.password, database=self.dsn.database or "postgres")
+        await accept_bytes_for_text(self._conn)
         await self._conn.execute(f"""
             CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
             CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions (target TEXT NOT NULL, topic TEXT NOT NULL,
@@ -172,6 +173,17 @@ class PostgresApplier:
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, topic, domain_id) DO UPDATE SET "
                 "seq = EXCLUDED.seq, last_gtid = EXCLUDED.last_gtid, ts_ms = EXCLUDED.ts_ms",
                 self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms)
+
+
+async def accept_bytes_for_text(conn: asyncpg.Connection) -> None:
+    """MySQL clients bind string parameters as bytes (their character set is the connection's), and
+    the ingress records them so; PostgreSQL text columns take them as UTF-8 text. Invalid UTF-8 still
+    fails, loudly, as it must."""
+    def encode(value):
+        return value.decode("utf-8") if isinstance(value, (bytes, bytearray, memoryview)) else value
+
+    for name in ("text", "varchar", "bpchar"):
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=lambda v: v, format="text")
 
 
 def _span(batch: list[tuple[ChangeEvent, int]]) -> str:

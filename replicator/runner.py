@@ -33,6 +33,7 @@ from replicator.mysql_applier import MySQLApplier, is_transient
 from replicator.ordering import GtidOrderer
 from replicator.pg_applier import PostgresApplier
 from replicator.positions import PartitionKey, TargetPosition
+from replicator.shard_target import ShardTarget
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,10 @@ def make_applier(config: Config, target: TargetConfig, topic: str):
 
 
 def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62,
-                      sizes: dict[tuple[PartitionKey, int], int] | None = None) -> list[list[Item]]:
+                      sizes: dict[tuple[PartitionKey, int], int] | None = None,
+                      alone=lambda ev: False) -> list[list[Item]]:
     """Group-commit chunks: at most ``max_txns`` events and ``max_bytes`` of event payload (always at
-    least one event); an event with DDL is a chunk of its own."""
+    least one event); an event with DDL, or one ``alone(event)`` is true for, is a chunk of its own."""
     out: list[list[Item]] = []
     cur: list[Item] = []
     cur_bytes = 0
@@ -79,7 +81,7 @@ def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62
         if cur and cur_bytes + size > max_bytes:
             out.append(cur)
             cur, cur_bytes = [], 0
-        if any(st.kind == "ddl" for st in item[0].statements):
+        if any(st.kind == "ddl" for st in item[0].statements) or alone(item[0]):
             if cur:
                 out.append(cur)
                 cur = []
@@ -99,9 +101,7 @@ class Replicator:
     def __init__(self, config: Config, target_name: str) -> None:
         self.config = config
         self.target = config.target(target_name)
-        if self.target.shard:
-            raise ApplyError(f"target {target_name} is a shard target (shard {self.target.shard!r}): shard "
-                             "filtering is not implemented yet, and replicating every row there would be wrong")
+        self.shard = ShardTarget(config, self.target) if self.target.shard else None
         self.policy = config.on_error(self.target)
         self.limits = batch_limits(config, self.target)
         self.topic = config.topic
@@ -153,6 +153,8 @@ class Replicator:
             if backfill is not None and backfill[0] != "done":
                 raise ApplyError(f"target {self.target.name} has an unfinished backfill (state {backfill[0]!r}): "
                                  f"run 'dbmux backfill --target {self.target.name}' again to finish it first")
+            if self.shard is not None:
+                await self.shard.start(applier)
             await consumer.start()
             partitions = consumer.partitions_for_topic(self.topic) or set()
             if not partitions:
@@ -207,6 +209,8 @@ class Replicator:
                                                                       offset=rec.offset), rec.value)
                         continue
                     ev = filter_event(ev, self.target.tables)
+                    if self.shard is not None:  # decides now whether it needs the row form
+                        ev = await self.shard.probe(ev)
                     before = orderer.duplicates
                     released = orderer.offer(ev, rec.offset)
                     if orderer.duplicates != before:
@@ -214,6 +218,8 @@ class Replicator:
                     self._sizes[(key, rec.offset)] = len(rec.value)
                     if released and not ready:
                         batch_started = time.monotonic()
+                    if self.shard is not None:  # in GTID order, with the map in force at each event
+                        released = [(await self.shard.release(e), off) for e, off in released]
                     ready.extend((e, key, off) for e, off in released)
             gaps = orderer.gaps()
             now = time.monotonic()
@@ -244,8 +250,12 @@ class Replicator:
 
     async def _commit(self, applier, dlq, ready: list[Item], orderer: GtidOrderer,
                       consumed: dict[PartitionKey, int], position: TargetPosition) -> None:
-        chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes)
+        shard = self.shard
+        chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
+                                   alone=shard.is_switch if shard is not None else (lambda ev: False))
         for i, chunk in enumerate(chunks):
+            if shard is not None and shard.is_switch(chunk[0][0]):  # earlier chunks are applied by now
+                chunk = [(await shard.with_moved_rows_deleted(chunk[0][0], applier), chunk[0][1], chunk[0][2])]
             later = [item for c in chunks[i + 1:] for item in c]
             pos = self._position_after(position, chunk, later, orderer, consumed)
             last = {}

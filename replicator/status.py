@@ -99,9 +99,7 @@ async def collect(config: Config) -> list[TargetStatus]:
     ends = await _end_offsets(config)
     out = []
     for t in config.targets:
-        if t.shard:
-            out.append(TargetStatus(t.name, "-", None, None, "unsupported", "shard targets: not yet"))
-        elif t.dsn.kind == "mysql":
+        if t.dsn.kind == "mysql":
             out.append(await _mysql_status(config, t, ends))
         else:
             out.append(await _pg_status(config, t, ends))

@@ -261,7 +261,13 @@ async def verify(config: Config, *, target: str | None = None,
     chosen = [config.target(target)] if target else list(config.targets)
     if not chosen:
         raise VerifyError(f"{config.source} configures no targets; add a [targets.NAME] table")
-    owners = owners or {}
+    if owners is None:
+        from replicator.shard_target import shard_owners
+
+        try:
+            owners = await shard_owners(config, chosen)
+        except Exception as exc:  # noqa: BLE001 - primary unreachable or a bad recorded map
+            raise VerifyError(f"cannot load the shard map for the shard targets: {type(exc).__name__}: {exc}") from None
     pdsn = config.primary.dsn
     try:
         primary = await MySQLReader.connect("primary", pdsn)

@@ -21,12 +21,15 @@ from shardmap.hashing import canonical_text, jump_hash, shard_hash
 if TYPE_CHECKING:  # pragma: no cover
     from dbmux.config import ShardMapConfig
 
-__all__ = ["PLACEMENTS", "ShardMap", "ShardMapError", "TableRule"]
+__all__ = ["PLACEMENTS", "VERSIONS_DB", "ShardMap", "ShardMapError", "TableRule"]
 
 PLACEMENTS = ("jump", "ring", "range")
 DEFAULT_RULES = ("primary_key", "none")
 UNSHARDED = ("default", "all")
 KINDS = ("sharded", "reference", "single")
+# Map versions after the first are recorded on the primary in this database (table ``versions``), so
+# the switch to a new version is a transaction in the stream like any other; it is a reference table.
+VERSIONS_DB = "dbmux_shardmap"
 _INT_TEXT = re.compile(r"0|-?[1-9][0-9]*")
 
 
@@ -156,6 +159,25 @@ class ShardMap:
                    reference_tables=tuple(cfg.reference_tables), tables=tuple(cfg.tables.items()),
                    vnodes=cfg.vnodes, ranges=tuple(cfg.ranges) if cfg.placement == "range" else ())
 
+    def to_dict(self) -> dict[str, Any]:
+        """The map as plain JSON-able data (how versions are recorded); :meth:`from_dict` reads it back."""
+        return {"version": self.version, "shards": list(self.shards), "placement": self.placement,
+                "default_rule": self.default_rule, "unsharded": self.unsharded, "default_shard": self.default_shard,
+                "reference_tables": list(self.reference_tables),
+                "tables": {name: list(cols) for name, cols in self.tables}, "vnodes": self.vnodes,
+                "ranges": list(self.ranges)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ShardMap":
+        try:
+            return cls(version=int(d["version"]), shards=tuple(d["shards"]), placement=d["placement"],
+                       default_rule=d["default_rule"], unsharded=d["unsharded"], default_shard=d["default_shard"],
+                       reference_tables=tuple(d["reference_tables"]),
+                       tables=tuple((k, tuple(v)) for k, v in d["tables"].items()), vnodes=int(d["vnodes"]),
+                       ranges=tuple(d["ranges"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ShardMapError(f"not a recorded shard map: {exc!r}") from exc
+
     def with_shard(self, name: str, lower_bound: int | None = None) -> "ShardMap":
         """The next version with shard ``name`` appended.
 
@@ -185,6 +207,8 @@ class ShardMap:
 
     # -- rules ---------------------------------------------------------------------------------------
     def _reference_pattern(self, name: str) -> str | None:
+        if name.startswith(VERSIONS_DB + "."):
+            return VERSIONS_DB + ".*"  # the map's own history is on every shard
         for pattern in self.reference_tables:
             if fnmatch.fnmatchcase(name, pattern):
                 return pattern

@@ -211,11 +211,14 @@ def test_verify_shard_modes(stack, verify_db):
     cfg = _config(stack, db, shard=True)
     # the row deleted on the PostgreSQL side in the previous test (if it ran) is fine in subset mode…
     asyncio.run(_pg_exec(stack.shards[0], f"DELETE FROM \"{db}\".pairs WHERE a = 9 AND b = 'k4'"))
-    report = asyncio.run(verify(cfg, target="pgcopy"))
+    report = asyncio.run(verify(cfg, target="pgcopy", owners={}))  # no predicate: subset mode
     pairs = _by_table(report)["pgcopy"]["pairs"]
     assert report.targets[0].mode == "subset"
     assert pairs.status is Status.EQUAL and pairs.rows_target < len(PAIRS), format_report(report)
-    # …but not when the shard is said to own every row
+    # by default the shard map decides: its only shard owns every row, so the deleted row is missing
+    report = asyncio.run(verify(cfg, target="pgcopy"))
+    assert report.targets[0].mode == "owned" and _by_table(report)["pgcopy"]["pairs"].status is not Status.EQUAL
+    # …and not when the shard is said to own every row
     report = asyncio.run(verify(cfg, target="pgcopy", owners={"pgcopy": lambda d, t, pk: True}))
     assert report.targets[0].mode == "owned"
     assert _by_table(report)["pgcopy"]["pairs"].status is Status.DIFFERENT, format_report(report)

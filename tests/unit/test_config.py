@@ -36,7 +36,7 @@ def _with(section: str, key: str, value) -> dict:
     (_with("cluster", "name", "Bad-Name"), "cluster.name", "not a valid name"),
     ({**BASE, "nope": {}}, "nope", "unknown section"),
     ({**BASE, "targets": {"r1": {"tables": ["*"]}}}, "targets.r1.url", "is required"),
-    ({**BASE, "targets": {"r1": {"url": "mysql://u@h", "shard": "x"}}}, "targets.r1.shard", "not in shardmap"),
+    ({**BASE, "targets": {"r1": {"url": "mysql://u@h", "shard": "x"}}}, "targets.r1.shard", "no shard map"),
     ({**BASE, "targets": {"R1": {"url": "mysql://u@h"}}}, "targets.R1", "not a valid target name"),
     ({**BASE, "targets": {"r1": {"url": "mysql://u@h", "tables": "*"}}}, "targets.r1.tables", "list of strings"),
     ({**BASE, "shardmap": {"shards": ["a", "a"]}}, "shardmap.shards", "twice"),

@@ -249,3 +249,20 @@ def test_from_config_and_describe():
 def test_maps_are_values():
     assert smap() == smap() and hash(smap()) == hash(smap())
     assert smap().with_shard("c") == smap(shards=("a", "b", "c"), version=2)
+
+
+def test_map_round_trips_through_its_recorded_form():
+    from shardmap import ShardMap
+
+    m = ShardMap(version=3, shards=("a", "b", "c"), placement="ring", reference_tables=("d.ref*",),
+                 tables={"d.orders": ("customer_id",)}, vnodes=16)
+    again = ShardMap.from_dict(m.to_dict())
+    assert again == m and again.to_dict() == m.to_dict()
+    assert [again.locate("d", "t", (k,)) for k in range(50)] == [m.locate("d", "t", (k,)) for k in range(50)]
+
+
+def test_the_map_history_table_is_a_reference_table():
+    from shardmap import ShardMap
+
+    m = ShardMap(version=1, shards=("a", "b"))
+    assert m.rule("dbmux_shardmap", "versions", ("version",)).kind == "reference"

@@ -36,6 +36,8 @@ string) → ``int``.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import logging
 import re
 from dataclasses import dataclass, field
@@ -98,8 +100,16 @@ def convert_value(value: Any, column: Any = None, none_source: str | None = None
     return value
 
 
+# Exact types convert_value returns unchanged whatever the column (str may be BIT, None an empty SET).
+_PASS_THROUGH = frozenset({int, float, bool, bytes, decimal.Decimal, datetime.datetime, datetime.date,
+                           datetime.time, datetime.timedelta})
+
+
 def _image(values: dict[str, Any], columns: dict[str, Any], none_sources: dict[str, str]) -> dict[str, Any]:
-    return {name: convert_value(v, columns.get(name), none_sources.get(name)) for name, v in values.items()}
+    out = {}
+    for name, v in values.items():
+        out[name] = v if type(v) in _PASS_THROUGH else convert_value(v, columns.get(name), none_sources.get(name))
+    return out
 
 
 def row_changes(event: Any) -> list[RowChange]:

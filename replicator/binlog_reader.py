@@ -2,8 +2,9 @@
 
 python-mysql-replication is blocking, so one thread per connection runs ``BinLogStreamReader``, turns
 its events into :class:`~dbmux.envelope.ChangeEvent` (:mod:`replicator.binlog_events`) and hands them
-to the event loop through a bounded ``asyncio.Queue`` (back-pressure: the thread waits when Kafka is
-slow). The loop publishes with an idempotent producer (acks=all, key = GTID domain) in binlog order.
+to the event loop without waiting for it (an ``asyncio.Queue`` fed by coalesced ``call_soon_threadsafe``
+wake-ups; back-pressure: the thread waits when ``_QUEUE_SIZE`` events are not yet taken, i.e. when Kafka
+is slow). The loop publishes with an idempotent producer (acks=all, key = GTID domain) in binlog order.
 
 Position (:mod:`replicator.binlog_position`): after Kafka acknowledged an event, its GTID becomes the
 acknowledged position; that position is written (coalesced, at most every ``_SAVE_EVERY_S``) to the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -47,6 +49,11 @@ __all__ = ["BinlogReader", "BinlogReaderError", "add_binlog_parser", "cmd_binlog
 
 _QUEUE_SIZE = 1000  # transactions buffered between the binlog thread and the publisher
 _MAX_IN_FLIGHT = 2000  # sent but not yet acknowledged
+# Kafka batch per partition and request. aiokafka sends one batch per partition per request and, when
+# that batch is full, makes send() wait for the request in flight: its 16 KiB default held ~5 events
+# and capped the reader at ~1,000-1,300 events/s (bench/binlog_bench.py). Well below the broker's
+# default message.max.bytes (1 MiB), which applies to a whole batch.
+_MAX_BATCH_BYTES = 256 * 1024
 _SAVE_EVERY_S = 0.2
 _HEARTBEAT_S = 5
 _READ_TIMEOUT_S = 30  # > heartbeat: a silent connection is dead
@@ -130,6 +137,12 @@ class _BinlogThread(threading.Thread):
         super().__init__(name="dbmux-binlog", daemon=True)
         self._dsn, self._server_id, self._mariadb, self._start = dsn, server_id, mariadb, start
         self._loop, self._queue = loop, queue
+        # Back-pressure without a round trip per event: a slot per event handed over and not yet
+        # taken by the loop (:meth:`taken`), at most _QUEUE_SIZE.
+        self._slots = threading.Semaphore(_QUEUE_SIZE)
+        # Items handed over; one scheduled _deliver (one loop wake-up) moves all that arrived meanwhile.
+        self._handoff: collections.deque = collections.deque()
+        self._deliver_scheduled = False
         self.stopping = threading.Event()
         self._stream: Any = None
 
@@ -179,20 +192,32 @@ class _BinlogThread(threading.Thread):
                     self._stream.close()
 
     def _put(self, item: tuple[str, Any]) -> bool:
-        try:
-            fut = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
-        except RuntimeError:  # loop closed
-            return False
-        while True:
-            try:
-                fut.result(timeout=0.5)
-                return True
-            except TimeoutError:
-                if self.stopping.is_set():
-                    fut.cancel()
-                    return False
-            except Exception:  # noqa: BLE001 - cancelled / loop gone
+        """Hand ``item`` to the loop without waiting for the loop to run (the thread goes on reading
+        the binlog meanwhile); waits only while _QUEUE_SIZE items are not yet taken. The loop is woken
+        only when no wake-up is pending already (a wake-up is a syscall and a GIL hand-over)."""
+        while not self._slots.acquire(timeout=0.5):
+            if self.stopping.is_set():
                 return False
+        self._handoff.append(item)  # before reading the flag: see _deliver
+        if not self._deliver_scheduled:
+            self._deliver_scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # loop closed
+                return False
+        return True
+
+    def _deliver(self) -> None:
+        """On the loop: move every handed-over item to the queue. The flag is cleared before draining,
+        so an item appended after the drain saw the flag cleared and scheduled another call."""
+        self._deliver_scheduled = False
+        handoff, put = self._handoff, self._queue.put_nowait
+        while handoff:
+            put(handoff.popleft())
+
+    def taken(self) -> None:
+        """Called by the loop for every item it took off the queue: frees its slot."""
+        self._slots.release()
 
     def stop(self) -> None:
         """Unblock the thread (it may sit in a socket read) and make it exit."""
@@ -287,11 +312,11 @@ class BinlogReader:
         await self._store.ensure()
         pos, save_now = await self._start_position(server_pos)
         producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap, acks="all", enable_idempotence=True,
-                                    linger_ms=2, request_timeout_ms=k.request_timeout_ms,
-                                    max_request_size=16 * 1024 * 1024)
+                                    linger_ms=2, max_batch_size=_MAX_BATCH_BYTES,
+                                    request_timeout_ms=k.request_timeout_ms, max_request_size=16 * 1024 * 1024)
         await producer.start()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
+        queue: asyncio.Queue = asyncio.Queue()  # bounded by the thread's slots
         thread: _BinlogThread | None = None
         acker: asyncio.Task | None = None
         try:
@@ -321,6 +346,7 @@ class BinlogReader:
                                 acker.result()
                             return  # stop
                         item = getter.result()
+                    thread.taken()
                     tag, value = item
                     if tag == "error":
                         raise value

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shardmap_parser(sub)
     add_backfill_parser(sub)
+    from replicator.reshard import add_reshard_parser
+
+    add_reshard_parser(sub)
 
     stack = sub.add_parser("stack", help="the local real stack (Kafka, MariaDB, PostgreSQL) on 127.0.0.1")
     ssub = stack.add_subparsers(dest="stack_command", required=True)

@@ -7,6 +7,7 @@ reads the primary (PyMySQL, read-only session) to count the rows that would move
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections import Counter
@@ -17,6 +18,9 @@ from dbmux.errors import DbmuxError
 _SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys", "dbmux_meta")
 
 
+log = logging.getLogger(__name__)
+
+
 def add_shardmap_parser(subparsers: Any) -> argparse.ArgumentParser:
     default = os.environ.get("DBMUX_CONFIG")
     p = subparsers.add_parser("shardmap", help="the shard map: which shard owns a key, the map, resharding plans")
@@ -25,6 +29,9 @@ def add_shardmap_parser(subparsers: Any) -> argparse.ArgumentParser:
     def config_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", default=default, required=default is None,
                         help="pipeline config TOML (default: $DBMUX_CONFIG)")
+        sp.add_argument("--offline", action="store_true",
+                        help="use the config's [shardmap] only; by default the newest version recorded on the "
+                             "primary by 'dbmux reshard' is used when there is one")
 
     loc = sub.add_parser("locate", help="print the shard owning a key of a table")
     config_arg(loc)
@@ -55,7 +62,18 @@ def _map(args: argparse.Namespace):
     from shardmap import ShardMap
 
     config = load_config(args.config)
-    return config, ShardMap.from_config(config.shardmap)
+    if getattr(args, "offline", False):
+        return config, ShardMap.from_config(config.shardmap)
+    import asyncio
+
+    from replicator.shard_target import current_map
+
+    try:
+        return config, asyncio.run(current_map(config))
+    except Exception as exc:  # noqa: BLE001 - the primary is optional here
+        log.warning("primary %s unreachable (%s): using the config's shard map (version %d)",
+                    config.primary.dsn.redacted(), exc, config.shardmap.version)
+        return config, ShardMap.from_config(config.shardmap)
 
 
 def cmd_locate(args: argparse.Namespace) -> int:

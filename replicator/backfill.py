@@ -73,7 +73,7 @@ class TableProgress:
 
     @property
     def started(self) -> bool:
-        return self.done or self.rows > 0
+        return self.done or self.rows > 0 or self.last_key is not None
 
 
 @dataclass
@@ -356,17 +356,53 @@ async def read_binlog_copies(config: Config, since_ms: int, lo: dict[str, int], 
 # --------------------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Plan:
-    shapes: dict[str, TableShape]
-    record: BackfillRecord
+class ShardFilter:
+    """A shard target gets only its own rows: the map's rule per table, the owner per key."""
+
+    def __init__(self, shard_map, schema, shard: str) -> None:
+        from replicator.shard_routing import ShardRouter
+
+        self.map, self.shard = shard_map, shard
+        self.router = ShardRouter(shard_map, schema, shard)
+        self.schema = schema
+
+    def keep_rows(self, shape: TableShape, rows: list[tuple]) -> list[tuple]:
+        info = self.schema.tables.get((shape.db.lower(), shape.table.lower()))
+        rule = self.map.rule(shape.db, shape.table, tuple(c.lower() for c in (info.primary_key if info else ())))
+        if rule.kind == "reference":
+            return rows
+        if rule.kind == "single":
+            return rows if rule.shard == self.shard else []
+        idx = [[c.lower() for c in shape.columns].index(k) for k in rule.key]
+        return [r for r in rows if self.map.locate(shape.db, shape.table, tuple(r[i] for i in idx)) == self.shard]
+
+    def route_rows(self, ev: ChangeEvent, rows: list[RowChange]) -> list[RowChange]:
+        return list(self.router.route(ChangeEvent(ev.gtid, ev.source, ev.ts_ms, ev.db, (), tuple(rows))).rows)
+
+
+async def _shard_filter(config: Config, target: TargetConfig, shard_map) -> ShardFilter | None:
+    if not target.shard:
+        return None
+    from replicator.shard_target import current_map
+    from replicator.source_schema import load_source_schema
+
+    shard_map = shard_map or await current_map(config)
+    if target.shard not in shard_map.shards:
+        raise BackfillError(f"shard {target.shard!r} of target {target.name} is not in shard map version "
+                            f"{shard_map.version} ({', '.join(shard_map.shards)}): add it with 'dbmux reshard "
+                            f"--add-shard {target.shard}'")
+    return ShardFilter(shard_map, await load_source_schema(config.primary.dsn), target.shard)
 
 
 async def backfill(config: Config, target_name: str, tables: list[str] | None = None, *, chunk_rows: int = 5000,
-                   restart: bool = False, progress: bool = True, catchup_timeout_s: float = 120.0) -> BackfillRecord:
+                   restart: bool = False, progress: bool = True, catchup_timeout_s: float = 120.0,
+                   shard_map=None) -> BackfillRecord:
+    """Seed ``target_name`` (see the module docstring). A shard target gets the rows it owns under
+    ``shard_map`` (default: the newest recorded version), and starts replicating with that version."""
     from replicator.backfill_targets import open_target
 
     target = config.target(target_name)
+    shard = await _shard_filter(config, target, shard_map)
     writer = await open_target(config, target)
     reader = await MySQLReader.connect("primary", config.primary.dsn)
     try:
@@ -395,7 +431,7 @@ async def backfill(config: Config, target_name: str, tables: list[str] | None = 
                 raise BackfillError(
                     f"the unfinished backfill of {target_name} covers {sorted(record.tables)}, this run selects "
                     f"{sorted(shapes)}: run it with the same tables, or start over with --restart")
-            await _resume(config, writer, shapes, record, snap, catchup_timeout_s)
+            await _resume(config, writer, shapes, record, snap, catchup_timeout_s, shard)
         else:
             record = BackfillRecord(snap.text(), snap.ts_ms, {name: TableProgress() for name in shapes})
             for name, shape in shapes.items():
@@ -413,9 +449,9 @@ async def backfill(config: Config, target_name: str, tables: list[str] | None = 
         bar = Progress(sum(max(est[n] - record.tables[n].rows, 0) for n in shapes), progress)
         for name, shape in shapes.items():
             if not record.tables[name].done:
-                await _copy_table(reader, writer, shape, record, chunk_rows, bar)
+                await _copy_table(reader, writer, shape, record, chunk_rows, bar, shard)
         bar.close()
-        await _hand_off(config, writer, record)
+        await _hand_off(config, writer, record, shard.map if shard else None)
         return record
     finally:
         await reader.close()
@@ -424,8 +460,13 @@ async def backfill(config: Config, target_name: str, tables: list[str] | None = 
 
 def _select(all_shapes: list[TableShape], target: TargetConfig, tables: list[str] | None) -> dict[str, TableShape]:
     out = {}
+    patterns = list(target.tables)
+    if target.shard:
+        from shardmap.model import VERSIONS_DB
+
+        patterns.append(VERSIONS_DB + ".*")  # every shard holds the map's history
     for s in all_shapes:
-        if not table_selected(target.tables, s.db, s.table):
+        if not table_selected(patterns, s.db, s.table):
             continue
         if tables and not table_selected(tables, s.db, s.table):
             continue
@@ -439,7 +480,7 @@ def _select(all_shapes: list[TableShape], target: TargetConfig, tables: list[str
 
 
 async def _resume(config: Config, writer, shapes: dict[str, TableShape], record: BackfillRecord, snap: Snapshot,
-                  timeout_s: float) -> None:
+                  timeout_s: float, shard: ShardFilter | None = None) -> None:
     """Bring what an interrupted run copied from its snapshot to ``snap`` (see the module docstring)."""
     for name, prog in record.tables.items():
         if prog.started and not prog.done and not key_resumable(shapes[name]):
@@ -460,7 +501,8 @@ async def _resume(config: Config, writer, shapes: dict[str, TableShape], record:
         batch = events[i:i + CATCHUP_BATCH]
         rows = []
         for ev in batch:
-            rows.extend(catchup_rows(filter_event(ev, writer.target.tables), shapes, record.tables))
+            mine = catchup_rows(filter_event(ev, writer.target.tables), shapes, record.tables)
+            rows.extend(shard.route_rows(ev, mine) if shard is not None else mine)
             record.snapshot[ev.gtid.domain] = str(ev.gtid)
         await writer.apply_rows(rows, shapes, record)
     record.snapshot, record.snapshot_ts_ms = snap.text(), snap.ts_ms
@@ -468,10 +510,13 @@ async def _resume(config: Config, writer, shapes: dict[str, TableShape], record:
 
 
 async def _copy_table(reader: MySQLReader, writer, shape: TableShape, record: BackfillRecord, chunk_rows: int,
-                      bar: Progress) -> None:
+                      bar: Progress, shard: ShardFilter | None = None) -> None:
     prog = record.tables[shape.name]
     if not shape.pk:
-        await writer.copy_whole(shape, _stream_all(reader, shape, chunk_rows), record, bar)
+        stream = _stream_all(reader, shape, chunk_rows)
+        if shard is not None:
+            stream = _kept(stream, shard, shape)
+        await writer.copy_whole(shape, stream, record, bar)
         return
     after = tuple(prog.last_key) if prog.last_key is not None else None
     pending = asyncio.ensure_future(reader.fetch_after(shape, after, chunk_rows))
@@ -482,9 +527,12 @@ async def _copy_table(reader: MySQLReader, writer, shape: TableShape, record: Ba
         last = shape.key_of(rows[-1])
         if len(rows) == chunk_rows:  # read the next chunk while this one is written
             pending = asyncio.ensure_future(reader.fetch_after(shape, last, chunk_rows))
+        full = len(rows) == chunk_rows
+        if shard is not None:
+            rows = shard.keep_rows(shape, rows)
         prog.rows += len(rows)
         prog.last_key = list(last) if key_resumable(shape) else None
-        if len(rows) < chunk_rows:
+        if not full:
             prog.done = True
         await writer.insert_chunk(shape, rows, record)
         bar.add(shape.name, len(rows))
@@ -494,6 +542,11 @@ async def _copy_table(reader: MySQLReader, writer, shape: TableShape, record: Ba
         prog.done = True
         await writer.save(record, "copying")
     bar.add(shape.name, 0, force=True)
+
+
+async def _kept(stream, shard: ShardFilter, shape: TableShape):
+    async for rows in stream:
+        yield shard.keep_rows(shape, rows)
 
 
 async def _stream_all(reader: MySQLReader, shape: TableShape, chunk_rows: int):
@@ -509,13 +562,13 @@ async def _stream_all(reader: MySQLReader, shape: TableShape, chunk_rows: int):
             yield list(rows)
 
 
-async def _hand_off(config: Config, writer, record: BackfillRecord) -> None:
+async def _hand_off(config: Config, writer, record: BackfillRecord, shard_map=None) -> None:
     consumer, tps = await _consumer(config)
     try:
         offsets = await offsets_at(consumer, tps, record.snapshot_ts_ms - SNAPSHOT_MARGIN_S * 1000)
     finally:
         await asyncio.wait_for(consumer.stop(), 10)
-    await writer.finish(record, {(tp.topic, tp.partition): off for tp, off in offsets.items()})
+    await writer.finish(record, {(tp.topic, tp.partition): off for tp, off in offsets.items()}, shard_map)
 
 
 # --------------------------------------------------------------------------------------- CLI

@@ -9,6 +9,8 @@ catch-up row changes, and the hand-off (record ``done`` + the replicator's posit
 from __future__ import annotations
 
 import re
+
+import orjson
 from typing import AsyncIterator
 
 from dbmux.config import Config, TargetConfig
@@ -143,14 +145,18 @@ class MySQLTarget:
         sql = [row_sql(r.db, r.table, r.op, r.before, r.after, shapes[f"{r.db}.{r.table}"].pk_names) for r in rows]
         await self._commit(sql + [self._save_sql(record, "copying")])
 
-    async def finish(self, record, offsets: dict[tuple[str, int], int]) -> None:
+    async def finish(self, record, offsets: dict[tuple[str, int], int], shard_map=None) -> None:
         position = TargetPosition({PartitionKey(t, p): off for (t, p), off in offsets.items()},
                                   {d: g.seq for d, g in record.gtids().items()})
         name = literal(self.target.name)
+        seeded = [] if shard_map is None else [
+            f"INSERT INTO {META_SCHEMA}.shardmap (target, version, map) VALUES ({name}, {int(shard_map.version)}, "
+            f"{literal(orjson.dumps(shard_map.to_dict()).decode())}) ON DUPLICATE KEY UPDATE version = "
+            "VALUES(version), map = VALUES(map)"]
         await self._commit([f"DELETE FROM {META_SCHEMA}.positions WHERE target = {name}",
                             f"DELETE FROM {META_SCHEMA}.gtids WHERE target = {name} AND topic = {literal(self.topic)}",
                             *self.applier._position_sql(position, _handoff_events(record)),  # noqa: SLF001
-                            self._save_sql(record, "done")])
+                            *seeded, self._save_sql(record, "done")])
 
 
 class PostgresTarget:
@@ -252,8 +258,13 @@ class PostgresTarget:
             await self._run(self._statements(rows, shapes))
             await self._save(record, "copying")
 
-    async def finish(self, record, offsets: dict[tuple[str, int], int]) -> None:
+    async def finish(self, record, offsets: dict[tuple[str, int], int], shard_map=None) -> None:
         async with self.conn.transaction():
+            if shard_map is not None:
+                await self.conn.execute(
+                    f"INSERT INTO {META_SCHEMA}.shardmap (target, version, map) VALUES ($1, $2, $3) ON CONFLICT "
+                    "(target) DO UPDATE SET version = EXCLUDED.version, map = EXCLUDED.map", self.target.name,
+                    shard_map.version, orjson.dumps(shard_map.to_dict()).decode())
             await self.conn.execute(f"DELETE FROM {META_SCHEMA}.positions WHERE target = $1", self.target.name)
             await self.conn.execute(f"DELETE FROM {META_SCHEMA}.gtids WHERE target = $1 AND topic = $2",
                                     self.target.name, self.topic)

@@ -79,6 +79,9 @@ class MySQLApplier:
                 "topic VARCHAR(249) NOT NULL, state VARCHAR(16) NOT NULL, doc LONGTEXT NOT NULL, "
                 "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) "
                 "ENGINE=InnoDB")
+            await cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.shardmap (target VARCHAR(64) NOT NULL PRIMARY KEY, "
+                "version INT NOT NULL, map LONGTEXT NOT NULL) ENGINE=InnoDB")
             await cur.execute("SET SESSION sql_notes = 1")
         await self._conn.commit()
 

@@ -49,6 +49,8 @@ class PostgresApplier:
                 detail TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
             CREATE TABLE IF NOT EXISTS {META_SCHEMA}.backfill (target TEXT PRIMARY KEY, topic TEXT NOT NULL,
                 state TEXT NOT NULL, doc TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+            CREATE TABLE IF NOT EXISTS {META_SCHEMA}.shardmap (target TEXT PRIMARY KEY, version INT NOT NULL,
+                map TEXT NOT NULL);
         """)
         self._schema = await load_source_schema(self.source)
 

@@ -34,6 +34,7 @@ from replicator.ordering import GtidOrderer
 from replicator.pg_applier import PostgresApplier
 from replicator.positions import PartitionKey, TargetPosition
 from replicator.shard_target import ShardTarget
+from shardmap.model import VERSIONS_DB
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class Replicator:
         self.config = config
         self.target = config.target(target_name)
         self.shard = ShardTarget(config, self.target) if self.target.shard else None
+        self.tables = tuple(self.target.tables)
+        if self.shard is not None and "*" not in self.tables:
+            self.tables += (VERSIONS_DB + ".*",)  # map switches reach every shard whatever it replicates
         self.policy = config.on_error(self.target)
         self.limits = batch_limits(config, self.target)
         self.topic = config.topic
@@ -208,7 +212,7 @@ class Replicator:
                         await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
                                                                       offset=rec.offset), rec.value)
                         continue
-                    ev = filter_event(ev, self.target.tables)
+                    ev = filter_event(ev, self.tables)
                     if self.shard is not None:  # decides now whether it needs the row form
                         ev = await self.shard.probe(ev)
                     before = orderer.duplicates

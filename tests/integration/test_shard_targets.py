@@ -95,13 +95,34 @@ def _assert_partitioned(stack, cfg: Path, db: str, shards: dict[str, Dsn]) -> di
     return held
 
 
+def _drop_history(primary: Dsn, shards: list[Dsn]) -> None:
+    """The map history lives on the primary (one per source cluster) and on every shard (a reference
+    table): this test's is its own."""
+    c = _conn(primary)
+    with c.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS dbmux_shardmap")
+    c.close()
+
+    async def drop(dsn: Dsn) -> None:
+        conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                     database=dsn.database)
+        try:
+            await conn.execute("DROP SCHEMA IF EXISTS dbmux_shardmap CASCADE")
+        finally:
+            await conn.close()
+
+    for dsn in shards:
+        asyncio.run(drop(dsn))
+
+
 def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
-    ing = start_ingress(stack, tmp_path)
     db = f"shd_{uuid.uuid4().hex[:8]}"
     uid = uuid.uuid4().hex[:5]
     # the third shard is a second database on the first PostgreSQL server
     third = Dsn.parse(stack.shards[0].url().rsplit("/", 1)[0] + "/postgres")
     shards = {f"s{uid}a": stack.shards[0], f"s{uid}b": stack.shards[1], f"s{uid}c": third}
+    _drop_history(stack.primary, list(shards.values()))
+    ing = start_ingress(stack, tmp_path)
     cfg = _config(tmp_path, stack, ing.topic, db, shards)
     blog = tmp_path / "binlog.log"
     procs = [subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
@@ -128,6 +149,37 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
             _wait_caught_up(stack.primary, lambda n=name: _applied_pg(shards[n], n))
         before = _assert_partitioned(stack, cfg, db, {n: shards[n] for n in two})
         assert all(before[n]["sbtest1"] for n in two), "a shard got no rows: placement is broken"
+        v1 = asyncio.run(current_map(load_config(str(cfg))))
+
+        # a third shard, added while the workload runs
+        new = [n for n in shards if n.endswith("c")][0]
+        run = _sysbench(via, db, "--threads=3", "--time=25", "--report-interval=0", "run")
+        time.sleep(3.0)
+        out = run_dbmux("-v", "reshard", "-c", str(cfg), "--add-shard", new, "--chunk-rows", "500", "--no-progress")
+        assert "version 2" in out.stdout, out.stdout + out.stderr
+        procs.append(_start_replicator(cfg, new, tmp_path / f"replicator-{new}.log"))
+        assert run.wait(120) == 0, run.stdout.read()
+        for name in shards:
+            _wait_caught_up(stack.primary, lambda n=name: _applied_pg(shards[n], n))
+        after = _assert_partitioned(stack, cfg, db, shards)
+        from shardmap.plan import plan_add_shard
+
+        plan = plan_add_shard(v1, new)
+        for table in ("sbtest1", "sbtest2"):
+            for name in two:  # an old shard keeps only keys it owned before: nothing moved between them
+                assert all(v1.locate(db, table, (k,)) == name for k in after[name][table])
+            moved = after[new][table]
+            assert all(plan.move(db, table, (k,)) is not None for k in moved)  # only the planned keys
+            total = sum(len(after[n][table]) for n in shards)
+            assert 0.2 < len(moved) / total < 0.45, (len(moved), total)  # about 1/3
+        c = _conn(stack.primary)
+        with c.cursor() as cur:
+            cur.execute("SELECT version, note FROM dbmux_shardmap.versions ORDER BY version")
+            history = cur.fetchall()
+        c.close()
+        assert [v for v, _ in history][-2:] == [1, 2] and new in history[-1][1]
+        for p in procs:
+            assert p.poll() is None, p.args
     finally:
         for p in procs:
             if p.poll() is None:
@@ -136,3 +188,4 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
         if run is not None and run.poll() is None:
             run.kill()
         stop_ingress(ing)
+        _drop_history(stack.primary, list(shards.values()))

@@ -46,7 +46,7 @@ def expected_map() -> ShardMap:
     ("shop.lines", ("10", "2")),
 ])
 def test_locate_prints_just_the_shard(capsys, config, table, key):
-    code, out, err = run(capsys, "shardmap", "locate", "-c", config, table, *key)
+    code, out, err = run(capsys, "shardmap", "locate", "-c", config, "--offline", table, *key)
     db, tbl = table.split(".")
     assert (code, err) == (0, "")
     assert out == expected_map().locate(db, tbl, key) + "\n"
@@ -54,15 +54,15 @@ def test_locate_prints_just_the_shard(capsys, config, table, key):
 
 def test_integers_given_as_text_locate_like_integers(capsys, config):
     for i in range(40):
-        code, out, _ = run(capsys, "shardmap", "locate", "-c", config, "shop.orders", str(i))
+        code, out, _ = run(capsys, "shardmap", "locate", "-c", config, "--offline", "shop.orders", str(i))
         assert code == 0 and out.strip() == expected_map().locate("shop", "orders", (i,))
 
 
 def test_locate_explain(capsys, config):
-    code, out, err = run(capsys, "shardmap", "locate", "-c", config, "shop.orders", "5", "--explain")
+    code, out, err = run(capsys, "shardmap", "locate", "-c", config, "--offline", "shop.orders", "5", "--explain")
     assert code == 0 and out.strip() in ("shard_a", "shard_b", "shard_c")
     assert "map version 1" in err and "hash 0x4a015889636f9554" in err and "canonical 010000000135" in err
-    code, out2, err2 = run(capsys, "-v", "shardmap", "locate", "-c", config, "shop.orders", "5")
+    code, out2, err2 = run(capsys, "-v", "shardmap", "locate", "-c", config, "--offline", "shop.orders", "5")
     assert code == 0 and out2 == out and "hash 0x4a015889636f9554" in err2
 
 
@@ -74,7 +74,7 @@ def test_locate_explain(capsys, config):
     (("shop.lines", "5"), "expected 2 key value"),
 ])
 def test_locate_errors_exit_2(capsys, config, argv, fragment):
-    code, out, err = run(capsys, "shardmap", "locate", "-c", config, *argv)
+    code, out, err = run(capsys, "shardmap", "locate", "-c", config, "--offline", *argv)
     assert code == 2 and out == "" and fragment in err
 
 
@@ -82,7 +82,7 @@ def test_locate_with_a_bad_config_exits_2(capsys, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(CONFIG.replace('shards = ["shard_a", "shard_b", "shard_c"]',
                                    'shards = ["shard_a"]\ndefault_shard = "nope"'))
-    code, _, err = run(capsys, "shardmap", "locate", "-c", str(path), "shop.orders", "5")
+    code, _, err = run(capsys, "shardmap", "locate", "-c", str(path), "--offline", "shop.orders", "5")
     assert code == 2 and "shardmap.default_shard" in err
 
 
@@ -95,7 +95,7 @@ def test_show(capsys, config):
 
 
 def test_plan_add_shard(capsys, config):
-    code, out, _ = run(capsys, "shardmap", "plan", "-c", config, "--add-shard", "shard_d")
+    code, out, _ = run(capsys, "shardmap", "plan", "-c", config, "--offline", "--add-shard", "shard_d")
     assert code == 0
     assert "version: 1 -> 2" in out
     assert "shards: shard_a, shard_b, shard_c, shard_d" in out
@@ -108,7 +108,7 @@ def test_plan_range_needs_a_bound(capsys, tmp_path):
     path = tmp_path / "range.toml"
     path.write_text(CONFIG.replace('reference_tables', 'placement = "range"\nranges = [0, 100, 200]\n'
                                                        'reference_tables').replace(', "line_no"', ""))
-    code, _, err = run(capsys, "shardmap", "plan", "-c", str(path), "--add-shard", "shard_d")
+    code, _, err = run(capsys, "shardmap", "plan", "-c", str(path), "--offline", "--add-shard", "shard_d")
     assert code == 2 and "lower bound" in err
-    code, out, _ = run(capsys, "shardmap", "plan", "-c", str(path), "--add-shard", "shard_d", "--lower-bound", "150")
+    code, out, _ = run(capsys, "shardmap", "plan", "-c", str(path), "--offline", "--add-shard", "shard_d", "--lower-bound", "150")
     assert code == 0 and "ranges = [0, 100, 200, 150]" in out and "depends on the data" in out

@@ -20,7 +20,7 @@ from dbmux.dsn import Dsn
 from replicator.shard_target import current_map
 
 from .conftest import REPO, run_dbmux, start_ingress, stop_ingress
-from .test_backfill import _applied_pg, _wait_caught_up
+from .test_backfill import _applied_mysql, _applied_pg, _wait_caught_up
 from .test_pipeline_sysbench_kill import _sysbench
 from .test_replicator_mysql import _conn, _start_replicator
 
@@ -47,6 +47,16 @@ shards = [{", ".join(f'"{n}"' for n in names)}]
 
 
 async def _pg_keys(dsn: Dsn, db: str, table: str) -> set[int]:
+    if dsn.kind == "mysql":
+        c = _conn(dsn)
+        try:
+            with c.cursor() as cur:
+                cur.execute(f"SELECT id FROM `{db}`.`{table}`")
+                return {r[0] for r in cur.fetchall()}
+        except Exception:  # noqa: BLE001 - not created there (yet)
+            return set()
+        finally:
+            c.close()
     conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
                                  database=dsn.database)
     try:
@@ -189,3 +199,50 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
             run.kill()
         stop_ingress(ing)
         _drop_history(stack.primary, list(shards.values()))
+
+
+def test_sysbench_into_two_mariadb_shards(stack, tmp_path):
+    db = f"shm_{uuid.uuid4().hex[:8]}"
+    uid = uuid.uuid4().hex[:5]
+    shards = {f"m{uid}a": stack.replicas[0], f"m{uid}b": stack.replicas[1]}
+    c = _conn(stack.primary)
+    with c.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS dbmux_shardmap")
+    c.close()
+    for dsn in shards.values():
+        c = _conn(dsn)
+        with c.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS dbmux_shardmap")
+        c.close()
+    ing = start_ingress(stack, tmp_path)
+    cfg = _config(tmp_path, stack, ing.topic, db, shards)
+    blog = tmp_path / "binlog.log"
+    procs = [subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
+                              stdout=open(blog, "ab"), stderr=subprocess.STDOUT)]
+    try:
+        deadline = time.monotonic() + 60
+        while "streaming from primary" not in blog.read_text():
+            assert procs[0].poll() is None and time.monotonic() < deadline, blog.read_text()[-3000:]
+            time.sleep(0.1)
+        via = ing.dsn(stack.primary)
+        c = _conn(via)
+        with c.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+        c.close()
+        assert _sysbench(via, db, "--threads=2", "prepare").wait(300) == 0
+        for name in shards:
+            procs.append(_start_replicator(cfg, name, tmp_path / f"replicator-{name}.log"))
+        run = _sysbench(via, db, "--threads=3", "--time=8", "--report-interval=0", "run")
+        assert run.wait(120) == 0, run.stdout.read()
+        for name, dsn in shards.items():
+            _wait_caught_up(stack.primary, lambda n=name, d=dsn: _applied_mysql(d, n))
+        held = _assert_partitioned(stack, cfg, db, shards)
+        assert all(held[n]["sbtest1"] for n in shards)
+        for p in procs:
+            assert p.poll() is None, p.args
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+        stop_ingress(ing)

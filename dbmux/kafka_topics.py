@@ -36,3 +36,21 @@ async def ensure_topic(kafka: KafkaConfig, topic: str, *, extra_config: dict[str
         return True
     finally:
         await admin.close()
+
+
+async def topic_partitions(consumer, topic: str, attempts: int = 20) -> list:
+    """The partitions of ``topic`` as a started aiokafka consumer sees them, in order. A topic created a
+    moment ago may be missing from the consumer's metadata: refresh it (a few times, 0.1 s apart)."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    for _ in range(attempts):
+        if parts:
+            break
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await asyncio.sleep(0.1)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]

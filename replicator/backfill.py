@@ -279,20 +279,16 @@ class Progress:
 
 
 async def _consumer(config: Config):
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
-    from dbmux.kafka_topics import ensure_topic
+    from dbmux.kafka_topics import ensure_topic, topic_partitions
 
     await ensure_topic(config.kafka, config.topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest",
                                 request_timeout_ms=config.kafka.request_timeout_ms)
     await consumer.start()
-    parts = consumer.partitions_for_topic(config.topic) or set()
-    if not parts:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - topic just created
-        parts = consumer.partitions_for_topic(config.topic) or set()
-    tps = [TopicPartition(config.topic, p) for p in sorted(parts)]
+    tps = await topic_partitions(consumer, config.topic)
     consumer.assign(tps)
     return consumer, tps
 

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from dbmux.config import Config, TargetConfig
 from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
-from dbmux.kafka_topics import ensure_topic
+from dbmux.kafka_topics import ensure_topic, topic_partitions
 from replicator.errors import ApplyError, TargetHalted
 from replicator.filtering import filter_event
 from replicator.mysql_applier import MySQLApplier, is_transient
@@ -160,11 +160,7 @@ class Replicator:
             if self.shard is not None:
                 await self.shard.start(applier)
             await consumer.start()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
-            if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic just created
-                partitions = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            tps = await topic_partitions(consumer, self.topic)
             consumer.assign(tps)
             for tp in tps:
                 stored = position.offsets.get(PartitionKey(tp.topic, tp.partition))

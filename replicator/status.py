@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass
 
 import aiomysql
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from dbmux.config import Config, TargetConfig
+from dbmux.kafka_topics import topic_partitions
 from replicator.positions import META_SCHEMA
 
 
@@ -27,8 +28,7 @@ async def _end_offsets(config: Config) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(config.topic) or set()
-        tps = [TopicPartition(config.topic, p) for p in parts]
+        tps = await topic_partitions(consumer, config.topic, attempts=1)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: off for tp, off in ends.items()}
     finally:

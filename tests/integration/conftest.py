@@ -140,6 +140,62 @@ def stop_ingress(ing: IngressProc) -> None:
         ing.proc.wait()
 
 
+def pipeline_config(path: Path, stack: StackEnv, topic: str, targets: dict[str, Dsn], tables: str = "",
+                    extra: str = "", **target_keys: str) -> Path:
+    """A pipeline config on the stack with its own topic: one ``[targets.NAME]`` per target, each with
+    the ``tables`` pattern (if given) and ``target_keys``; ``extra`` is appended (e.g. ``[shardmap]``)."""
+    body = ""
+    for name, dsn in targets.items():
+        body += f'[targets.{name}]\nurl = "{dsn.url()}"\n'
+        if tables:
+            body += f'tables = ["{tables}"]\n'
+        body += "".join(f'{k} = "{v.format(name=name)}"\n' for k, v in target_keys.items())
+    path.write_text(f"""
+[kafka]
+bootstrap = "{stack.kafka}"
+topic = "{topic}"
+[primary]
+url = "{stack.primary.url()}"
+binlog_url = "{stack.binlog.url()}"
+[replicator]
+batch_linger_ms = 5
+{extra}
+{body}""")
+    return path
+
+
+def start_binlog_reader(cfg: Path, log: Path) -> subprocess.Popen:
+    """Start the real ``dbmux binlog``; return once it streams from the primary."""
+    import time
+
+    offset = log.stat().st_size if log.exists() else 0
+    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "streaming from primary" not in log.read_bytes()[offset:].decode(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"binlog reader did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_processes(procs: list) -> None:
+    """SIGTERM every still-running process, then wait (SIGKILL after 30 s)."""
+    import signal
+
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        if p is not None:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 @pytest.fixture(scope="module")
 def ingress(stack, tmp_path_factory):
     ing = start_ingress(stack, tmp_path_factory.mktemp("ingress"))

@@ -22,26 +22,15 @@ import pytest
 
 from dbmux.dsn import Dsn
 
-from .conftest import REPO, run_dbmux, start_ingress, stop_ingress
+from .conftest import (REPO, pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress,
+                       stop_processes)
 from .test_replicator_mysql import _conn, _start_replicator
 
 ROWS = 100_000
 
 
 def _config(tmp: Path, stack, topic: str, targets: dict[str, Dsn], db: str) -> Path:
-    cfg = tmp / f"backfill-{'-'.join(targets)}.toml"
-    body = "".join(f'[targets.{name}]\nurl = "{dsn.url()}"\ntables = ["{db}.*"]\n' for name, dsn in targets.items())
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-{body}""")
-    return cfg
+    return pipeline_config(tmp / f"backfill-{'-'.join(targets)}.toml", stack, topic, targets, tables=f"{db}.*")
 
 
 def _load(primary: Dsn, db: str) -> None:
@@ -190,18 +179,11 @@ def test_backfill_under_writes_interrupted_and_resumed_then_replicated(stack, tm
     cfg = _config(tmp_path, stack, ing.topic, {mysql_target: mysql_dsn, pg_target: pg_dsn}, db)
     _load(stack.primary, db)  # the 100,000 rows exist before the target (and this topic) do
 
-    blog = tmp_path / "binlog.log"
-    reader = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
-                              stdout=open(blog, "ab"), stderr=subprocess.STDOUT)
-    procs: list[subprocess.Popen] = [reader]
+    procs: list[subprocess.Popen] = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     stop, errors = threading.Event(), []
     threads = [threading.Thread(target=_ingress_writer, args=(ing.dsn(stack.primary), db, stop, errors)),
                threading.Thread(target=_direct_writer, args=(stack.primary, db, stop, errors))]
     try:
-        deadline = time.monotonic() + 60
-        while "streaming from primary" not in blog.read_text():
-            assert reader.poll() is None and time.monotonic() < deadline, blog.read_text()[-3000:]
-            time.sleep(0.1)
         for t in threads:
             t.start()
         _kill_halfway_then_finish(cfg, mysql_target, lambda t: _mysql_record(mysql_dsn, t), tmp_path)
@@ -234,13 +216,7 @@ def test_backfill_under_writes_interrupted_and_resumed_then_replicated(stack, tm
         for p in procs:
             assert p.poll() is None, p.args
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_processes(procs)
         stop_ingress(ing)
 
 
@@ -308,5 +284,4 @@ def test_backfill_refuses_a_target_in_use_and_non_empty_tables(stack, tmp_path, 
         busy = run_dbmux("backfill", "-c", str(cfg), "--target", target, "--restart", check=False)
         assert busy.returncode == 2 and "in use" in busy.stderr and "stop it first" in busy.stderr
     finally:
-        rep.send_signal(signal.SIGTERM)
-        rep.wait(30)
+        stop_processes([rep])

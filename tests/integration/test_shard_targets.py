@@ -6,9 +6,6 @@ workload runs, and the property holds for three shards with only the planned key
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +16,7 @@ from dbmux.config import load_config
 from dbmux.dsn import Dsn
 from replicator.shard_target import current_map
 
-from .conftest import REPO, run_dbmux, start_ingress, stop_ingress
+from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_backfill import _applied_mysql, _applied_pg, _wait_caught_up
 from .test_pipeline_sysbench_kill import _sysbench
 from .test_replicator_mysql import _conn, _start_replicator
@@ -28,22 +25,9 @@ TABLES = 2
 
 
 def _config(tmp: Path, stack, topic: str, db: str, shards: dict[str, Dsn]) -> Path:
-    cfg = tmp / "shards.toml"
     names = [n for n in shards if not n.endswith("c")]  # the third shard joins later, by dbmux reshard
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-[shardmap]
-shards = [{", ".join(f'"{n}"' for n in names)}]
-""" + "".join(f'[targets.{n}]\nurl = "{d.url()}"\ntables = ["{db}.*", "dbmux_shardmap.*"]\nshard = "{n}"\n'
-              for n, d in shards.items()))
-    return cfg
+    return pipeline_config(tmp / "shards.toml", stack, topic, shards, tables=f"{db}.*", shard="{name}",
+                           extra="[shardmap]\nshards = [" + ", ".join(f'"{n}"' for n in names) + "]\n")
 
 
 async def _pg_keys(dsn: Dsn, db: str, table: str) -> set[int]:
@@ -134,15 +118,9 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
     _drop_history(stack.primary, list(shards.values()))
     ing = start_ingress(stack, tmp_path)
     cfg = _config(tmp_path, stack, ing.topic, db, shards)
-    blog = tmp_path / "binlog.log"
-    procs = [subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
-                              stdout=open(blog, "ab"), stderr=subprocess.STDOUT)]
+    procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     run = None
     try:
-        deadline = time.monotonic() + 60
-        while "streaming from primary" not in blog.read_text():
-            assert procs[0].poll() is None and time.monotonic() < deadline, blog.read_text()[-3000:]
-            time.sleep(0.1)
         via = ing.dsn(stack.primary)
         c = _conn(via)
         with c.cursor() as cur:
@@ -191,10 +169,7 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
         for p in procs:
             assert p.poll() is None, p.args
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
+        stop_processes(procs)
         if run is not None and run.poll() is None:
             run.kill()
         stop_ingress(ing)
@@ -216,14 +191,8 @@ def test_sysbench_into_two_mariadb_shards(stack, tmp_path):
         c.close()
     ing = start_ingress(stack, tmp_path)
     cfg = _config(tmp_path, stack, ing.topic, db, shards)
-    blog = tmp_path / "binlog.log"
-    procs = [subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
-                              stdout=open(blog, "ab"), stderr=subprocess.STDOUT)]
+    procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     try:
-        deadline = time.monotonic() + 60
-        while "streaming from primary" not in blog.read_text():
-            assert procs[0].poll() is None and time.monotonic() < deadline, blog.read_text()[-3000:]
-            time.sleep(0.1)
         via = ing.dsn(stack.primary)
         c = _conn(via)
         with c.cursor() as cur:
@@ -241,8 +210,5 @@ def test_sysbench_into_two_mariadb_shards(stack, tmp_path):
         for p in procs:
             assert p.poll() is None, p.args
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
+        stop_processes(procs)
         stop_ingress(ing)

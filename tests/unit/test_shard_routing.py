@@ -471,7 +471,7 @@ def test_decisions_are_logged(caplog):
 
 def test_sysbench_statements_parse_once():
     """Executions of one prepared statement, and texts that differ only in literals, share one parse."""
-    from replicator import shard_routing
+    from replicator import shard_statements as shard_routing
 
     def event(i: int) -> ChangeEvent:
         return ingress(

@@ -40,6 +40,8 @@ bit string). Identifiers (tables, columns, aliases) are lowercased and always do
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -462,17 +464,40 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
     the insert is plain); update → UPDATE ... WHERE pk = before's key; delete → DELETE ... WHERE pk.
     Without a pk, update/delete match one row on every before-image column with IS NOT DISTINCT FROM,
     through ``ctid = (SELECT ctid ... LIMIT 1)``.
+
+    The text depends only on the row's shape (table, op, columns, key), so it is built once per shape
+    (:func:`_row_shape`); per row only the arguments are converted.
     """
     types = pg_types or {}
-    q = qualified(schema, table)
-
-    def val(c: str, image: dict[str, Any]) -> Any:
-        return to_pg_value(image[c], types.get(c))
-
     if op == "insert":
         if not after:
             raise Untranslatable(f"insert row on {schema}.{table} without an after image")
-        cols = list(after)
+        sql, cols = _row_shape(schema, table, op, tuple(after), (), pk)
+        return PgStatement(sql, tuple(to_pg_value(after[c], types.get(c)) for c in cols[0]))
+    if op not in ("update", "delete"):
+        raise Untranslatable(f"row op {op!r}")
+    if not before:
+        raise Untranslatable(f"{op} row on {schema}.{table} without a before image")
+    if op == "update" and not after:
+        raise Untranslatable(f"update row on {schema}.{table} without an after image")
+    if pk:
+        missing = [c for c in pk if c not in before]
+        if missing:
+            raise Untranslatable(f"before image of {schema}.{table} lacks primary key column {missing[0]}")
+    sql, (set_cols, where_cols) = _row_shape(schema, table, op, tuple(after) if op == "update" and after else (),
+                                             tuple(before) if not pk else (), pk)
+    args = [to_pg_value(after[c], types.get(c)) for c in set_cols] if after is not None and set_cols else []
+    return PgStatement(sql, tuple(args) + tuple(to_pg_value(before[c], types.get(c)) for c in where_cols))
+
+
+@lru_cache(maxsize=4096)
+def _row_shape(schema: str, table: str, op: str, after_cols: tuple[str, ...], before_cols: tuple[str, ...],
+               pk: tuple[str, ...]) -> tuple[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """SQL text of one row-change shape, and the columns its arguments come from: (after image columns,
+    before image columns), in placeholder order."""
+    q = qualified(schema, table)
+    if op == "insert":
+        cols = list(after_cols)
         names = ", ".join(quote_ident(c) for c in cols)
         ph = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
         sql = f"INSERT INTO {q} ({names}) VALUES ({ph})"
@@ -481,30 +506,16 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
             sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
             keys = ", ".join(quote_ident(c) for c in pk)
             sql += f" ON CONFLICT ({keys}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
-        return PgStatement(sql, tuple(val(c, after) for c in cols))
-    if op not in ("update", "delete"):
-        raise Untranslatable(f"row op {op!r}")
-    if not before:
-        raise Untranslatable(f"{op} row on {schema}.{table} without a before image")
-    set_cols: list[str] = []
-    args: list[Any] = []
+        return sql, (tuple(cols), ())
+    set_cols = list(after_cols) if op == "update" else []
     head = f"DELETE FROM {q}"
     if op == "update":
-        if not after:
-            raise Untranslatable(f"update row on {schema}.{table} without an after image")
-        set_cols = list(after)
-        args = [val(c, after) for c in set_cols]
         head = f"UPDATE {q} SET " + ", ".join(f"{quote_ident(c)} = ${i}" for i, c in enumerate(set_cols, 1))
     if pk:
-        missing = [c for c in pk if c not in before]
-        if missing:
-            raise Untranslatable(f"before image of {schema}.{table} lacks primary key column {missing[0]}")
-        where = _match(list(pk), len(args) + 1, null_safe=False)
-        return PgStatement(f"{head} WHERE {where}", tuple(args) + tuple(val(c, before) for c in pk))
-    cols = list(before)
-    where = _match(cols, len(args) + 1, null_safe=True)
-    return PgStatement(f"{head} WHERE ctid = (SELECT ctid FROM {q} WHERE {where} LIMIT 1)",
-                       tuple(args) + tuple(val(c, before) for c in cols))
+        return f"{head} WHERE {_match(list(pk), len(set_cols) + 1, null_safe=False)}", (tuple(set_cols), pk)
+    where = _match(list(before_cols), len(set_cols) + 1, null_safe=True)
+    return (f"{head} WHERE ctid = (SELECT ctid FROM {q} WHERE {where} LIMIT 1)",
+            (tuple(set_cols), before_cols))
 
 
 row_statements = row_statement

@@ -17,8 +17,10 @@ What it does, in one run:
    The position is recorded again; the range must hold exactly ``--txns`` GTIDs.
 2. **bare**: a ``BinLogStreamReader`` loop with the reader's own settings (same connection settings,
    ``only_events``, ``blocking=True``, ``resume_stream``, ``auto_position`` = the start position,
-   heartbeat) that, for each row event, iterates ``ev.rows`` and every value of every image (the
-   least a consumer must do: the library decodes rows lazily) and stops at the XID of the last GTID.
+   heartbeat, ``freeze_schema`` and the table maps dropped at every rotate event: the fastest settings
+   that decode correctly, so the bare loop is what any consumer of the library could do) that, for
+   each row event, iterates ``ev.rows`` and every value of every image (the least a consumer must do:
+   the library decodes rows lazily) and stops at the XID of the last GTID.
 3. **dbmux**: the real reader class (``replicator.binlog_reader.BinlogReader``, what ``dbmux binlog``
    runs) in this process, from the stack's generated config with ``DBMUX_KAFKA_TOPIC`` set to a
    fresh topic ``dbmux.binlogbench<random>.txn`` (deleted afterwards, with its ``.binlog-position``
@@ -264,6 +266,13 @@ class Run:
         return self.txns / self.total_s if self.total_s else 0.0
 
     @property
+    def cpu_us_per_txn(self) -> float | None:
+        """CPU time of this process per transaction (start-up included): robust to other load on the
+        machine, which slows the wall clock but not the work done per transaction."""
+        cpu = self.cpu.get("self")
+        return cpu * self.total_s / self.txns * 1e6 if cpu is not None and self.txns else None
+
+    @property
     def steady_rate(self) -> float:
         span = self.total_s - self.first_s
         return (self.txns - 1) / span if span > 0 and self.txns > 1 else 0.0
@@ -276,7 +285,7 @@ def run_bare(binlog_dsn, prep: Prepared, domain: str, end_seq: int, probe: CpuPr
     from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
     from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-    from replicator.binlog_reader import _HEARTBEAT_S, _connection_settings
+    from replicator.binlog_reader import _FREEZE_SCHEMA, _HEARTBEAT_S, _connection_settings
 
     res = Run("bare", rnd)
     probe.start()
@@ -287,7 +296,7 @@ def run_bare(binlog_dsn, prep: Prepared, domain: str, end_seq: int, probe: CpuPr
         auto_position=prep.start_gtid, blocking=True, resume_stream=True,
         only_events=[MariadbGtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
                      DeleteRowsEvent, TableMapEvent, RotateEvent],
-        slave_heartbeat=_HEARTBEAT_S, enable_logging=False)
+        slave_heartbeat=_HEARTBEAT_S, enable_logging=False, freeze_schema=_FREEZE_SCHEMA)
     txns = rows = values = 0
     last_seq = -1
     first_at = 0.0
@@ -308,6 +317,8 @@ def run_bare(binlog_dsn, prep: Prepared, domain: str, end_seq: int, probe: CpuPr
                         values += 1
                     for _v in row["after_values"].values():
                         values += 1
+            elif isinstance(ev, RotateEvent):
+                stream.table_map = {}  # as the reader does (table ids are per server run)
             elif isinstance(ev, XidEvent) or (isinstance(ev, QueryEvent) and ev.query == "COMMIT"):
                 txns += 1
                 if txns == 1:
@@ -348,7 +359,8 @@ def run_dbmux(config_path: str, bootstrap: str, prep: Prepared, probe: CpuProbe,
     res = Run("dbmux", rnd, topic=topic)
 
     async def go() -> None:
-        reader = BinlogReader(config, from_gtid=prep.start_gtid)
+        # freeze_gc as `dbmux binlog` does (gc.freeze() after start-up; undone below for the next run)
+        reader = BinlogReader(config, from_gtid=prep.start_gtid, freeze_gc=True)
         stop = asyncio.Event()
         probe.start()
         main_cpu0 = time.thread_time()
@@ -396,7 +408,15 @@ def run_dbmux(config_path: str, bootstrap: str, prep: Prepared, probe: CpuProbe,
         if not res.error and reader.published == prep.txns and _seq(acked, "0") < _seq(prep.end_gtid, "0"):
             res.error = f"acknowledged position {acked} is before the end {prep.end_gtid}"
 
-    asyncio.run(go())
+    import gc
+
+    import replicator.binlog_reader as br
+
+    try:
+        asyncio.run(go())
+    finally:
+        gc.unfreeze()
+        br._gc_frozen = False  # noqa: SLF001 - each run starts like a fresh `dbmux binlog`
     res.topic_messages = end_offset(bootstrap, topic)
     if not res.error and res.topic_messages is not None and res.topic_messages != prep.txns:
         res.error = f"topic holds {res.topic_messages} messages, expected {prep.txns}"
@@ -435,8 +455,8 @@ def build_report(args, meta: dict, prep: Prepared, runs: list[Run], notes: list[
         "fresh topic per round, done when `published` (events acknowledged by Kafka) = transactions")
     add("")
     add("| round | path | txns | txns/s incl. start-up | txns/s steady | rows/s steady | first txn after | "
-        "all after | this process CPU | threads CPU | mariadbd CPU | kafka CPU | status |")
-    add("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+        "all after | this process CPU | CPU µs per txn | threads CPU | mariadbd CPU | kafka CPU | status |")
+    add("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
     for r in runs:
         thr = "; ".join(f"{k} {v:.2f}" for k, v in r.threads.items())
         status = "ok" if r.ok else f"FAILED: {r.error}"
@@ -444,14 +464,17 @@ def build_report(args, meta: dict, prep: Prepared, runs: list[Run], notes: list[
             status += f" (topic: {r.topic_messages:,} messages)"
         rows_s = r.rows / (r.total_s - r.first_s) if r.total_s > r.first_s and r.rows else 0.0
         add(f"| {r.round} | {r.path} | {r.txns:,} | {r.total_rate:,.0f} | {r.steady_rate:,.0f} | {rows_s:,.0f} | "
-            f"{r.first_s:.2f} s | {r.total_s:.2f} s | {_f(r.cpu.get('self'))} | {thr} | "
+            f"{r.first_s:.2f} s | {r.total_s:.2f} s | {_f(r.cpu.get('self'))} | "
+            f"{_f(r.cpu_us_per_txn, '{:.0f}')} | {thr} | "
             f"{_f(r.cpu.get('mariadb'))} | {_f(r.cpu.get('kafka'))} | {status} |")
     add("")
     add("steady = (transactions - 1) / (first transaction -> last); incl. start-up = transactions / (start of the "
         "run -> last), which for dbmux includes probing the primary, creating the topic and the position topic, "
         "reading end offsets, saving the --from-gtid position and starting the producer. CPU = CPU seconds per wall "
         "second over the run (1.00 = one core; the machine has "
-        f"{meta['nproc']}). For dbmux a transaction counts when Kafka acknowledged it; for bare when its XID was read.")
+        f"{meta['nproc']}); CPU µs per txn = this process's CPU time / transactions (start-up included; less "
+        "sensitive to other load on the machine than txns/s). For dbmux a transaction counts when Kafka acknowledged "
+        "it; for bare when its XID was read.")
     add("")
     bare = [r for r in runs if r.path == "bare" and r.ok]
     dbm = [r for r in runs if r.path == "dbmux" and r.ok]
@@ -467,6 +490,12 @@ def build_report(args, meta: dict, prep: Prepared, runs: list[Run], notes: list[
             else:
                 tgt, verdict = "", ""
             add(f"| {label} | {b:,.0f} | {d:,.0f} | {ratio:.2f}x | {tgt} | {verdict} |")
+        bc = [r.cpu_us_per_txn for r in bare if r.cpu_us_per_txn]
+        dc = [r.cpu_us_per_txn for r in dbm if r.cpu_us_per_txn]
+        if bc and dc:
+            b, d = statistics.median(bc), statistics.median(dc)
+            add(f"| CPU µs per txn (this process; lower is better; ratio = bare/dbmux) | {b:,.0f} | {d:,.0f} | "
+                f"{b / d:.2f}x |  |  |")
         add("")
     for n in notes:
         add(f"- {n}")
@@ -589,7 +618,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(r)
                 print(f"  round {rnd} {path:5}: {r.txns:,} txns, {r.steady_rate:,.0f} txns/s steady, "
                       f"{r.total_rate:,.0f} incl. start-up ({r.total_s:.2f}s, first after {r.first_s:.2f}s), "
-                      f"cpu {_f(r.cpu.get('self'))}" + ("" if r.ok else f"  FAILED: {r.error}"), flush=True)
+                      f"cpu {_f(r.cpu.get('self'))}, {_f(r.cpu_us_per_txn, '{:.0f}')} cpu-us/txn"
+                      + ("" if r.ok else f"  FAILED: {r.error}"), flush=True)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted; cleaning up", file=sys.stderr)

@@ -1,10 +1,13 @@
 """The binlog reader: tail the primary's binlog by GTID and publish one change event per transaction.
 
-python-mysql-replication is blocking, so one thread per connection runs ``BinLogStreamReader``, turns
-its events into :class:`~dbmux.envelope.ChangeEvent` (:mod:`replicator.binlog_events`) and hands them
-to the event loop without waiting for it (an ``asyncio.Queue`` fed by coalesced ``call_soon_threadsafe``
-wake-ups; back-pressure: the thread waits when ``_QUEUE_SIZE`` events are not yet taken, i.e. when Kafka
-is slow). The loop publishes with an idempotent producer (acks=all, key = GTID domain) in binlog order.
+python-mysql-replication is blocking, so one thread per connection runs ``BinLogStreamReader`` (with
+``freeze_schema``: see ``_FREEZE_SCHEMA``), turns its events into :class:`~dbmux.envelope.ChangeEvent`
+(:mod:`replicator.binlog_events`, which decodes the row images itself) and hands them to the event
+loop without waiting for it (an ``asyncio.Queue`` fed by coalesced ``call_soon_threadsafe`` wake-ups,
+one list of events per wake-up; back-pressure: the thread waits when ``_QUEUE_SIZE`` events are not yet
+taken, i.e. when Kafka is slow). The loop encodes them (while the thread waits for the primary's next
+packet, the loop has the GIL to itself) and publishes with an idempotent producer (acks=all, key =
+GTID domain) in binlog order.
 
 Position (:mod:`replicator.binlog_position`): after Kafka acknowledged an event, its GTID becomes the
 acknowledged position; that position is written (coalesced, at most every ``_SAVE_EVERY_S``) to the
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import socket
 import threading
@@ -37,8 +41,9 @@ from aiokafka.errors import KafkaError
 
 from dbmux.config import Config
 from dbmux.dsn import Dsn
-from dbmux.envelope import ChangeEvent, encode_event, partition_key
+from dbmux.envelope import encode_event, partition_key
 from dbmux.errors import DbmuxError
+from dbmux.gtid import Gtid
 from dbmux.kafka_topics import ensure_topic
 from replicator.binlog_events import TransactionAssembler
 from replicator.binlog_position import BinlogPosition, PositionStore
@@ -58,6 +63,17 @@ _SAVE_EVERY_S = 0.2
 _HEARTBEAT_S = 5
 _READ_TIMEOUT_S = 30  # > heartbeat: a silent connection is dead
 _FATAL_ERRNOS = {1044, 1045, 1227, 1236, 1698}  # access denied, no privilege, binlog position gone
+# freeze_schema: the library parses a table map event (names, types, FULL metadata) only the first time
+# it sees its table_id and reuses that table afterwards; otherwise it re-parses the table map written
+# before every transaction's rows (~1/3 of its decoding time). Exact as long as one table_id denotes one
+# table definition: the server assigns a new table_id whenever it loads a table definition (ALTER TABLE,
+# RENAME, FLUSH TABLES, table cache eviction) from a counter that only a server restart resets. A restart
+# starts a new binlog file, and the server starts every binlog file it sends (and every reconnect) with
+# a rotate event, a fake one (timestamp 0) on which the library keeps its map: the reader drops the
+# library's table maps at every rotate event. tests/integration/test_binlog_reader.py: ALTER TABLE (add,
+# drop, modify, rename column, rename table) under a running reader; a catching-up reader crossing
+# primary restarts that reused table ids for tables of other shapes.
+_FREEZE_SCHEMA = True
 
 
 class BinlogReaderError(DbmuxError):
@@ -130,7 +146,8 @@ def probe_primary(dsn: Dsn) -> tuple[bool, str]:
 
 
 class _BinlogThread(threading.Thread):
-    """Runs BinLogStreamReader; puts ("event", ChangeEvent) / ("error", exc) on the loop's queue."""
+    """Runs BinLogStreamReader and assembles the transactions; puts lists of ("event", ChangeEvent) /
+    ("error", exc) items on the loop's queue."""
 
     def __init__(self, dsn: Dsn, server_id: int, mariadb: bool, start: BinlogPosition,
                  loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
@@ -145,10 +162,16 @@ class _BinlogThread(threading.Thread):
         self._deliver_scheduled = False
         self.stopping = threading.Event()
         self._stream: Any = None
+        # Last GTID per domain handed over: where the library resumes when it reconnects by itself.
+        self._gtids: dict[str, Gtid] = dict(start.gtids)
 
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+        """The library's pymysql_wrapper: every (re)connection goes through here, before the library
+        asks the server for the binlog from ``auto_position`` (so it is set here, not per transaction)."""
         if self.stopping.is_set():
             raise _Stopped()
+        if self._stream is not None:
+            self._stream.auto_position = BinlogPosition(dict(self._gtids)).text()
         return pymysql.connect(**kwargs)
 
     def run(self) -> None:
@@ -158,28 +181,37 @@ class _BinlogThread(threading.Thread):
         from pymysqlreplication.row_event import (DeleteRowsEvent, TableMapEvent, UpdateRowsEvent,
                                                   WriteRowsEvent)
 
-        pos = self._start
         try:
             self._stream = BinLogStreamReader(
                 connection_settings=_connection_settings(self._dsn), server_id=self._server_id,
-                is_mariadb=self._mariadb, auto_position=pos.text(), blocking=True, resume_stream=True,
+                is_mariadb=self._mariadb, auto_position=self._start.text(), blocking=True, resume_stream=True,
                 only_events=[MariadbGtidEvent if self._mariadb else GtidEvent, QueryEvent, XidEvent,
                              WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent, RotateEvent],
-                slave_heartbeat=_HEARTBEAT_S, pymysql_wrapper=self._connect, enable_logging=False)
+                slave_heartbeat=_HEARTBEAT_S, pymysql_wrapper=self._connect, enable_logging=False,
+                freeze_schema=_FREEZE_SCHEMA)
             assembler = TransactionAssembler()
-            while not self.stopping.is_set():
-                binlog_event = self._stream.fetchone()
+            gtids = self._gtids
+            fetchone, feed, put, stopping = self._stream.fetchone, assembler.feed, self._put, self.stopping
+            debug = log.isEnabledFor(logging.DEBUG)
+            while not stopping.is_set():
+                binlog_event = fetchone()
                 if binlog_event is None:
                     raise ConnectionError("the primary ended the binlog stream")
-                if type(binlog_event).__name__ == "RotateEvent":
+                if type(binlog_event) is RotateEvent:
+                    # Table ids are per server run (see _FREEZE_SCHEMA): forget them at every binlog file.
+                    self._stream.table_map = {}
                     log.debug("binlog: rotate to %s:%s", binlog_event.next_binlog, binlog_event.position)
-                event = assembler.feed(binlog_event)
+                event = feed(binlog_event)
                 if event is None:
                     continue
-                pos = pos.advance(event.gtid)
-                # The library reconnects by itself after a lost connection, with auto_position.
-                self._stream.auto_position = pos.text()
-                if not self._put(("event", event)):
+                gtid = event.gtid
+                last = gtids.get(gtid.domain)
+                if last is None or last.seq < gtid.seq:
+                    gtids[gtid.domain] = gtid
+                if debug:
+                    log.debug("binlog: gtid %s db=%s rows=%d statements=%d", gtid, event.db, len(event.rows),
+                              len(event.statements))
+                if not put(("event", event)):
                     return
         except _Stopped:
             return
@@ -208,16 +240,20 @@ class _BinlogThread(threading.Thread):
         return True
 
     def _deliver(self) -> None:
-        """On the loop: move every handed-over item to the queue. The flag is cleared before draining,
-        so an item appended after the drain saw the flag cleared and scheduled another call."""
+        """On the loop: move every handed-over item to the queue, as one list. The flag is cleared
+        before draining, so an item appended after the drain saw the flag cleared and scheduled
+        another call."""
         self._deliver_scheduled = False
-        handoff, put = self._handoff, self._queue.put_nowait
+        handoff = self._handoff
+        items = []
         while handoff:
-            put(handoff.popleft())
+            items.append(handoff.popleft())
+        if items:
+            self._queue.put_nowait(items)
 
-    def taken(self) -> None:
-        """Called by the loop for every item it took off the queue: frees its slot."""
-        self._slots.release()
+    def taken(self, n: int) -> None:
+        """Called by the loop for the items it took off the queue: frees their slots."""
+        self._slots.release(n)
 
     def stop(self) -> None:
         """Unblock the thread (it may sit in a socket read) and make it exit."""
@@ -233,15 +269,42 @@ class _BinlogThread(threading.Thread):
 # --------------------------------------------------------------------------------------------- reader
 
 
+_gc_frozen = False
+
+
+def _freeze_gc_once() -> None:
+    """Move everything alive after the first start-up (modules, config, Kafka client, ...) out of the
+    collector's reach: full collections then scan only what the pipeline allocated since."""
+    global _gc_frozen
+    if not _gc_frozen:
+        _gc_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 class BinlogReader:
-    def __init__(self, config: Config, *, from_gtid: str | None = None) -> None:
+    def __init__(self, config: Config, *, from_gtid: str | None = None, freeze_gc: bool = False) -> None:
         self.config = config
         self.topic = config.topic
         self.dsn = config.primary.binlog_dsn
         self._from_gtid = BinlogPosition.parse(from_gtid) if from_gtid is not None else None
         self._store = PositionStore(config.kafka, self.topic)
-        self._acked: BinlogPosition | None = None  # acknowledged by Kafka (in-process truth)
+        self._freeze_gc = freeze_gc  # dbmux binlog: gc.freeze() after the first start-up
+        # Acknowledged by Kafka (in-process truth), kept as mutable maps (updated per acknowledged event);
+        # ``_acked`` builds the BinlogPosition.
+        self._acked_gtids: dict[str, Gtid] | None = None
+        self._acked_offsets: dict[int, int] = {}
         self.published = 0
+
+    @property
+    def _acked(self) -> BinlogPosition | None:
+        if self._acked_gtids is None:
+            return None
+        return BinlogPosition(dict(self._acked_gtids), dict(self._acked_offsets))
+
+    @_acked.setter
+    def _acked(self, pos: BinlogPosition) -> None:
+        self._acked_gtids, self._acked_offsets = dict(pos.gtids), dict(pos.offsets)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Publish until ``stop`` is set (0), or a permanent error (2). Transient errors are retried."""
@@ -264,8 +327,9 @@ class BinlogReader:
                 problem = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
             if self.published > published_before:
                 backoff = 0.5
+            acked = self._acked
             log.warning("binlog reader: %s; reconnecting from %s in %.1fs", problem,
-                        self._acked.text() if self._acked else "the stored position", backoff)
+                        acked.text() if acked else "the stored position", backoff)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, 10.0)
@@ -277,8 +341,9 @@ class BinlogReader:
             pos, self._from_gtid = self._from_gtid, None
             log.info("binlog reader: starting at --from-gtid %s", pos.text())
             return pos.with_offsets(await self._end_offsets()), True
-        if self._acked is not None:
-            return self._acked, False
+        acked = self._acked
+        if acked is not None:
+            return acked, False
         stored = await self._store.load()
         if stored is not None:
             log.info("binlog reader: resuming after %s (stored in %s)", stored.text(), self._store.pos_topic)
@@ -316,7 +381,7 @@ class BinlogReader:
                                     request_timeout_ms=k.request_timeout_ms, max_request_size=16 * 1024 * 1024)
         await producer.start()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()  # bounded by the thread's slots
+        queue: asyncio.Queue = asyncio.Queue()  # lists of items; bounded by the thread's slots
         thread: _BinlogThread | None = None
         acker: asyncio.Task | None = None
         try:
@@ -327,14 +392,17 @@ class BinlogReader:
             thread.start()
             log.info("binlog reader: streaming from primary %s after %s into %s", self.dsn.redacted(),
                      pos.text() or "<start>", self.topic)
+            if self._freeze_gc:
+                _freeze_gc_once()
             pending: asyncio.Queue = asyncio.Queue()
             slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
             acker = asyncio.ensure_future(self._ack_loop(producer, pending, slots))
             stop_wait = asyncio.ensure_future(stop.wait())
+            send, topic, put_pending, acquire = producer.send, self.topic, pending.put_nowait, slots.acquire
             try:
                 while True:
                     try:
-                        item = queue.get_nowait()
+                        items = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         getter = asyncio.ensure_future(queue.get())
                         await asyncio.wait({getter, stop_wait, acker}, return_when=asyncio.FIRST_COMPLETED)
@@ -345,18 +413,16 @@ class BinlogReader:
                             if acker.done():
                                 acker.result()
                             return  # stop
-                        item = getter.result()
-                    thread.taken()
-                    tag, value = item
-                    if tag == "error":
-                        raise value
-                    event: ChangeEvent = value
-                    await slots.acquire()
-                    fut = await producer.send(self.topic, encode_event(event), key=partition_key(event))
-                    pending.put_nowait((event, fut))
-                    if log.isEnabledFor(logging.DEBUG):
-                        log.debug("binlog: gtid %s db=%s rows=%d statements=%d", event.gtid, event.db,
-                                  len(event.rows), len(event.statements))
+                        items = getter.result()
+                    thread.taken(len(items))
+                    for tag, value in items:
+                        if tag == "error":
+                            raise value
+                        # Encoded here, not in the binlog thread: bench/RESULTS.md (2026-11-26, binlog
+                        # reader: changes) measured that slower.
+                        await acquire()
+                        fut = await send(topic, encode_event(value), key=partition_key(value))
+                        put_pending((value.gtid, fut))
             finally:
                 stop_wait.cancel()
         finally:
@@ -371,8 +437,9 @@ class BinlogReader:
                 with contextlib.suppress(BaseException):
                     await acker
             with contextlib.suppress(Exception):
-                if self._acked is not None:
-                    await asyncio.wait_for(await self._store.save(producer, self._acked), 10)
+                acked = self._acked
+                if acked is not None:
+                    await asyncio.wait_for(await self._store.save(producer, acked), 10)
             with contextlib.suppress(Exception):
                 await producer.stop()
             if thread is not None:
@@ -383,24 +450,28 @@ class BinlogReader:
         """Await acks in send order; advance the acknowledged position; save it (coalesced: when the
         pipeline is idle, else at most every ``_SAVE_EVERY_S``)."""
         last_save = 0.0
+        gtids, offsets = self._acked_gtids, self._acked_offsets
+        assert gtids is not None
+        get, empty, release = pending.get, pending.empty, slots.release
         while True:
-            item = await pending.get()
+            item = await get()
             if item is None:
                 return
-            await self._ack_one(*item, slots)
+            gtid, fut = item
+            try:
+                md = await fut
+            finally:
+                release()
+            # = BinlogPosition.advance(gtid).with_offsets(...), in place
+            last = gtids.get(gtid.domain)
+            if last is None or last.seq < gtid.seq:
+                gtids[gtid.domain] = gtid
+            offsets[md.partition] = md.offset + 1
+            self.published += 1
             now = time.monotonic()
-            if pending.empty() or now - last_save >= _SAVE_EVERY_S:
+            if empty() or now - last_save >= _SAVE_EVERY_S:
                 await self._store.save(producer, self._acked)
                 last_save = now
-
-    async def _ack_one(self, event: ChangeEvent, fut: asyncio.Future, slots: asyncio.Semaphore) -> None:
-        try:
-            md = await fut
-        finally:
-            slots.release()
-        assert self._acked is not None
-        self._acked = self._acked.advance(event.gtid).with_offsets({md.partition: md.offset + 1})
-        self.published += 1
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -425,7 +496,7 @@ def cmd_binlog(args: argparse.Namespace) -> int:
     from dbmux.config import load_config
 
     config = load_config(args.config)
-    reader = BinlogReader(config, from_gtid=getattr(args, "from_gtid", None))
+    reader = BinlogReader(config, from_gtid=getattr(args, "from_gtid", None), freeze_gc=True)
 
     async def run() -> int:
         stop = asyncio.Event()

@@ -223,3 +223,240 @@ def test_reconcile_only_counts_binlog_events():
     pos = BinlogPosition.parse("0-1-5")
     events = [ChangeEvent(Gtid.parse("0-1-6"), "binlog", 0), ChangeEvent(Gtid.parse("0-1-9"), "ingress", 0)]
     assert advance_with(pos, events).text() == "0-1-6"
+
+
+# ------------------------------------------------------------------ fast row decoding vs the library
+#
+# replicator.binlog_events decodes row images itself (_fast_row_changes). Each column decoder, fed the
+# same bytes as the library's own value reader (RowsEvent.__read_values_name, on a packet holding just
+# those bytes), must give what convert_value makes of the library's value, and consume as many bytes.
+# A decoder may decline (raise, or need more bytes than there are): the library then decodes the event.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from replicator import binlog_events as be  # noqa: E402
+
+
+def _library_value(column: Any, data: bytes) -> tuple[Any, int]:
+    """(convert_value of the library's value, bytes it consumed); raises what the library raises."""
+    from pymysql.protocol import MysqlPacket
+    from pymysqlreplication.packet import BinLogPacketWrapper
+    from pymysqlreplication.row_event import RowsEvent
+    from pymysqlreplication.table import Table
+
+    wrapper = BinLogPacketWrapper.__new__(BinLogPacketWrapper)
+    wrapper.packet = MysqlPacket(data, "utf8")
+    wrapper.read_bytes = 0
+    wrapper._BinLogPacketWrapper__data_buffer = b""
+    ev = RowsEvent.__new__(RowsEvent)
+    ev.packet = wrapper
+    ev._ignore_decode_errors = False
+    ev._RowsEvent__none_sources = {}
+    ev.table_id = 1
+    ev.table_map = {1: Table(1, "s", "t", [column], primary_key="")}
+    value = ev._RowsEvent__read_values_name(column, b"\x00", 0, False, b"\x01", column.unsigned, 0)
+    none_source = ev._RowsEvent__none_sources.get(column.name) if value is None else None
+    return convert_value(value, column, none_source), wrapper.read_bytes
+
+
+def _fast_value(column: Any, data: bytes) -> tuple[Any, int] | None:
+    dec = be._column_decoder(column)
+    assert dec is not None, f"type {column.type} not covered"
+    try:
+        value, end = dec(data, 0)
+    except Exception:  # noqa: BLE001 - declined: the library decodes
+        return None
+    return (value, end) if end <= len(data) else None
+
+
+def _col(type_: int, **kw: Any) -> Any:
+    from pymysqlreplication.column import Column as LibColumn
+
+    base = {"type": type_, "name": "c", "unsigned": False, "is_primary": False, "charset_id": None,
+            "character_set_name": None, "collation_name": None, "enum_values": None, "set_values": None,
+            "visibility": False}
+    return LibColumn(**{**base, **kw})
+
+
+@st.composite
+def _columns(draw: Any) -> Any:
+    t = draw(st.sampled_from(["int", "float", "decimal", "datetime2", "timestamp2", "time2", "date", "year",
+                              "string", "blob", "enum", "set", "bit"]))
+    if t == "int":
+        return _col(draw(st.sampled_from([1, 2, 3, 8, 9])), unsigned=draw(st.booleans()))
+    if t == "float":
+        return _col(draw(st.sampled_from([4, 5])))
+    if t == "decimal":
+        precision = draw(st.integers(1, 65))
+        return _col(246, precision=precision, decimals=draw(st.integers(0, min(30, precision))))
+    if t in ("datetime2", "timestamp2", "time2"):
+        return _col({"datetime2": 18, "timestamp2": 17, "time2": 19}[t], fsp=draw(st.integers(0, 6)))
+    if t == "date":
+        return _col(10)
+    if t == "year":
+        return _col(13)
+    charset = draw(st.sampled_from([None, "utf8mb4", "latin1", "binary", "ascii", "utf16", "ucs2", "gbk"]))
+    if t == "string":
+        return _col(draw(st.sampled_from([15, 254])), max_length=draw(st.sampled_from([1, 40, 255, 256, 1200])),
+                    character_set_name=charset)
+    if t == "blob":
+        return _col(252, length_size=draw(st.integers(1, 4)), character_set_name=charset)
+    if t == "enum":
+        return _col(247, size=draw(st.integers(1, 2)), enum_values=draw(st.none() | st.just(["", "a", "b"])))
+    if t == "set":
+        return _col(248, size=draw(st.integers(1, 8)),
+                    set_values=draw(st.none() | st.just([]) | st.just(["a", "b", "c", "d", "e", "f", "g", "h", "i"])))
+    bits = draw(st.integers(1, 64))
+    return _col(16, bits=bits, bytes=(bits + 7) // 8)
+
+
+def _same(column: Any, data: bytes) -> bool:
+    """True when the fast decoder gave a value (and it equals the library's)."""
+    fast = _fast_value(column, data)
+    if fast is None:
+        return False
+    value, end = fast
+    lib_value, lib_end = _library_value(column, data)
+    # repr: also tells NaN from NaN and Decimal("1.0") from Decimal("1.00")
+    assert (type(value), repr(value), end) == (type(lib_value), repr(lib_value), lib_end), (column.data, data)
+    return True
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_columns(), st.binary(max_size=40))
+def test_property_column_decoders_equal_the_library(column, data):
+    _same(column, data)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 65).flatmap(lambda p: st.tuples(st.just(p), st.integers(0, min(30, p)))),
+       st.integers(0, 10**65 - 1), st.booleans())
+def test_property_decimal_decoder_takes_every_value_the_server_writes(pd, magnitude, negative):
+    """Encode like the server (sign bit, complement for negatives) and decode: always the fast path."""
+    precision, decimals = pd
+    magnitude %= 10**precision
+    integral, fraction = divmod(magnitude, 10**decimals)
+    ip, fp = precision - decimals, decimals
+    parts = []  # (digits, bytes)
+    lead = ip % 9
+    if lead:
+        parts.append((integral // 10 ** (ip - lead), be._DECIMAL_BYTES[lead]))
+    for k in range(ip // 9):
+        parts.append((integral // 10 ** (9 * (ip // 9 - 1 - k)) % 10**9, 4))
+    for k in range(fp // 9):
+        parts.append((fraction // 10 ** (fp - 9 * (k + 1)) % 10**9, 4))
+    if fp % 9:
+        parts.append((fraction % 10 ** (fp % 9), be._DECIMAL_BYTES[fp % 9]))
+    raw = bytearray(b"".join(v.to_bytes(n, "big") for v, n in parts))
+    if negative:
+        raw = bytearray(b ^ 0xFF for b in raw)
+    raw[0] ^= 0x80
+    column = _col(246, precision=precision, decimals=decimals)
+    assert _same(column, bytes(raw) + b"tail")
+    value = _fast_value(column, bytes(raw))[0]
+    expected = decimal.Decimal(magnitude).scaleb(-decimals, decimal.Context(prec=100))
+    assert value == (expected.copy_negate() if negative else expected)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1000, 1, 1)), st.integers(0, 6))
+def test_property_datetime2_decoder_takes_every_value_the_server_writes(value, fsp):
+    us = value.microsecond // 10 ** (6 - fsp) * 10 ** (6 - fsp)
+    packed = ((value.year * 13 + value.month) << 22 | value.day << 17 | value.hour << 12 | value.minute << 6
+              | value.second) | 1 << 39
+    frac_bytes = {0: 0, 1: 1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 3}[fsp]
+    frac = us // 10 ** (6 - fsp) * (10 if fsp % 2 else 1)
+    raw = packed.to_bytes(5, "big") + frac.to_bytes(frac_bytes, "big")
+    column = _col(18, fsp=fsp)
+    assert _same(column, raw)
+    assert _fast_value(column, raw)[0] == value.replace(microsecond=us)
+
+
+def test_zero_and_invalid_dates_decode_to_none_like_the_library():
+    feb_30 = ((2024 * 13 + 2) << 22 | 30 << 17 | 1 << 39).to_bytes(5, "big")
+    for raw in (bytes(5), (1 << 39).to_bytes(5, "big"), feb_30):
+        assert _same(_col(18, fsp=0), raw) and _fast_value(_col(18, fsp=0), raw)[0] is None
+    assert _same(_col(10), bytes(3)) and _fast_value(_col(10), bytes(3))[0] is None
+
+
+def test_empty_binary_string_is_an_empty_str_like_the_library():
+    # Python decodes b"" to "" before it looks the codec up, so the library's binary columns give ""
+    column = _col(15, max_length=20, character_set_name="binary")
+    assert _same(column, b"\x00") and _fast_value(column, b"\x00")[0] == ""
+    assert _same(column, b"\x02ab") and _fast_value(column, b"\x02ab")[0] == b"ab"
+
+
+def test_stand_ins_and_unsupported_types_use_the_library():
+    assert be._fast_row_changes(WriteRowsEvent("t", [{"values": {"id": 1}}])) is None
+    assert be._column_decoder(_col(255, length_size=4)) is None  # GEOMETRY
+    assert be._column_decoder(_col(245, length_size=4)) is None  # MySQL JSON
+    assert be._column_decoder(_col(12)) is None  # old DATETIME
+
+
+def _field_size(column: Any) -> int:
+    """Bytes a fixed-size column takes (decoding zeros, or 0x80 then zeros for DECIMAL)."""
+    dec = be._column_decoder(column)
+    try:
+        return dec(bytes(64), 0)[1]
+    except ValueError:
+        return dec(b"\x80" + bytes(63), 0)[1]
+
+
+@st.composite
+def _rows(draw: Any) -> tuple[list[Any], bytes]:
+    """Columns and a row image for them that mostly decodes: null bitmap, then per non-null column
+    bytes of its size (strings: a short length and that many bytes), sometimes cut short or random."""
+    columns = draw(st.lists(_columns(), min_size=1, max_size=12))
+    null_len = (len(columns) + 7) // 8
+    nulls = draw(st.integers(0, (1 << len(columns)) - 1) | st.just(0))
+    data = nulls.to_bytes(null_len, "little")
+    for i, c in enumerate(columns):
+        if nulls >> i & 1:
+            continue
+        string = getattr(be._column_decoder(c), "string", None)
+        if string is not None:
+            n = draw(st.integers(0, 12))
+            data += n.to_bytes(string[0], "little") + draw(st.binary(min_size=n, max_size=n))
+        else:
+            n = _field_size(c)
+            data += draw(st.binary(min_size=n, max_size=n))
+    data = draw(st.just(data) | st.just(data[:draw(st.integers(0, len(data)))]) | st.binary(max_size=120))
+    return columns, data
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rows())
+def test_property_generated_row_plan_equals_the_column_decoders_in_turn(row):
+    """_RowsPlan generates one function per table (numbers and strings inlined): it must decode a row
+    image (null bitmap, then each non-null column) exactly as the column decoders do one by one."""
+    columns, data = row
+    for i, c in enumerate(columns):
+        c.name = f"c{i}"
+    table = type("T", (), {})()
+    table.columns = columns
+    plan = be._RowsPlan.compile(table)
+    assert plan is not be._UNSUPPORTED
+    try:
+        got = plan.image(data, 0)
+    except Exception:  # noqa: BLE001 - the plan declined: the library decodes
+        got = None
+    null_len = (len(columns) + 7) // 8
+    nulls = int.from_bytes(data[:null_len], "little")
+    pos, want = null_len, {}
+    try:
+        for i, c in enumerate(columns):
+            if nulls >> i & 1:
+                want[c.name] = None
+            else:
+                want[c.name], pos = be._column_decoder(c)(data, pos)
+    except Exception:  # noqa: BLE001
+        want = None
+    want_ok = want is not None and pos <= len(data)
+    got_ok = got is not None and got[1] <= len(data)  # else declined / ran past the data: the library decodes
+    assert want_ok == got_ok, (want, pos, got)
+    if not got_ok:
+        return
+    image, end = got
+    assert end == pos and list(image) == list(want)
+    assert [(type(v), repr(v)) for v in image.values()] == [(type(v), repr(v)) for v in want.values()]

@@ -164,12 +164,12 @@ batch_linger_ms = 5
     return path
 
 
-def start_binlog_reader(cfg: Path, log: Path) -> subprocess.Popen:
-    """Start the real ``dbmux binlog``; return once it streams from the primary."""
+def start_binlog_reader(cfg: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """Start the real ``dbmux binlog`` (``extra``: more CLI options); return once it streams from the primary."""
     import time
 
     offset = log.stat().st_size if log.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg), *extra], cwd=REPO,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while "streaming from primary" not in log.read_bytes()[offset:].decode(errors="replace"):

@@ -8,7 +8,6 @@ import datetime
 import decimal
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,40 +19,16 @@ from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent, encode_event, partition_key
 from dbmux.gtid import Gtid
 
-from .conftest import REPO, read_topic
+from .conftest import pipeline_config, read_topic, start_binlog_reader
 from .test_replicator_mysql import _conn, _start_replicator, _wait_equal
 
 
 def _write_config(tmp: Path, stack, topic: str, target: str = "", replica: Dsn | None = None) -> Path:
-    cfg = tmp / f"binlog-{topic}.toml"
-    body = f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-gap_alert_ms = 2000
-"""
-    if target:
-        body += f'[targets.{target}]\nurl = "{replica.url()}"\n'
-    cfg.write_text(body)
-    return cfg
+    return pipeline_config(tmp / f"binlog-{topic}.toml", stack, topic, {target: replica} if target else {},
+                           extra="gap_alert_ms = 2000")
 
 
-def _start_reader(cfg: Path, log: Path, *extra: str) -> subprocess.Popen:
-    offset = log.stat().st_size if log.exists() else 0
-    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "binlog", "-c", str(cfg), *extra], cwd=REPO,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "streaming from primary" not in log.read_bytes()[offset:].decode(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"binlog reader did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    return proc
+_start_reader = start_binlog_reader
 
 
 def _last_gtid(cur) -> str:

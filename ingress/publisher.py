@@ -70,29 +70,44 @@ class Publisher:
         On timeout the send keeps going in the background: the event may still land (consumers
         skip duplicate GTIDs), and the binlog reader publishes it regardless.
         """
-        task = asyncio.ensure_future(self.publish(event))
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-            return True
-        except asyncio.TimeoutError:
-            EVENTS_UNPUBLISHED.inc()
-            log.error("gtid %s: Kafka did not acknowledge within %.1fs; client answered OK, event unpublished "
-                      "(the binlog reader will publish it)", event.gtid, timeout_s)
-            task.add_done_callback(_log_late_result(str(event.gtid)))
-            return False
-        except Exception as exc:  # noqa: BLE001 - the commit happened; never fail the client for Kafka
-            EVENTS_UNPUBLISHED.inc()
-            log.error("gtid %s: publishing failed (%s); client answered OK, event unpublished", event.gtid, exc)
-            return False
+        return await self.publish_within(event, timeout_s)
 
+    def publish_within(self, event: ChangeEvent, timeout_s: float) -> "asyncio.Future[bool]":
+        """:meth:`publish_bounded` as a future, for callers that are not coroutines (the session's relay):
+        hands ``event`` to the sequencer now; the future resolves to True once Kafka acknowledged it,
+        or to False (logged, counted) when ``timeout_s`` passed first or publishing failed. It never fails.
+        """
+        assert self._sequencer is not None, "Publisher.start() was not awaited"
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        ack = self._sequencer.submit(event)
+        gtid = event.gtid
 
-def _log_late_result(gtid: str):
-    def done(task: asyncio.Future) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            log.warning("gtid %s: late Kafka acknowledgement arrived", gtid)
-        else:
-            log.error("gtid %s: late publish failed: %s", gtid, exc)
-    return done
+        def expired() -> None:
+            if not answer.done():
+                EVENTS_UNPUBLISHED.inc()
+                log.error("gtid %s: Kafka did not acknowledge within %.1fs; client answered OK, event unpublished "
+                          "(the binlog reader will publish it)", gtid, timeout_s)
+                answer.set_result(False)
+
+        timer = loop.call_later(timeout_s, expired)
+
+        def acked(done: asyncio.Future) -> None:
+            timer.cancel()
+            exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+            if exc is None:
+                EVENTS_PUBLISHED.inc()
+            if not answer.done():
+                if exc is None:
+                    answer.set_result(True)
+                else:
+                    EVENTS_UNPUBLISHED.inc()
+                    log.error("gtid %s: publishing failed (%s); client answered OK, event unpublished", gtid, exc)
+                    answer.set_result(False)
+            elif exc is None:  # after the timeout
+                log.warning("gtid %s: late Kafka acknowledgement arrived", gtid)
+            elif not done.cancelled():
+                log.error("gtid %s: late publish failed: %s", gtid, exc)
+
+        ack.add_done_callback(acked)
+        return answer

@@ -27,32 +27,35 @@ class IngressServer:
     async def start(self) -> None:
         await self.publisher.start()
         host, _, port = self.config.ingress.listen.rpartition(":")
-        self._server = await asyncio.start_server(self._accept, host.strip("[]"), int(port), limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port))
         log.info("ingress listening on %s, forwarding to %s, publishing to %s", self.config.ingress.listen,
                  self.config.primary.dsn.redacted(), self.publisher.topic)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        addr = f"{peer[0]}:{peer[1]}" if peer else "?"
-        stream = PacketStream(reader, writer, max_payload_bytes=self.config.ingress.max_packet_bytes)
+    def _new_client_stream(self) -> PacketStream:
+        return PacketStream(max_payload_bytes=self.config.ingress.max_packet_bytes, on_connected=self._accepted)
+
+    def _accepted(self, stream: PacketStream) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(stream))
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    async def _serve(self, stream: PacketStream) -> None:
+        peer = stream.peername()
+        addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
         session = ClientSession(self.config, self.publisher, stream, addr, tls_server=self._tls)
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
         try:
             await session.run()
         except Exception:  # noqa: BLE001 - a bug in one session must not take the listener down
             log.exception("%s: session failed", session.tag)
-        finally:
-            if task is not None:
-                self._sessions.discard(task)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         for t in list(self._sessions):
             t.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
         await self.publisher.stop()
 
 

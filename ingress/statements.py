@@ -54,7 +54,7 @@ def _plan_one(sql: str, cls: Classification, now: _dt.datetime, time_zone: str |
 
 
 def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True) -> QueryPlan:
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now: _dt.datetime | None = None  # the instant of the whole text, taken when a write needs it
     parts = split_statements(sql, backslash_escapes) if ";" in sql else [sql]
     if not parts:
         parts = [sql]
@@ -64,7 +64,11 @@ def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = Tru
         if cls.tcl == "xa":
             return QueryPlan((), refusal="dbmux: XA transactions are not supported through the ingress "
                                          "(their commit order cannot be published atomically)")
-        planned.append(_plan_one(part, cls, now, time_zone))
+        if cls.kind == "read" and len(parts) == 1:  # (a plain read: nothing to rewrite or capture)
+            return QueryPlan((PlannedStatement(part, "read", cls.tcl, False),))
+        if now is None and cls.kind in CAPTURED_KINDS and cls.is_write:
+            now = _dt.datetime.now(_dt.timezone.utc)
+        planned.append(_plan_one(part, cls, now, time_zone))  # type: ignore[arg-type]
     rewritten = None
     if any(p.sql != orig for p, orig in zip(planned, parts)):
         rewritten = planned[0].sql if len(parts) == 1 else ";\n".join(p.sql for p in planned)
@@ -79,10 +83,10 @@ class _Prepared:
     types: tuple | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
 
-    @property
-    def captured(self) -> bool:
-        """Whether executions can be captured (else their parameters are never looked at)."""
-        return self.plan.statements[0].kind in CAPTURED_KINDS
+    captured: bool = field(init=False)  # whether executions can be captured (else parameters are never looked at)
+
+    def __post_init__(self) -> None:
+        self.captured = self.plan.statements[0].kind in CAPTURED_KINDS
 
 
 class PreparedStatements:

@@ -10,8 +10,8 @@ passes every received chunk through :meth:`decrypt` and every outgoing chunk thr
 
 from __future__ import annotations
 
-import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 
 from dbmux.errors import ConfigError
 
@@ -22,7 +22,10 @@ class TlsLayer:
         self._out = ssl.MemoryBIO()
         self._obj = ctx.wrap_bio(self._in, self._out, server_side=server_side, server_hostname=server_hostname)
 
-    async def handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, initial: bytes) -> None:
+    async def handshake(self, recv: Callable[[], Awaitable[bytes]], send: Callable[[bytes], None],
+                        initial: bytes = b"") -> None:
+        """Run the handshake: ``recv()`` returns the next ciphertext received (b"" when the peer
+        closed), ``send(data)`` sends ciphertext as is."""
         if initial:
             self._in.write(initial)
         while True:
@@ -32,16 +35,14 @@ class TlsLayer:
             except ssl.SSLWantReadError:
                 pending = self._out.read()
                 if pending:
-                    writer.write(pending)
-                    await writer.drain()
-                data = await reader.read(65536)
+                    send(pending)
+                data = await recv()
                 if not data:
                     raise ConnectionResetError("connection closed during the TLS handshake")
                 self._in.write(data)
         pending = self._out.read()
         if pending:
-            writer.write(pending)
-            await writer.drain()
+            send(pending)
 
     def decrypt(self, data: bytes) -> bytes:
         """Feed received ciphertext; return whatever plaintext is complete (possibly b"")."""

@@ -390,6 +390,8 @@ class ComStmtExecute:
     @staticmethod
     def peek_stmt_id(payload: bytes) -> int:
         """The statement id of an execute payload, to look up its :class:`PreparedStatementInfo`."""
+        if len(payload) >= 5 and payload[0] == c.COM_STMT_EXECUTE:  # (every execute: checked inline)
+            return payload[1] | payload[2] << 8 | payload[3] << 16 | payload[4] << 24
         _body(payload, c.COM_STMT_EXECUTE, "COM_STMT_EXECUTE")
         return read_fixed_int(payload, 1, 4)[0]
 

@@ -24,8 +24,10 @@ def _need(buf: bytes, pos: int, n: int, what: str) -> None:
 
 def read_fixed_int(buf: bytes, pos: int, n: int) -> tuple[int, int]:
     """Read an ``n``-byte little-endian unsigned integer."""
-    _need(buf, pos, n, f"int<{n}>")
-    return int.from_bytes(buf[pos : pos + n], "little"), pos + n
+    end = pos + n
+    if n < 0 or end > len(buf):  # (checked inline: this runs for most fields of every packet)
+        _need(buf, pos, n, f"int<{n}>")
+    return int.from_bytes(buf[pos:end], "little"), end
 
 
 def write_fixed_int(value: int, n: int) -> bytes:
@@ -37,7 +39,8 @@ def write_fixed_int(value: int, n: int) -> bytes:
 
 def read_lenenc_int(buf: bytes, pos: int) -> tuple[int, int]:
     """Read a length-encoded integer. ``0xFB`` (NULL) and ``0xFF`` are not integers and raise."""
-    _need(buf, pos, 1, "int<lenenc>")
+    if pos + 1 > len(buf):
+        _need(buf, pos, 1, "int<lenenc>")
     first = buf[pos]
     if first < 0xFB:
         return first, pos + 1
@@ -79,8 +82,10 @@ def lenenc_int_size(value: int) -> int:
 def read_lenenc_str(buf: bytes, pos: int) -> tuple[bytes, int]:
     """Read a length-encoded string."""
     length, pos = read_lenenc_int(buf, pos)
-    _need(buf, pos, length, "string<lenenc>")
-    return bytes(buf[pos : pos + length]), pos + length
+    end = pos + length
+    if end > len(buf):
+        _need(buf, pos, length, "string<lenenc>")
+    return bytes(buf[pos:end]), end
 
 
 def read_lenenc_str_or_null(buf: bytes, pos: int) -> tuple[bytes | None, int]:
@@ -114,8 +119,10 @@ def write_nul_str(value: bytes) -> bytes:
 
 def read_fixed_str(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
     """Read exactly ``n`` bytes."""
-    _need(buf, pos, n, f"string<{n}>")
-    return bytes(buf[pos : pos + n]), pos + n
+    end = pos + n
+    if n < 0 or end > len(buf):
+        _need(buf, pos, n, f"string<{n}>")
+    return bytes(buf[pos:end]), end
 
 
 def read_eof_str(buf: bytes, pos: int) -> tuple[bytes, int]:

@@ -7,6 +7,7 @@ payloads; :func:`frame` does the reverse. Neither knows what the payload means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .constants import MAX_CHUNK_BYTES
@@ -124,6 +125,24 @@ class FrameReader:
             return 0, b""
         self._pos = pos
         return count, bytes(buf[start:pos])
+
+    def take_skimmed(self, skim: Callable[[bytearray, int, int, int], int]) -> bytes:
+        """Take the buffered packets ``skim(buf, pos, end, max_length)`` accounts for, as one raw run.
+
+        ``skim`` looks at the buffer from ``pos`` and returns where it stopped; it must stop at a frame
+        boundary and take only complete single-frame packets of 1 to ``max_length`` payload bytes
+        (longer ones are multi-frame or too large: ``next_packet`` deals with them). Nothing is taken
+        in the middle of a multi-frame payload. Sequence ids are not checked, as in ``next_packet``
+        without ``expected_seq``. See ``ResponseReader.skim``.
+        """
+        if self._first_seq is not None:
+            return b""
+        buf, start = self._buf, self._pos
+        pos = skim(buf, start, len(buf), min(self._chunk_bytes - 1, self.max_payload_bytes))
+        if pos == start:
+            return b""
+        self._pos = pos
+        return bytes(buf[start:pos])
 
     def _next(self, expected_seq: int | None, with_raw: bool) -> Packet | None:
         while True:

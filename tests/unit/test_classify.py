@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ingress.classify as classify_module
 from ingress.classify import LexError, classify, effective_sql, scan, split_statements
+from ingress.classify import _classify_lexed as classify_lexed
 
 # sql, kind, tcl, implicit_commit, is_write, extra expectations
 CASES = [
@@ -216,3 +222,40 @@ def test_scan_offsets_and_executable_comments():
 def test_scan_rejects_unterminated(bad):
     with pytest.raises(LexError):
         scan(bad)
+
+
+_PLAIN_ALPHABET = "abcdeFIORSTUVN_0123456789 \t\n,.()=<>!*+-/%"
+_WORDS = ["SELECT", "FROM", "t", "INTO", "FOR", "UPDATE", "SHARE", "IN", "VALUE", "NEXTVAL", "setval", "lastval",
+          "SLEEP", "get_lock", "LOAD_FILE", "FORMAT", "1e5", "0x1F", "--", "/*", "*/", "-- x", "é", "\u212a", "ſ",
+          "FOR UPDATE", "for share", "LOCK IN SHARE MODE", "NEXT VALUE FOR s", "nextval(s)", "INTO OUTFILE",
+          "ſhare", "in ſhare mode"]
+
+
+@settings(max_examples=int(os.environ.get("DBMUX_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(head=st.sampled_from(["SELECT ", "select\t", "  SELECT\n", "SELECT", "(SELECT ", "SELECTX "]),
+       parts=st.lists(st.one_of(st.text(_PLAIN_ALPHABET, max_size=12), st.sampled_from(_WORDS)), max_size=12))
+def test_plain_select_shortcut_classifies_exactly_like_lexing(head, parts):
+    """classify() answers plain SELECTs without lexing: the answer must be the lexer's, always."""
+    sql = head + " ".join(parts)
+    assert classify(sql) == classify_lexed(sql), sql
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT a FROM t FOR UPDATE", "select a from t lock in share mode", "SELECT NEXT VALUE FOR s",
+    "SELECT nextval(s)", "SELECT a FROM t INTO OUTFILE x", "SELECT SLEEP(1)", "SELECT a FROM t for ſhare",
+])
+def test_special_reads_are_lexed(sql):
+    assert classify(sql) == classify_lexed(sql) and classify(sql) != classify("SELECT a FROM t")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT c FROM sbtest1 WHERE id=42",
+    "SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN 1 AND 100 ORDER BY c",
+    "select sum(k) from sbtest1 where id between 1 and 100",
+])
+def test_plain_selects_are_not_lexed(monkeypatch, sql):
+    expected = classify_lexed(sql)
+    assert expected.kind == "read" and not expected.primary_only
+    monkeypatch.setattr(classify_module, "scan_with_markers", lambda *a, **k: pytest.fail("lexed"))
+    classify.cache_clear()
+    assert classify(sql) == expected

@@ -160,6 +160,42 @@ def test_response_reader_raises_only_protocol_error(command, capabilities, ext, 
         pass
 
 
+def _outcome(reader: ResponseReader, frames: FrameReader, skim: bool):
+    """Feed everything buffered (skimming first when asked); the reader's final state or the error."""
+    try:
+        while not reader.complete:
+            if skim and frames.take_skimmed(reader.skim) and reader.complete:
+                break
+            pkt = frames.next_packet()
+            if pkt is None:
+                break
+            reader.feed(pkt.payload)
+    except ProtocolError as exc:
+        return type(exc), str(exc)
+    return (reader.phase, reader.packets_seen, reader._columns_left, reader.awaiting_client,
+            [(type(r), r) for r in reader.results], frames.buffered_bytes)
+
+
+@FUZZ
+@given(
+    command=st.sampled_from([c.COM_QUERY, c.COM_STMT_EXECUTE, c.COM_STMT_FETCH, c.COM_PING]),
+    capabilities=caps,
+    ext=st.sampled_from([0, 0x1F]),
+    packets=st.lists(st.one_of(st.binary(max_size=12), st.sampled_from(RESPONSE_SEEDS), mutated()), max_size=12),
+    max_payload=st.sampled_from([6, 40, 1 << 30]),
+)  # fmt: skip
+def test_skimming_changes_nothing_but_speed(command, capabilities, ext, packets, max_payload):
+    """ResponseReader.skim + feed must end in exactly the state (or the error) of feed alone."""
+    wire = b"".join(packet(p[:255], i + 1) for i, p in enumerate(packets))
+    results = []
+    for skim in (False, True):
+        frames = FrameReader(max_payload_bytes=max_payload)
+        frames.feed(wire)
+        reader = ResponseReader(command, capabilities, ext, decode_metadata=False)
+        results.append(_outcome(reader, frames, skim))
+    assert results[0] == results[1]
+
+
 def _reparse_equal(parse, encode, payload):
     """encode() of anything parse() accepts must parse again and re-encode to the same bytes.
 

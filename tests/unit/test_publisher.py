@@ -1,0 +1,83 @@
+"""Publisher.publish_within / publish_bounded: True on Kafka's ack, False (logged, counted) on timeout or
+failure, never an exception; a late ack after the timeout is still counted and logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+
+from dbmux.envelope import ChangeEvent, Statement
+from dbmux.gtid import Gtid
+from ingress import publisher as pub_mod
+from ingress.publisher import Publisher
+
+
+def _ev(text: str = "0-1-5") -> ChangeEvent:
+    return ChangeEvent(gtid=Gtid.parse(text), source="ingress", ts_ms=0, statements=(Statement("DO 1"),))
+
+
+class _Sequencer:
+    """Stands in for GtidSequencer: the test resolves each submitted event's future by hand."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future] = []
+
+    def submit(self, event: ChangeEvent) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.acks.append(fut)
+        return fut
+
+
+def _publisher() -> tuple[Publisher, _Sequencer]:
+    config = types.SimpleNamespace(topic="dbmux.test.txn")
+    pub = Publisher(config)  # type: ignore[arg-type]
+    seq = _Sequencer()
+    pub._sequencer = seq  # type: ignore[assignment]
+    return pub, seq
+
+
+def _count(metric) -> float:
+    return metric._value.get()
+
+
+async def test_ack_resolves_true_and_counts():
+    pub, seq = _publisher()
+    before = _count(pub_mod.EVENTS_PUBLISHED)
+    answer = pub.publish_within(_ev(), 5)
+    assert not answer.done()
+    seq.acks[0].set_result(None)
+    assert await answer is True
+    assert _count(pub_mod.EVENTS_PUBLISHED) == before + 1
+
+
+async def test_failure_resolves_false_and_logs(caplog):
+    pub, seq = _publisher()
+    before = _count(pub_mod.EVENTS_UNPUBLISHED)
+    answer = pub.publish_within(_ev("0-1-6"), 5)
+    seq.acks[0].set_exception(RuntimeError("broker said no"))
+    with caplog.at_level(logging.ERROR, logger="ingress.publisher"):
+        assert await answer is False
+    assert _count(pub_mod.EVENTS_UNPUBLISHED) == before + 1
+    assert "0-1-6" in caplog.text and "broker said no" in caplog.text
+
+
+async def test_timeout_resolves_false_then_a_late_ack_is_counted_and_logged(caplog):
+    pub, seq = _publisher()
+    published, unpublished = _count(pub_mod.EVENTS_PUBLISHED), _count(pub_mod.EVENTS_UNPUBLISHED)
+    with caplog.at_level(logging.WARNING, logger="ingress.publisher"):
+        assert await pub.publish_within(_ev("0-1-7"), 0.01) is False
+        assert _count(pub_mod.EVENTS_UNPUBLISHED) == unpublished + 1
+        assert "did not acknowledge" in caplog.text
+        seq.acks[0].set_result(None)
+        await asyncio.sleep(0)
+    assert _count(pub_mod.EVENTS_PUBLISHED) == published + 1
+    assert "late Kafka acknowledgement" in caplog.text
+
+
+async def test_publish_bounded_is_the_same_as_a_coroutine():
+    pub, seq = _publisher()
+    task = asyncio.ensure_future(pub.publish_bounded(_ev(), 5))
+    await asyncio.sleep(0)
+    seq.acks[0].set_result(None)
+    assert await task is True

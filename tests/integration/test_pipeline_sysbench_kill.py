@@ -26,6 +26,16 @@ def _sysbench(dsn, db: str, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def prepare_sysbench(via, db: str) -> None:
+    """The database created through the ingress, then `sysbench prepare` through it."""
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+    c.close()
+    prep = _sysbench(via, db, "--threads=2", "prepare")
+    assert prep.wait(300) == 0, prep.stdout.read()
+
+
 def _direct_writer(primary, db: str, stop: threading.Event, errors: list) -> None:
     try:
         c = _conn(primary)
@@ -65,12 +75,7 @@ def test_sysbench_with_ingress_sigkill_reaches_every_target_exactly_once(stack, 
     writer = threading.Thread(target=_direct_writer, args=(stack.primary, db, stop, errors))
     try:
         via = ing.dsn(stack.primary)
-        c = _conn(via)
-        with c.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-        c.close()
-        prep = _sysbench(via, db, "--threads=2", "prepare")
-        assert prep.wait(300) == 0, prep.stdout.read()
+        prepare_sysbench(via, db)
         for name in targets:
             procs.append(_start_replicator(cfg, name, tmp_path / f"replicator-{name}.log"))
         before = _seq(stack.primary)

@@ -18,7 +18,7 @@ from replicator.shard_target import current_map
 
 from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_backfill import _applied_mysql, _applied_pg, _wait_caught_up
-from .test_pipeline_sysbench_kill import _sysbench
+from .test_pipeline_sysbench_kill import _sysbench, prepare_sysbench
 from .test_replicator_mysql import _conn, _start_replicator
 
 TABLES = 2
@@ -122,12 +122,7 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
     run = None
     try:
         via = ing.dsn(stack.primary)
-        c = _conn(via)
-        with c.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-        c.close()
-        prep = _sysbench(via, db, "--threads=2", "prepare")
-        assert prep.wait(300) == 0, prep.stdout.read()
+        prepare_sysbench(via, db)
         two = [n for n in shards if not n.endswith("c")]
         for name in two:
             procs.append(_start_replicator(cfg, name, tmp_path / f"replicator-{name}.log"))
@@ -194,11 +189,7 @@ def test_sysbench_into_two_mariadb_shards(stack, tmp_path):
     procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     try:
         via = ing.dsn(stack.primary)
-        c = _conn(via)
-        with c.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-        c.close()
-        assert _sysbench(via, db, "--threads=2", "prepare").wait(300) == 0
+        prepare_sysbench(via, db)
         for name in shards:
             procs.append(_start_replicator(cfg, name, tmp_path / f"replicator-{name}.log"))
         run = _sysbench(via, db, "--threads=3", "--time=8", "--report-interval=0", "run")

@@ -196,6 +196,7 @@ class Proc:
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.name, self.argv, self.log_path = name, argv, log_path
+        self.stop_signal = signal.SIGTERM
         self._log = open(log_path, "wb")
         self.p = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   cwd=REPO, env=env, start_new_session=True)
@@ -205,7 +206,7 @@ class Proc:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
+            self.p.send_signal(self.stop_signal)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:

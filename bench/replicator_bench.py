@@ -107,9 +107,15 @@ def write_config(path: Path, *, bootstrap: str, topic: str, primary_url: str, ta
 
 
 def start_replicator(workdir: Path, config: Path, target: str) -> Proc:
-    return Proc(f"replicator[{target}]", [PY, "-m", "dbmux.cli", "-v", "replicate", "-c", str(config),
-                                          "--target", target],
-                workdir / f"replicate-{target}.log", env=clean_env({}))
+    argv = [PY, "-m", "dbmux.cli", "-v", "replicate", "-c", str(config), "--target", target]
+    profile_dir = os.environ.get("BENCH_PYSPY_DIR")  # profile the replicator: a py-spy flame graph per target
+    if profile_dir:
+        argv = [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "-r", "200", "-o",
+                str(Path(profile_dir) / f"replicate-{target}.txt"), "-f", "raw", "--", *argv]
+    proc = Proc(f"replicator[{target}]", argv, workdir / f"replicate-{target}.log", env=clean_env({}))
+    if profile_dir:
+        proc.stop_signal = signal.SIGINT  # py-spy writes its profile on SIGINT (and stops the replicator)
+    return proc
 
 
 _BAD = re.compile(r"Traceback|\bERROR\b|\bWARNING\b|HALTED|gap", re.I)

@@ -403,14 +403,19 @@ def _field(obj: dict[str, Any], key: str, types: tuple[type, ...], where: str, *
     return value
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})  # decode to themselves
+
+
 def _decode_image(raw: Any, where: str) -> dict[str, Any] | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
+    if type(raw) is not dict:
         raise EnvelopeError(f"{where}: row image must be an object, got {type(raw).__name__}")
-    return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}
-
-
+    plain = _JSON_SCALARS
+    for val in raw.values():
+        if type(val) not in plain:  # a tagged value (or garbage): decode value by value
+            return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}
+    return raw  # all JSON scalars: orjson's own fresh dict is the image
 def _decode_statement(raw: Any, where: str) -> Statement:
     if not isinstance(raw, dict):
         raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
@@ -441,6 +446,52 @@ def _decode_row(raw: Any, where: str) -> RowChange:
         before=_decode_image(raw.get("before"), f"{where}.before"),
         after=_decode_image(raw.get("after"), f"{where}.after"),
     )
+
+
+def _decode_rows(rows_raw: list[Any], where: str) -> tuple[RowChange, ...]:
+    """The rows of an event. Well-formed rows whose images hold only JSON scalars take a fast path
+    (orjson's dicts used as they are, no error text built); anything else goes through
+    :func:`_decode_row`, which decodes tagged values and names the offending field."""
+    out = []
+    plain = _JSON_SCALARS
+    needs = _OP_NEEDS
+    new_row = _new_row_change
+    for i, raw in enumerate(rows_raw):
+        if type(raw) is dict:
+            get = raw.get
+            table, db, op, before, after = get("table"), get("db"), get("op"), get("before"), get("after")
+            need = needs.get(op) if type(op) is str else None
+            if (need is not None and type(table) is str and type(db) is str
+                    and (type(before) is dict if need[0] else before is None)
+                    and (type(after) is dict if need[1] else after is None)):
+                for val in (after.values() if after is not None else ()):
+                    if type(val) not in plain:
+                        break
+                else:
+                    for val in (before.values() if before is not None else ()):
+                        if type(val) not in plain:
+                            break
+                    else:
+                        out.append(new_row(table, db, op, before, after))
+                        continue
+        out.append(_decode_row(raw, f"{where} rows[{i}]"))
+    return tuple(out)
+
+
+# op -> (needs a before image, needs an after image): what RowChange.__post_init__ checks
+_OP_NEEDS = {"insert": (False, True), "update": (True, True), "delete": (True, False)}
+
+
+def _new_row_change(table: str, db: str, op: str, before: Any, after: Any) -> RowChange:
+    """A RowChange whose invariants the caller has checked (skips the dataclass __init__ checks)."""
+    row = object.__new__(RowChange)
+    setattr_ = object.__setattr__
+    setattr_(row, "table", table)
+    setattr_(row, "db", db)
+    setattr_(row, "op", op)
+    setattr_(row, "before", before)
+    setattr_(row, "after", after)
+    return row
 
 
 def _decode_session(raw: Any) -> SessionContext | None:
@@ -489,7 +540,7 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
     statements_raw = _field(doc, "statements", (list,), where, optional=True) or []
     rows_raw = _field(doc, "rows", (list,), where, optional=True) or []
     statements = tuple(_decode_statement(s, f"{where} statements[{i}]") for i, s in enumerate(statements_raw))
-    rows = tuple(_decode_row(r, f"{where} rows[{i}]") for i, r in enumerate(rows_raw))
+    rows = _decode_rows(rows_raw, where)
     return ChangeEvent(
         gtid=gtid,
         source=source,

@@ -254,6 +254,13 @@ GARBAGE = [
     (_doc(rows=[{"table": "t", "op": "insert", "after": {}}]), "'db'"),
     (_doc(rows=[{"table": "t", "db": "d", "op": "insert", "after": []}]), "row image must be an object"),
     (_doc(rows=[{"table": "t", "db": "d", "op": "insert", "after": {"c": {"$zz": 1}}}]), r"after\.c"),
+    # cases the plain-row fast path must hand to the checking path
+    (_doc(rows=[{"table": "t", "db": "d", "op": "insert", "after": {"a": 1, "c": [1]}}]), r"rows\[0\]\.after\.c"),
+    (_doc(rows=[{"table": "t", "db": "d", "op": "update", "before": {"a": 1}, "after": None}]), "after image"),
+    (_doc(rows=[{"table": "t", "db": "d", "op": "update", "before": {"a": {}}, "after": {"a": 2}}]),
+     r"before\.a"),
+    (_doc(rows=[{"table": "t", "db": "d", "op": "insert", "after": {"a": 1}},
+                {"table": 7, "db": "d", "op": "insert", "after": {"a": 1}}]), r"rows\[1\]: field 'table'"),
     (_doc(session=[]), "session must be"),
     (_doc(session={"connection_id": "12"}), "'connection_id'"),
     (_stmt_doc(sql=_DEL), "'sql'"),

@@ -137,14 +137,28 @@ class MySQLApplier:
         await self._conn.commit()
         return pos
 
+    def prepare(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                last_gtids: dict[str, ChangeEvent]) -> str | None:
+        """The one-round-trip request for ``batch`` (see :meth:`_apply_in_one_round_trip`), built ahead
+        while an earlier batch executes; None when it cannot be built without the connection (a table's
+        primary key not known yet, DDL, a single event) -- :meth:`apply` then builds it itself. Valid
+        whatever the session state is when it runs: it sets everything it depends on."""
+        if len(batch) < 2 or any(st.kind == "ddl" for ev, _ in batch for st in ev.statements):
+            return None
+        try:
+            return self._round_trip_sql(batch, position, last_gtids)
+        except _KeyUnknown:
+            return None
+
     async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
-                    last_gtids: dict[str, ChangeEvent]) -> None:
-        """Apply ``batch`` and store ``position`` atomically (DDL: see the module docstring)."""
+                    last_gtids: dict[str, ChangeEvent], prepared: str | None = None) -> None:
+        """Apply ``batch`` and store ``position`` atomically (DDL: see the module docstring).
+        ``prepared``: what :meth:`prepare` returned for exactly these arguments."""
         assert self._conn is not None
         conn = self._conn
         has_ddl = any(st.kind == "ddl" for ev, _ in batch for st in ev.statements)
         if len(batch) > 1 and not has_ddl:
-            await self._apply_in_one_round_trip(batch, position, last_gtids)
+            await self._apply_in_one_round_trip(batch, position, last_gtids, prepared)
             return
         try:
             async with conn.cursor() as cur:
@@ -153,6 +167,7 @@ class MySQLApplier:
                 for ev, offset in batch:
                     await self._apply_event(cur, ev, offset, ddl=has_ddl)
                 if has_ddl:
+                    self._pk_cache.clear()  # a DDL may have changed a primary key
                     await cur.execute("START TRANSACTION")
                 await self._write_position(cur, position, last_gtids)
             await conn.commit()
@@ -166,72 +181,98 @@ class MySQLApplier:
                              errno=_errno(exc), retriable=is_transient(exc)) from exc
 
     async def _apply_in_one_round_trip(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
-                                       last_gtids: dict[str, ChangeEvent]) -> None:
+                                       last_gtids: dict[str, ChangeEvent], prepared: str | None) -> None:
         """Group commit without DDL: the whole target transaction is one multi-statement request
-        (consecutive row inserts into one table become one multi-row INSERT). Any error rolls back
-        and is reported for the span; the runner then applies the events one by one to find the
-        culprit, on the careful statement-by-statement path."""
+        (consecutive row inserts into one table with the same columns become one multi-row INSERT,
+        across events too). Any error rolls back and is reported for the span; the runner then
+        applies the events one by one to find the culprit, on the careful statement-by-statement path."""
         assert self._conn is not None
+        sql = prepared
+        while sql is None:
+            try:
+                sql = self._round_trip_sql(batch, position, last_gtids)
+            except _KeyUnknown as missing:
+                async with self._conn.cursor() as cur:
+                    await self._primary_key(cur, *missing.args)
+        self._session, self._db = (), None  # the request sets what it needs; afterwards: unknown
+        try:
+            async with self._conn.cursor() as cur:
+                await cur.execute(sql)
+                while await cur.nextset():
+                    pass
+        except Exception as exc:
+            await self._rollback()
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=f"{batch[0][0].gtid}..{batch[-1][0].gtid}",
+                             offset=batch[0][1], errno=_errno(exc), retriable=is_transient(exc)) from exc
+
+    def _round_trip_sql(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                        last_gtids: dict[str, ChangeEvent]) -> str:
+        """The request text; raises :class:`_KeyUnknown` for a table whose primary key is not cached.
+
+        It assumes nothing of the session: sql_mode/time_zone, the default database and the
+        timestamp are set before the first event that depends on them, then again only when they
+        change. Row inserts carry every column's value, so a run of them is one INSERT even across
+        events (the events' timestamps are equal there: a change of timestamp ends the run)."""
         parts = ["START TRANSACTION"]
-        session, db = self._session, self._db
+        session: tuple = ()
+        db: str | None = None
+        ts: int | None = None
+        run_key: tuple | None = None  # (db, table, columns) of the INSERT being gathered
+        values: list[str] = []
+        pk_cache = self._pk_cache
+        lit = literal
+
+        def flush() -> None:
+            if values:
+                d, t, cols = run_key  # type: ignore[misc]
+                parts.append(f"INSERT INTO {quote_ident(d)}.{quote_ident(t)} ({', '.join(map(quote_ident, cols))}) "
+                             f"VALUES {', '.join(values)}")
+                values.clear()
+
         for ev, _ in batch:
             ctx = ev.session
             wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
             if wanted and wanted != session:
-                parts.append(f"SET SESSION sql_mode = {literal(ctx.sql_mode)}, time_zone = {literal(ctx.time_zone)}")
+                flush()
+                run_key = None
+                parts.append(f"SET SESSION sql_mode = {lit(ctx.sql_mode)}, time_zone = {lit(ctx.time_zone)}")
                 session = wanted
-            parts.append(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
+            if ev.ts_ms != ts:
+                flush()
+                run_key = None
+                parts.append(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
+                ts = ev.ts_ms
             ev_db = ev.db or (ctx.db if ctx else None)
             if ev_db and ev_db != db:
+                flush()
+                run_key = None
                 parts.append(f"USE {quote_ident(ev_db)}")
                 db = ev_db
-            if ev.rows:
-                parts.extend(await self._row_statements(ev))
-            else:
+            if not ev.rows:
+                flush()
+                run_key = None
                 for st in ev.statements:
                     parts.extend(_statement_sql(st))
+                continue
+            for row in ev.rows:
+                after = row.after
+                if row.op == "insert" and after is not None:
+                    key = (row.db, row.table, tuple(after))
+                    if key != run_key:
+                        flush()
+                        run_key = key
+                    values.append("(" + ", ".join([lit(v) for v in after.values()]) + ")")
+                    continue
+                flush()
+                run_key = None
+                pk = pk_cache.get((row.db, row.table))
+                if pk is None:
+                    raise _KeyUnknown(row.db, row.table)
+                parts.append(row_sql(row.db, row.table, row.op, row.before, after, pk))
+        flush()
         parts.extend(self._position_sql(position, last_gtids))
         parts.append("COMMIT")
-        try:
-            async with self._conn.cursor() as cur:
-                await cur.execute(";\n".join(parts))
-                while await cur.nextset():
-                    pass
-            self._session, self._db = session, db
-        except Exception as exc:
-            await self._rollback()
-            self._session, self._db = (), None
-            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=f"{batch[0][0].gtid}..{batch[-1][0].gtid}",
-                             offset=batch[0][1], errno=_errno(exc), retriable=is_transient(exc)) from exc
-
-    async def _row_statements(self, ev: ChangeEvent) -> list[str]:
-        out: list[str] = []
-        pending: tuple[str, str, tuple[str, ...]] | None = None
-        values: list[str] = []
-
-        def flush() -> None:
-            if pending and values:
-                d, t, cols = pending
-                out.append(f"INSERT INTO {quote_ident(d)}.{quote_ident(t)} ({', '.join(map(quote_ident, cols))}) "
-                           f"VALUES {', '.join(values)}")
-            values.clear()
-
-        assert self._conn is not None
-        for row in ev.rows:
-            if row.op == "insert" and row.after is not None:
-                key = (row.db, row.table, tuple(row.after))
-                if key != pending:
-                    flush()
-                    pending = key
-                values.append("(" + ", ".join(literal(v) for v in row.after.values()) + ")")
-                continue
-            flush()
-            pending = None
-            async with self._conn.cursor() as cur:
-                pk = await self._primary_key(cur, row.db, row.table)
-            out.append(row_sql(row.db, row.table, row.op, row.before, row.after, pk))
-        flush()
-        return out
+        return ";\n".join(parts)
 
     def _position_sql(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> list[str]:
         out = []
@@ -313,6 +354,10 @@ class MySQLApplier:
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         for sql in self._position_sql(position, last):
             await cur.execute(sql)
+
+class _KeyUnknown(Exception):
+    """A table's primary key is needed and not cached yet: args are (db, table)."""
+
 
 def _statement_sql(st: Statement) -> list[str]:
     """An ingress statement as the target runs it: the session values it depends on, then the

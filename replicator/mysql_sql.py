@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pymysql.converters import escape_item
+from pymysql.converters import _escape_table, escape_item
 
 from dbmux.sqllex import scan
 
@@ -13,7 +14,23 @@ def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+# the characters pymysql's _escape_table changes; most strings hold none of them and are quoted as they are
+_NEEDS_ESCAPE = re.compile("[\x00\n\r\x1a\"'\\\\]").search
+assert {chr(i) for i, c in enumerate(_escape_table) if c != chr(i)} == {"\x00", "\n", "\r", "\x1a", '"', "'", "\\"}
+
+
 def literal(value: Any) -> str:
+    """``value`` as a MySQL literal, exactly as pymysql's ``escape_item`` writes it (str, int and None
+    inline: the common cases, without its dispatch)."""
+    t = type(value)
+    if t is str:
+        if _NEEDS_ESCAPE(value) is None:
+            return "'" + value + "'"
+        return "'" + value.translate(_escape_table) + "'"
+    if t is int:
+        return str(value)
+    if value is None:
+        return "NULL"
     return escape_item(value, "utf8mb4")
 
 

@@ -44,6 +44,8 @@ GAP_SECONDS = Gauge("dbmux_replicator_gap_seconds", "How long the oldest GTID ga
 DEAD_LETTERED = Counter("dbmux_replicator_dead_lettered_total", "Events sent to the DLQ", ["target"])
 
 Item = tuple[ChangeEvent, PartitionKey, int]
+PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
+LAG_COMMIT_S = 1.0  # Kafka offsets (for lag display only) are committed at most this often while busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,114 +191,168 @@ class Replicator:
             await applier.close()
 
     async def _loop(self, stop, consumer, applier, position: TargetPosition, tps, dlq) -> None:
+        """Consume, decode, order and cut group-commit units here; apply them in a task of their own.
+
+        The two overlap: while the target executes one unit, the next is fetched, decoded and (where
+        the applier can) turned into its SQL. Units are applied strictly in the order they were cut,
+        each with the position it was cut with (``planned``: the position once every unit cut so far
+        is applied), so a crash anywhere resumes from what the target committed. A unit with DDL, and
+        every unit of a shard target (whose routing reads the target), is a barrier: nothing more is
+        cut until it is applied.
+        """
         orderer = GtidOrderer(position.gtids)
         consumed: dict[PartitionKey, int] = {}
+        planned = position.copy()
         ready: list[Item] = []
         batch_started = 0.0
         last_gap_log = 0.0
+        committed_for_lag: dict[PartitionKey, int] = {}
+        last_lag_commit = 0.0
         name = self.target.name
-        while not stop.is_set():
-            timeout_ms = 200 if not ready else max(1, int(self.limits.linger_s * 1000))
-            records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns * 4)
-            for tp, recs in records.items():
-                key = PartitionKey(tp.topic, tp.partition)
-                for rec in recs:
-                    consumed[key] = rec.offset + 1
-                    try:
-                        ev = decode_event(rec.value)
-                    except EnvelopeError as exc:
-                        await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
-                                                                      offset=rec.offset), rec.value)
-                        continue
-                    ev = filter_event(ev, self.tables)
-                    if self.shard is not None:  # decides now whether it needs the row form
-                        ev = await self.shard.probe(ev)
-                    before = orderer.duplicates
-                    released = orderer.offer(ev, rec.offset)
-                    if orderer.duplicates != before:
-                        DUPLICATES.labels(name).inc()
-                    self._sizes[(key, rec.offset)] = len(rec.value)
-                    if released and not ready:
-                        batch_started = time.monotonic()
-                    if self.shard is not None:  # in GTID order, with the map in force at each event
-                        released = [(await self.shard.release(e), off) for e, off in released]
-                    ready.extend((e, key, off) for e, off in released)
-            gaps = orderer.gaps()
-            now = time.monotonic()
-            if gaps:
-                oldest = min(g.since_s for g in gaps)
-                GAP_SECONDS.labels(name).set(now - oldest)
-                if (now - oldest) * 1000 > self.config.replicator.gap_alert_ms and now - last_gap_log > 10:
-                    last_gap_log = now
-                    detail = "; ".join(f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held)"
-                                       for g in gaps)
-                    log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",
-                              name, now - oldest, detail)
-                    await applier.set_status("waiting for gap", detail)
-            else:
-                GAP_SECONDS.labels(name).set(0)
-            due = ready and (len(ready) >= self.limits.max_txns
-                             or now - batch_started >= self.limits.linger_s or not records)
-            if due:
-                await self._commit(applier, dlq, ready, orderer, consumed, position)
-                for _, k, off in ready:
-                    self._sizes.pop((k, off), None)
-                ready = []
+        units: asyncio.Queue[_Unit | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        apply_task = asyncio.ensure_future(self._apply_units(units, applier, dlq, position))
+        try:
+            while not stop.is_set() and not apply_task.done():
+                timeout_ms = 200 if not ready else max(1, int(self.limits.linger_s * 1000))
+                # at most one unit's worth at a time: decoding more without yielding would hold up the apply task
+                records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns)
+                for tp, recs in records.items():
+                    key = PartitionKey(tp.topic, tp.partition)
+                    for rec in recs:
+                        consumed[key] = rec.offset + 1
+                        try:
+                            ev = decode_event(rec.value)
+                        except EnvelopeError as exc:
+                            await _drained(units, apply_task)  # the DLQ/halt decision comes after what is cut
+                            await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
+                                                                          offset=rec.offset), rec.value)
+                            continue
+                        ev = filter_event(ev, self.tables)
+                        if self.shard is not None:  # decides now whether it needs the row form
+                            ev = await self.shard.probe(ev)
+                        before = orderer.duplicates
+                        released = orderer.offer(ev, rec.offset)
+                        if orderer.duplicates != before:
+                            DUPLICATES.labels(name).inc()
+                        self._sizes[(key, rec.offset)] = len(rec.value)
+                        if released and not ready:
+                            batch_started = time.monotonic()
+                        if self.shard is not None:  # in GTID order, with the map in force at each event
+                            released = [(await self.shard.release(e), off) for e, off in released]
+                        ready.extend((e, key, off) for e, off in released)
+                gaps = orderer.gaps()
+                now = time.monotonic()
+                if gaps:
+                    oldest = min(g.since_s for g in gaps)
+                    GAP_SECONDS.labels(name).set(now - oldest)
+                    if (now - oldest) * 1000 > self.config.replicator.gap_alert_ms and now - last_gap_log > 10:
+                        last_gap_log = now
+                        detail = "; ".join(f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held)"
+                                           for g in gaps)
+                        log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",
+                                  name, now - oldest, detail)
+                        await _drained(units, apply_task)  # the status row is written on the apply connection
+                        await applier.set_status("waiting for gap", detail)
+                else:
+                    GAP_SECONDS.labels(name).set(0)
+                due = ready and (len(ready) >= self.limits.max_txns
+                                 or now - batch_started >= self.limits.linger_s or not records)
+                if due:
+                    for unit in self._cut(ready, orderer, consumed, planned):
+                        if not unit.barrier:
+                            unit.prepared = applier.prepare([(ev, off) for ev, _, off in unit.chunk], unit.pos,
+                                                            unit.last)
+                        await _hand_over(units, unit, apply_task)
+                        if unit.barrier:
+                            await _drained(units, apply_task)
+                        else:
+                            await asyncio.sleep(0)  # let the apply task send it now
+                    for _, k, off in ready:
+                        self._sizes.pop((k, off), None)
+                    ready = []
+                if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records):
+                    committed_for_lag, last_lag_commit = dict(position.offsets), now
+                    await _commit_for_lag(consumer, committed_for_lag)
+            if not apply_task.done():  # stopping: finish what was cut (its positions are already planned)
+                await _hand_over(units, None, apply_task)
+            await apply_task  # raises what stopped it, if anything did
+            if position.offsets != committed_for_lag:
+                await _commit_for_lag(consumer, dict(position.offsets))
+        finally:
+            if not apply_task.done():
+                apply_task.cancel()
                 try:
-                    await consumer.commit({TopicPartition(k.topic, k.partition): v
-                                           for k, v in position.offsets.items()})
-                except KafkaError as exc:  # lag display only
-                    log.debug("offset commit for lag display failed: %s", exc)
+                    await apply_task
+                except BaseException:  # noqa: BLE001 - already failing or cancelled; the first error wins
+                    pass
 
-    async def _commit(self, applier, dlq, ready: list[Item], orderer: GtidOrderer,
-                      consumed: dict[PartitionKey, int], position: TargetPosition) -> None:
+    def _cut(self, ready: list[Item], orderer: GtidOrderer, consumed: dict[PartitionKey, int],
+             planned: TargetPosition) -> list["_Unit"]:
+        """Group-commit units for ``ready``, each with the position it stores; ``planned`` advances past them."""
         shard = self.shard
         chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
                                    alone=shard.is_switch if shard is not None else (lambda ev: False))
+        held = orderer.lowest_needed_offset()
+        snapshot = dict(consumed)
+        units = []
         for i, chunk in enumerate(chunks):
-            if shard is not None and shard.is_switch(chunk[0][0]):  # earlier chunks are applied by now
-                chunk = [(await shard.with_moved_rows_deleted(chunk[0][0], applier), chunk[0][1], chunk[0][2])]
             later = [item for c in chunks[i + 1:] for item in c]
-            pos = self._position_after(position, chunk, later, orderer, consumed)
-            last = {}
+            base = planned.copy()
+            pos = position_after(base, chunk, later, held, snapshot)
+            planned.offsets.update(pos.offsets)
+            planned.gtids.update(pos.gtids)
+            last: dict[str, ChangeEvent] = {}
             for ev, _, _ in chunk:
                 last[ev.gtid.domain] = ev
-            try:
-                await applier.apply([(ev, off) for ev, _, off in chunk], pos, last)
-            except ApplyError as exc:
-                if exc.retriable:
-                    raise
-                if len(chunk) > 1:  # isolate the failing event: apply one by one from here
-                    for single in chunk:
-                        one_pos = self._position_after(position, [single], later_items(chunk, single) + later,
-                                                       orderer, consumed)
-                        try:
-                            await applier.apply([(single[0], single[2])], one_pos, {single[0].gtid.domain: single[0]})
-                        except ApplyError as one_exc:
-                            if one_exc.retriable:
-                                raise
-                            await self._permanent(applier, dlq, one_exc, single[0], one_pos)
-                        position.offsets.update(one_pos.offsets)
-                        position.gtids.update(one_pos.gtids)
-                        APPLIED.labels(self.target.name).inc()
-                    continue
-                await self._permanent(applier, dlq, exc, chunk[0][0], pos)
-            position.offsets.update(pos.offsets)
-            position.gtids.update(pos.gtids)
-            APPLIED.labels(self.target.name).inc(len(chunk))
+            barrier = shard is not None or any(st.kind == "ddl" for ev, _, _ in chunk for st in ev.statements)
+            units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
+        return units
 
-    def _position_after(self, position: TargetPosition, chunk: list[Item], later: list[Item],
-                        orderer: GtidOrderer, consumed: dict[PartitionKey, int]) -> TargetPosition:
-        """The position once ``chunk`` is applied: per partition, the lowest offset still needed."""
-        pos = position.copy()
-        for key, nxt in consumed.items():
-            needed = [off for _, k, off in later if k == key]
-            held = orderer.lowest_needed_offset()
-            candidates = [nxt, *needed] + ([held] if held is not None else [])
-            pos.offsets[key] = min(candidates)
-        for ev, _, _ in chunk:
-            pos.gtids[ev.gtid.domain] = ev.gtid.seq
-        return pos
+    async def _apply_units(self, units: "asyncio.Queue[_Unit | None]", applier, dlq,
+                           position: TargetPosition) -> None:
+        """The apply task: units in order until the None that ends the stream (or an error)."""
+        while True:
+            unit = await units.get()
+            try:
+                if unit is None:
+                    return
+                await self._apply_unit(applier, dlq, unit, position)
+            finally:
+                units.task_done()
+
+    async def _apply_unit(self, applier, dlq, unit: "_Unit", position: TargetPosition) -> None:
+        shard = self.shard
+        chunk = unit.chunk
+        prepared = unit.prepared
+        if shard is not None and shard.is_switch(chunk[0][0]):  # earlier units are applied by now
+            chunk = [(await shard.with_moved_rows_deleted(chunk[0][0], applier), chunk[0][1], chunk[0][2])]
+            prepared = None
+        try:
+            await applier.apply([(ev, off) for ev, _, off in chunk], unit.pos, unit.last, prepared)
+        except ApplyError as exc:
+            if exc.retriable:
+                raise
+            if len(chunk) == 1:
+                await self._permanent(applier, dlq, exc, chunk[0][0], unit.pos)
+            else:  # isolate the failing event: apply one by one from here
+                base = unit.base
+                for single in chunk:
+                    one_pos = position_after(base, [single], later_items(chunk, single) + unit.later, unit.held,
+                                             unit.consumed)
+                    try:
+                        await applier.apply([(single[0], single[2])], one_pos, {single[0].gtid.domain: single[0]})
+                    except ApplyError as one_exc:
+                        if one_exc.retriable:
+                            raise
+                        await self._permanent(applier, dlq, one_exc, single[0], one_pos)
+                    position.offsets.update(one_pos.offsets)
+                    position.gtids.update(one_pos.gtids)
+                    base = one_pos
+                    APPLIED.labels(self.target.name).inc()
+                return
+        position.offsets.update(unit.pos.offsets)
+        position.gtids.update(unit.pos.gtids)
+        APPLIED.labels(self.target.name).inc(len(chunk))
 
     async def _permanent(self, applier, dlq, exc: ApplyError, event, pos: TargetPosition | None = None) -> None:
         if self.policy == "dead-letter" and dlq is not None:
@@ -335,3 +391,67 @@ def _transient(exc: BaseException) -> bool:
 
 def later_items(chunk: list[Item], item: Item) -> list[Item]:
     return chunk[chunk.index(item) + 1:]
+
+
+def position_after(base: TargetPosition, chunk: list[Item], later: list[Item], held: int | None,
+                   consumed: dict[PartitionKey, int]) -> TargetPosition:
+    """The position once ``chunk`` is applied on top of ``base``: per partition the lowest offset still
+    needed -- one past the last consumed, or an event cut ``later``, or one the orderer holds (``held``)."""
+    pos = base.copy()
+    for key, nxt in consumed.items():
+        candidates = [nxt, *(off for _, k, off in later if k == key)]
+        if held is not None:
+            candidates.append(held)
+        pos.offsets[key] = min(candidates)
+    for ev, _, _ in chunk:
+        pos.gtids[ev.gtid.domain] = ev.gtid.seq
+    return pos
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One target transaction: cut by the consume loop, applied by the apply task, in cut order."""
+
+    chunk: list[Item]
+    pos: TargetPosition  # stored with it: the position once it is applied
+    last: dict[str, ChangeEvent]  # last event per GTID domain in it
+    base: TargetPosition  # the position before it (to position events one by one on an error)
+    later: list[Item]  # items cut after it in the same round
+    held: int | None  # lowest offset the orderer held when it was cut
+    consumed: dict[PartitionKey, int]  # next offset per partition when it was cut
+    barrier: bool  # nothing more is cut until it is applied
+    prepared: object = None  # the applier's ready-made form of it (applier.prepare), or None
+
+
+async def _hand_over(units: "asyncio.Queue[_Unit | None]", unit: "_Unit | None", apply_task: asyncio.Future) -> None:
+    """Queue ``unit`` for the apply task; if that task ends first, raise what ended it."""
+    if not apply_task.done() and not units.full():
+        units.put_nowait(unit)
+        return
+    await _race(units.put(unit), apply_task)
+
+
+async def _drained(units: "asyncio.Queue[_Unit | None]", apply_task: asyncio.Future) -> None:
+    """Wait until every queued unit is applied (or raise what stopped the apply task)."""
+    await _race(units.join(), apply_task)
+
+
+async def _race(coro, apply_task: asyncio.Future) -> None:
+    waiter = asyncio.ensure_future(coro)
+    try:
+        await asyncio.wait({waiter, apply_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    if waiter.done() and not waiter.cancelled():
+        waiter.result()
+        return
+    apply_task.result()  # raises the apply task's error
+    raise ApplyError("the apply task stopped unexpectedly", retriable=True)
+
+
+async def _commit_for_lag(consumer, offsets: dict[PartitionKey, int]) -> None:
+    try:
+        await consumer.commit({TopicPartition(k.topic, k.partition): v for k, v in offsets.items()})
+    except KafkaError as exc:  # lag display only
+        log.debug("offset commit for lag display failed: %s", exc)

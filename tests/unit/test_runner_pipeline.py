@@ -1,0 +1,187 @@
+"""The replicator's consume/apply pipeline (replicator.runner.Replicator._loop), orchestration only.
+
+The record source and the applier here are in-memory stand-ins that record what the loop asks of
+them; applying to real MySQL/PostgreSQL targets from real Kafka is covered by tests/integration.
+What is checked: units are applied in cut order with the positions they were cut with, the next unit
+is prepared while the previous one is still being applied, DDL units are barriers, an apply error
+stops the loop with that error, and stopping applies what was already cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import TopicPartition
+
+from dbmux.config import parse_config
+from dbmux.envelope import ChangeEvent, RowChange, Statement, encode_event
+from dbmux.gtid import Gtid
+from replicator.errors import ApplyError
+from replicator.positions import PartitionKey, TargetPosition
+from replicator.runner import Replicator
+
+TOPIC = "dbmux.unit.txn"
+TP = TopicPartition(TOPIC, 0)
+KEY = PartitionKey(TOPIC, 0)
+
+
+@dataclass
+class _Rec:
+    offset: int
+    value: bytes
+
+
+class Source:
+    """getmany() hands out the queued records, ``per_call`` at a time; sets ``drained`` when empty."""
+
+    def __init__(self, values: list[bytes], per_call: int) -> None:
+        self.records = [_Rec(i, v) for i, v in enumerate(values)]
+        self.per_call = per_call
+        self.drained = asyncio.Event()
+        self.committed: list[dict] = []
+
+    async def getmany(self, *tps, timeout_ms: int, max_records: int):
+        if not self.records:
+            self.drained.set()
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        n = min(self.per_call, max_records)
+        out, self.records = self.records[:n], self.records[n:]
+        return {TP: out}
+
+    async def commit(self, offsets) -> None:
+        self.committed.append(dict(offsets))
+
+
+class Applier:
+    """Records prepare/apply calls; each apply waits for ``release`` (so overlap can be observed)."""
+
+    def __init__(self, fail_at_gtid: str | None = None) -> None:
+        self.log: list[tuple] = []
+        self.applied: list[tuple[list[str], TargetPosition]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail_at_gtid = fail_at_gtid
+
+    def prepare(self, batch, position, last):
+        self.log.append(("prepare", str(batch[0][0].gtid)))
+        return ("prepared", [str(ev.gtid) for ev, _ in batch])
+
+    async def apply(self, batch, position, last, prepared=None):
+        gtids = [str(ev.gtid) for ev, _ in batch]
+        self.log.append(("apply start", gtids[0]))
+        await self.release.wait()
+        if self.fail_at_gtid in gtids:
+            raise ApplyError("boom", gtid=self.fail_at_gtid, offset=batch[0][1])
+        if prepared is not None:
+            assert prepared == ("prepared", gtids)  # what prepare() made for exactly this batch
+        self.applied.append((gtids, position.copy()))
+        self.log.append(("apply end", gtids[0]))
+
+    async def set_status(self, state, detail) -> None:
+        self.log.append(("status", state))
+
+
+def _replicator(max_txns: int) -> Replicator:
+    cfg = parse_config({"kafka": {"topic": TOPIC}, "primary": {"url": "mysql://u:p@127.0.0.1:1"},
+                        "replicator": {"batch_max_txns": max_txns, "batch_linger_ms": 0},
+                        "targets": {"r": {"url": "mysql://u:p@127.0.0.1:2", "tables": ["*"]}}}, {})
+    return Replicator(cfg, "r")
+
+
+def _row_event(seq: int) -> bytes:
+    return encode_event(ChangeEvent(gtid=Gtid("0", "1", seq), source="binlog", ts_ms=1, db="d",
+                                    rows=(RowChange(table="t", db="d", op="insert", after={"id": seq}),)))
+
+
+def _ddl_event(seq: int) -> bytes:
+    return encode_event(ChangeEvent(gtid=Gtid("0", "1", seq), source="ingress", ts_ms=1, db="d",
+                                    statements=(Statement("CREATE TABLE u (a INT)", kind="ddl"),)))
+
+
+async def _run(rep: Replicator, source: Source, applier: Applier, *, until_applied: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(), [TP], None))
+    for _ in range(2000):
+        if sum(len(g) for g, _ in applier.applied) >= until_applied or task.done():
+            break
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def test_units_apply_in_order_with_their_positions_and_overlap_preparing():
+    async def main():
+        rep = _replicator(max_txns=3)
+        source = Source([_row_event(i) for i in range(1, 10)], per_call=3)
+        applier = Applier()
+        applier.release.clear()  # hold the first apply until the next unit has been prepared
+
+        async def release_when_next_prepared():
+            while ("prepare", "0-1-4") not in applier.log:
+                await asyncio.sleep(0.001)
+            applier.release.set()
+
+        helper = asyncio.ensure_future(release_when_next_prepared())
+        await _run(rep, source, applier, until_applied=9)
+        await helper
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2", "0-1-3"], ["0-1-4", "0-1-5", "0-1-6"],
+                                                   ["0-1-7", "0-1-8", "0-1-9"]]
+        assert [(p.offsets[KEY], p.gtids["0"]) for _, p in applier.applied] == [(3, 3), (6, 6), (9, 9)]
+        first_end = applier.log.index(("apply end", "0-1-1"))
+        assert applier.log.index(("prepare", "0-1-4")) < first_end  # prepared while unit 1 was applying
+        assert source.committed and source.committed[-1] == {TP: 9}  # lag display caught up
+
+    asyncio.run(main())
+
+
+def test_a_ddl_unit_is_a_barrier():
+    async def main():
+        rep = _replicator(max_txns=10)
+        values = [_row_event(1), _row_event(2), _ddl_event(3), _row_event(4), _row_event(5)]
+        source = Source(values, per_call=5)
+        applier = Applier()
+        await _run(rep, source, applier, until_applied=5)
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"], ["0-1-3"], ["0-1-4", "0-1-5"]]
+        # nothing after the DDL was prepared before the DDL unit finished applying
+        assert applier.log.index(("prepare", "0-1-4")) > applier.log.index(("apply end", "0-1-3"))
+        assert ("prepare", "0-1-3") not in applier.log  # DDL is applied the careful way
+        assert [p.offsets[KEY] for _, p in applier.applied] == [2, 3, 5]
+
+    asyncio.run(main())
+
+
+def test_an_apply_error_stops_the_loop_with_it():
+    async def main():
+        rep = _replicator(max_txns=2)
+        source = Source([_row_event(i) for i in range(1, 7)], per_call=2)
+        applier = Applier(fail_at_gtid="0-1-3")
+        rep.policy = "halt"
+        with pytest.raises(Exception) as ei:
+            await _run(rep, source, applier, until_applied=6)
+        assert "boom" in str(ei.value)
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"]]  # nothing after the failure applied
+        assert ("status", "halted") in applier.log
+
+    asyncio.run(main())
+
+
+def test_stopping_applies_what_was_cut():
+    async def main():
+        rep = _replicator(max_txns=2)
+        source = Source([_row_event(i) for i in range(1, 5)], per_call=4)
+        applier = Applier()
+        applier.release.clear()
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(), [TP], None))
+        while ("prepare", "0-1-3") not in applier.log:  # both units cut, the first one applying
+            await asyncio.sleep(0.001)
+        stop.set()
+        applier.release.set()
+        await asyncio.wait_for(task, 5)
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"], ["0-1-3", "0-1-4"]]
+        assert source.committed[-1] == {TP: 4}
+
+    asyncio.run(main())

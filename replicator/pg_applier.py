@@ -27,11 +27,16 @@ _TRANSIENT = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.Dea
               asyncpg.exceptions.InterfaceError, ConnectionError, OSError)
 
 
+COPY_MIN_ROWS = 16  # a shorter run of row inserts goes through executemany
+_Pending = tuple[str, tuple, ChangeEvent, int]  # (sql, args, event, offset)
+
+
 class PostgresApplier:
     def __init__(self, dsn: Dsn, target: str, topic: str, source: Dsn) -> None:
         self.dsn, self.target, self.topic, self.source = dsn, target, topic, source
         self._conn: asyncpg.Connection | None = None
         self._schema = StaticSchema({})
+        self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
 
     async def connect(self) -> None:
         self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
@@ -99,20 +104,37 @@ class PostgresApplier:
             "ON CONFLICT (target) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail, updated_at = now()",
             self.target, state, detail[:2000])
 
+    def prepare(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
+                last_gtids: dict[str, ChangeEvent]) -> list[_Pending] | None:
+        """The batch translated ahead (while an earlier batch executes); None with DDL, which changes
+        the schema later statements translate against, or when translating fails (:meth:`apply`
+        then reports it)."""
+        if any(s.kind == "ddl" for ev, _ in batch for s in ev.statements):
+            return None
+        try:
+            return [st for ev, offset in batch for st in self._translate(ev, offset)]
+        except ApplyError:
+            return None
+
     async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
-                    last_gtids: dict[str, ChangeEvent]) -> None:
+                    last_gtids: dict[str, ChangeEvent], prepared: list[_Pending] | None = None) -> None:
+        """Apply ``batch`` and store ``position`` in one transaction. ``prepared``: what :meth:`prepare`
+        returned for exactly these arguments."""
         assert self._conn is not None
         try:
             async with self._conn.transaction():
-                pending: list[tuple[str, tuple, ChangeEvent, int]] = []
-                for ev, offset in batch:
-                    if any(s.kind == "ddl" for s in ev.statements):
-                        await self._run(pending)  # DDL changes the schema later statements translate against
-                        await self._run(self._translate(ev, offset))
-                        self._schema = await load_source_schema(self.source)
-                    else:
-                        pending.extend(self._translate(ev, offset))
-                await self._run(pending)
+                if prepared is not None:
+                    await self._run(list(prepared))
+                else:
+                    pending: list[_Pending] = []
+                    for ev, offset in batch:
+                        if any(s.kind == "ddl" for s in ev.statements):
+                            await self._run(pending)  # DDL changes the schema later statements translate against
+                            await self._run(self._translate(ev, offset))
+                            self._schema = await load_source_schema(self.source)
+                        else:
+                            pending.extend(self._translate(ev, offset))
+                    await self._run(pending)
                 await self._write_position(position, last_gtids)
         except ApplyError:
             raise
@@ -120,14 +142,20 @@ class PostgresApplier:
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
 
-    def _translate(self, ev: ChangeEvent, offset: int) -> list[tuple[str, tuple, ChangeEvent, int]]:
+    def _translate(self, ev: ChangeEvent, offset: int) -> list[_Pending]:
         db = ev.db or (ev.session.db if ev.session else None)
         out = []
         try:
+            where: tuple[str, str] | None = None
             for row in ev.rows:
-                pk = self._schema.primary_key(row.db.lower(), row.table.lower()) or ()
-                st = row_statement(row.db.lower(), row.table.lower(), row.op, row.before, row.after, pk)
-                out.append((st.sql, tuple(st.args), ev, offset))
+                if (row.db, row.table) != where:  # rows come in runs per table
+                    where = (row.db, row.table)
+                    schema, table = row.db.lower(), row.table.lower()
+                    pk = self._schema.primary_key(schema, table) or ()
+                st = row_statement(schema, table, row.op, row.before, row.after, pk)
+                if row.op == "insert" and st.sql not in self._copy_into:
+                    self._copy_into[st.sql] = (schema, table, tuple(row.after or ()))
+                out.append((st.sql, st.args, ev, offset))
             for s in ev.statements:
                 for st in translate_statement(s.sql, db.lower() if db else None, s.params, schema=self._schema,
                                               insert_id=s.insert_id):
@@ -136,10 +164,13 @@ class PostgresApplier:
             raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=str(ev.gtid), offset=offset) from exc
         return out
 
-    async def _run(self, statements: list[tuple[str, tuple, ChangeEvent, int]]) -> None:
-        """Execute in order; runs of the same parametrised statement (row inserts into one table) go
-        through ``executemany`` in one round trip."""
+    async def _run(self, statements: list[_Pending]) -> None:
+        """Execute in order. A run of the same parametrised statement goes in one round trip: row inserts
+        into one table by COPY (their ON CONFLICT clause only matters when a row already exists: then the
+        COPY fails, is undone to its savepoint and the run goes through the statement itself), anything
+        else by ``executemany``."""
         assert self._conn is not None
+        conn = self._conn
         i = 0
         while i < len(statements):
             sql = statements[i][0]
@@ -147,10 +178,12 @@ class PostgresApplier:
             while j < len(statements) and statements[j][0] == sql and statements[j][1]:
                 j += 1
             try:
-                if j - i > 1:
-                    await self._conn.executemany(sql, [args for _, args, _, _ in statements[i:j]])
+                if j - i >= COPY_MIN_ROWS and sql in self._copy_into and await self._copy(sql, statements[i:j]):
+                    pass
+                elif j - i > 1:
+                    await conn.executemany(sql, [args for _, args, _, _ in statements[i:j]])
                 else:
-                    await self._conn.execute(sql, *statements[i][1])
+                    await conn.execute(sql, *statements[i][1])
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _TRANSIENT):
                     raise
@@ -160,6 +193,18 @@ class PostgresApplier:
                                  table=getattr(exc, "table_name", "") or "") from exc
             i = j
         statements.clear()
+
+    async def _copy(self, sql: str, run: list[_Pending]) -> bool:
+        """COPY a run of row inserts; False (and nothing changed) when a row already exists."""
+        assert self._conn is not None
+        schema, table, columns = self._copy_into[sql]
+        try:
+            async with self._conn.transaction():  # a savepoint: a failed COPY leaves the batch intact
+                await self._conn.copy_records_to_table(table, schema_name=schema, columns=columns,
+                                                       records=[args for _, args, _, _ in run])
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
 
     async def _write_position(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         assert self._conn is not None
@@ -180,12 +225,20 @@ class PostgresApplier:
 async def accept_bytes_for_text(conn: asyncpg.Connection) -> None:
     """MySQL clients bind string parameters as bytes (their character set is the connection's), and
     the ingress records them so; PostgreSQL text columns take them as UTF-8 text. Invalid UTF-8 still
-    fails, loudly, as it must."""
+    fails, loudly, as it must (the server checks text received in binary form too). Binary format, so
+    COPY (which is binary in asyncpg) takes these columns as well."""
     def encode(value):
-        return value.decode("utf-8") if isinstance(value, (bytes, bytearray, memoryview)) else value
+        if type(value) is str:
+            return value.encode("utf-8")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        raise TypeError(f"a text value must be str or bytes, got {type(value).__name__}")
+
+    def decode(data: bytes) -> str:
+        return data.decode("utf-8")
 
     for name in ("text", "varchar", "bpchar"):
-        await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=lambda v: v, format="text")
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
 
 
 def _span(batch: list[tuple[ChangeEvent, int]]) -> str:

@@ -472,8 +472,19 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
     if op == "insert":
         if not after:
             raise Untranslatable(f"insert row on {schema}.{table} without an after image")
-        sql, cols = _row_shape(schema, table, op, tuple(after), (), pk)
-        return PgStatement(sql, tuple(to_pg_value(after[c], types.get(c)) for c in cols[0]))
+        sql, cols = _row_shape(schema, table, op, tuple(after), (), pk)  # cols[0]: after's own column order
+        if types:
+            return PgStatement(sql, tuple([to_pg_value(after[c], types.get(c)) for c in cols[0]]))
+        # without column types, ints, floats, NULLs and strings other than zero dates convert to
+        # themselves (to_pg_value): only the rest is looked at
+        args = []
+        for v in after.values():
+            t = type(v)
+            if t is int or v is None or t is float or (t is str and not v.startswith("0000-00-00")):
+                args.append(v)
+            else:
+                args.append(to_pg_value(v))
+        return PgStatement(sql, tuple(args))
     if op not in ("update", "delete"):
         raise Untranslatable(f"row op {op!r}")
     if not before:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replicator.pg_sql import (PgStatement, StaticSchema, TableInfo, Untranslatable, quote_ident, row_statement,
                                to_pg_value, translate_statement)
@@ -326,3 +328,23 @@ def test_quote_ident():
     assert quote_ident('we"ird') == '"we""ird"'
     with pytest.raises(Untranslatable):
         quote_ident("")
+
+
+_ROW_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(), st.binary(max_size=8),
+    st.sampled_from(["0000-00-00", "0000-00-00 00:00:00", "2024-00-10", "0000-00-001", "12:30"]),
+    st.timedeltas(min_value=dt.timedelta(0), max_value=dt.timedelta(hours=23)), st.dates(), st.datetimes())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ROW_VALUES, min_size=1, max_size=6))
+def test_row_insert_args_fast_path_equals_to_pg_value(values):
+    after = {f"c{i}": v for i, v in enumerate(values)}
+    try:
+        expected = tuple(to_pg_value(v) for v in values)
+    except Untranslatable:
+        with pytest.raises(Untranslatable):
+            row_statement("d", "t", "insert", None, after, ("c0",))
+        return
+    got = row_statement("d", "t", "insert", None, after, ("c0",)).args
+    assert got == expected and [type(v) for v in got] == [type(v) for v in expected]

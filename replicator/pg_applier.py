@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import asyncpg
+from prometheus_client import Counter
 
 from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent
@@ -27,6 +28,11 @@ _TRANSIENT = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.Dea
               asyncpg.exceptions.InterfaceError, ConnectionError, OSError)
 
 
+ROWS_COPIED = Counter("dbmux_replicator_rows_copied_total", "Row inserts applied by COPY (PostgreSQL targets)",
+                      ["target"])
+COPY_FALLBACKS = Counter("dbmux_replicator_copy_fallbacks_total",
+                         "COPY runs undone because a row already existed, applied by INSERT ... ON CONFLICT",
+                         ["target"])
 COPY_MIN_ROWS = 16  # a shorter run of row inserts goes through executemany
 _Pending = tuple[str, tuple, ChangeEvent, int]  # (sql, args, event, offset)
 
@@ -202,8 +208,12 @@ class PostgresApplier:
             async with self._conn.transaction():  # a savepoint: a failed COPY leaves the batch intact
                 await self._conn.copy_records_to_table(table, schema_name=schema, columns=columns,
                                                        records=[args for _, args, _, _ in run])
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as exc:
+            COPY_FALLBACKS.labels(self.target).inc()
+            log.info("target %s: COPY of %d rows into %s.%s met an existing row (%s); applying them by "
+                     "INSERT ... ON CONFLICT", self.target, len(run), schema, table, exc.detail or exc)
             return False
+        ROWS_COPIED.labels(self.target).inc(len(run))
         return True
 
     async def _write_position(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:

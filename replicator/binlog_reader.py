@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import socket
 import threading
@@ -43,6 +42,7 @@ from dbmux.config import Config
 from dbmux.dsn import Dsn
 from dbmux.envelope import encode_event, partition_key
 from dbmux.errors import DbmuxError
+from dbmux.gctune import freeze_once
 from dbmux.gtid import Gtid
 from dbmux.kafka_topics import ensure_topic
 from replicator.binlog_events import TransactionAssembler
@@ -269,19 +269,6 @@ class _BinlogThread(threading.Thread):
 # --------------------------------------------------------------------------------------------- reader
 
 
-_gc_frozen = False
-
-
-def _freeze_gc_once() -> None:
-    """Move everything alive after the first start-up (modules, config, Kafka client, ...) out of the
-    collector's reach: full collections then scan only what the pipeline allocated since."""
-    global _gc_frozen
-    if not _gc_frozen:
-        _gc_frozen = True
-        gc.collect()
-        gc.freeze()
-
-
 class BinlogReader:
     def __init__(self, config: Config, *, from_gtid: str | None = None, freeze_gc: bool = False) -> None:
         self.config = config
@@ -393,7 +380,7 @@ class BinlogReader:
             log.info("binlog reader: streaming from primary %s after %s into %s", self.dsn.redacted(),
                      pos.text() or "<start>", self.topic)
             if self._freeze_gc:
-                _freeze_gc_once()
+                freeze_once()
             pending: asyncio.Queue = asyncio.Queue()
             slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
             acker = asyncio.ensure_future(self._ack_loop(producer, pending, slots))

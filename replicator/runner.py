@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
+from dbmux import gctune
 from dbmux.config import Config, TargetConfig
 from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
 from dbmux.kafka_topics import ensure_topic, topic_partitions
@@ -170,6 +171,7 @@ class Replicator:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, stored)
+            gctune.for_batches()  # after start-up: what is alive now is frozen out of collections
             log.info("target %s: replicating %s from %s (gtids %s)", self.target.name, self.topic,
                      {f"{k.topic}[{k.partition}]": v for k, v in position.offsets.items()} or "the beginning",
                      position.gtids or "none yet")

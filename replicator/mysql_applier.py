@@ -147,7 +147,7 @@ class MySQLApplier:
             return None
         try:
             return self._round_trip_sql(batch, position, last_gtids)
-        except _KeyUnknown:
+        except Exception:  # noqa: BLE001 - a key to look up, or a bad event: apply() builds it and reports
             return None
 
     async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
@@ -188,12 +188,15 @@ class MySQLApplier:
         applies the events one by one to find the culprit, on the careful statement-by-statement path."""
         assert self._conn is not None
         sql = prepared
+        span = f"{batch[0][0].gtid}..{batch[-1][0].gtid}"
         while sql is None:
             try:
                 sql = self._round_trip_sql(batch, position, last_gtids)
             except _KeyUnknown as missing:
                 async with self._conn.cursor() as cur:
                     await self._primary_key(cur, *missing.args)
+            except Exception as exc:  # noqa: BLE001 - e.g. parameters not matching placeholders
+                raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1]) from exc
         self._session, self._db = (), None  # the request sets what it needs; afterwards: unknown
         try:
             async with self._conn.cursor() as cur:
@@ -202,8 +205,8 @@ class MySQLApplier:
                     pass
         except Exception as exc:
             await self._rollback()
-            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=f"{batch[0][0].gtid}..{batch[-1][0].gtid}",
-                             offset=batch[0][1], errno=_errno(exc), retriable=is_transient(exc)) from exc
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1], errno=_errno(exc),
+                             retriable=is_transient(exc)) from exc
 
     def _round_trip_sql(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                         last_gtids: dict[str, ChangeEvent]) -> str:

@@ -119,7 +119,7 @@ class PostgresApplier:
             return None
         try:
             return [st for ev, offset in batch for st in self._translate(ev, offset)]
-        except ApplyError:
+        except Exception:  # noqa: BLE001 - apply() translates again and reports it
             return None
 
     async def apply(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,

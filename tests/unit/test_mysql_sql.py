@@ -112,3 +112,11 @@ def test_single_events_and_ddl_are_not_prepared():
     a = _applier()
     assert a.prepare([(_ev(1, _ins(1)), 0)], TargetPosition(), {}) is None
     assert a.prepare([(_ev(1, _ins(1)), 0), (_ev(2, statements=[ddl]), 1)], TargetPosition(), {}) is None
+
+
+def test_a_bad_event_is_not_prepared_but_left_to_apply_to_report():
+    bad = Statement(sql="UPDATE t SET v = ? WHERE id = ?", params=("only one",), kind="dml")
+    events = [_ev(1, _ins(1)), _ev(2, statements=[bad], session=SessionContext(db="d"))]
+    assert _applier().prepare([(ev, i) for i, ev in enumerate(events)], TargetPosition(), {}) is None
+    with pytest.raises(ValueError, match="1 parameters"):
+        _applier()._round_trip_sql([(ev, i) for i, ev in enumerate(events)], TargetPosition(), {})

@@ -3,7 +3,7 @@
 
 Usage (from the repository root, with the local stack up: ``dbmux stack up``)::
 
-    .venv/bin/python bench/replicator_bench.py [--rows 50000] [--rows-per-event 10]
+    .venv/bin/python bench/replicator_bench.py [--rows 200000] [--rows-per-event 10]
         [--lag-rates 500,2000] [--lag-seconds 15] [--lag-conns 32] [--poll-ms 5]
         [--skip-apply] [--skip-lag] [--no-results] [--keep-workdir]
 
@@ -726,7 +726,7 @@ def build_report(args, meta: dict, apply: list[ApplyResult], lag: list[LagResult
 SECTION = """
 ## bench/replicator_bench.py — replicator apply throughput and end-to-end lag
 
-`.venv/bin/python bench/replicator_bench.py [--rows 50000] [--lag-rates 500,2000] [--lag-seconds 15]`
+`.venv/bin/python bench/replicator_bench.py [--rows 200000] [--lag-rates 500,2000] [--lag-seconds 15]`
 (needs the local stack: `dbmux stack up`).
 
 - **Apply throughput**: the same rows loaded raw (MariaDB: multi-row INSERTs, 1000 rows per statement,
@@ -753,7 +753,7 @@ def append_results(report: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=50_000, help="rows for the apply benchmark (default 50000)")
+    ap.add_argument("--rows", type=int, default=200_000, help="rows for the apply benchmark (default 200000)")
     ap.add_argument("--rows-per-event", type=int, default=10, help="row inserts per change event (default 10)")
     ap.add_argument("--raw-batch", type=int, default=1000, help="rows per multi-row INSERT of the raw MariaDB load")
     ap.add_argument("--apply-timeout", type=float, default=300, help="seconds to wait for the replicator per target")

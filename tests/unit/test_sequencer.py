@@ -75,3 +75,32 @@ async def test_a_failed_send_fails_only_that_event():
     await seq.stop()
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], RuntimeError)
+
+
+class _GatedSender(_Recorder):
+    """The first send suspends (as aiokafka's does while it fetches the topic's metadata) until
+    ``gate`` is set; later sends return at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started: list[str] = []
+
+    async def __call__(self, event: ChangeEvent):
+        self.started.append(str(event.gtid))
+        if len(self.started) == 1:
+            await self.gate.wait()
+        return await super().__call__(event)
+
+
+async def test_stop_waits_for_a_suspended_send_and_what_queued_behind_it():
+    rec = _GatedSender()
+    seq = GtidSequencer(rec, window_s=5.0)
+    seq.start()
+    futs = [seq.submit(_ev(g)) for g in ("0-1-1", "0-1-2")]
+    stopping = asyncio.ensure_future(seq.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()
+    rec.gate.set()
+    await asyncio.wait_for(stopping, 2)
+    assert rec.sent == ["0-1-1", "0-1-2"] and all(f.done() for f in futs)

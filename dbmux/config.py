@@ -26,6 +26,7 @@ from typing import Any, Mapping, get_args, get_origin
 from dbmux.dsn import Dsn, DsnError
 from dbmux.envelope import topic_for
 from dbmux.errors import ConfigError
+from dbmux.mysql_connect import TLS_MODES
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -45,7 +46,22 @@ def _check_dsn(key: str, value: str, kinds: tuple[str, ...]) -> Dsn:
         raise ConfigError(key, str(exc)) from None
     if dsn.kind not in kinds:
         raise ConfigError(key, f"a {dsn.kind} URL is not allowed here", f"use a {' or '.join(kinds)} URL")
+    if dsn.kind == "mysql":
+        params = dict(dsn.params)
+        if "tls" in params and params["tls"] not in TLS_MODES:
+            raise ConfigError(key, f"URL parameter tls={params['tls']!r} is not one of {', '.join(TLS_MODES)}")
+        if params.get("tls_ca") and not Path(params["tls_ca"]).is_file():
+            raise ConfigError(key, f"URL parameter tls_ca: file {params['tls_ca']!r} does not exist")
     return dsn
+
+
+def _with_tls(dsn: Dsn, mode: str, ca: str) -> Dsn:
+    """``dsn`` with ``tls``/``tls_ca`` URL parameters (see dbmux.mysql_connect) unless it has its own."""
+    params = dict(dsn.params)
+    params.setdefault("tls", mode)
+    if ca:
+        params.setdefault("tls_ca", ca)
+    return dataclasses.replace(dsn, params=tuple(params.items()))
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -92,7 +108,7 @@ class PrimaryConfig:
     url: str = field(default="", repr=False)
     binlog_url: str = field(default="", repr=False)  # empty: same as url (the user needs REPLICATION SLAVE/CLIENT privileges)
     binlog_server_id: int = 4242
-    tls: str = "preferred"  # ingress -> primary: preferred (when offered), required, disabled
+    tls: str = "preferred"  # dbmux -> primary: preferred (when offered), required, disabled
     tls_ca: str = ""  # verify the primary's certificate against this CA (default: encrypt only)
 
     def validate(self, prefix: str) -> None:
@@ -108,11 +124,12 @@ class PrimaryConfig:
 
     @property
     def dsn(self) -> Dsn:
-        return Dsn.parse(self.url)
+        """The primary's URL with ``tls``/``tls_ca`` set from this section (dbmux's own connections)."""
+        return _with_tls(Dsn.parse(self.url), self.tls, self.tls_ca)
 
     @property
     def binlog_dsn(self) -> Dsn:
-        return Dsn.parse(self.binlog_url or self.url)
+        return _with_tls(Dsn.parse(self.binlog_url or self.url), self.tls, self.tls_ca)
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,9 +147,11 @@ def _quote(name: str) -> str:
 def _connect(config):
     import pymysql
 
+    from dbmux.mysql_connect import connect_pymysql
+
     dsn = config.primary.dsn
     try:
-        conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+        conn = connect_pymysql(dsn, host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
                                charset="utf8mb4", connect_timeout=10, autocommit=True)
     except (pymysql.err.MySQLError, OSError) as exc:
         raise DbmuxError(f"cannot connect to the primary {dsn.redacted()}: {exc}") from None

@@ -11,6 +11,8 @@ passes every received chunk through :meth:`decrypt` and every outgoing chunk thr
 from __future__ import annotations
 
 import ssl
+
+from dbmux.mysql_connect import client_context
 from collections.abc import Awaitable, Callable
 
 from dbmux.errors import ConfigError
@@ -83,11 +85,4 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
 def upstream_context(ca: str = "") -> ssl.SSLContext:
     """Client context towards the primary: verified against ``ca`` when given, else encryption only
     (the primary's certificate is usually self-signed)."""
-    if ca:
-        ctx = ssl.create_default_context(cafile=ca)
-        ctx.check_hostname = False
-        return ctx
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return client_context(ca)

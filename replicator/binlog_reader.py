@@ -43,6 +43,7 @@ from dbmux.dsn import Dsn
 from dbmux.envelope import encode_event, partition_key
 from dbmux.errors import DbmuxError
 from dbmux.gctune import freeze_once
+from dbmux.mysql_connect import connect_pymysql
 from dbmux.gtid import Gtid
 from dbmux.kafka_topics import ensure_topic
 from replicator.binlog_events import TransactionAssembler
@@ -95,6 +96,8 @@ def _mysql_errno(exc: BaseException) -> int | None:
 
 
 def _describe(dsn: Dsn, exc: BaseException) -> BinlogReaderError:
+    if isinstance(exc, DbmuxError) and not exc.retriable:  # e.g. tls=required and no TLS offered
+        return BinlogReaderError(str(exc), retriable=False)
     errno = _mysql_errno(exc)
     msg = exc.args[1] if errno is not None and len(exc.args) > 1 else str(exc) or type(exc).__name__
     hint = ""
@@ -116,9 +119,9 @@ def _connection_settings(dsn: Dsn) -> dict[str, Any]:
 def probe_primary(dsn: Dsn) -> tuple[bool, str]:
     """(is_mariadb, current GTID position) of the primary; raises BinlogReaderError naming it."""
     try:
-        conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+        conn = connect_pymysql(dsn, host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
                                connect_timeout=10)
-    except (pymysql.err.MySQLError, OSError) as exc:
+    except (pymysql.err.MySQLError, OSError, DbmuxError) as exc:
         raise _describe(dsn, exc) from None
     try:
         with conn.cursor() as cur:
@@ -172,7 +175,7 @@ class _BinlogThread(threading.Thread):
             raise _Stopped()
         if self._stream is not None:
             self._stream.auto_position = BinlogPosition(dict(self._gtids)).text()
-        return pymysql.connect(**kwargs)
+        return connect_pymysql(self._dsn, **kwargs)
 
     def run(self) -> None:
         from pymysqlreplication import BinLogStreamReader
@@ -302,6 +305,11 @@ class BinlogReader:
                 await self._run_once(stop)
                 return 0
             except BinlogReaderError as exc:
+                if not exc.retriable:
+                    log.error("binlog reader: %s", exc)
+                    return 2
+                problem = str(exc)
+            except DbmuxError as exc:  # e.g. tls=required and the primary offers no TLS
                 if not exc.retriable:
                     log.error("binlog reader: %s", exc)
                     return 2

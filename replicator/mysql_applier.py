@@ -22,6 +22,7 @@ from pymysql.constants import CLIENT
 from sqlglot import exp
 
 from dbmux.dsn import Dsn
+from dbmux.mysql_connect import connect_aiomysql
 from dbmux.envelope import ChangeEvent, Statement
 from replicator.errors import ApplyError
 from replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
@@ -52,8 +53,7 @@ class MySQLApplier:
         self._pk_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def connect(self) -> None:
-        self._conn = await aiomysql.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
-                                            password=self.dsn.password, autocommit=False, charset="utf8mb4",
+        self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset="utf8mb4",
                                             client_flag=CLIENT.MULTI_STATEMENTS)
         self._session, self._db = (), None
         async with self._conn.cursor() as cur:

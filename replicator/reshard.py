@@ -40,11 +40,9 @@ class ReshardError(DbmuxError):
 
 
 async def _primary(config: Config):
-    import aiomysql
+    from dbmux.mysql_connect import connect_aiomysql
 
-    dsn = config.primary.dsn
-    return await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                  charset="utf8mb4", autocommit=True)
+    return await connect_aiomysql(config.primary.dsn, charset="utf8mb4", autocommit=True)
 
 
 async def record_version(config: Config, shard_map: ShardMap, note: str) -> str:

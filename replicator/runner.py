@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from dbmux import gctune
 from dbmux.config import Config, TargetConfig
+from dbmux.errors import DbmuxError
 from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
 from dbmux.kafka_topics import ensure_topic, topic_partitions
 from replicator.errors import ApplyError, TargetHalted
@@ -129,7 +130,7 @@ class Replicator:
                 return 3
             except Exception as exc:  # noqa: BLE001 - classified below; nothing is skipped either way
                 if not _transient(exc):
-                    if isinstance(exc, ApplyError):
+                    if isinstance(exc, DbmuxError):  # an ApplyError, or e.g. tls=required without TLS
                         log.error("target %s: %s", self.target.name, exc)
                     else:
                         log.exception("target %s: stopped on an unexpected error", self.target.name)

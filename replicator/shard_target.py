@@ -54,11 +54,9 @@ def switch_map(ev: ChangeEvent) -> ShardMap | None:
 
 async def recorded_maps_on_primary(config: Config) -> list[ShardMap]:
     """Every version recorded on the primary, oldest first (empty when none was ever recorded)."""
-    import aiomysql
+    from dbmux.mysql_connect import connect_aiomysql
 
-    dsn = config.primary.dsn
-    conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                  charset="utf8mb4", autocommit=True)
+    conn = await connect_aiomysql(config.primary.dsn, charset="utf8mb4", autocommit=True)
     try:
         async with conn.cursor() as cur:
             try:

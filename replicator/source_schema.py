@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import aiomysql
 
 from dbmux.dsn import Dsn
+from dbmux.mysql_connect import connect_aiomysql
 from replicator.pg_sql import StaticSchema, TableInfo
 
 _SYSTEM = "('mysql', 'information_schema', 'performance_schema', 'sys', 'dbmux_meta')"
 
 
 async def load_source_schema(dsn: Dsn) -> StaticSchema:
-    conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password)
+    conn = await connect_aiomysql(dsn)
     try:
         async with conn.cursor() as cur:
             await cur.execute(

@@ -6,11 +6,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import aiomysql
 from aiokafka import AIOKafkaConsumer
 
 from dbmux.config import Config, TargetConfig
 from dbmux.kafka_topics import topic_partitions
+from dbmux.mysql_connect import connect_aiomysql
 from replicator.positions import META_SCHEMA
 
 
@@ -38,8 +38,7 @@ async def _end_offsets(config: Config) -> dict[int, int]:
 async def _mysql_status(config: Config, target: TargetConfig, ends: dict[int, int]) -> TargetStatus:
     dsn = target.dsn
     try:
-        conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                      connect_timeout=5)
+        conn = await connect_aiomysql(dsn, connect_timeout=5)
     except Exception as exc:  # noqa: BLE001 - shown as the state
         return TargetStatus(target.name, "-", None, None, "unreachable", f"{dsn.redacted()}: {exc}")
     try:

@@ -184,10 +184,9 @@ class MySQLReader(_Reader):
 
     @classmethod
     async def connect(cls, label: str, dsn: Dsn) -> "MySQLReader":
-        import aiomysql
+        from dbmux.mysql_connect import connect_aiomysql
 
-        conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                      charset="utf8mb4", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = await connect_aiomysql(dsn, charset="utf8mb4", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         return cls(label, dsn, conn)
 
     async def begin(self) -> None:

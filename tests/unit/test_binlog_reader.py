@@ -27,7 +27,8 @@ def test_every_connect_resumes_after_the_last_handed_over_gtid(monkeypatch):
     thread, loop, _ = _thread("0-1-5,1-2-3")
     try:
         monkeypatch.setattr(pymysql, "connect", lambda **kw: ("conn", kw))
-        assert thread._connect(host="h") == ("conn", {"host": "h"})  # first connect: no stream yet
+        # first connect: no stream yet; the DSN has no tls parameter, so TLS is disabled explicitly
+        assert thread._connect(host="h") == ("conn", {"host": "h", "ssl_disabled": True})
 
         class Stream:
             auto_position = "0-1-5,1-2-3"

@@ -38,6 +38,10 @@ def _with(section: str, key: str, value) -> dict:
     ({**BASE, "targets": {"r1": {"tables": ["*"]}}}, "targets.r1.url", "is required"),
     ({**BASE, "targets": {"r1": {"url": "mysql://u@h", "shard": "x"}}}, "targets.r1.shard", "no shard map"),
     ({**BASE, "targets": {"R1": {"url": "mysql://u@h"}}}, "targets.R1", "not a valid target name"),
+    ({**BASE, "targets": {"r1": {"url": "mysql://u@h?tls=maybe"}}}, "targets.r1.url", "tls='maybe' is not one of"),
+    ({**BASE, "targets": {"r1": {"url": "mysql://u@h?tls=required&tls_ca=/nonexistent.pem"}}}, "targets.r1.url",
+     "does not exist"),
+    (_with("primary", "tls", "sometimes"), "primary.tls", "not one of preferred, required, disabled"),
     ({**BASE, "targets": {"r1": {"url": "mysql://u@h", "tables": "*"}}}, "targets.r1.tables", "list of strings"),
     ({**BASE, "shardmap": {"shards": ["a", "a"]}}, "shardmap.shards", "twice"),
 ])
@@ -128,3 +132,15 @@ def test_dsn_rejects(url):
 def test_redact_url():
     assert redact_url("mysql://u:pw@h:1/x") == "mysql://u:***@h:1/x"
     assert redact_url("mysql://u@h:1") == "mysql://u@h:1"
+
+
+def test_primary_tls_reaches_the_primary_urls_unless_a_url_sets_its_own(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    cfg = parse_config({**BASE, "primary": {"url": "mysql://app:s3cret@db1:3306", "tls": "required",
+                                            "tls_ca": str(ca),
+                                            "binlog_url": "mysql://repl:pw@db1:3306?tls=disabled"}}, {})
+    assert dict(cfg.primary.dsn.params) == {"tls": "required", "tls_ca": str(ca)}
+    assert dict(cfg.primary.binlog_dsn.params) == {"tls": "disabled", "tls_ca": str(ca)}  # its own tls wins
+    assert dict(parse_config(BASE, {}).primary.dsn.params) == {"tls": "preferred"}  # the default
+    assert dict(parse_config(BASE, {}).target("replica1").dsn.params) == {}  # targets: only what the URL says

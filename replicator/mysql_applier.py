@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from dbmux.dsn import Dsn
 from dbmux.mysql_connect import connect_aiomysql
-from dbmux.envelope import ChangeEvent, Statement
+from dbmux.envelope import ChangeEvent, SessionContext, Statement
 from replicator.errors import ApplyError
 from replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
 from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
@@ -255,7 +255,7 @@ class MySQLApplier:
                 flush()
                 run_key = None
                 for st in ev.statements:
-                    parts.extend(_statement_sql(st))
+                    parts.extend(_statement_sql(st, ctx))
                 continue
             for row in ev.rows:
                 after = row.after
@@ -308,7 +308,7 @@ class MySQLApplier:
                 await self._execute(cur, st.sql, ev, offset, ddl=st.kind == "ddl")
             return
         for st in ev.statements:
-            *preamble, sql = _statement_sql(st)
+            *preamble, sql = _statement_sql(st, ev.session)
             for pre in preamble:
                 await cur.execute(pre)
             await self._execute(cur, sql, ev, offset, ddl=st.kind == "ddl")
@@ -362,15 +362,21 @@ class _KeyUnknown(Exception):
     """A table's primary key is needed and not cached yet: args are (db, table)."""
 
 
-def _statement_sql(st: Statement) -> list[str]:
+def _statement_sql(st: Statement, ctx: SessionContext | None) -> list[str]:
     """An ingress statement as the target runs it: the session values it depends on, then the
-    statement with its bound parameters as literals."""
+    statement with its bound parameters as literals (string parameters as text in the session's
+    ``character_set_client``, as the primary took them; the statement's own literals read with the
+    session's NO_BACKSLASH_ESCAPES setting)."""
     out = []
     if st.insert_id:
         out.append(f"SET insert_id = {int(st.insert_id)}")
     if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
         out.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
-    out.append(st.sql if st.params is None else interpolate(st.sql, st.params))
+    if st.params is None:
+        out.append(st.sql)
+    else:
+        out.append(interpolate(st.sql, st.params, charset=ctx.charset if ctx else None,
+                               backslash_escapes="NO_BACKSLASH_ESCAPES" not in ((ctx.sql_mode or "") if ctx else "")))
     return out
 
 

@@ -268,3 +268,69 @@ def test_diverged_target_halts_or_dead_letters(stack, tmp_path, policy):
             proc.terminate()
             proc.wait(20)
         stop_ingress(ing)
+
+
+LITERAL_VALUES = ["plain", "it's", "back\\slash", "both \\' mixed \\\\", "nul\x00, newline\n, ctrl-z\x1a", "é ☃ 𝄞",
+                  '"double"', "", 0, -42, 2**63 - 1, None]
+
+
+@pytest.mark.parametrize("mode", ["", "NO_BACKSLASH_ESCAPES", "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"])
+def test_literals_read_back_as_the_value_under_every_sql_mode(stack, mode):
+    """What the applier writes as a literal is read back by a real server as the same value, whatever
+    the session's sql_mode (under NO_BACKSLASH_ESCAPES pymysql's escaping would change values)."""
+    from replicator.mysql_sql import literal
+
+    c = _conn(stack.replicas[0], charset="utf8mb4")
+    try:
+        with c.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = %s", (mode,))
+            for value in LITERAL_VALUES:
+                cur.execute(f"SELECT {literal(value)}")
+                assert cur.fetchone()[0] == value, (mode, value)
+            for data in (b"\x00\xff'\\\x1a", b"plain bytes", b""):
+                cur.execute(f"SELECT {literal(data)}")  # binary data stays binary
+                assert cur.fetchone()[0] == data
+            # string parameters bound as bytes are text in the session's character set, as on the primary
+            cur.execute(f"SELECT 'abc' = {literal(b'ABC', 'utf8mb4')}, {literal(b'5', 'utf8mb4')} + 1, "
+                        f"'caf' = {literal(b'CAF', 'latin1')}")
+            assert cur.fetchone() == (1, 6, 1)
+    finally:
+        c.close()
+
+
+def test_prepared_string_parameters_and_no_backslash_escapes_replicate_exactly(stack, pipeline):
+    """Server-side prepared statements bind strings as bytes: the replica must compare them as text
+    (a case-insensitive WHERE matches there as on the primary) and keep quotes and backslashes intact,
+    also for a session in NO_BACKSLASH_ESCAPES mode."""
+    import mysql.connector
+
+    ing, target, cfg, start, log = pipeline
+    db = f"lit_{uuid.uuid4().hex[:8]}"
+    via = ing.dsn(stack.primary)
+    setup = _conn(via)
+    with setup.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, name VARCHAR(40) COLLATE utf8mb4_general_ci, "
+                    "n INT NOT NULL DEFAULT 0, note TEXT, raw BLOB)")
+    setup.close()
+    mc = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
+                                 database=db, autocommit=True, charset="utf8mb4", use_pure=True)
+    try:
+        for mode in ("", "NO_BACKSLASH_ESCAPES"):
+            cur = mc.cursor(prepared=True)
+            cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES" + ("," + mode if mode else "") + "'")
+            base = 10 if mode else 0
+            cur.execute("INSERT INTO t (id, name, note, raw) VALUES (?, ?, ?, ?)",
+                        (base + 1, "abc", "it's a \\ test 'quoted' \\n", b"\x00\xff'\\"))
+            cur.execute("INSERT INTO t (id, name, note) VALUES (?, ?, ?)", (base + 2, "Ünïcödé", "x"))
+            cur.execute("UPDATE t SET n = n + 1 WHERE name = ? AND id > ?", ("ABC", base))  # 'abc' (general_ci)
+            cur.execute("UPDATE t SET n = n + 10 WHERE name = ? AND id > ?", ("ünïcödé", base))
+            cur.execute("UPDATE t SET note = CONCAT(note, ?) WHERE id = ?", ("\\'", base + 1))
+            cur.close()
+    finally:
+        mc.close()
+    start()
+    rows = _wait_equal(f"SELECT id, name, n, note, HEX(raw) FROM {db}.t ORDER BY id", stack.primary,
+                       stack.replicas[0])
+    assert [r[2] for r in rows] == [1, 10, 1, 10]  # each UPDATE matched on the replica too
+    assert rows[0][3] == "it's a \\ test 'quoted' \\n\\'" and rows[0][4] == "00FF275C"

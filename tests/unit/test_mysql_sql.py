@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -24,17 +25,35 @@ SCALARS = st.one_of(
 
 
 @settings(max_examples=500, deadline=None)
-@given(SCALARS)
-def test_literal_is_exactly_pymysqls(value):
-    assert literal(value) == escape_item(value, "utf8mb4")
+@given(SCALARS, st.sampled_from([None, "utf8mb4", "latin1"]))
+def test_literals_hold_no_mode_dependent_character(value, charset):
+    """A backslash or a quote inside a literal would read differently under NO_BACKSLASH_ESCAPES."""
+    text = literal(value, charset)
+    if text.startswith("'"):
+        assert text.endswith("'") and "'" not in text[1:-1] and "\\" not in text
+    else:
+        assert "\\" not in text and ("'" not in text or re.fullmatch(r"_\w+ X'[0-9a-f]*'", text)), text
 
 
-@pytest.mark.parametrize("value,text", [
-    ("it's", "'it\\'s'"), ("a\\b", "'a\\\\b'"), ("\x00\n\r\x1a\"", "'\\0\\n\\r\\Z\\\"'"), (7, "7"), (-3, "-3"),
-    (None, "NULL"), (True, "1"), (Decimal("1.50"), "1.50"), (dt.date(2024, 1, 2), "'2024-01-02'"),
+@pytest.mark.parametrize("value,charset,text", [
+    ("plain", None, "'plain'"), ("it's", None, "_utf8mb4 X'69742773'"), ("a\\b", None, "_utf8mb4 X'615c62'"),
+    ("line\nbreak\x00", None, "'line\nbreak\x00'"), ("é", None, "'é'"),
+    (b"ABC", None, "_binary X'414243'"), (b"ABC", "utf8mb4", "'ABC'"), (b"it's", "utf8mb4", "_utf8mb4 X'69742773'"),
+    (b"\xff\x00", "utf8mb4", "_binary X'ff00'"),  # not text in that character set: binary, as it is
+    (b"caf\xe9", "latin1", "_latin1 X'636166e9'"), (b"x", "bad name!", "_binary X'78'"),
+    (7, None, "7"), (-3, None, "-3"), (None, None, "NULL"), (True, None, "1"), (Decimal("1.50"), None, "1.50"),
+    (dt.date(2024, 1, 2), None, "'2024-01-02'"),
 ])
-def test_literal_table(value, text):
-    assert literal(value) == text
+def test_literal_table(value, charset, text):
+    assert literal(value, charset) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                 st.decimals(allow_nan=False, allow_infinity=False, places=4), st.datetimes(), st.dates(),
+                 st.text(alphabet=st.characters(blacklist_characters="'\\\"\x00\n\r\x1a"))))
+def test_literal_is_pymysqls_where_no_escaping_is_involved(value):
+    assert literal(value) == escape_item(value, "utf8mb4")
 
 
 def _applier(pks=None) -> MySQLApplier:

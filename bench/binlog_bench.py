@@ -68,7 +68,7 @@ for p in (str(REPO), str(BENCH_DIR)):
         sys.path.insert(0, p)
 
 from ingress_sysbench import (  # noqa: E402 - shared helpers of the bench scripts
-    BenchError, Prereq, _loadavg, delete_topic, end_offset, machine_info, stack_env)
+    BenchError, Prereq, _loadavg, delete_topic, end_offset, machine_info, publish_report, stack_env)
 
 DB = "binlog_bench"
 TABLE = "orders"
@@ -519,14 +519,6 @@ Kafka acknowledged the last transaction. Target: dbmux >= 1.0x the bare loop's t
 """
 
 
-def append_results(report: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    with RESULTS.open("a") as f:
-        if "## bench/binlog_bench.py" not in text:
-            f.write(SECTION)
-        f.write("\n" + report)
-
-
 # --------------------------------------------------------------------------------------------------
 # main
 
@@ -645,13 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     if failed or prep is None:
         return 1
     meta["load_end"] = _loadavg()
-    report = build_report(args, meta, prep, runs, notes, command)
-    print()
-    print(report)
-    if not args.no_results:
-        append_results(report)
-        print(f"appended to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish_report(build_report(args, meta, prep, runs, notes, command), no_results=args.no_results,
+                          section=SECTION, marker="## bench/binlog_bench.py")
 
 
 if __name__ == "__main__":

@@ -536,11 +536,22 @@ ingress's `ingress.durability` to measure the commit path without waiting for Ka
 """
 
 
-def append_results(report: str) -> None:
-    if not RESULTS.exists() or not RESULTS.read_text().strip():
-        RESULTS.write_text(RESULTS_HEADER + "\n")
-    with RESULTS.open("a") as f:
-        f.write("\n" + report)
+def publish_report(report: str, *, no_results: bool, section: str = "", marker: str = "") -> int:
+    """The end of every bench script: print ``report`` and, unless ``no_results``, append it to
+    bench/RESULTS.md (after the file's header, and the script's own ``section`` the first time: its
+    ``marker`` line is not in the file yet). Returns the exit code of a bench that ran: 0."""
+    print()
+    print(report)
+    if not no_results:
+        text = RESULTS.read_text() if RESULTS.exists() else ""
+        with RESULTS.open("a") as f:
+            if not text.strip():
+                f.write(RESULTS_HEADER + "\n")
+            if section and marker not in text:
+                f.write(section)
+            f.write("\n" + report)
+        print(f"appended to {RESULTS.relative_to(REPO)}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -684,13 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 130
     meta["load_end"] = _loadavg()
-    report = build_report(results, args, ps_modes, meta, problems, command)
-    print()
-    print(report)
-    if not args.no_results:
-        append_results(report)
-        print(f"appended to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish_report(build_report(results, args, ps_modes, meta, problems, command), no_results=args.no_results)
 
 
 if __name__ == "__main__":

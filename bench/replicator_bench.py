@@ -55,7 +55,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import statistics
 import string
 import sys
 import tempfile
@@ -72,7 +71,8 @@ for p in (str(REPO), str(BENCH_DIR)):
         sys.path.insert(0, p)
 
 from ingress_sysbench import (  # noqa: E402 - shared helpers of the bench scripts
-    BenchError, Prereq, Proc, _loadavg, delete_topic, free_port, ingress_problems, machine_info, stack_env,
+    BenchError, Prereq, Proc, _loadavg, delete_topic, free_port, ingress_problems, machine_info, publish_report,
+    stack_env,
     wait_mysql_greeting)
 
 APPLY_DB = "bench_apply"
@@ -739,14 +739,6 @@ SECTION = """
 """
 
 
-def append_results(report: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    with RESULTS.open("a") as f:
-        if "## bench/replicator_bench.py" not in text:
-            f.write(SECTION)
-        f.write("\n" + report)
-
-
 # --------------------------------------------------------------------------------------------------
 # main
 
@@ -845,13 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         return 1
     meta["load_end"] = _loadavg()
-    report = build_report(args, meta, apply_res, lag_res, ingress_log, rep_log, notes, command)
-    print()
-    print(report)
-    if not args.no_results:
-        append_results(report)
-        print(f"appended to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish_report(build_report(args, meta, apply_res, lag_res, ingress_log, rep_log, notes, command),
+                          no_results=args.no_results, section=SECTION, marker="## bench/replicator_bench.py")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     replicator = Replicator(config, args.target)
+    replicator.tune_gc = True
     _start_metrics(config.replicator.metrics_port)
 
     async def main() -> int:

@@ -115,6 +115,9 @@ class Replicator:
         self.topic = config.topic
         self.group_id = f"dbmux.{config.cluster.name}.{self.target.name}"
         self.halted: ApplyError | None = None
+        # GC tuned for batch throughput (dbmux.gctune): for a process of its own (`dbmux replicate`), not
+        # for `dbmux up`, whose ingress would feel the longer, rarer collections as latency
+        self.tune_gc = False
         self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -172,7 +175,8 @@ class Replicator:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, stored)
-            gctune.for_batches()  # after start-up: what is alive now is frozen out of collections
+            if self.tune_gc:  # after start-up: what is alive now is frozen out of collections
+                gctune.for_batches()
             log.info("target %s: replicating %s from %s (gtids %s)", self.target.name, self.topic,
                      {f"{k.topic}[{k.partition}]": v for k, v in position.offsets.items()} or "the beginning",
                      position.gtids or "none yet")

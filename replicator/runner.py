@@ -274,9 +274,11 @@ class Replicator:
                             await _drained(units, apply_task)
                         else:
                             await asyncio.sleep(0)  # let the apply task send it now
-                    for _, k, off in ready:
-                        self._sizes.pop((k, off), None)
                     ready = []
+                    # sizes of what is cut, and of duplicates and replaced unsafe events (never released):
+                    # everything below the planned offsets; held events lie at or above them
+                    floor = planned.offsets
+                    self._sizes = {k: v for k, v in self._sizes.items() if k[1] >= floor.get(k[0], 0)}
                 if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records):
                     committed_for_lag, last_lag_commit = dict(position.offsets), now
                     await _commit_for_lag(consumer, committed_for_lag)

@@ -185,3 +185,29 @@ def test_stopping_applies_what_was_cut():
         assert source.committed[-1] == {TP: 4}
 
     asyncio.run(main())
+
+
+def test_duplicates_leave_nothing_behind():
+    """Both producers publish every GTID: the second copies are skipped, and the loop keeps no
+    per-record bookkeeping for them (it would grow without bound)."""
+    async def main():
+        rep = _replicator(max_txns=3)
+        values = [_row_event(i) for i in range(1, 7)] + [_row_event(i) for i in range(1, 7)] + [_row_event(7)]
+        source = Source(values, per_call=3)
+        applier = Applier()
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(), [TP], None))
+        await asyncio.wait_for(source.drained.wait(), 5)
+
+        async def all_applied():
+            while sum(len(g) for g, _ in applier.applied) < 7:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(all_applied(), 5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert [g for gs, _ in applier.applied for g in gs] == [f"0-1-{i}" for i in range(1, 8)]
+        assert applier.applied[-1][1].offsets[KEY] == 13
+        assert rep._sizes == {}
+
+    asyncio.run(main())

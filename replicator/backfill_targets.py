@@ -16,7 +16,7 @@ from typing import AsyncIterator
 from dbmux.config import Config, TargetConfig
 from dbmux.envelope import ChangeEvent, RowChange
 from replicator.errors import ApplyError
-from replicator.mysql_applier import MySQLApplier
+from replicator.mysql_applier import ROW_SESSION, MySQLApplier
 from replicator.mysql_sql import literal, quote_ident, row_sql
 from replicator.pg_applier import PostgresApplier
 from replicator.pg_sql import row_statement, translate_statement
@@ -60,8 +60,7 @@ class MySQLTarget:
         async with self.conn.cursor() as cur:
             # Same session as the snapshot reads (UTC), zero stays zero in AUTO_INCREMENT columns, and
             # tables can be filled in any order.
-            await cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00', "
-                              "foreign_key_checks = 0")
+            await cur.execute("SET SESSION sql_mode = %s, time_zone = %s, foreign_key_checks = 0", ROW_SESSION)
         await self.conn.commit()
 
     async def close(self) -> None:

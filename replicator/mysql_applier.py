@@ -234,11 +234,11 @@ class MySQLApplier:
 
         for ev, _ in batch:
             ctx = ev.session
-            wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
+            wanted = _wanted_session(ev)
             if wanted and wanted != session:
                 flush()
                 run_key = None
-                parts.append(f"SET SESSION sql_mode = {lit(ctx.sql_mode)}, time_zone = {lit(ctx.time_zone)}")
+                parts.append(f"SET SESSION sql_mode = {lit(wanted[0])}, time_zone = {lit(wanted[1])}")
                 session = wanted
             if ev.ts_ms != ts:
                 flush()
@@ -332,7 +332,7 @@ class MySQLApplier:
 
     async def _set_session(self, cur, ev: ChangeEvent) -> None:
         ctx = ev.session
-        wanted = (ctx.sql_mode, ctx.time_zone) if ctx else ()
+        wanted = _wanted_session(ev)
         if wanted and wanted != self._session:
             await cur.execute("SET SESSION sql_mode = %s, time_zone = %s", wanted)
             self._session = wanted
@@ -357,6 +357,21 @@ class MySQLApplier:
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         for sql in self._position_sql(position, last):
             await cur.execute(sql)
+
+# The session row images are applied in: they hold every column's value as the primary stored it, with
+# TIMESTAMP values in UTC (binlog_events), and a zero in an AUTO_INCREMENT column stays zero. (Without
+# it they ran in whatever an earlier ingress event had set: another time zone shifted TIMESTAMPs, and
+# NO_BACKSLASH_ESCAPES misread the escaped literals.) The same as backfill's session.
+ROW_SESSION = ("NO_AUTO_VALUE_ON_ZERO", "+00:00")
+
+
+def _wanted_session(ev: ChangeEvent) -> tuple:
+    """(sql_mode, time_zone) ``ev`` must be applied in; () when it sets nothing (binlog statements)."""
+    ctx = ev.session
+    if ctx is not None:
+        return (ctx.sql_mode, ctx.time_zone)
+    return ROW_SESSION if ev.rows else ()
+
 
 class _KeyUnknown(Exception):
     """A table's primary key is needed and not cached yet: args are (db, table)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pymysql.converters import escape_item
+from pymysql.converters import _escape_table, escape_item
 
 from dbmux.sqllex import scan
 
@@ -14,29 +14,30 @@ def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-# Literals are built so that they mean the same whatever the target session's sql_mode: under
-# NO_BACKSLASH_ESCAPES a backslash is an ordinary character and only '' escapes a quote, so pymysql's
-# backslash escaping would change (or break) a value. A string without a backslash or a quote is
-# quoted as it is; anything else is written in hexadecimal with a character set introducer, which no
-# mode reinterprets: _utf8mb4 X'...' for text, _binary X'...' for bytes of no known character set.
-_MODE_DEPENDENT = re.compile("['\\\\]").search
+# the characters pymysql's _escape_table changes; most strings hold none of them and are quoted as they are
+_NEEDS_ESCAPE = re.compile("[\x00\n\r\x1a\"'\\\\]").search
+assert {chr(i) for i, c in enumerate(_escape_table) if c != chr(i)} == {"\x00", "\n", "\r", "\x1a", '"', "'", "\\"}
 _TEXT_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8"})  # the applier's connection speaks utf8mb4
 _CHARSET_NAME = re.compile(r"[a-z0-9_]{1,32}").fullmatch
 
 
-def literal(value: Any, charset: str | None = None) -> str:
-    """``value`` as a MySQL literal with the same meaning under every sql_mode.
+def literal(value: Any, charset: str | None = None, *, backslash_escapes: bool = True) -> str:
+    """``value`` as a MySQL literal for a session whose sql_mode has (``backslash_escapes=False``) or
+    lacks NO_BACKSLASH_ESCAPES: strings escaped as pymysql's ``escape_item`` does, or, without backslash
+    escapes, with quotes doubled and everything else as it is.
 
     ``charset``: the character set ``bytes`` values are text in (a statement parameter's session
     ``character_set_client``: MySQL clients bind strings as bytes, and the primary compared them as
-    text in that character set, so the target must too: ``_utf8mb4 X'...'``, not a binary string);
-    None: bytes are binary data (``_binary X'...'``). Other types as pymysql's ``escape_item`` writes
-    them (none of those contains a backslash or a quote)."""
+    text in that character set, so the target must too, not as a binary string); None: bytes are
+    binary data, ``_binary X'...'`` (no escaping, so the same in every mode). Other types as
+    pymysql's ``escape_item`` writes them (none of those holds a backslash or a quote)."""
     t = type(value)
     if t is str:
-        if _MODE_DEPENDENT(value) is None:
+        if _NEEDS_ESCAPE(value) is None:
             return "'" + value + "'"
-        return "_utf8mb4 X'" + value.encode("utf-8", "surrogateescape").hex() + "'"
+        if not backslash_escapes:
+            return "'" + value.replace("'", "''") + "'"
+        return "'" + value.translate(_escape_table) + "'"
     if t is int:
         return str(value)
     if value is None:
@@ -51,7 +52,7 @@ def literal(value: Any, charset: str | None = None) -> str:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:  # not text after all (a BLOB bound as a string): binary, as it is
                 return f"_binary X'{data.hex()}'"
-            return literal(text)
+            return literal(text, backslash_escapes=backslash_escapes)
         return f"_{cs} X'{data.hex()}'"
     return escape_item(value, "utf8mb4")
 
@@ -65,7 +66,7 @@ def interpolate(sql: str, params: tuple, *, backslash_escapes: bool = True, char
             if i >= len(params):
                 raise ValueError(f"{len(params)} parameters for more placeholders in {sql[:200]!r}")
             out.append(sql[last:tok.start])
-            out.append(literal(params[i], charset))
+            out.append(literal(params[i], charset, backslash_escapes=backslash_escapes))
             last, i = tok.end, i + 1
     if i != len(params):
         raise ValueError(f"{len(params)} parameters for {i} placeholders in {sql[:200]!r}")

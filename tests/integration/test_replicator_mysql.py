@@ -276,24 +276,28 @@ LITERAL_VALUES = ["plain", "it's", "back\\slash", "both \\' mixed \\\\", "nul\x0
 
 @pytest.mark.parametrize("mode", ["", "NO_BACKSLASH_ESCAPES", "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"])
 def test_literals_read_back_as_the_value_under_every_sql_mode(stack, mode):
-    """What the applier writes as a literal is read back by a real server as the same value, whatever
-    the session's sql_mode (under NO_BACKSLASH_ESCAPES pymysql's escaping would change values)."""
+    """What the applier writes as a literal for a session's sql_mode is read back by a real server as
+    the same value (under NO_BACKSLASH_ESCAPES pymysql's escaping would change values)."""
     from replicator.mysql_sql import literal
 
     c = _conn(stack.replicas[0], charset="utf8mb4")
     try:
         with c.cursor() as cur:
             cur.execute("SET SESSION sql_mode = %s", (mode,))
+            esc = "NO_BACKSLASH_ESCAPES" not in mode
             for value in LITERAL_VALUES:
-                cur.execute(f"SELECT {literal(value)}")
+                cur.execute(f"SELECT {literal(value, backslash_escapes=esc)}")
                 assert cur.fetchone()[0] == value, (mode, value)
             for data in (b"\x00\xff'\\\x1a", b"plain bytes", b""):
-                cur.execute(f"SELECT {literal(data)}")  # binary data stays binary
+                cur.execute(f"SELECT {literal(data, backslash_escapes=esc)}")  # binary data stays binary
                 assert cur.fetchone()[0] == data
             # string parameters bound as bytes are text in the session's character set, as on the primary
-            cur.execute(f"SELECT 'abc' = {literal(b'ABC', 'utf8mb4')}, {literal(b'5', 'utf8mb4')} + 1, "
-                        f"'caf' = {literal(b'CAF', 'latin1')}")
-            assert cur.fetchone() == (1, 6, 1)
+            abc, five, caf, xy = (literal(b"ABC", "utf8mb4", backslash_escapes=esc),
+                                  literal(b"5", "utf8mb4", backslash_escapes=esc),
+                                  literal(b"CAF", "latin1", backslash_escapes=esc),
+                                  literal(b"x\\y", "utf8mb4", backslash_escapes=esc))
+            cur.execute(f"SELECT 'abc' = {abc}, {five} + 1, 'caf' = {caf}, {xy}")
+            assert cur.fetchone() == (1, 6, 1, "x\\y")
     finally:
         c.close()
 
@@ -334,3 +338,37 @@ def test_prepared_string_parameters_and_no_backslash_escapes_replicate_exactly(s
                        stack.replicas[0])
     assert [r[2] for r in rows] == [1, 10, 1, 10]  # each UPDATE matched on the replica too
     assert rows[0][3] == "it's a \\ test 'quoted' \\n\\'" and rows[0][4] == "00FF275C"
+
+
+def test_row_images_after_an_ingress_session_changed_time_zone_and_escapes(stack, pipeline, tmp_path):
+    """Row images (from the binlog reader: writes that bypassed the ingress) applied right after
+    ingress events whose session had another time zone and NO_BACKSLASH_ESCAPES: TIMESTAMPs (UTC in
+    the row image) and backslashes must land as on the primary."""
+    from .conftest import start_binlog_reader, stop_processes
+
+    ing, target, cfg, start, log = pipeline
+    db = f"rows_{uuid.uuid4().hex[:8]}"
+    via = ing.dsn(stack.primary)
+    app = _conn(via)
+    with app.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, note TEXT)")
+    reader = start_binlog_reader(cfg, tmp_path / "binlog.log")
+    direct = _conn(stack.primary)
+    try:
+        with app.cursor() as a, direct.cursor() as d:
+            a.execute("SET time_zone = '+05:00', sql_mode = 'NO_BACKSLASH_ESCAPES'")
+            a.execute(f"INSERT INTO {db}.t VALUES (1, '2024-01-01 10:00:00', 'a\\b it''s')")  # NBE: a\b
+            d.execute(f"INSERT INTO {db}.t VALUES (%s, %s, %s)", (2, "2024-06-01 12:00:00.5", "c\\d it's"))
+            a.execute(f"UPDATE {db}.t SET note = CONCAT(note, '\\') WHERE id = 1")
+            d.execute(f"UPDATE {db}.t SET ts = ts + INTERVAL 1 HOUR, note = CONCAT(note, %s) WHERE id = 2",
+                      ("\\'",))
+            a.execute(f"INSERT INTO {db}.t VALUES (3, '2024-12-31 23:59:59', 'e')")
+        start()
+        rows = _wait_equal(f"SELECT id, UNIX_TIMESTAMP(ts), note FROM {db}.t ORDER BY id", stack.primary,
+                           stack.replicas[0])
+        assert [r[2] for r in rows] == ["a\\b it's\\", "c\\d it's\\'", "e"]
+    finally:
+        stop_processes([reader])
+        app.close()
+        direct.close()

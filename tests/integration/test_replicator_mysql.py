@@ -25,6 +25,17 @@ def _conn(dsn: Dsn, **kw):
                            autocommit=True, **kw)
 
 
+def _new_database(via: Dsn, prefix: str, table_ddl: str) -> tuple[str, pymysql.Connection]:
+    """A fresh database with table ``t`` (``table_ddl``: its column list), created through ``via``;
+    returns its name and the still open connection."""
+    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = _conn(via)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t ({table_ddl})")
+    return db, conn
+
+
 def _write_config(tmp: Path, stack, ingress, target: str, replica: Dsn, **target_keys) -> Path:
     extra = "".join(f'{k} = "{v}"\n' for k, v in target_keys.items())
     cfg = tmp / f"{target}.toml"
@@ -309,13 +320,9 @@ def test_prepared_string_parameters_and_no_backslash_escapes_replicate_exactly(s
     import mysql.connector
 
     ing, target, cfg, start, log = pipeline
-    db = f"lit_{uuid.uuid4().hex[:8]}"
     via = ing.dsn(stack.primary)
-    setup = _conn(via)
-    with setup.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, name VARCHAR(40) COLLATE utf8mb4_general_ci, "
-                    "n INT NOT NULL DEFAULT 0, note TEXT, raw BLOB)")
+    db, setup = _new_database(via, "lit", "id INT PRIMARY KEY, name VARCHAR(40) COLLATE utf8mb4_general_ci, "
+                                          "n INT NOT NULL DEFAULT 0, note TEXT, raw BLOB")
     setup.close()
     mc = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
                                  database=db, autocommit=True, charset="utf8mb4", use_pure=True)
@@ -347,12 +354,7 @@ def test_row_images_after_an_ingress_session_changed_time_zone_and_escapes(stack
     from .conftest import start_binlog_reader, stop_processes
 
     ing, target, cfg, start, log = pipeline
-    db = f"rows_{uuid.uuid4().hex[:8]}"
-    via = ing.dsn(stack.primary)
-    app = _conn(via)
-    with app.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, note TEXT)")
+    db, app = _new_database(ing.dsn(stack.primary), "rows", "id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, note TEXT")
     reader = start_binlog_reader(cfg, tmp_path / "binlog.log")
     direct = _conn(stack.primary)
     try:

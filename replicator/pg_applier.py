@@ -9,6 +9,7 @@ transactional, so every batch -- DDL included -- and its position commit atomica
 from __future__ import annotations
 
 import logging
+import re
 
 import asyncpg
 from prometheus_client import Counter
@@ -16,6 +17,7 @@ from prometheus_client import Counter
 from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent
 from replicator.errors import ApplyError
+from replicator.filtering import statement_tables
 from replicator.pg_sql import StaticSchema, Untranslatable, row_statement, translate_statement
 from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from replicator.source_schema import load_source_schema
@@ -109,6 +111,30 @@ class PostgresApplier:
             f"INSERT INTO {META_SCHEMA}.status (target, state, detail) VALUES ($1, $2, $3) "
             "ON CONFLICT (target) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail, updated_at = now()",
             self.target, state, detail[:2000])
+
+    def needs_row_form(self, ev: ChangeEvent) -> bool:
+        """Must ``ev`` be applied from its row form (the binlog reader's copy of the same GTID)?
+
+        Yes for an ingress event from a session whose time zone is not UTC that changes a table with a
+        MySQL TIMESTAMP column: its statements carry such values as that session's wall-clock time,
+        while this target holds them in UTC (as row images and backfill write them); translating the
+        zone into every statement is not done, so the row form is used. Also for a table not known
+        yet (created since the schema was read): it may have such a column."""
+        ctx = ev.session
+        if ev.source != "ingress" or ctx is None or is_utc(ctx.time_zone, self._schema.system_time_zone):
+            return False
+        default_db = (ev.db or ctx.db or "").lower()
+        for st in ev.statements:
+            if st.kind != "dml":
+                continue
+            tables = statement_tables(st.sql)
+            if tables is None:
+                return True
+            for db, table in tables:
+                info = self._schema.tables.get(((db or default_db).lower(), table.lower()))
+                if info is None or info.utc_columns:
+                    return True
+        return False
 
     def prepare(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                 last_gtids: dict[str, ChangeEvent]) -> list[_Pending] | None:
@@ -249,6 +275,19 @@ async def accept_bytes_for_text(conn: asyncpg.Connection) -> None:
 
     for name in ("text", "varchar", "bpchar"):
         await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
+
+
+_UTC_NAMES = frozenset({"utc", "etc/utc", "etc/universal", "universal", "zulu", "etc/zulu"})
+_ZERO_OFFSET = re.compile(r"[+-]0?0:00")
+
+
+def is_utc(time_zone: str | None, system_time_zone: str) -> bool:
+    """Is a MySQL session time zone (``SYSTEM`` = the server's ``system_time_zone``) UTC all year?
+    (``GMT`` is not taken for UTC: some systems report Europe/London so in winter.)"""
+    tz = (time_zone or "").strip()
+    if tz.upper() == "SYSTEM":
+        tz = system_time_zone.strip()
+    return tz.lower() in _UTC_NAMES or bool(_ZERO_OFFSET.fullmatch(tz))
 
 
 def _span(batch: list[tuple[ChangeEvent, int]]) -> str:

@@ -96,13 +96,16 @@ class TableInfo:
     auto_increment: str | None = None
     time_defaults: frozenset[str] = frozenset()
     on_update: frozenset[str] = frozenset()
+    utc_columns: frozenset[str] = frozenset()  # MySQL TIMESTAMP columns (stored in UTC, shown in the session's zone)
 
 
 @dataclass
 class StaticSchema:
-    """A dict-backed :class:`SchemaInfo`: ``{(db, table): TableInfo}``."""
+    """A dict-backed :class:`SchemaInfo`: ``{(db, table): TableInfo}``; ``system_time_zone``: the
+    source's @@system_time_zone (what a session's ``SYSTEM`` time zone is)."""
 
     tables: Mapping[tuple[str, str], TableInfo] = field(default_factory=dict)
+    system_time_zone: str = "UTC"
 
     def _get(self, db: str, table: str) -> TableInfo | None:
         return self.tables.get((db, table))

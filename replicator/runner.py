@@ -16,6 +16,7 @@ GTID, offset and error, exit non-zero) or ``dead-letter`` (publish the event and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -216,6 +217,7 @@ class Replicator:
         committed_for_lag: dict[PartitionKey, int] = {}
         last_lag_commit = 0.0
         name = self.target.name
+        row_form_if = getattr(applier, "needs_row_form", None)
         units: asyncio.Queue[_Unit | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         apply_task = asyncio.ensure_future(self._apply_units(units, applier, dlq, position))
         try:
@@ -235,6 +237,8 @@ class Replicator:
                                                                           offset=rec.offset), rec.value)
                             continue
                         ev = filter_event(ev, self.tables)
+                        if row_form_if is not None and not ev.unsafe and row_form_if(ev):
+                            ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self.shard.probe(ev)
                         before = orderer.duplicates
@@ -396,6 +400,11 @@ def _transient(exc: BaseException) -> bool:
         return is_transient(exc)
     return isinstance(exc, (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
                             asyncpg.exceptions.InterfaceError))
+
+
+def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
+    """``ev`` with every statement flagged unsafe: it is applied from its row form only."""
+    return dataclasses.replace(ev, statements=tuple(dataclasses.replace(s, unsafe=True) for s in ev.statements))
 
 
 def later_items(chunk: list[Item], item: Item) -> list[Item]:

@@ -3,6 +3,7 @@ converges (checked by `dbmux verify`)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -118,4 +119,88 @@ def test_replicas_and_postgres_converge_with_ddl_mid_run(stack, tmp_path):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(20)
+        stop_ingress(ing)
+
+
+def test_timestamps_from_a_session_not_in_utc_come_from_the_row_form(stack, tmp_path):
+    """A MySQL TIMESTAMP written from a session in +05:00: its statement carries wall-clock time, the
+    PostgreSQL target holds UTC. The event is held (GTID gap reported, never skipped) until the binlog
+    reader's row form arrives, then applied from it: values equal the primary's, `dbmux verify` agrees.
+    A UTC session's statement is applied from the statement itself."""
+    from .conftest import start_binlog_reader, stop_processes
+
+    ing = start_ingress(stack, tmp_path)
+    db = f"tz_{uuid.uuid4().hex[:8]}"
+    target = f"pgtz_{uuid.uuid4().hex[:6]}"
+    cfg = tmp_path / "tz.toml"
+    cfg.write_text(f"""
+[kafka]
+bootstrap = "{stack.kafka}"
+topic = "{ing.topic}"
+[primary]
+url = "{stack.primary.url()}"
+[replicator]
+batch_linger_ms = 5
+gap_alert_ms = 200
+[targets.{target}]
+url = "{stack.shards[0].url()}"
+tables = ["{db}.*"]
+""")
+    via = ing.dsn(stack.primary)
+    procs = []
+    pg_dsn = stack.shards[0]
+
+    async def pg_rows():
+        conn = await asyncpg.connect(host=pg_dsn.host, port=pg_dsn.port, user=pg_dsn.user, password=pg_dsn.password,
+                                     database=pg_dsn.database)
+        try:
+            rows = await conn.fetch(f"SELECT id, EXTRACT(EPOCH FROM paid_at)::float8 AS e FROM {db}.t ORDER BY id")
+            state = await conn.fetchval("SELECT state FROM dbmux_meta.status WHERE target = $1", target)
+            return [(r["id"], r["e"]) for r in rows], state
+        except asyncpg.UndefinedTableError:
+            return [], None
+        finally:
+            await conn.close()
+
+    def wait_for(pred, what: str, timeout_s: float = 60.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = asyncio.run(pg_rows())
+            if pred(*got):
+                return got
+            time.sleep(0.1)
+        raise AssertionError(f"{what}: not within {timeout_s}s (last: {got})")
+
+    try:
+        c = _conn(via)
+        with c.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, paid_at TIMESTAMP(6) NULL)")
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, '2024-01-01 10:00:00')")
+        procs.append(_start_replicator(cfg, target, tmp_path / "rep.log"))
+        wait_for(lambda rows, state: len(rows) == 1, "the UTC session's row")  # statement form, no binlog reader
+        direct = _conn(stack.primary)
+        with direct.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_pos")
+            (before,) = cur.fetchone()
+        with c.cursor() as cur:
+            cur.execute("SET time_zone = '+05:00'")
+            cur.execute(f"INSERT INTO {db}.t VALUES (2, '2024-01-01 10:00:00')")  # = 05:00 UTC
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute(f"INSERT INTO {db}.t VALUES (3, '2024-01-01 10:00:00')")
+        rows, _ = wait_for(lambda rows, state: state == "waiting for gap", "the held event reported")
+        assert [r[0] for r in rows] == [1]  # 2 waits for its row form, 3 waits behind it (GTID order)
+        procs.append(start_binlog_reader(cfg, tmp_path / "binlog.log", "--from-gtid", before))
+        rows, _ = wait_for(lambda rows, state: len(rows) == 3, "all rows")
+        with direct.cursor() as cur:
+            cur.execute(f"SELECT id, UNIX_TIMESTAMP(paid_at) FROM {db}.t ORDER BY id")
+            expected = [(i, float(e)) for i, e in cur.fetchall()]
+        assert rows == expected and rows[1][1] == rows[0][1] - 5 * 3600
+        direct.close()
+        c.close()
+        res = run_dbmux("verify", "-c", str(cfg), "--target", target, check=False, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        stop_processes(procs)
         stop_ingress(ing)

@@ -70,6 +70,15 @@ def java_major(java: str) -> int:
     return int(m.group(2)) if major == 1 and m.group(2) else major
 
 
+def new_cluster_id(random_bytes=lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding -- never starting with "-",
+    which kafka-storage's option parser would take for an option (as Kafka's own Uuid.randomUuid avoids)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Service):
     name = "kafka"
 
@@ -128,7 +137,7 @@ class Kafka(Service):
         self._write_config()
         if (self.dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         run_checked([self._java, "-cp", self._classpath(),
                      f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
                      "kafka.tools.StorageTool", "format", "-t", cluster_id,

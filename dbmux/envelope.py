@@ -181,6 +181,11 @@ class ChangeEvent:
         """True when any statement stayed non-deterministic (targets should apply the row form)."""
         return any(s.unsafe for s in self.statements)
 
+    @property
+    def has_ddl(self) -> bool:
+        """True when any statement is DDL (it commits implicitly in MySQL, changes the schema)."""
+        return any(s.kind == "ddl" for s in self.statements)
+
 
 # --------------------------------------------------------------------------------------------- values
 
@@ -406,16 +411,19 @@ def _field(obj: dict[str, Any], key: str, types: tuple[type, ...], where: str, *
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})  # decode to themselves
 
 
+def _scalars_only(image: dict[str, Any]) -> bool:
+    """Does ``image`` hold only values that decode to themselves?"""
+    return _JSON_SCALARS.issuperset(map(type, image.values()))
+
+
 def _decode_image(raw: Any, where: str) -> dict[str, Any] | None:
     if raw is None:
         return None
     if type(raw) is not dict:
         raise EnvelopeError(f"{where}: row image must be an object, got {type(raw).__name__}")
-    plain = _JSON_SCALARS
-    for val in raw.values():
-        if type(val) not in plain:  # a tagged value (or garbage): decode value by value
-            return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}
-    return raw  # all JSON scalars: orjson's own fresh dict is the image
+    if _scalars_only(raw):
+        return raw  # all JSON scalars: orjson's own fresh dict is the image
+    return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}  # tagged values (or garbage)
 def _decode_statement(raw: Any, where: str) -> Statement:
     if not isinstance(raw, dict):
         raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
@@ -453,27 +461,18 @@ def _decode_rows(rows_raw: list[Any], where: str) -> tuple[RowChange, ...]:
     (orjson's dicts used as they are, no error text built); anything else goes through
     :func:`_decode_row`, which decodes tagged values and names the offending field."""
     out = []
-    plain = _JSON_SCALARS
     needs = _OP_NEEDS
-    new_row = _new_row_change
+    scalars_only = _scalars_only
     for i, raw in enumerate(rows_raw):
         if type(raw) is dict:
             get = raw.get
             table, db, op, before, after = get("table"), get("db"), get("op"), get("before"), get("after")
             need = needs.get(op) if type(op) is str else None
             if (need is not None and type(table) is str and type(db) is str
-                    and (type(before) is dict if need[0] else before is None)
-                    and (type(after) is dict if need[1] else after is None)):
-                for val in (after.values() if after is not None else ()):
-                    if type(val) not in plain:
-                        break
-                else:
-                    for val in (before.values() if before is not None else ()):
-                        if type(val) not in plain:
-                            break
-                    else:
-                        out.append(new_row(table, db, op, before, after))
-                        continue
+                    and (type(before) is dict and scalars_only(before) if need[0] else before is None)
+                    and (type(after) is dict and scalars_only(after) if need[1] else after is None)):
+                out.append(_new_row_change(table, db, op, before, after))
+                continue
         out.append(_decode_row(raw, f"{where} rows[{i}]"))
     return tuple(out)
 

@@ -143,7 +143,7 @@ class MySQLApplier:
         while an earlier batch executes; None when it cannot be built without the connection (a table's
         primary key not known yet, DDL, a single event) -- :meth:`apply` then builds it itself. Valid
         whatever the session state is when it runs: it sets everything it depends on."""
-        if len(batch) < 2 or any(st.kind == "ddl" for ev, _ in batch for st in ev.statements):
+        if len(batch) < 2 or any(ev.has_ddl for ev, _ in batch):
             return None
         try:
             return self._round_trip_sql(batch, position, last_gtids)
@@ -156,7 +156,7 @@ class MySQLApplier:
         ``prepared``: what :meth:`prepare` returned for exactly these arguments."""
         assert self._conn is not None
         conn = self._conn
-        has_ddl = any(st.kind == "ddl" for ev, _ in batch for st in ev.statements)
+        has_ddl = any(ev.has_ddl for ev, _ in batch)
         if len(batch) > 1 and not has_ddl:
             await self._apply_in_one_round_trip(batch, position, last_gtids, prepared)
             return
@@ -226,34 +226,33 @@ class MySQLApplier:
         lit = literal
 
         def flush() -> None:
+            """End the INSERT being gathered (if any): anything but the next row of it comes next."""
+            nonlocal run_key
             if values:
                 d, t, cols = run_key  # type: ignore[misc]
                 parts.append(f"INSERT INTO {quote_ident(d)}.{quote_ident(t)} ({', '.join(map(quote_ident, cols))}) "
                              f"VALUES {', '.join(values)}")
                 values.clear()
+            run_key = None
 
         for ev, _ in batch:
             ctx = ev.session
             wanted = _wanted_session(ev)
             if wanted and wanted != session:
                 flush()
-                run_key = None
                 parts.append(f"SET SESSION sql_mode = {lit(wanted[0])}, time_zone = {lit(wanted[1])}")
                 session = wanted
             if ev.ts_ms != ts:
                 flush()
-                run_key = None
                 parts.append(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
                 ts = ev.ts_ms
             ev_db = ev.db or (ctx.db if ctx else None)
             if ev_db and ev_db != db:
                 flush()
-                run_key = None
                 parts.append(f"USE {quote_ident(ev_db)}")
                 db = ev_db
             if not ev.rows:
                 flush()
-                run_key = None
                 for st in ev.statements:
                     parts.extend(_statement_sql(st, ctx))
                 continue
@@ -267,7 +266,6 @@ class MySQLApplier:
                     values.append("(" + ", ".join([lit(v) for v in after.values()]) + ")")
                     continue
                 flush()
-                run_key = None
                 pk = pk_cache.get((row.db, row.table))
                 if pk is None:
                     raise _KeyUnknown(row.db, row.table)

@@ -141,7 +141,7 @@ class PostgresApplier:
         """The batch translated ahead (while an earlier batch executes); None with DDL, which changes
         the schema later statements translate against, or when translating fails (:meth:`apply`
         then reports it)."""
-        if any(s.kind == "ddl" for ev, _ in batch for s in ev.statements):
+        if any(ev.has_ddl for ev, _ in batch):
             return None
         try:
             return [st for ev, offset in batch for st in self._translate(ev, offset)]
@@ -160,7 +160,7 @@ class PostgresApplier:
                 else:
                     pending: list[_Pending] = []
                     for ev, offset in batch:
-                        if any(s.kind == "ddl" for s in ev.statements):
+                        if ev.has_ddl:
                             await self._run(pending)  # DDL changes the schema later statements translate against
                             await self._run(self._translate(ev, offset))
                             self._schema = await load_source_schema(self.source)
@@ -211,7 +211,7 @@ class PostgresApplier:
                 j += 1
             try:
                 if j - i >= COPY_MIN_ROWS and sql in self._copy_into and await self._copy(sql, statements[i:j]):
-                    pass
+                    pass  # copied
                 elif j - i > 1:
                     await conn.executemany(sql, [args for _, args, _, _ in statements[i:j]])
                 else:

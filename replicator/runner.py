@@ -87,7 +87,7 @@ def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62
         if cur and cur_bytes + size > max_bytes:
             out.append(cur)
             cur, cur_bytes = [], 0
-        if any(st.kind == "ddl" for st in item[0].statements) or alone(item[0]):
+        if item[0].has_ddl or alone(item[0]):
             if cur:
                 out.append(cur)
                 cur = []
@@ -317,7 +317,7 @@ class Replicator:
             last: dict[str, ChangeEvent] = {}
             for ev, _, _ in chunk:
                 last[ev.gtid.domain] = ev
-            barrier = shard is not None or any(st.kind == "ddl" for ev, _, _ in chunk for st in ev.statements)
+            barrier = shard is not None or any(ev.has_ddl for ev, _, _ in chunk)
             units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
         return units
 

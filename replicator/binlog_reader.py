@@ -304,12 +304,7 @@ class BinlogReader:
             try:
                 await self._run_once(stop)
                 return 0
-            except BinlogReaderError as exc:
-                if not exc.retriable:
-                    log.error("binlog reader: %s", exc)
-                    return 2
-                problem = str(exc)
-            except DbmuxError as exc:  # e.g. tls=required and the primary offers no TLS
+            except DbmuxError as exc:  # a BinlogReaderError, or e.g. tls=required and the primary offers no TLS
                 if not exc.retriable:
                     log.error("binlog reader: %s", exc)
                     return 2

@@ -7,7 +7,6 @@ import asyncio
 import datetime
 import decimal
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from dbmux.dsn import Dsn
 from dbmux.envelope import ChangeEvent, encode_event, partition_key
 from dbmux.gtid import Gtid
 
-from .conftest import pipeline_config, read_topic, start_binlog_reader
+from .conftest import pipeline_config, read_topic, start_binlog_reader, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator, _wait_equal
 
 
@@ -180,11 +179,7 @@ def test_binlog_reader_publishes_transactions_survives_sigkill_and_replicates(st
         _wait_equal(f"CHECKSUM TABLE {db}.t, {db}.ledger, {db}.counter EXTENDED", stack.primary, stack.replicas[1])
         assert rep.poll() is None, rlog.read_text()[-3000:]
     finally:
-        rep.send_signal(signal.SIGTERM)
-        try:
-            rep.wait(20)
-        except subprocess.TimeoutExpired:
-            rep.kill()
+        stop_processes([rep])
         for dsn in (stack.primary, stack.replicas[1]):
             with _conn(dsn).cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
@@ -227,8 +222,7 @@ def test_binlog_reader_reconnects_after_the_primary_restarts(stack, tmp_path):
         assert reader.poll() is None, log.read_text()[-3000:]
         assert "reconnecting from" in log.read_text()  # the restart did cut the reader's connection
     finally:
-        reader.send_signal(signal.SIGTERM)
-        reader.wait(30)
+        stop_processes([reader])
 
 
 def test_binlog_reader_row_images_follow_alter_table(stack, tmp_path):
@@ -323,8 +317,7 @@ def test_binlog_reader_row_images_follow_alter_table(stack, tmp_path):
             assert [s.kind for s in by_name[name].statements] == ["ddl"] and not by_name[name].rows
         assert reader.poll() is None, log.read_text()[-3000:]
     finally:
-        reader.send_signal(signal.SIGTERM)
-        reader.wait(30)
+        stop_processes([reader])
         with _conn(stack.primary).cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
 
@@ -426,8 +419,7 @@ def test_binlog_reader_catching_up_across_primary_restarts_with_reused_table_ids
                 assert r.before == after and r.after == {**after, "w": f"B{i}"}
         assert reader.poll() is None, log.read_text()[-3000:]
     finally:
-        reader.send_signal(signal.SIGTERM)
-        reader.wait(30)
+        stop_processes([reader])
         with _conn(stack.primary).cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
 

@@ -15,7 +15,8 @@ from .conftest import run_dbmux, start_ingress, stop_ingress
 from .test_replicator_mysql import _conn, _start_replicator
 
 
-def _config(tmp, stack, ing, names_urls: dict[str, str], tables: str):
+def _config(tmp, stack, ing, names_urls: dict[str, str], tables: str, replicator: str = ""):
+    """``replicator``: more [replicator] lines."""
     cfg = tmp / "pg.toml"
     targets = "".join(f'[targets.{n}]\nurl = "{u}"\ntables = ["{tables}"]\n' for n, u in names_urls.items())
     cfg.write_text(f"""
@@ -26,6 +27,7 @@ topic = "{ing.topic}"
 url = "{stack.primary.url()}"
 [replicator]
 batch_linger_ms = 5
+{replicator}
 {targets}""")
     return cfg
 
@@ -132,20 +134,7 @@ def test_timestamps_from_a_session_not_in_utc_come_from_the_row_form(stack, tmp_
     ing = start_ingress(stack, tmp_path)
     db = f"tz_{uuid.uuid4().hex[:8]}"
     target = f"pgtz_{uuid.uuid4().hex[:6]}"
-    cfg = tmp_path / "tz.toml"
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{ing.topic}"
-[primary]
-url = "{stack.primary.url()}"
-[replicator]
-batch_linger_ms = 5
-gap_alert_ms = 200
-[targets.{target}]
-url = "{stack.shards[0].url()}"
-tables = ["{db}.*"]
-""")
+    cfg = _config(tmp_path, stack, ing, {target: stack.shards[0].url()}, f"{db}.*", "gap_alert_ms = 200")
     via = ing.dsn(stack.primary)
     procs = []
     pg_dsn = stack.shards[0]

@@ -117,3 +117,15 @@ def feed_each_way(wire: bytes) -> Iterator[tuple[str, list[bytes]]]:
             assert payloads[-1] == b"\x0enext-packet", "trailing packet was lost or merged"
             payloads = payloads[:-1]
         yield mode, payloads
+
+
+def feed_buffered(reader, frames: FrameReader, skim: bool) -> None:
+    """Feed a ResponseReader everything ``frames`` holds, skimming first when asked (as the session's
+    relay does), until the response is complete or the bytes run out. ProtocolError propagates."""
+    while not reader.complete:
+        if skim and frames.take_skimmed(reader.skim) and reader.complete:
+            break
+        pkt = frames.next_packet()
+        if pkt is None:
+            break
+        reader.feed(pkt.payload)

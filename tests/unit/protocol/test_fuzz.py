@@ -40,7 +40,7 @@ from ingress.protocol.resultset import (
 from ingress.protocol.session_state import decode_session_state
 
 from . import test_commands, test_generic_packets, test_handshake, test_response
-from .builders import column_def, eof, ok, packet, text_row
+from .builders import column_def, eof, feed_buffered, ok, packet, text_row
 
 FUZZ = settings(max_examples=int(os.environ.get("DBMUX_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -163,13 +163,7 @@ def test_response_reader_raises_only_protocol_error(command, capabilities, ext, 
 def _outcome(reader: ResponseReader, frames: FrameReader, skim: bool):
     """Feed everything buffered (skimming first when asked); the reader's final state or the error."""
     try:
-        while not reader.complete:
-            if skim and frames.take_skimmed(reader.skim) and reader.complete:
-                break
-            pkt = frames.next_packet()
-            if pkt is None:
-                break
-            reader.feed(pkt.payload)
+        feed_buffered(reader, frames, skim)
     except ProtocolError as exc:
         return type(exc), str(exc)
     return (reader.phase, reader.packets_seen, reader._columns_left, reader.awaiting_client,

@@ -19,7 +19,8 @@ from ingress.protocol.generic_packets import EofPacket
 from ingress.protocol.response import NOT_ROW_HEADERS, Phase, ResponseReader
 from ingress.statements import PreparedStatements
 
-from .builders import chunkings, column_def, eof, err, lenenc, ok, packet, text_row, u16, u24, u32, u8
+from .builders import (chunkings, column_def, eof, err, feed_buffered, lenenc, ok, packet, text_row, u16, u24, u32,
+                       u8)
 from .test_response import AC, BASE, DEP, MORE, RESPONSE_TABLE
 
 
@@ -277,13 +278,7 @@ def test_bulk_row_hopping_counts_exactly_like_walking(runs, terminator, cut, max
         frames = FrameReader(max_payload_bytes=max_payload)
         frames.feed(wire)
         try:
-            while not reader.complete:
-                if skim and frames.take_skimmed(reader.skim) and reader.complete:
-                    break
-                pkt = frames.next_packet()
-                if pkt is None:
-                    break
-                reader.feed(pkt.payload)
+            feed_buffered(reader, frames, skim)
         except ProtocolError as exc:
             outcomes.append((type(exc), str(exc)))
             continue

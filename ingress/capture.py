@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dbmux.envelope import Statement
-from ingress.protocol.constants import SERVER_STATUS_IN_TRANS
-from ingress.secrets import redact_secrets
+from dbmux.core.events import Statement
+from dbmux.ingress.protocol.constants import SERVER_STATUS_IN_TRANS
+from dbmux.ingress.secrets import redact_secrets
 
 _SAVEPOINT_NAME = re.compile(r"(?is)^\s*(?:rollback\s+(?:work\s+)?to\s+(?:savepoint\s+)?|savepoint\s+|"
                              r"release\s+savepoint\s+)`?([^`\s;]+)`?")

@@ -54,7 +54,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from dbmux.sqllex import LexError, Token, scan_with_markers, effective_sql, scan, split_statements
+from dbmux.core.sqllex import LexError, Token, effective_sql, scan, scan_with_markers, split_statements
 
 __all__ = [
     "Classification",
@@ -160,10 +160,10 @@ def _dedupe(names: list[str]) -> tuple[str, ...]:
 def _ast_tables(sql: str) -> tuple[tuple[str, ...], bool]:
     """Tables referenced by a statement per sqlglot (CTE names excluded); (names, parsed)."""
     try:
-        trees = sqlglot.parse(sql, read="mysql")
+        parsed = sqlglot.parse(sql, read="mysql")
     except (SqlglotError, RecursionError):
         return (), False
-    trees = [t for t in trees if t is not None]
+    trees = [t for t in parsed if t is not None]
     if len(trees) != 1 or isinstance(trees[0], exp.Command):
         return (), False
     tree = trees[0]
@@ -183,7 +183,7 @@ def _classify_read(tokens: list[Token], verb: str) -> Classification:
     upset = set(uppers)
     if "INTO" in upset or _PRIMARY_ONLY_FUNCS & upset:
         primary_only = True
-    for a, b in zip(uppers, uppers[1:]):
+    for a, b in zip(uppers, uppers[1:], strict=False):  # adjacent pairs: one shorter
         if (a, b) in (("FOR", "UPDATE"), ("FOR", "SHARE"), ("IN", "SHARE")):
             primary_only = True
         if (a, b) == ("VALUE", "FOR"):  # NEXT VALUE FOR seq (MariaDB) advances a sequence
@@ -204,7 +204,9 @@ def _classify_with(tokens: list[Token], sql: str) -> Classification:
             depth += 1
         elif t.text == ")":
             depth -= 1
-        elif depth == 0 and t.type == "word" and t.upper in ("SELECT", "TABLE", "VALUES", "UPDATE", "DELETE", "INSERT", "REPLACE"):
+        elif depth == 0 and t.type == "word" and t.upper in (
+            "SELECT", "TABLE", "VALUES", "UPDATE", "DELETE", "INSERT", "REPLACE"
+        ):
             if t.upper in ("UPDATE", "DELETE", "INSERT", "REPLACE"):
                 tables, parsed = _ast_tables(sql)
                 return Classification("dml", verb=t.upper, tables=tables, is_write=True, parsed=parsed)

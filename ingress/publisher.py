@@ -13,10 +13,12 @@ import logging
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
-from dbmux.config import Config
-from dbmux.envelope import ChangeEvent, encode_event, partition_key
-from dbmux.kafka_topics import ensure_topic
-from ingress.sequencer import GtidSequencer
+from dbmux.core.codec import encode_event
+from dbmux.core.config import Config
+from dbmux.core.events import ChangeEvent
+from dbmux.core.kafka_topics import ensure_topic
+from dbmux.core.topics import partition_key
+from dbmux.ingress.sequencer import GtidSequencer
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class Publisher:
         self._sequencer = GtidSequencer(self._send, self._config.ingress.reorder_window_ms / 1000)
         self._sequencer.start()
 
-    async def _send(self, event: ChangeEvent) -> "asyncio.Future[object]":
+    async def _send(self, event: ChangeEvent) -> asyncio.Future[object]:
         assert self._producer is not None, "Publisher.start() was not awaited"
         return await self._producer.send(self.topic, encode_event(event), key=partition_key(event))
 
@@ -72,7 +74,7 @@ class Publisher:
         """
         return await self.publish_within(event, timeout_s)
 
-    def publish_within(self, event: ChangeEvent, timeout_s: float) -> "asyncio.Future[bool]":
+    def publish_within(self, event: ChangeEvent, timeout_s: float) -> asyncio.Future[bool]:
         """:meth:`publish_bounded` as a future, for callers that are not coroutines (the session's relay):
         hands ``event`` to the sequencer now; the future resolves to True once Kafka acknowledged it,
         or to False (logged, counted) when ``timeout_s`` passed first or publishing failed. It never fails.

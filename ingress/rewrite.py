@@ -59,7 +59,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from ingress.classify import LexError, Token, classify, effective_sql, scan
+from dbmux.ingress.classify import LexError, Token, classify, effective_sql, scan
 
 __all__ = ["RewriteResult", "rewrite_deterministic", "DETERMINISTIC_FUNCTIONS", "UNSAFE_FUNCTIONS"]
 
@@ -152,7 +152,7 @@ _DENIED_NODES: tuple[type[exp.Expression], ...] = tuple(
     if hasattr(exp, n)
 )
 _OFFSET_RE = re.compile(r"([+-])(\d{1,2}):(\d{2})")
-_UUID_EPOCH = _dt.datetime(1582, 10, 15, tzinfo=_dt.timezone.utc)
+_UUID_EPOCH = _dt.datetime(1582, 10, 15, tzinfo=_dt.UTC)
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -298,7 +298,9 @@ def _token_functions(tokens: list[Token]) -> list[str]:
     for j, t in enumerate(tokens):
         if t.type != "word" or j + 1 >= len(tokens) or tokens[j + 1].text != "(":
             continue
-        if j > 0 and (tokens[j - 1].text == "." or tokens[j - 1].upper in ("INTO", "TABLE", "JOIN", "FROM", "UPDATE", "INSERT", "REPLACE", "IGNORE", "EXISTS")):
+        if j > 0 and (tokens[j - 1].text == "." or tokens[j - 1].upper in (
+            "INTO", "TABLE", "JOIN", "FROM", "UPDATE", "INSERT", "REPLACE", "IGNORE", "EXISTS"
+        )):
             continue
         name = t.upper
         if name == "UNIX_TIMESTAMP" and j + 2 < len(tokens) and tokens[j + 2].text != ")":
@@ -341,7 +343,7 @@ def rewrite_deterministic(
             return RewriteResult(sql, False, True, ("CREATE ... SELECT with nondeterministic functions",))
         return RewriteResult(sql, False, False, ())
 
-    now_utc = now.replace(tzinfo=_dt.timezone.utc) if now.tzinfo is None else now.astimezone(_dt.timezone.utc)
+    now_utc = now.replace(tzinfo=_dt.UTC) if now.tzinfo is None else now.astimezone(_dt.UTC)
     zone, zone_problem = _resolve_zone(session_time_zone)
     local = now_utc.astimezone(zone).replace(tzinfo=None) if zone is not None else None
     reasons: list[str] = []
@@ -370,7 +372,8 @@ def rewrite_deterministic(
             end_idx, args = span if span is not None else (i, [])
             fsp = 0
             if args:
-                if takes_fsp and len(args) == 1 and args[0].type == "number" and args[0].text.isdigit() and int(args[0].text) <= 6:
+                if (takes_fsp and len(args) == 1 and args[0].type == "number" and args[0].text.isdigit()
+                        and int(args[0].text) <= 6):
                     fsp = int(args[0].text)
                 else:
                     if name != "UNIX_TIMESTAMP":  # UNIX_TIMESTAMP(expr) is deterministic
@@ -385,7 +388,8 @@ def rewrite_deterministic(
             if kind == "unix":
                 literal = str(int(now_utc.timestamp()))
             else:
-                literal = _time_literal(kind, moment, fsp)  # type: ignore[arg-type]
+                assert moment is not None  # (a local time that is None was refused above)
+                literal = _time_literal(kind, moment, fsp)
             replacements.append((t.start, tokens[end_idx].end, literal))
             i = end_idx + 1
             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from dbmux.sqllex import LexError, Token, scan
+from dbmux.core.sqllex import LexError, Token, scan
 
 
 @dataclass(frozen=True, slots=True)

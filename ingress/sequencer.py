@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from dbmux.envelope import ChangeEvent
+from dbmux.core.events import ChangeEvent
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ def _chain(source: asyncio.Future, target: asyncio.Future) -> None:
             return
         if src.cancelled():
             target.cancel()
-        elif src.exception() is not None:
-            target.set_exception(src.exception())
+        elif (exc := src.exception()) is not None:
+            target.set_exception(exc)
         else:
             target.set_result(src.result())
     source.add_done_callback(done)

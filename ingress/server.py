@@ -1,16 +1,22 @@
-"""The ingress listener: accepts clients and runs one :class:`ClientSession` per connection."""
+"""The ingress listener: accepts clients, runs each one's connection phase, then hands it to the Handler.
+
+See :mod:`ingress.handler` for the division of work (and the concurrency contract) between the
+listener -- accept, handshake, TLS, authentication, closing -- and the handler -- the command phase.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
-from dbmux.config import Config
-from ingress.publisher import Publisher
-from ingress.session import ClientSession
-from ingress.tls import server_context
-from ingress.wire import PacketStream
+from dbmux.core.config import Config
+from dbmux.ingress.connection import Connection
+from dbmux.ingress.handler import Handler
+from dbmux.ingress.protocol.errors import ProtocolError
+from dbmux.ingress.publisher import Publisher
+from dbmux.ingress.relay import RelayHandler
+from dbmux.ingress.tls import server_context
+from dbmux.ingress.wire import PacketStream, PeerClosed
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +25,9 @@ class IngressServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.publisher = Publisher(config)
+        self.handler: Handler = RelayHandler(config, self.publisher)
         self._server: asyncio.AbstractServer | None = None
-        self._sessions: set[asyncio.Task] = set()
+        self._sessions: set[asyncio.Task[None]] = set()
         ing = config.ingress
         self._tls = server_context(ing.tls_cert, ing.tls_key) if ing.tls_cert else None
 
@@ -41,13 +48,24 @@ class IngressServer:
         task.add_done_callback(self._sessions.discard)
 
     async def _serve(self, stream: PacketStream) -> None:
+        """One client connection, from its handshake to its end (a failure ends that connection only)."""
         peer = stream.peername()
         addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        session = ClientSession(self.config, self.publisher, stream, addr, tls_server=self._tls)
+        conn = Connection(self.config.primary, stream, addr, tls_server=self._tls)
         try:
-            await session.run()
+            if await conn.handshake():
+                await self.handler.serve(conn)
+        except PeerClosed:
+            pass
+        except ProtocolError as exc:
+            log.warning("%s: protocol error, closing the session: %s", conn.tag, exc)
+            conn.send_error(1156, "08S01", f"dbmux: bad packet: {exc}")
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("%s: connection lost: %s", conn.tag, exc)
         except Exception:  # noqa: BLE001 - a bug in one session must not take the listener down
-            log.exception("%s: session failed", session.tag)
+            log.exception("%s: session failed", conn.tag)
+        finally:
+            conn.close()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -57,28 +75,3 @@ class IngressServer:
         if self._server is not None:
             await self._server.wait_closed()
         await self.publisher.stop()
-
-
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    server = IngressServer(config)
-    await server.start()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-
-
-def run(config: Config) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(serve(config))
-    except ImportError:
-        asyncio.run(serve(config))

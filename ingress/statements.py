@@ -11,10 +11,10 @@ import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
-from ingress.classify import Classification, classify, split_statements
-from ingress.protocol import constants as c
-from ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
-from ingress.rewrite import rewrite_deterministic
+from dbmux.ingress.classify import Classification, classify, split_statements
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
+from dbmux.ingress.rewrite import rewrite_deterministic
 
 _rng = random.SystemRandom()
 
@@ -46,8 +46,9 @@ class QueryPlan:
         return PlannedStatement(text, "unknown", None, True)
 
 
-def _plan_one(sql: str, cls: Classification, now: _dt.datetime, time_zone: str | None) -> PlannedStatement:
+def _plan_one(sql: str, cls: Classification, now: _dt.datetime | None, time_zone: str | None) -> PlannedStatement:
     if cls.kind in CAPTURED_KINDS and cls.is_write:
+        assert now is not None  # plan_query takes the instant before the first captured write
         rw = rewrite_deterministic(sql, now, time_zone, _rng)
         return PlannedStatement(rw.sql, cls.kind, cls.tcl, rw.unsafe)
     return PlannedStatement(sql, cls.kind, cls.tcl, False)
@@ -67,10 +68,10 @@ def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = Tru
         if cls.kind == "read" and len(parts) == 1:  # (a plain read: nothing to rewrite or capture)
             return QueryPlan((PlannedStatement(part, "read", cls.tcl, False),))
         if now is None and cls.kind in CAPTURED_KINDS and cls.is_write:
-            now = _dt.datetime.now(_dt.timezone.utc)
-        planned.append(_plan_one(part, cls, now, time_zone))  # type: ignore[arg-type]
+            now = _dt.datetime.now(_dt.UTC)
+        planned.append(_plan_one(part, cls, now, time_zone))
     rewritten = None
-    if any(p.sql != orig for p, orig in zip(planned, parts)):
+    if any(p.sql != orig for p, orig in zip(planned, parts, strict=True)):  # one planned per part
         rewritten = planned[0].sql if len(parts) == 1 else ";\n".join(p.sql for p in planned)
     return QueryPlan(tuple(planned), rewritten)
 
@@ -105,7 +106,7 @@ class PreparedStatements:
         cls = classify(sql)
         # Non-deterministic functions cannot be rewritten once per execution of a prepared
         # statement: such statements are flagged unsafe (appliers use the binlog row form).
-        rw = rewrite_deterministic(sql, _dt.datetime.now(_dt.timezone.utc), None, _rng) if cls.is_write else None
+        rw = rewrite_deterministic(sql, _dt.datetime.now(_dt.UTC), None, _rng) if cls.is_write else None
         unsafe = bool(rw and (rw.changed or rw.unsafe))
         plan = QueryPlan((PlannedStatement(sql, cls.kind, cls.tcl, unsafe),))
         self._by_id[ok.statement_id] = _Prepared(sql, ok.num_params, plan)

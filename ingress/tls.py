@@ -11,11 +11,10 @@ passes every received chunk through :meth:`decrypt` and every outgoing chunk thr
 from __future__ import annotations
 
 import ssl
-
-from dbmux.mysql_connect import client_context
 from collections.abc import Awaitable, Callable
 
-from dbmux.errors import ConfigError
+from dbmux.core.errors import ConfigError
+from dbmux.core.mysql_connect import client_context
 
 
 class TlsLayer:
@@ -40,7 +39,7 @@ class TlsLayer:
                     send(pending)
                 data = await recv()
                 if not data:
-                    raise ConnectionResetError("connection closed during the TLS handshake")
+                    raise ConnectionResetError("connection closed during the TLS handshake") from None
                 self._in.write(data)
         pending = self._out.read()
         if pending:

@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import cast
 
-from ingress.protocol.errors import ProtocolError
-from ingress.protocol.framing import FrameReader, Packet, frame
-from ingress.tls import TlsLayer
+from dbmux.ingress.errors import IngressError
+from dbmux.ingress.protocol.errors import ProtocolError
+from dbmux.ingress.protocol.framing import FrameReader, Packet, frame
+from dbmux.ingress.tls import TlsLayer
 
 BUFFER_LIMIT_BYTES = 1 << 20
 
 
-class PeerClosed(Exception):
+class PeerClosed(IngressError):
     """The other side closed the connection."""
 
 
@@ -58,7 +60,8 @@ class PacketStream(asyncio.Protocol):
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # (typeshed gives every protocol a BaseTransport; a stream connection's is a Transport)
+        self.transport = cast(asyncio.Transport, transport)
         if self._on_connected is not None:
             callback, self._on_connected = self._on_connected, None
             callback(self)

@@ -53,9 +53,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import struct
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from hashlib import blake2b
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 PLAIN, CHAR, BINARY, JSON, FLOAT32, BIT = "plain", "char", "binary", "json", "float32", "bit"
 DIGEST_BYTES = 16
@@ -105,7 +106,7 @@ def _float32(x: float) -> str:
         x = struct.unpack("<f", struct.pack("<f", x))[0]
     except OverflowError:
         pass
-    return "%.9g" % x
+    return f"{x:.9g}"
 
 
 def _bit_int(value: Any) -> str:
@@ -125,10 +126,11 @@ def _json(value: Any) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("utf-8", "replace")
     if isinstance(value, str):
+        text = value
         try:
-            value = json.loads(value)
+            value = json.loads(text)
         except ValueError:
-            return value
+            return text
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -152,7 +154,7 @@ def canonical(value: Any, kind: str = PLAIN) -> str | None:
         return value.rstrip(" ") if kind == CHAR else value
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
                 f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}")
     if isinstance(value, dt.date):

@@ -1,11 +1,17 @@
-"""Replicator errors: transient ones are retried (``retriable``), permanent ones follow the policy."""
+"""Replicator errors: transient ones are retried (``retriable``), permanent ones follow the policy.
+
+Every error the replicator package raises on purpose derives from :class:`ReplicatorError`."""
 
 from __future__ import annotations
 
-from dbmux.errors import DbmuxError
+from dbmux.core.errors import DbmuxError
 
 
-class ApplyError(DbmuxError):
+class ReplicatorError(DbmuxError):
+    """Root of the replicator's errors (apply, backfill, verify, reshard, translation)."""
+
+
+class ApplyError(ReplicatorError):
     """Applying an event failed. Carries what an operator needs to find it."""
 
     def __init__(self, message: str, *, gtid: str = "", offset: int = -1, table: str = "",
@@ -16,5 +22,9 @@ class ApplyError(DbmuxError):
         super().__init__(f"{where}: {message}" if gtid else message)
 
 
-class TargetHalted(DbmuxError):
+class TargetHalted(ReplicatorError):
     """The target stopped on a permanent error (policy ``halt``)."""
+
+
+class BackfillError(ReplicatorError):
+    """A backfill cannot run or continue as asked; the message says what to do."""

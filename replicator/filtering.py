@@ -18,7 +18,7 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
-from dbmux.envelope import ChangeEvent
+from dbmux.core.events import ChangeEvent
 
 
 def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:

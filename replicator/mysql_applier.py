@@ -21,25 +21,19 @@ import sqlglot
 from pymysql.constants import CLIENT
 from sqlglot import exp
 
-from dbmux.dsn import Dsn
-from dbmux.mysql_connect import connect_aiomysql
-from dbmux.envelope import ChangeEvent, SessionContext, Statement
-from replicator.errors import ApplyError
-from replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
-from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+from dbmux.core.dsn import Dsn
+from dbmux.core.events import ChangeEvent, SessionContext, Statement
+from dbmux.core.mysql_connect import connect_aiomysql
+from dbmux.core.transient import is_transient, mysql_errno
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
+from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055, 1927})
 # Errors an already-applied DDL gives when replayed after a crash between DDL and position write.
 _DDL_REPLAY_ERRNOS = frozenset({1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1826})
 _LAST_INSERT_ID = re.compile(r"(?i)\bLAST_INSERT_ID\s*\(\s*\)")
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, OSError)):
-        return True
-    return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in TRANSIENT_ERRNOS
 
 
 class MySQLApplier:
@@ -178,7 +172,7 @@ class MySQLApplier:
             await self._rollback()
             gtid = str(batch[0][0].gtid) if len(batch) == 1 else f"{batch[0][0].gtid}..{batch[-1][0].gtid}"
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=batch[0][1] if batch else -1,
-                             errno=_errno(exc), retriable=is_transient(exc)) from exc
+                             errno=mysql_errno(exc), retriable=is_transient(exc)) from exc
 
     async def _apply_in_one_round_trip(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                                        last_gtids: dict[str, ChangeEvent], prepared: str | None) -> None:
@@ -205,7 +199,7 @@ class MySQLApplier:
                     pass
         except Exception as exc:
             await self._rollback()
-            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1], errno=_errno(exc),
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1], errno=mysql_errno(exc),
                              retriable=is_transient(exc)) from exc
 
     def _round_trip_sql(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
@@ -229,7 +223,7 @@ class MySQLApplier:
             """End the INSERT being gathered (if any): anything but the next row of it comes next."""
             nonlocal run_key
             if values:
-                d, t, cols = run_key  # type: ignore[misc]
+                d, t, cols = run_key  # type: ignore[misc]  # set whenever values are gathered
                 parts.append(f"INSERT INTO {quote_ident(d)}.{quote_ident(t)} ({', '.join(map(quote_ident, cols))}) "
                              f"VALUES {', '.join(values)}")
                 values.clear()
@@ -318,7 +312,7 @@ class MySQLApplier:
             if cur.description:
                 await cur.fetchall()
         except pymysql.err.MySQLError as exc:
-            errno = _errno(exc)
+            errno = mysql_errno(exc)
             if ddl and errno in _DDL_REPLAY_ERRNOS:
                 log.warning("target %s gtid %s: DDL already applied (%s); treating as applied",
                             self.target, ev.gtid, exc.args[1] if len(exc.args) > 1 else exc)
@@ -357,7 +351,7 @@ class MySQLApplier:
             await cur.execute(sql)
 
 # The session row images are applied in: they hold every column's value as the primary stored it, with
-# TIMESTAMP values in UTC (binlog_events), and a zero in an AUTO_INCREMENT column stays zero. (Without
+# TIMESTAMP values in UTC (binlog.row_decoder), and a zero in an AUTO_INCREMENT column stays zero. (Without
 # it they ran in whatever an earlier ingress event had set: another time zone shifted TIMESTAMPs, and
 # NO_BACKSLASH_ESCAPES misread the escaped literals.) The same as backfill's session.
 ROW_SESSION = ("NO_AUTO_VALUE_ON_ZERO", "+00:00")
@@ -406,10 +400,4 @@ def table_of(sql: str, default_db: str | None) -> str:
     return f"{db}.{table.name}" if db else table.name
 
 
-def _errno(exc: BaseException) -> int | None:
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
-
-
-__all__ = ["MySQLApplier", "is_transient", "literal"]
+__all__ = ["MySQLApplier", "literal"]

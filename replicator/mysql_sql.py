@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pymysql.converters import _escape_table, escape_item
+from pymysql.converters import (  # type: ignore[attr-defined]  # _escape_table: private, not in types-PyMySQL
+    _escape_table,
+    escape_item,
+)
 
-from dbmux.sqllex import scan
+from dbmux.core.sqllex import scan
 
 
 def quote_ident(name: str) -> str:
@@ -33,11 +36,12 @@ def literal(value: Any, charset: str | None = None, *, backslash_escapes: bool =
     pymysql's ``escape_item`` writes them (none of those holds a backslash or a quote)."""
     t = type(value)
     if t is str:
-        if _NEEDS_ESCAPE(value) is None:
-            return "'" + value + "'"
+        text: str = value
+        if _NEEDS_ESCAPE(text) is None:
+            return "'" + text + "'"
         if not backslash_escapes:
-            return "'" + value.replace("'", "''") + "'"
-        return "'" + value.translate(_escape_table) + "'"
+            return "'" + text.replace("'", "''") + "'"
+        return "'" + text.translate(_escape_table) + "'"
     if t is int:
         return str(value)
     if value is None:
@@ -57,7 +61,8 @@ def literal(value: Any, charset: str | None = None, *, backslash_escapes: bool =
     return escape_item(value, "utf8mb4")
 
 
-def interpolate(sql: str, params: tuple, *, backslash_escapes: bool = True, charset: str | None = None) -> str:
+def interpolate(sql: str, params: tuple[Any, ...], *, backslash_escapes: bool = True,
+                charset: str | None = None) -> str:
     """Replace each ``?`` placeholder token (not inside strings or comments; ``backslash_escapes``: how the
     statement's own string literals are written) by a literal (``charset``: see :func:`literal`)."""
     out, last, i = [], 0, 0
@@ -79,7 +84,7 @@ def _match(image: dict[str, Any], key: tuple[str, ...]) -> str:
     return " AND ".join(f"{quote_ident(c)} <=> {literal(image[c])}" for c in cols)
 
 
-def row_sql(db: str, table: str, op: str, before: dict | None, after: dict | None,
+def row_sql(db: str, table: str, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
             pk: tuple[str, ...]) -> str:
     """One row change as a statement. Without a primary key, rows are matched on every column
     (``LIMIT 1``: identical duplicate rows are interchangeable)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from dbmux.envelope import ChangeEvent
+from dbmux.core.events import ChangeEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,21 +14,16 @@ import re
 import asyncpg
 from prometheus_client import Counter
 
-from dbmux.dsn import Dsn
-from dbmux.envelope import ChangeEvent
-from replicator.errors import ApplyError
-from replicator.filtering import statement_tables
-from replicator.pg_sql import StaticSchema, Untranslatable, row_statement, translate_statement
-from replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
-from replicator.source_schema import load_source_schema
+from dbmux.core.dsn import Dsn
+from dbmux.core.events import ChangeEvent
+from dbmux.core.transient import is_transient
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.filtering import statement_tables
+from dbmux.replicator.pg_sql import StaticSchema, Untranslatable, row_statement, translate_statement
+from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+from dbmux.replicator.source_schema import load_source_schema
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.DeadlockDetectedError,
-              asyncpg.exceptions.SerializationError, asyncpg.exceptions.CannotConnectNowError,
-              asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.LockNotAvailableError,
-              asyncpg.exceptions.InterfaceError, ConnectionError, OSError)
-
 
 ROWS_COPIED = Counter("dbmux_replicator_rows_copied_total", "Row inserts applied by COPY (PostgreSQL targets)",
                       ["target"])
@@ -170,7 +165,9 @@ class PostgresApplier:
                 await self._write_position(position, last_gtids)
         except ApplyError:
             raise
-        except _TRANSIENT as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
 
@@ -217,7 +214,7 @@ class PostgresApplier:
                 else:
                     await conn.execute(sql, *statements[i][1])
             except asyncpg.PostgresError as exc:
-                if isinstance(exc, _TRANSIENT):
+                if is_transient(exc):
                     raise
                 ev, offset = statements[i][2], statements[i][3]
                 gtid = str(ev.gtid) if j - i == 1 else f"{ev.gtid}..{statements[j - 1][2].gtid}"

@@ -23,14 +23,13 @@ Decisions (documented for the README):
 
 from __future__ import annotations
 
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import Token, TokenType
 
-from replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident
+from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident
 
 __all__ = ["translate_create_table", "translate_create_index", "translate_alter", "translate_rename",
            "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level"]
@@ -234,7 +233,7 @@ def _table_constraint(node: exp.Expression, sql: str, default_db: str) -> str:
         return f"CHECK ({pg_expr(node.this, sql)})"
     ref = node.args.get("reference")
     target = ref.this if ref is not None else None
-    if not isinstance(target, exp.Schema) or not isinstance(target.this, exp.Table):
+    if ref is None or not isinstance(target, exp.Schema) or not isinstance(target.this, exp.Table):
         raise Untranslatable(f"foreign key {node.sql('mysql')}", sql)
     rdb, rtable = _table_ref(target.this, default_db, sql)
     cols = ", ".join(quote_ident(_name(c)) for c in node.expressions)
@@ -257,7 +256,8 @@ def translate_create_table(node: exp.Create, default_db: str | None, sql: str) -
         raise Untranslatable("CREATE TABLE ... LIKE / ... SELECT", sql)
     if node.args.get("temporary") or "TEMPORARY" in sql[:40].upper():
         raise Untranslatable("CREATE TEMPORARY TABLE", sql)
-    for prop in (node.args.get("properties").expressions if node.args.get("properties") else []):
+    properties = node.args.get("properties")
+    for prop in (properties.expressions if properties else []):
         if isinstance(prop, exp.LikeProperty):
             raise Untranslatable("CREATE TABLE ... LIKE", sql)
         if not isinstance(prop, _DROPPED_TABLE_PROPERTIES) and not (

@@ -40,10 +40,9 @@ bit string). Identifiers (tables, columns, aliases) are lowercased and always do
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import sqlglot
@@ -51,9 +50,18 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import TokenType
 
-from replicator.pg_ddl import (pg_expr, tokens, translate_alter, translate_create_index, translate_create_table,
-                               translate_drop_index, translate_drop_table, translate_rename)
-from replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident, to_pg_value
+from dbmux.replicator.pg_ddl import (
+    pg_expr,
+    split_top_level,
+    tokens,
+    translate_alter,
+    translate_create_index,
+    translate_create_table,
+    translate_drop_index,
+    translate_drop_table,
+    translate_rename,
+)
+from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident, to_pg_value
 
 __all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
            "row_statements", "to_pg_value", "quote_ident", "qualified", "pg_column_type",
@@ -224,8 +232,6 @@ def _translate_set(sql: str, toks: list, w: list[str]) -> list[PgStatement]:
         return []
     if w[1:2] == ["TRANSACTION"] or w[1:3] == ["SESSION", "TRANSACTION"]:
         return []
-    from replicator.pg_ddl import split_top_level
-
     for item in split_top_level(sql, toks[1:]):
         it = tokens(item)
         words = [t.text.lower() for t in it]
@@ -432,6 +438,7 @@ def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: in
                                  "(unlisted columns must be reset to their defaults)", sql)
         action = "DO UPDATE" if sets else "DO NOTHING"
     else:
+        assert conflict is not None  # (not a REPLACE, so an ON DUPLICATE KEY UPDATE: checked above)
         assignments = list(conflict.expressions)
         _check_sequential(assignments, sql, "ON DUPLICATE KEY UPDATE")
         for eq in assignments:

@@ -53,7 +53,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbmux.errors import DbmuxError
+from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
            "INTEGER_PG_TYPES"]
@@ -61,7 +61,7 @@ __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_colu
 _MAX_SQL_IN_ERROR = 200
 
 
-class Untranslatable(DbmuxError):
+class Untranslatable(ReplicatorError):
     """A MySQL statement (or value) has no faithful PostgreSQL translation. Never retriable.
 
     ``construct`` names what cannot be translated; ``statement`` is the (truncated) source text.

@@ -24,5 +24,5 @@ class TargetPosition:
     offsets: dict[PartitionKey, int] = field(default_factory=dict)  # next offset to read
     gtids: dict[str, int] = field(default_factory=dict)  # domain -> last applied seq
 
-    def copy(self) -> "TargetPosition":
+    def copy(self) -> TargetPosition:
         return TargetPosition(dict(self.offsets), dict(self.gtids))

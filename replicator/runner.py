@@ -7,7 +7,8 @@ applied in group-commit batches, each with its position, in one target transacti
 consumer-group offsets are committed afterwards only for lag display.
 
 Failures: a transient error (connection lost, deadlock, lock wait, broker unavailable, target
-restarting) rolls back, waits with backoff and restarts from the stored position -- nothing is
+restarting: :func:`dbmux.core.transient.is_transient`) rolls back, waits with backoff
+(:func:`dbmux.core.supervise.supervise`) and restarts from the stored position -- nothing is
 applied twice. A permanent error follows the target's policy: ``halt`` (stop, record and log the
 GTID, offset and error, exit non-zero) or ``dead-letter`` (publish the event and the error to
 ``<topic>.dlq``, record it as applied, continue). Nothing is ever skipped silently.
@@ -25,19 +26,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from dbmux import gctune
-from dbmux.config import Config, TargetConfig
-from dbmux.errors import DbmuxError
-from dbmux.envelope import ChangeEvent, EnvelopeError, decode_event, dlq_topic, encode_event
-from dbmux.kafka_topics import ensure_topic, topic_partitions
-from replicator.errors import ApplyError, TargetHalted
-from replicator.filtering import filter_event
-from replicator.mysql_applier import MySQLApplier, is_transient
-from replicator.ordering import GtidOrderer
-from replicator.pg_applier import PostgresApplier
-from replicator.positions import PartitionKey, TargetPosition
-from replicator.shard_target import ShardTarget
-from shardmap.model import VERSIONS_DB
+from dbmux.core import gctune
+from dbmux.core.codec import decode_event, encode_event
+from dbmux.core.config import Config, TargetConfig
+from dbmux.core.errors import DbmuxError
+from dbmux.core.events import ChangeEvent, EnvelopeError
+from dbmux.core.kafka_topics import ensure_topic, topic_partitions
+from dbmux.core.supervise import supervise
+from dbmux.core.topics import dlq_topic
+from dbmux.replicator.errors import ApplyError, TargetHalted
+from dbmux.replicator.filtering import filter_event
+from dbmux.replicator.mysql_applier import MySQLApplier
+from dbmux.replicator.ordering import GtidOrderer
+from dbmux.replicator.pg_applier import PostgresApplier
+from dbmux.replicator.positions import PartitionKey, TargetPosition
+from dbmux.replicator.shard_target import ShardTarget
+from dbmux.shardmap.model import VERSIONS_DB
 
 log = logging.getLogger(__name__)
 
@@ -116,38 +120,31 @@ class Replicator:
         self.topic = config.topic
         self.group_id = f"dbmux.{config.cluster.name}.{self.target.name}"
         self.halted: ApplyError | None = None
-        # GC tuned for batch throughput (dbmux.gctune): for a process of its own (`dbmux replicate`), not
+        # GC tuned for batch throughput (dbmux.core.gctune): for a process of its own (`dbmux replicate`), not
         # for `dbmux up`, whose ingress would feel the longer, rarer collections as latency
         self.tune_gc = False
         self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
 
     async def run(self, stop: asyncio.Event) -> int:
         """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
-        backoff = 0.5
         await ensure_topic(self.config.kafka, self.topic)
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self._run_once(stop)
-                return 0
-            except TargetHalted:
-                return 3
-            except Exception as exc:  # noqa: BLE001 - classified below; nothing is skipped either way
-                if not _transient(exc):
-                    if isinstance(exc, DbmuxError):  # an ApplyError, or e.g. tls=required without TLS
-                        log.error("target %s: %s", self.target.name, exc)
-                    else:
-                        log.exception("target %s: stopped on an unexpected error", self.target.name)
-                    return 3
-                if time.monotonic() - started > 60:
-                    backoff = 0.5  # it had been running fine: start backing off afresh
-                log.warning("target %s: transient failure (%s); restarting from the stored position in %.1fs",
-                            self.target.name, exc, backoff)
-                try:
-                    await asyncio.wait_for(stop.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
-                backoff = min(backoff * 2, 10.0)
+        name = self.target.name
+
+        def on_retry(exc: Exception, delay_s: float) -> None:
+            log.warning("target %s: transient failure (%s); restarting from the stored position in %.1fs",
+                        name, exc, delay_s)
+
+        try:
+            # an attempt that ran for a minute had been running fine: the back-off starts afresh
+            await supervise(lambda: self._run_once(stop), stop=stop, on_retry=on_retry, fresh_after_s=60.0)
+        except TargetHalted:
+            return 3
+        except Exception as exc:  # noqa: BLE001 - permanent (supervise retried the transient ones)
+            if isinstance(exc, DbmuxError):  # an ApplyError, or e.g. tls=required without TLS
+                log.error("target %s: %s", name, exc)
+            else:
+                log.exception("target %s: stopped on an unexpected error", name)
+            return 3
         return 0
 
     async def _run_once(self, stop: asyncio.Event) -> None:
@@ -300,7 +297,7 @@ class Replicator:
                     pass
 
     def _cut(self, ready: list[Item], orderer: GtidOrderer, consumed: dict[PartitionKey, int],
-             planned: TargetPosition) -> list["_Unit"]:
+             planned: TargetPosition) -> list[_Unit]:
         """Group-commit units for ``ready``, each with the position it stores; ``planned`` advances past them."""
         shard = self.shard
         chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
@@ -321,7 +318,7 @@ class Replicator:
             units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
         return units
 
-    async def _apply_units(self, units: "asyncio.Queue[_Unit | None]", applier, dlq,
+    async def _apply_units(self, units: asyncio.Queue[_Unit | None], applier, dlq,
                            position: TargetPosition) -> None:
         """The apply task: units in order until the None that ends the stream (or an error)."""
         while True:
@@ -333,7 +330,7 @@ class Replicator:
             finally:
                 units.task_done()
 
-    async def _apply_unit(self, applier, dlq, unit: "_Unit", position: TargetPosition) -> None:
+    async def _apply_unit(self, applier, dlq, unit: _Unit, position: TargetPosition) -> None:
         shard = self.shard
         chunk = unit.chunk
         prepared = unit.prepared
@@ -387,21 +384,6 @@ class Replicator:
         raise TargetHalted(str(exc))
 
 
-def _transient(exc: BaseException) -> bool:
-    """Connection-level trouble with the target or the broker: retry from the stored position."""
-    import asyncpg
-    import pymysql
-
-    if isinstance(exc, ApplyError):
-        return exc.retriable
-    if isinstance(exc, (KafkaError, OSError, ConnectionError, asyncio.TimeoutError)):
-        return True
-    if isinstance(exc, pymysql.err.MySQLError):
-        return is_transient(exc)
-    return isinstance(exc, (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
-                            asyncpg.exceptions.InterfaceError))
-
-
 def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
     """``ev`` with every statement flagged unsafe: it is applied from its row form only."""
     return dataclasses.replace(ev, statements=tuple(dataclasses.replace(s, unsafe=True) for s in ev.statements))
@@ -441,7 +423,7 @@ class _Unit:
     prepared: object = None  # the applier's ready-made form of it (applier.prepare), or None
 
 
-async def _hand_over(units: "asyncio.Queue[_Unit | None]", unit: "_Unit | None", apply_task: asyncio.Future) -> None:
+async def _hand_over(units: asyncio.Queue[_Unit | None], unit: _Unit | None, apply_task: asyncio.Future) -> None:
     """Queue ``unit`` for the apply task; if that task ends first, raise what ended it."""
     if not apply_task.done() and not units.full():
         units.put_nowait(unit)
@@ -449,7 +431,7 @@ async def _hand_over(units: "asyncio.Queue[_Unit | None]", unit: "_Unit | None",
     await _race(units.put(unit), apply_task)
 
 
-async def _drained(units: "asyncio.Queue[_Unit | None]", apply_task: asyncio.Future) -> None:
+async def _drained(units: asyncio.Queue[_Unit | None], apply_task: asyncio.Future) -> None:
     """Wait until every queued unit is applied (or raise what stopped the apply task)."""
     await _race(units.join(), apply_task)
 

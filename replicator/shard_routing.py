@@ -86,10 +86,12 @@ import dataclasses
 import logging
 from typing import Any
 
-from dbmux.envelope import ChangeEvent, RowChange, Statement
-from replicator.errors import ApplyError
-from replicator.shard_statements import _MAP_ERRORS, Decision, _route, _Session, _Split, route_statement
-from shardmap import ShardMapError
+from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.pg_sql import StaticSchema
+from dbmux.replicator.shard_shapes import SessionStatement
+from dbmux.replicator.shard_statements import MAP_ERRORS, Decision, Split, plan_statement, route_statement
+from dbmux.shardmap import ShardMap, ShardMapError, TableRule
 
 __all__ = ["Decision", "ShardRouter", "route_statement", "ShardMapError"]
 
@@ -104,7 +106,7 @@ class ShardRouter:
     -> TableInfo of the *source*, lower-case names, as :func:`replicator.source_schema.load_source_schema`
     returns) are plain attributes and may be swapped: reload the schema after DDL events."""
 
-    def __init__(self, shard_map, schema, shard: str) -> None:
+    def __init__(self, shard_map: ShardMap, schema: StaticSchema, shard: str) -> None:
         if shard not in tuple(shard_map.shards):
             raise ValueError(f"shard {shard!r} is not in the shard map (shards: {', '.join(shard_map.shards)})")
         self.shard_map = shard_map
@@ -116,7 +118,8 @@ class ShardRouter:
         statements = self._statements(ev) if ev.statements else ()
         if statements is None:  # the whole event takes the row form
             statements = tuple(s if s.unsafe else dataclasses.replace(s, unsafe=True) for s in ev.statements)
-        if len(rows) == len(ev.rows) and all(a is b for a, b in zip(rows, ev.rows)) and statements == ev.statements:
+        if (len(rows) == len(ev.rows) and all(a is b for a, b in zip(rows, ev.rows, strict=True))
+                and statements == ev.statements):
             return ev
         return dataclasses.replace(ev, rows=rows, statements=statements)
 
@@ -124,7 +127,7 @@ class ShardRouter:
 
     def _rows(self, ev: ChangeEvent) -> tuple[RowChange, ...]:
         out: list[RowChange] = []
-        rules: dict[tuple[str, str], Any] = {}
+        rules: dict[tuple[str, str], TableRule] = {}
         for r in ev.rows:
             name = (r.db.lower(), r.table.lower())
             rule = rules.get(name)
@@ -136,7 +139,7 @@ class ShardRouter:
                                      gtid=str(ev.gtid), table=f"{r.db}.{r.table}", retriable=True)
                 try:
                     rule = rules[name] = self.shard_map.rule(*name, tuple(info.primary_key))
-                except _MAP_ERRORS as e:
+                except MAP_ERRORS as e:
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: shard map: {e}", gtid=str(ev.gtid),
                                      table=f"{r.db}.{r.table}") from e
             if rule.kind == "reference":
@@ -164,7 +167,7 @@ class ShardRouter:
         log.debug("shard %s gtid %s rows: kept %d of %d", self.shard, ev.gtid, len(out), len(ev.rows))
         return tuple(out)
 
-    def _owner(self, ev: ChangeEvent, r: RowChange, image: dict[str, Any] | None, rule) -> str:
+    def _owner(self, ev: ChangeEvent, r: RowChange, image: dict[str, Any] | None, rule: TableRule) -> str:
         assert image is not None
         values = []
         lower = None
@@ -180,7 +183,7 @@ class ShardRouter:
             values.append(lower[col])
         try:
             return self.shard_map.locate(r.db.lower(), r.table.lower(), tuple(values))
-        except _MAP_ERRORS as e:
+        except MAP_ERRORS as e:
             raise ApplyError(f"cannot route a row of {r.db}.{r.table}: shard map: {e}", gtid=str(ev.gtid),
                              table=f"{r.db}.{r.table}") from e
 
@@ -197,8 +200,8 @@ class ShardRouter:
         sql_mode = ev.session.sql_mode if ev.session else None
         kept: list[tuple[Statement, bool]] = []  # (statement, is a session statement)
         for i, st in enumerate(ev.statements):
-            res = _route(st.sql, st.params, st.insert_id, db, self.shard_map, self.schema, sql_mode)
-            if isinstance(res, _Session):
+            res = plan_statement(st.sql, st.params, st.insert_id, db, self.shard_map, self.schema, sql_mode)
+            if isinstance(res, SessionStatement):
                 db = res.use_db or db
                 kept.append((st, True))
                 self._log(ev, i, "session", "kept where the event has other statements")
@@ -211,7 +214,7 @@ class ShardRouter:
                 res = Decision(frozenset(self.shard_map.shards), f"binlog statement, no row form: {res.reason}")
                 if st.kind != "ddl":
                     log.warning("shard %s gtid %s stmt %d: %s -> every shard", self.shard, ev.gtid, i, res.reason)
-            if isinstance(res, _Split):
+            if isinstance(res, Split):
                 part = res.parts.get(self.shard)
                 if part is None:
                     self._log(ev, i, "skip", f"{res.reason}: no rows here")

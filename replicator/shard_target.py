@@ -23,15 +23,16 @@ from typing import Any
 
 import orjson
 
-from dbmux.config import Config, TargetConfig
-from dbmux.envelope import ChangeEvent, RowChange
-from replicator.errors import ApplyError
-from replicator.pg_sql import StaticSchema, TableInfo
-from replicator.shard_routing import ShardRouter
-from replicator.source_schema import load_source_schema
-from shardmap import ShardMap
-from shardmap.errors import ShardMapError
-from shardmap.model import VERSIONS_DB
+from dbmux.core.config import Config, TargetConfig
+from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.core.mysql_connect import connect_aiomysql
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.shard_routing import ShardRouter
+from dbmux.replicator.source_schema import load_source_schema
+from dbmux.shardmap import ShardMap
+from dbmux.shardmap.errors import ShardMapError
+from dbmux.shardmap.model import VERSIONS_DB
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def switch_map(ev: ChangeEvent) -> ShardMap | None:
     found = None
     for r in ev.rows:
         if r.db.lower() == VERSIONS_DB and r.table.lower() == VERSIONS_TABLE and r.op == "insert" and r.after:
-            doc = {k.lower(): v for k, v in r.after.items()}.get("map")
+            doc: Any = {k.lower(): v for k, v in r.after.items()}.get("map")  # (a row image value)
             if isinstance(doc, (bytes, bytearray)):
                 doc = doc.decode()
             m = ShardMap.from_dict(orjson.loads(doc))
@@ -54,8 +55,6 @@ def switch_map(ev: ChangeEvent) -> ShardMap | None:
 
 async def recorded_maps_on_primary(config: Config) -> list[ShardMap]:
     """Every version recorded on the primary, oldest first (empty when none was ever recorded)."""
-    from dbmux.mysql_connect import connect_aiomysql
-
     conn = await connect_aiomysql(config.primary.dsn, charset="utf8mb4", autocommit=True)
     try:
         async with conn.cursor() as cur:
@@ -179,7 +178,8 @@ class ShardTarget:
                 raise ApplyError(f"shard map version {new.version} (shards {', '.join(new.shards)}) does not only add "
                                  f"shards to version {old.version} ({', '.join(old.shards)}): not supported",
                                  gtid=str(ev.gtid))
-            self.router.shard_map = new  # type: ignore[union-attr]
+            assert self.router is not None  # (self.map has checked it)
+            self.router.shard_map = new
             self._switches[(ev.gtid.domain, ev.gtid.seq)] = (old, new)
             log.warning("shard %s: switching from shard map version %d to %d at GTID %s", self.shard, old.version,
                         new.version, ev.gtid)
@@ -192,7 +192,8 @@ class ShardTarget:
         """The switch event plus a delete for every row this shard holds that the new version places
         elsewhere (read now: every earlier event is applied)."""
         old, new = self._switches.pop((ev.gtid.domain, ev.gtid.seq))
-        schema = self.router.schema  # type: ignore[union-attr]
+        assert self.router is not None  # (a switch is recorded by release(), after start())
+        schema = self.router.schema
         deletes: list[RowChange] = []
         for (db, table), info in sorted(schema.tables.items()):
             try:
@@ -208,7 +209,7 @@ class ShardTarget:
                 f"SELECT {', '.join(map(_q_pg, cols))} FROM {_q_pg(db)}.{_q_pg(table)}")
             moved = 0
             for row in rows:
-                values: dict[str, Any] = dict(zip(cols, row))
+                values: dict[str, Any] = dict(zip(cols, row, strict=True))  # (SELECT cols)
                 key = tuple(values[c] for c in rule.key)
                 if new.locate(db, table, key) != self.shard:
                     deletes.append(RowChange(table, db, "delete", before={c: values[c] for c in pk}))
@@ -237,7 +238,7 @@ async def shard_owners(config: Config, targets) -> dict[str, Any]:
                 return True
             if rule.kind == "single":
                 return rule.shard == shard
-            values = dict(zip(names, pk))
+            values = dict(zip(names, pk, strict=False))  # (names: () for a table the schema lacks)
             missing = [c for c in rule.key if c not in values]
             if missing:
                 raise ShardMapError(f"{db}.{table}: shard key column {missing[0]} is not part of the primary key, "

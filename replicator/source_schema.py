@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-
-from dbmux.dsn import Dsn
-from dbmux.mysql_connect import connect_aiomysql
-from replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.core.dsn import Dsn
+from dbmux.core.mysql_connect import connect_aiomysql
+from dbmux.replicator.pg_sql import StaticSchema, TableInfo
 
 _SYSTEM = "('mysql', 'information_schema', 'performance_schema', 'sys', 'dbmux_meta')"
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from dbmux.config import Config, TargetConfig
-from dbmux.kafka_topics import topic_partitions
-from dbmux.mysql_connect import connect_aiomysql
-from replicator.positions import META_SCHEMA
+from dbmux.core.config import Config, TargetConfig
+from dbmux.core.kafka_topics import topic_partitions
+from dbmux.core.mysql_connect import connect_aiomysql
+from dbmux.replicator.positions import META_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,6 @@ async def _mysql_status(config: Config, target: TargetConfig, ends: dict[int, in
 
 
 async def _pg_status(config: Config, target: TargetConfig, ends: dict[int, int]) -> TargetStatus:
-    import asyncpg
-
     dsn = target.dsn
     try:
         conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
@@ -86,7 +85,8 @@ async def _pg_status(config: Config, target: TargetConfig, ends: dict[int, int])
     return _summarise(target.name, gtids, offsets, (row["state"], row["detail"]) if row else None, ends)
 
 
-def _summarise(name: str, gtids, offsets: dict, row, ends: dict[int, int]) -> TargetStatus:
+def _summarise(name: str, gtids: Sequence[tuple[str, int]], offsets: dict[int, int], row: tuple[str, str] | None,
+               ends: dict[int, int]) -> TargetStatus:
     lag = sum(max(0, end - offsets.get(p, 0)) for p, end in ends.items())
     newest_ms = max((ts for _, ts in gtids), default=None)
     lag_s = 0.0 if lag == 0 else (time.time() - newest_ms / 1000 if newest_ms else None)
@@ -103,19 +103,3 @@ async def collect(config: Config) -> list[TargetStatus]:
         else:
             out.append(await _pg_status(config, t, ends))
     return out
-
-
-def render(rows: list[TargetStatus]) -> str:
-    lines = [f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  state"]
-    for r in rows:
-        lag = "-" if r.lag_events is None else str(r.lag_events)
-        lag_s = "-" if r.lag_s is None else f"{r.lag_s:.1f}"
-        state = r.state + (f": {r.detail}" if r.detail else "")
-        lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  {state}")
-    return "\n".join(lines)
-
-
-def run(config: Config) -> int:
-    rows = asyncio.run(collect(config))
-    print(render(rows))
-    return 0 if all(r.state == "running" for r in rows) else 1

@@ -29,31 +29,39 @@ compared, and they fail only when the counts differ (for shard targets: when the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from dbmux.config import Config, TargetConfig
-from dbmux.errors import DbmuxError
-from replicator.filtering import table_selected
-from replicator.checksum import chunk_digest, column_kind, key_text, row_digest
-from replicator.verify_readers import MySQLReader, PostgresReader, TableShape, TargetTable, connect_reader
-from replicator.verify_report import (KeyDiff, Status, TableResult, TargetReport, VerifyReport,  # noqa: F401
-                                      format_report)
+from dbmux.core.config import Config, TargetConfig
+from dbmux.replicator.checksum import chunk_digest, column_kind, key_text, row_digest
+from dbmux.replicator.errors import ReplicatorError
+from dbmux.replicator.filtering import table_selected
+from dbmux.replicator.shard_target import shard_owners
+from dbmux.replicator.verify_readers import (
+    MySQLReader,
+    PostgresReader,
+    Row,
+    TableShape,
+    TargetTable,
+    connect_reader,
+)
+from dbmux.replicator.verify_report import KeyDiff, Status, TableResult, TargetReport, VerifyReport
 
 log = logging.getLogger(__name__)
 
-OwnsPredicate = Callable[[str, str, tuple], bool]
+OwnsPredicate = Callable[[str, str, tuple[Any, ...]], bool]
 """``owns(db, table, pk) -> bool``: does this shard target own the primary's row with key ``pk``?"""
+
+KeyText = tuple[str | None, ...]  # a primary key as canonical texts (checksum.key_text)
 
 DEFAULT_CHUNK_ROWS = 1000
 DEFAULT_MAX_KEYS = 20
 
 
-class VerifyError(DbmuxError):
+class VerifyError(ReplicatorError):
     """verify could not run (primary unreachable, bad arguments); the message names what and where."""
 
 
@@ -62,30 +70,32 @@ class VerifyError(DbmuxError):
 class _TableCheck:
     """State of one target while the primary walks one table."""
 
-    def __init__(self, target: "_Target", shape: TableShape, tt: TargetTable, max_keys: int) -> None:
+    def __init__(self, target: _Target, shape: TableShape, tt: TargetTable, max_keys: int) -> None:
         self.target, self.shape, self.tt, self.max_keys = target, shape, tt, max_keys
+        assert target.reader is not None  # (only targets that could be opened are checked)
+        self.reader: MySQLReader | PostgresReader = target.reader
         self.result = TableResult(shape.name)
         self.kinds = tuple(column_kind(t, target_type=tt.types[i], json_checked=shape.columns[i] in shape.json_columns)
                            for i, t in enumerate(shape.types))
         self.pk_kinds = tuple(self.kinds[i] for i in shape.pk)
-        self.by_range = target.reader.range_safe(shape)
+        self.by_range = self.reader.range_safe(shape)
         self.matched = 0  # target rows seen by key lookup (keys mode)
 
-    def _digests(self, rows: Sequence[tuple]) -> dict[tuple, bytes]:
+    def _digests(self, rows: Sequence[Row]) -> dict[KeyText, bytes]:
         return {key_text(self.shape.key_of(r), self.pk_kinds): row_digest(r, self.kinds) for r in rows}
 
-    def _text(self, key: tuple | None) -> tuple | None:
+    def _text(self, key: Row | None) -> KeyText | None:
         return None if key is None else key_text(key, self.pk_kinds)
 
-    def _note_key(self, what: str, key: tuple) -> None:
+    def _note_key(self, what: str, key: KeyText) -> None:
         self.result.diff_rows += 1
         if len(self.result.keys) < self.max_keys:
             self.result.keys.append(KeyDiff(what, key))
 
-    async def chunk(self, rows: Sequence[tuple], after: tuple | None, upto: tuple) -> None:
+    async def chunk(self, rows: Sequence[Row], after: Row | None, upto: Row) -> None:
         shape, owns = self.shape, self.target.owns
         mine = rows if owns is None else [r for r in rows if owns(shape.db, shape.table, shape.key_of(r))]
-        reader = self.target.reader
+        reader = self.reader
         if self.by_range:
             t_rows = await reader.fetch_range(shape, self.tt, after, upto)
         else:
@@ -111,9 +121,9 @@ class _TableCheck:
         if self.result.diff_rows > before:
             self.result.ranges.append((self._text(after), self._text(upto)))
 
-    async def finish(self, last: tuple | None) -> None:
+    async def finish(self, last: Row | None) -> None:
         """Rows past the primary's last key (range mode), or beyond the matched ones (keys mode)."""
-        reader, shape = self.target.reader, self.shape
+        reader, shape = self.reader, self.shape
         if self.by_range:
             extra = await reader.count(shape, self.tt, last)
             if extra:
@@ -222,7 +232,7 @@ async def _verify_table(primary: MySQLReader, shape: TableShape, targets: list[_
     checks = [_TableCheck(t, shape, tt, max_keys) for t, tt in located]
     failed: dict[int, str] = {}
 
-    async def step(i: int, coro) -> None:
+    async def step(i: int, coro: Awaitable[None]) -> None:
         try:
             await coro
         except Exception as exc:  # noqa: BLE001 - this table on this target could not be read
@@ -230,7 +240,7 @@ async def _verify_table(primary: MySQLReader, shape: TableShape, targets: list[_
             failed[i] = f"{type(exc).__name__}: {exc}"
             await _recover(checks[i].target)
 
-    after: tuple | None = None
+    after: Row | None = None
     while True:
         rows = await primary.fetch_after(shape, after, chunk_rows)
         if not rows:
@@ -262,8 +272,6 @@ async def verify(config: Config, *, target: str | None = None,
     if not chosen:
         raise VerifyError(f"{config.source} configures no targets; add a [targets.NAME] table")
     if owners is None:
-        from replicator.shard_target import shard_owners
-
         try:
             owners = await shard_owners(config, chosen)
         except Exception as exc:  # noqa: BLE001 - primary unreachable or a bad recorded map
@@ -290,35 +298,3 @@ async def verify(config: Config, *, target: str | None = None,
             if t.reader is not None:
                 await t.reader.close()
     return VerifyReport([t.report for t in targets])
-
-
-# --- CLI ------------------------------------------------------------------------------------------
-
-def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
-    import os
-
-    default = os.environ.get("DBMUX_CONFIG")
-    p = subparsers.add_parser("verify", help="compare every target with the primary by chunked checksums "
-                                             "(exit 0: all equal, 1: differences, 2: errors)")
-    p.add_argument("-c", "--config", default=default, required=default is None,
-                   help="pipeline config TOML (default: $DBMUX_CONFIG)")
-    p.add_argument("--target", help="verify only this target (default: every target)")
-    p.add_argument("--details", action="store_true", help="list differing key ranges and keys")
-    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per checksum chunk")
-    p.set_defaults(func=cmd_verify)
-    return p
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Run verify for the CLI: prints the report to stdout, errors to stderr; returns the exit code."""
-    from dbmux.config import load_config
-
-    try:
-        config = args.config if isinstance(args.config, Config) else load_config(args.config)
-        report = asyncio.run(verify(config, target=getattr(args, "target", None),
-                                    chunk_rows=getattr(args, "chunk_rows", DEFAULT_CHUNK_ROWS)))
-    except DbmuxError as exc:
-        print(f"dbmux verify: error: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(format_report(report, details=getattr(args, "details", False)))
-    return report.exit_code

@@ -16,11 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
-from dbmux.dsn import Dsn
+import aiomysql
+import asyncpg
+
+from dbmux.core.dsn import Dsn
+from dbmux.core.mysql_connect import connect_aiomysql
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,9 @@ CONNECT_TIMEOUT_S = 10.0
 _ORDER_SAFE = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal",
                          "numeric", "float", "double", "real", "date", "datetime", "timestamp", "time",
                          "year", "bit"})
+
+Row = tuple[Any, ...]
+"""A row as a driver returns it (columns in the primary's order), or a primary key's values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,7 @@ class TableShape:
     def pk_names(self) -> tuple[str, ...]:
         return tuple(self.columns[i] for i in self.pk)
 
-    def key_of(self, row: Sequence[Any]) -> tuple:
+    def key_of(self, row: Sequence[Any]) -> Row:
         return tuple(row[i] for i in self.pk)
 
     @property
@@ -98,10 +106,10 @@ class _Reader:
     def q(self, name: str) -> str:
         raise NotImplementedError
 
-    async def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
+    async def rows(self, sql: str, params: list[Any]) -> list[Row]:
         raise NotImplementedError
 
-    def _adapt(self, tt: TargetTable | None, shape: TableShape, key: Sequence[Any]) -> tuple:
+    def _adapt(self, tt: TargetTable | None, shape: TableShape, key: Sequence[Any]) -> Row:
         return tuple(key)
 
     def _lex(self, s: _Sql, cols: Sequence[str], key: Sequence[Any], op: str) -> str:
@@ -127,7 +135,7 @@ class _Reader:
         return f"{self.q(schema)}.{self.q(table)}", cols, pk
 
     async def fetch_range(self, shape: TableShape, tt: TargetTable | None, lower: Sequence[Any] | None,
-                          upper: Sequence[Any] | None, *, limit: int = 0, order: bool = False) -> list[tuple]:
+                          upper: Sequence[Any] | None, *, limit: int = 0, order: bool = False) -> list[Row]:
         """Rows with ``lower < pk <= upper`` (``None``: unbounded), columns in the primary's order."""
         name, cols, pk = self._from(shape, tt)
         s = _Sql(self._dollar)
@@ -143,10 +151,10 @@ class _Reader:
             sql += " ORDER BY " + ", ".join(self.q(c) for c in pk)
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return await self._rows(sql, s.params)
+        return await self.rows(sql, s.params)
 
     async def fetch_keys(self, shape: TableShape, tt: TargetTable | None, keys: Sequence[Sequence[Any]]
-                         ) -> list[tuple]:
+                         ) -> list[Row]:
         """Rows whose primary key is one of ``keys`` (for text keys, whose order differs by collation)."""
         if not keys:
             return []
@@ -155,7 +163,7 @@ class _Reader:
         tuples = ", ".join("(" + ", ".join(s.p(v) for v in self._adapt(tt, shape, k)) + ")" for k in keys)
         sql = (f"SELECT {', '.join(self.q(c) for c in cols)} FROM {name} "
                f"WHERE ({', '.join(self.q(c) for c in pk)}) IN ({tuples})")
-        return await self._rows(sql, s.params)
+        return await self.rows(sql, s.params)
 
     async def count(self, shape: TableShape, tt: TargetTable | None, after: Sequence[Any] | None = None) -> int:
         """Rows in the table, or only those with ``pk > after``."""
@@ -164,7 +172,7 @@ class _Reader:
         sql = f"SELECT count(*) FROM {name}"
         if after is not None:
             sql += " WHERE " + self._lex(s, pk, self._adapt(tt, shape, after), ">")
-        rows = await self._rows(sql, s.params)
+        rows = await self.rows(sql, s.params)
         return int(rows[0][0])
 
 
@@ -183,20 +191,18 @@ class MySQLReader(_Reader):
         self._conn = conn
 
     @classmethod
-    async def connect(cls, label: str, dsn: Dsn) -> "MySQLReader":
-        from dbmux.mysql_connect import connect_aiomysql
-
+    async def connect(cls, label: str, dsn: Dsn) -> MySQLReader:
         conn = await connect_aiomysql(dsn, charset="utf8mb4", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         return cls(label, dsn, conn)
 
     async def begin(self) -> None:
         for stmt in ("SET time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                      "START TRANSACTION WITH CONSISTENT SNAPSHOT"):
-            await self._rows(stmt, [])
+            await self.rows(stmt, [])
 
     async def close(self) -> None:
         try:
-            await self._rows("ROLLBACK", [])
+            await self.rows("ROLLBACK", [])
         except Exception:  # noqa: BLE001 - closing anyway
             pass
         self._conn.close()
@@ -207,29 +213,39 @@ class MySQLReader(_Reader):
     def q(self, name: str) -> str:
         return _mysql_ident(name)
 
-    async def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
+    async def rows(self, sql: str, params: list[Any]) -> list[Row]:
         async with self._conn.cursor() as cur:
             await cur.execute(sql, tuple(params))
             return list(await cur.fetchall() or ())
 
+    async def stream(self, sql: str, chunk_rows: int) -> AsyncIterator[list[Row]]:
+        """Rows of ``sql`` in chunks, read unbuffered on this reader's connection (inside its snapshot)."""
+        async with self._conn.cursor(aiomysql.SSCursor) as cur:
+            await cur.execute(sql)
+            while True:
+                rows = await cur.fetchmany(chunk_rows)
+                if not rows:
+                    return
+                yield list(rows)
+
     async def list_tables(self) -> list[TableShape]:
         """Every base table outside the system schemas and ``dbmux_meta``, with columns and primary key."""
         excl = ", ".join(["%s"] * len(SYSTEM_SCHEMAS))
-        tables = await self._rows(
+        tables = await self.rows(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
             f"WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({excl}) ORDER BY 1, 2",
             list(SYSTEM_SCHEMAS))
-        cols = await self._rows(
+        cols = await self.rows(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
             f"WHERE TABLE_SCHEMA NOT IN ({excl}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
             list(SYSTEM_SCHEMAS))
-        pks = await self._rows(
+        pks = await self.rows(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
             f"WHERE CONSTRAINT_NAME = 'PRIMARY' AND TABLE_SCHEMA NOT IN ({excl}) "
             "ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION", list(SYSTEM_SCHEMAS))
         json_cols: set[tuple[str, str, str]] = set()
         try:  # MariaDB: JSON is LONGTEXT CHECK (json_valid(`col`))
-            checks = await self._rows(
+            checks = await self.rows(
                 "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
                 "WHERE CHECK_CLAUSE LIKE 'json_valid(%%'", [])
             for db, table, clause in checks:
@@ -253,12 +269,12 @@ class MySQLReader(_Reader):
                 json_columns=frozenset(c for c in names if (db, table, c) in json_cols)))
         return out
 
-    async def fetch_after(self, shape: TableShape, after: Sequence[Any] | None, limit: int) -> list[tuple]:
+    async def fetch_after(self, shape: TableShape, after: Sequence[Any] | None, limit: int) -> list[Row]:
         """The next chunk of the primary in key order (keyset pagination)."""
         return await self.fetch_range(shape, None, after, None, limit=limit, order=True)
 
     async def locate(self, shape: TableShape) -> TargetTable | None:
-        rows = await self._rows(
+        rows = await self.rows(
             "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", [shape.db, shape.table])
         if not rows:
@@ -291,7 +307,7 @@ def pg_param(value: Any, pg_type: str) -> Any:
     if pg_type in ("real", "double precision"):
         return float(value)
     if pg_type == "timestamp with time zone" and isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     if pg_type == "time without time zone" and isinstance(value, dt.timedelta):
         return (dt.datetime.min + value).time()
     if pg_type in _PG_TEXT and not isinstance(value, str):
@@ -316,9 +332,7 @@ class PostgresReader(_Reader):
         self._tx: Any = None
 
     @classmethod
-    async def connect(cls, label: str, dsn: Dsn) -> "PostgresReader":
-        import asyncpg
-
+    async def connect(cls, label: str, dsn: Dsn) -> PostgresReader:
         conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
                                      database=dsn.database or dsn.user, timeout=CONNECT_TIMEOUT_S)
         return cls(label, dsn, conn)
@@ -348,15 +362,15 @@ class PostgresReader(_Reader):
     def q(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    async def _rows(self, sql: str, params: list[Any]) -> list[tuple]:
+    async def rows(self, sql: str, params: list[Any]) -> list[Row]:
         return [tuple(r) for r in await self._conn.fetch(sql, *params)]
 
-    def _adapt(self, tt: TargetTable | None, shape: TableShape, key: Sequence[Any]) -> tuple:
+    def _adapt(self, tt: TargetTable | None, shape: TableShape, key: Sequence[Any]) -> Row:
         assert tt is not None
         return tuple(pg_param(v, tt.types[i]) for v, i in zip(key, shape.pk, strict=True))
 
     async def locate(self, shape: TableShape) -> TargetTable | None:
-        rows = await self._rows(
+        rows = await self.rows(
             "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
             "WHERE lower(table_schema) = lower($1) AND lower(table_name) = lower($2)",
             [shape.db, shape.table])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbmux.errors import DbmuxError
+from dbmux.core.errors import DbmuxError
 
 
 class ShardMapError(DbmuxError, ValueError):

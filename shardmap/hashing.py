@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
-from shardmap.errors import ShardMapError
+from dbmux.shardmap.errors import ShardMapError
 
 MASK64 = (1 << 64) - 1
 # The 64-bit LCG multiplier of Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm"
@@ -112,14 +113,14 @@ def _components(values: Iterable[Any]) -> Iterable[bytes]:
         yield bytes((TAG_VALUE,)) + len(payload).to_bytes(4, "big") + payload
 
 
-def canonical_key(values: tuple) -> bytes:
+def canonical_key(values: tuple[Any, ...] | list[Any]) -> bytes:
     """The canonical byte encoding of a key tuple: per value, tag byte + 4-byte big-endian length + payload."""
     if not isinstance(values, (tuple, list)):
         raise ShardMapError(f"a key is a tuple of column values, got {type(values).__name__}: {values!r}")
     return b"".join(_components(values))
 
 
-def shard_hash(values: tuple) -> int:
+def shard_hash(values: tuple[Any, ...] | list[Any]) -> int:
     """Unsigned 64-bit hash of a key tuple: BLAKE2b (digest_size=8) of canonical_key, big-endian."""
     return int.from_bytes(hashlib.blake2b(canonical_key(values), digest_size=8).digest(), "big")
 

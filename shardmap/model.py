@@ -12,14 +12,15 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from shardmap.errors import ShardMapError
-from shardmap.hashing import canonical_text, jump_hash, shard_hash
+from dbmux.shardmap.errors import ShardMapError
+from dbmux.shardmap.hashing import canonical_text, jump_hash, shard_hash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dbmux.config import ShardMapConfig
+    from dbmux.core.config import ShardMapConfig
 
 __all__ = ["PLACEMENTS", "VERSIONS_DB", "ShardMap", "ShardMapError", "TableRule"]
 
@@ -152,7 +153,7 @@ class ShardMap:
         return tuple(self.ranges[i] for i in order), tuple(order)
 
     @classmethod
-    def from_config(cls, cfg: "ShardMapConfig") -> "ShardMap":
+    def from_config(cls, cfg: ShardMapConfig) -> ShardMap:
         """The map of a validated ``[shardmap]`` config section."""
         return cls(version=cfg.version, shards=tuple(cfg.shards), placement=cfg.placement,
                    default_rule=cfg.default_rule, unsharded=cfg.unsharded, default_shard=cfg.default_shard,
@@ -168,7 +169,7 @@ class ShardMap:
                 "ranges": list(self.ranges)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ShardMap":
+    def from_dict(cls, d: Mapping[str, Any]) -> ShardMap:
         try:
             return cls(version=int(d["version"]), shards=tuple(d["shards"]), placement=d["placement"],
                        default_rule=d["default_rule"], unsharded=d["unsharded"], default_shard=d["default_shard"],
@@ -178,7 +179,7 @@ class ShardMap:
         except (KeyError, TypeError, ValueError) as exc:
             raise ShardMapError(f"not a recorded shard map: {exc!r}") from exc
 
-    def with_shard(self, name: str, lower_bound: int | None = None) -> "ShardMap":
+    def with_shard(self, name: str, lower_bound: int | None = None) -> ShardMap:
         """The next version with shard ``name`` appended.
 
         For placement ``range`` this is a split: ``lower_bound`` (required) is the new shard's
@@ -192,8 +193,9 @@ class ShardMap:
         ranges = self.ranges
         if self.placement == "range":
             if lower_bound is None:
+                bounds = dict(zip(self.shards, self.ranges, strict=True))
                 raise ShardMapError(f"adding shard {name!r} to a 'range' map is a split: give its inclusive "
-                                    f"lower bound (existing bounds: {dict(zip(self.shards, self.ranges))})")
+                                    f"lower bound (existing bounds: {bounds})")
             if isinstance(lower_bound, bool) or not isinstance(lower_bound, int):
                 raise ShardMapError(f"a range lower bound is an integer, got {lower_bound!r}")
             if lower_bound in self.ranges:
@@ -259,7 +261,7 @@ class ShardMap:
         return self.shards
 
     # -- placement -----------------------------------------------------------------------------------
-    def locate(self, db: str, table: str, key: tuple) -> str:
+    def locate(self, db: str, table: str, key: tuple[Any, ...] | list[Any]) -> str:
         """The shard owning the row of ``db.table`` whose shard key is ``key`` (values in key-column order).
 
         Assumes the table is sharded by ``key`` when its rule depends on the primary key (the map does
@@ -276,13 +278,13 @@ class ShardMap:
                 raise ShardMapError(f"table {name} is a reference table: every shard holds it "
                                     f"({', '.join(self.shards)})")
             if rule.kind == "single":
-                return rule.shard  # type: ignore[return-value]
+                return rule.shard  # type: ignore[return-value]  # a single rule always names its shard
             if len(key) != len(rule.key):
                 raise ShardMapError(f"table {name} is sharded by {list(rule.key)}: expected {len(rule.key)} key "
                                     f"value(s), got {len(key)}")
         return self.shards[self._index(name, key)]
 
-    def _index(self, name: str, key: tuple) -> int:
+    def _index(self, name: str, key: tuple[Any, ...]) -> int:
         if self.placement == "jump":
             return jump_hash(shard_hash(key), len(self.shards))
         if self.placement == "ring":
@@ -330,7 +332,7 @@ class ShardMap:
         return lines
 
 
-def range_key(name: str, key: tuple) -> int:
+def range_key(name: str, key: tuple[Any, ...]) -> int:
     """The integer of a one-column key for placement ``range`` (its canonical text must be an integer)."""
     if len(key) != 1:
         raise ShardMapError(f"table {name}: placement 'range' needs a single integer key column, got "

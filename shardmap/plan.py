@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
-from shardmap.errors import ShardMapError
-from shardmap.model import ShardMap, table_name
+from dbmux.shardmap.errors import ShardMapError
+from dbmux.shardmap.model import ShardMap, table_name
 
 __all__ = ["Move", "ReshardPlan", "plan_add_shard"]
 
@@ -44,13 +45,13 @@ class ReshardPlan:
         """Shards in the new version that the old one does not have, in order."""
         return tuple(s for s in self.new.shards if s not in self.old.shards)
 
-    def _owner(self, smap: ShardMap, db: str, table: str, key: tuple) -> str | None:
+    def _owner(self, smap: ShardMap, db: str, table: str, key: tuple[Any, ...]) -> str | None:
         rule = smap._rule_without_pk(table_name(db, table))
         if rule is not None and rule.kind == "reference":
             return None
         return smap.locate(db, table, key)
 
-    def move(self, db: str, table: str, key: tuple) -> Move | None:
+    def move(self, db: str, table: str, key: tuple[Any, ...]) -> Move | None:
         """Where the row of ``db.table`` with shard key ``key`` goes; None when its owner stays.
 
         Reference tables (in either version) have no single owner and never "move": a new shard gets

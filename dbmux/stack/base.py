@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from dbmux.errors import MissingDependency, StackError
+from dbmux.core.errors import MissingDependency, StackError
 from dbmux.stack.layout import Layout
 from dbmux.stack.process import PidFile, group_of
 

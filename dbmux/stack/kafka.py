@@ -13,11 +13,12 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka.client import AIOKafkaClient
 
-from dbmux.errors import MissingDependency, StackError
+from dbmux.core.errors import MissingDependency, StackError
 from dbmux.stack.base import Service, require_binary, run_checked
 from dbmux.stack.layout import Layout
 
@@ -70,7 +71,7 @@ def java_major(java: str) -> int:
     return int(m.group(2)) if major == 1 and m.group(2) else major
 
 
-def new_cluster_id(random_bytes=lambda: uuid.uuid4().bytes) -> str:
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
     """A KRaft cluster id: 16 random bytes, base64url without padding -- never starting with "-",
     which kafka-storage's option parser would take for an option (as Kafka's own Uuid.randomUuid avoids)."""
     while True:

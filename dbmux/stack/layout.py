@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dbmux.dsn import Dsn
-from dbmux.errors import StackError
+from dbmux.core.dsn import Dsn
+from dbmux.core.errors import StackError
 
 APP_USER = "dbmux"
 APP_PASSWORD = "dbmux-app-secret"  # local loopback stack only
@@ -44,11 +44,11 @@ class Ports:
     ingress_port: int = DEFAULT_PORTS["ingress_port"]
 
     @classmethod
-    def from_env(cls, env: dict[str, str], overrides: dict[str, int | None]) -> "Ports":
+    def from_env(cls, env: dict[str, str], overrides: dict[str, int | None]) -> Ports:
         values: dict[str, int] = {}
         for key in DEFAULT_PORTS:
-            if overrides.get(key):
-                values[key] = int(overrides[key])  # type: ignore[arg-type]
+            if override := overrides.get(key):
+                values[key] = int(override)
             elif f"DBMUX_STACK_{key.upper()}" in env:
                 raw = env[f"DBMUX_STACK_{key.upper()}"]
                 if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -91,7 +91,7 @@ class Layout:
 
     @classmethod
     def load(cls, root: Path, env: dict[str, str] | None = None,
-             overrides: dict[str, int | None] | None = None) -> "Layout":
+             overrides: dict[str, int | None] | None = None) -> Layout:
         """The recorded layout when one exists (overrides must agree), else a new one."""
         root = root.resolve()
         env = dict(os.environ if env is None else env)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncpg
 
-from dbmux.errors import MissingDependency, StackError
+from dbmux.core.errors import MissingDependency, StackError
 from dbmux.stack.base import Service, run_checked
 from dbmux.stack.layout import APP_PASSWORD, APP_USER, PG_DATABASE, Layout
 

@@ -6,8 +6,10 @@ its ``/proc/<pid>/cmdline`` must still contain the marker, so a recycled pid nev
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -77,9 +79,6 @@ def spawn(argv: list[str], log_path: Path, pidfile: PidFile, *, user: str | None
 def group_of(user: str | None) -> str | None:
     if user is None:
         return None
-    import grp
-    import pwd
-
     return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
 
 

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbmux.errors import StackError
+from dbmux.core.errors import StackError
 from dbmux.stack import process
 from dbmux.stack.base import Service
 from dbmux.stack.kafka import Kafka

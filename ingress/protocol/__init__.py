@@ -13,8 +13,15 @@ No sockets, no asyncio, stdlib only. Layers, bottom up:
 Every failure is a ``ProtocolError`` (``errors``).
 """
 
-from .errors import IllegalTransition, MalformedPacket, PacketTooLarge, ProtocolError, SequenceError, UnknownStatement
-from .framing import FrameReader, Payload, frame
+from dbmux.ingress.protocol.errors import (
+    IllegalTransition,
+    MalformedPacket,
+    PacketTooLarge,
+    ProtocolError,
+    SequenceError,
+    UnknownStatement,
+)
+from dbmux.ingress.protocol.framing import FrameReader, Payload, frame
 
 __all__ = [
     "FrameReader",

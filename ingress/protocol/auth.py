@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 
-from .handshake import AuthMoreData
+from dbmux.ingress.protocol.handshake import AuthMoreData
 
 MYSQL_NATIVE_PASSWORD = "mysql_native_password"
 CACHING_SHA2_PASSWORD = "caching_sha2_password"
@@ -21,7 +21,10 @@ MYSQL_CLEAR_PASSWORD = "mysql_clear_password"
 DIALOG = "dialog"
 
 KNOWN_PLUGINS = frozenset(
-    {MYSQL_NATIVE_PASSWORD, CACHING_SHA2_PASSWORD, SHA256_PASSWORD, CLIENT_ED25519, ED25519, MYSQL_CLEAR_PASSWORD, DIALOG}
+    {
+        MYSQL_NATIVE_PASSWORD, CACHING_SHA2_PASSWORD, SHA256_PASSWORD, CLIENT_ED25519, ED25519,
+        MYSQL_CLEAR_PASSWORD, DIALOG,
+    }
 )
 
 CACHING_SHA2_REQUEST_PUBLIC_KEY = b"\x02"
@@ -54,7 +57,7 @@ def scramble_native_password(password: bytes, salt: bytes) -> bytes:
     stage1 = hashlib.sha1(password).digest()
     stage2 = hashlib.sha1(stage1).digest()
     mask = hashlib.sha1(salt[:20] + stage2).digest()
-    return bytes(a ^ b for a, b in zip(stage1, mask))
+    return bytes(a ^ b for a, b in zip(stage1, mask, strict=True))  # two SHA1 digests
 
 
 def scramble_caching_sha2(password: bytes, salt: bytes) -> bytes:
@@ -64,4 +67,4 @@ def scramble_caching_sha2(password: bytes, salt: bytes) -> bytes:
     p1 = hashlib.sha256(password).digest()
     p2 = hashlib.sha256(p1).digest()
     p3 = hashlib.sha256(p2 + salt[:20]).digest()
-    return bytes(a ^ b for a, b in zip(p1, p3))
+    return bytes(a ^ b for a, b in zip(p1, p3, strict=True))  # two SHA256 digests

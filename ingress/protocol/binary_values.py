@@ -20,13 +20,15 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import cast
 
-from . import constants as c
-from .encoding import read_fixed_int, read_fixed_str, read_lenenc_str, write_lenenc_str
-from .errors import MalformedPacket
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.encoding import read_fixed_int, read_fixed_str, read_lenenc_str, write_lenenc_str
+from dbmux.ingress.protocol.errors import MalformedPacket
 
-BinaryValue = Union[None, int, float, decimal.Decimal, bytes, datetime.date, datetime.datetime, datetime.timedelta, str]
+BinaryValue = (
+    None | int | float | decimal.Decimal | bytes | datetime.date | datetime.datetime | datetime.timedelta | str
+)
 
 _INT_SIZES = {
     c.MYSQL_TYPE_TINY: 1,
@@ -231,7 +233,8 @@ def encode_binary_value(value: BinaryValue, type_code: int, unsigned: bool = Fal
             raise TypeError(f"type {type_code} needs an int, got {type(value).__name__}")
         return value.to_bytes(size, "little", signed=not unsigned)
     if type_code in _STRING_TYPES:
-        raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore[arg-type]
+        # (anything but a str goes to bytes() as it is: bytes in practice; the cast is for mypy only)
+        raw = value.encode("utf-8") if isinstance(value, str) else bytes(cast(bytes, value))
         return write_lenenc_str(raw)
     if type_code == c.MYSQL_TYPE_DOUBLE:
         return struct.pack("<d", value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import ClassVar, Self
 
-from . import constants as c
-from .binary_values import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.binary_values import (
     BinaryValue,
     ParamType,
     build_null_bitmap,
@@ -21,7 +21,7 @@ from .binary_values import (
     encode_binary_values,
     null_bitmap_bytes,
 )
-from .encoding import (
+from dbmux.ingress.protocol.encoding import (
     read_eof_str,
     read_fixed_int,
     read_fixed_str,
@@ -34,8 +34,8 @@ from .encoding import (
     write_lenenc_str,
     write_nul_str,
 )
-from .errors import MalformedPacket, UnknownStatement
-from .handshake import _decode_attrs, encode_attrs
+from dbmux.ingress.protocol.errors import MalformedPacket, UnknownStatement
+from dbmux.ingress.protocol.handshake import _decode_attrs, encode_attrs
 
 
 def _body(payload: bytes, code: int, name: str) -> None:
@@ -113,7 +113,7 @@ class ComQuery:
                 raise MalformedPacket(f"COM_QUERY parameter_set_count must be 1, got {set_count}")
             if count:
                 _, types, names, values, pos = _decode_typed_block(payload, pos, count, True, None)
-                attributes = tuple(QueryAttribute(n, t, v) for n, t, v in zip(names, types, values))
+                attributes = tuple(QueryAttribute(n, t, v) for n, t, v in zip(names, types, values, strict=True))
         sql, _ = read_eof_str(payload, pos)
         return cls(sql, attributes)
 
@@ -145,38 +145,42 @@ class ComInitDb:
         return bytes((c.COM_INIT_DB,)) + self.schema
 
 
-def _no_arg_command(code: int, name: str) -> type:
-    @dataclass(frozen=True, slots=True)
-    class _NoArg:
-        @classmethod
-        def parse(cls, payload: bytes, capabilities: int = 0):  # type: ignore[no-untyped-def]
-            _body(payload, code, name)
-            require_end(payload, 1, name)
-            return cls()
+@dataclass(frozen=True, slots=True)
+class _NoArgCommand:
+    """A command without arguments: the command byte alone (a subclass sets ``_code`` and ``_name``)."""
 
-        def encode(self, capabilities: int = 0) -> bytes:
-            return bytes((code,))
+    _code: ClassVar[int]
+    _name: ClassVar[str]
 
-    _NoArg.__doc__ = f"{name} (no arguments)."
-    return _NoArg
+    @classmethod
+    def parse(cls, payload: bytes, capabilities: int = 0) -> Self:
+        _body(payload, cls._code, cls._name)
+        require_end(payload, 1, cls._name)
+        return cls()
+
+    def encode(self, capabilities: int = 0) -> bytes:
+        return bytes((self._code,))
 
 
-class ComQuit(_no_arg_command(c.COM_QUIT, "COM_QUIT")):  # type: ignore[misc]
+class ComQuit(_NoArgCommand):
     """Close the connection; has no response."""
 
     __slots__ = ()
+    _code, _name = c.COM_QUIT, "COM_QUIT"
 
 
-class ComPing(_no_arg_command(c.COM_PING, "COM_PING")):  # type: ignore[misc]
+class ComPing(_NoArgCommand):
     """Check the server is alive; answered by OK."""
 
     __slots__ = ()
+    _code, _name = c.COM_PING, "COM_PING"
 
 
-class ComResetConnection(_no_arg_command(c.COM_RESET_CONNECTION, "COM_RESET_CONNECTION")):  # type: ignore[misc]
+class ComResetConnection(_NoArgCommand):
     """Reset session state without re-authenticating; answered by OK or ERR."""
 
     __slots__ = ()
+    _code, _name = c.COM_RESET_CONNECTION, "COM_RESET_CONNECTION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,34 +304,37 @@ class ComStmtSendLongData:
         )
 
 
-def _stmt_id_command(code: int, name: str) -> type:
-    @dataclass(frozen=True, slots=True)
-    class _StmtId:
-        stmt_id: int
+@dataclass(frozen=True, slots=True)
+class _StmtIdCommand:
+    """A command whose only argument is a statement id (a subclass sets ``_code`` and ``_name``)."""
 
-        @classmethod
-        def parse(cls, payload: bytes, capabilities: int = 0):  # type: ignore[no-untyped-def]
-            _body(payload, code, name)
-            stmt_id, pos = read_fixed_int(payload, 1, 4)
-            require_end(payload, pos, name)
-            return cls(stmt_id)
+    _code: ClassVar[int]
+    _name: ClassVar[str]
+    stmt_id: int
 
-        def encode(self, capabilities: int = 0) -> bytes:
-            return bytes((code,)) + write_fixed_int(self.stmt_id, 4)
+    @classmethod
+    def parse(cls, payload: bytes, capabilities: int = 0) -> Self:
+        _body(payload, cls._code, cls._name)
+        stmt_id, pos = read_fixed_int(payload, 1, 4)
+        require_end(payload, pos, cls._name)
+        return cls(stmt_id)
 
-    return _StmtId
+    def encode(self, capabilities: int = 0) -> bytes:
+        return bytes((self._code,)) + write_fixed_int(self.stmt_id, 4)
 
 
-class ComStmtClose(_stmt_id_command(c.COM_STMT_CLOSE, "COM_STMT_CLOSE")):  # type: ignore[misc]
+class ComStmtClose(_StmtIdCommand):
     """Deallocate a prepared statement; has no response."""
 
     __slots__ = ()
+    _code, _name = c.COM_STMT_CLOSE, "COM_STMT_CLOSE"
 
 
-class ComStmtReset(_stmt_id_command(c.COM_STMT_RESET, "COM_STMT_RESET")):  # type: ignore[misc]
+class ComStmtReset(_StmtIdCommand):
     """Reset a prepared statement's long data and cursor; answered by OK or ERR."""
 
     __slots__ = ()
+    _code, _name = c.COM_STMT_RESET, "COM_STMT_RESET"
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +413,10 @@ class ComStmtExecute:
         iteration_count, pos = read_fixed_int(payload, pos, 4)
         with_attrs = bool(capabilities & c.CLIENT_QUERY_ATTRIBUTES)
         count = num_params
-        new_bound, types, names, values = False, (), (), ()
+        new_bound = False
+        types: tuple[ParamType, ...] = ()
+        names: tuple[bytes, ...] = ()
+        values: tuple[BinaryValue, ...] = ()
         if num_params > 0 or (with_attrs and flags & c.PARAMETER_COUNT_AVAILABLE):
             if with_attrs:
                 count, pos = read_lenenc_int(payload, pos)
@@ -446,13 +456,19 @@ class UnknownCommand:
         return self.payload
 
 
-CommandEvent = Union[
-    ComQuery, ComInitDb, ComQuit, ComPing, ComResetConnection, ComFieldList, ComChangeUser, ComSetOption,
-    ComStmtPrepare, ComStmtSendLongData, ComStmtClose, ComStmtReset, ComStmtFetch, ComStmtExecute,
-    UnknownCommand,
-]  # fmt: skip
+CommandEvent = (
+    ComQuery | ComInitDb | ComQuit | ComPing | ComResetConnection | ComFieldList | ComChangeUser | ComSetOption
+    | ComStmtPrepare | ComStmtSendLongData | ComStmtClose | ComStmtReset | ComStmtFetch | ComStmtExecute
+    | UnknownCommand
+)  # fmt: skip
 
-_PARSERS: dict[int, type] = {
+# the commands parse_command decodes from the payload alone: parse(payload, capabilities)
+_SelfContainedCommand = (
+    ComQuery | ComInitDb | ComQuit | ComPing | ComResetConnection | ComFieldList | ComChangeUser | ComSetOption
+    | ComStmtPrepare | ComStmtSendLongData | ComStmtClose | ComStmtReset | ComStmtFetch
+)  # fmt: skip
+
+_PARSERS: dict[int, type[_SelfContainedCommand]] = {
     c.COM_QUERY: ComQuery,
     c.COM_INIT_DB: ComInitDb,
     c.COM_QUIT: ComQuit,
@@ -489,11 +505,12 @@ def parse_command(
     parser = _PARSERS.get(code)
     if parser is None:
         return UnknownCommand(code, bytes(payload))
-    return parser.parse(payload, capabilities)  # type: ignore[no-any-return]
+    return parser.parse(payload, capabilities)
 
 
-_CODES: dict[type, int] = {cls: code for code, cls in _PARSERS.items()}
-_CODES[ComStmtExecute] = c.COM_STMT_EXECUTE
+# The event type of every command byte this codec decodes (any other byte is an UnknownCommand).
+COMMAND_TYPES: dict[int, type] = {**_PARSERS, c.COM_STMT_EXECUTE: ComStmtExecute}
+_CODES: dict[type, int] = {cls: code for code, cls in COMMAND_TYPES.items()}
 
 
 def command_code(event: CommandEvent) -> int:

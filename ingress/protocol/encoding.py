@@ -7,7 +7,7 @@ or ``memoryview``; returned strings are always ``bytes``.
 
 from __future__ import annotations
 
-from .errors import MalformedPacket
+from dbmux.ingress.protocol.errors import MalformedPacket
 
 _LENENC_NULL = 0xFB
 _LENENC_2 = 0xFC

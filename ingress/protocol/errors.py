@@ -7,8 +7,10 @@ the codec (``IndexError``, ``struct.error``, ``UnicodeDecodeError``...) is a bug
 
 from __future__ import annotations
 
+from dbmux.ingress.errors import IngressError
 
-class ProtocolError(Exception):
+
+class ProtocolError(IngressError):
     """Root of every codec error: the peer sent bytes this side cannot accept."""
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .binary_values import ParamType
-from .commands import (
+from dbmux.ingress.protocol.binary_values import ParamType
+from dbmux.ingress.protocol.commands import (
     ComChangeUser,
-    CommandEvent,
     ComFieldList,
     ComInitDb,
+    CommandEvent,
     ComPing,
     ComQuery,
     ComQuit,
@@ -30,8 +30,8 @@ from .commands import (
     QueryAttribute,
     UnknownCommand,
 )
-from .generic_packets import EofPacket, ErrPacket, OkPacket, ProgressReport
-from .handshake import (
+from dbmux.ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacket, ProgressReport
+from dbmux.ingress.protocol.handshake import (
     AuthMoreData,
     AuthNextFactor,
     AuthSwitchRequest,
@@ -41,8 +41,15 @@ from .handshake import (
     OldAuthSwitchRequest,
     SSLRequest,
 )
-from .resultset import BinaryRow, ColumnCount, ColumnDefinition41, LocalInfileRequest, StmtPrepareOk, TextRow
-from .session_state import (
+from dbmux.ingress.protocol.resultset import (
+    BinaryRow,
+    ColumnCount,
+    ColumnDefinition41,
+    LocalInfileRequest,
+    StmtPrepareOk,
+    TextRow,
+)
+from dbmux.ingress.protocol.session_state import (
     GtidsChange,
     SchemaChange,
     SessionChange,

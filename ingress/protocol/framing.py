@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .constants import MAX_CHUNK_BYTES
-from .errors import PacketTooLarge, SequenceError
+from dbmux.ingress.protocol.constants import MAX_CHUNK_BYTES
+from dbmux.ingress.protocol.errors import PacketTooLarge, SequenceError
 
 HEADER_BYTES = 4
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 30  # the largest max_allowed_packet MySQL and MariaDB accept

@@ -7,9 +7,8 @@ Parsing needs the negotiated capability flags (``CLIENT_PROTOCOL_41``, ``CLIENT_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-from .constants import (
+from dbmux.ingress.protocol.constants import (
     CLIENT_DEPRECATE_EOF,
     CLIENT_PROTOCOL_41,
     CLIENT_SESSION_TRACK,
@@ -25,7 +24,7 @@ from .constants import (
     SERVER_STATUS_AUTOCOMMIT,
     SERVER_STATUS_IN_TRANS,
 )
-from .encoding import (
+from dbmux.ingress.protocol.encoding import (
     read_eof_str,
     read_fixed_int,
     read_fixed_str,
@@ -36,8 +35,8 @@ from .encoding import (
     write_lenenc_int,
     write_lenenc_str,
 )
-from .errors import MalformedPacket
-from .session_state import (
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.session_state import (
     GtidsChange,
     SessionChange,
     SystemVariableChange,
@@ -230,7 +229,7 @@ class ProgressReport:
         )
 
 
-GenericResponse = Union[OkPacket, ErrPacket, EofPacket, ProgressReport]
+GenericResponse = OkPacket | ErrPacket | EofPacket | ProgressReport
 
 
 def is_eof_packet(payload: bytes) -> bool:

@@ -10,9 +10,8 @@ Text the client's charset governs (user, database, attributes) stays ``bytes``; 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
-from .constants import (
+from dbmux.ingress.protocol.constants import (
     AUTH_MORE_DATA_HEADER,
     AUTH_SWITCH_HEADER,
     CLIENT_CONNECT_ATTRS,
@@ -27,7 +26,7 @@ from .constants import (
     ERR_HEADER,
     OK_HEADER,
 )
-from .encoding import (
+from dbmux.ingress.protocol.encoding import (
     read_eof_str,
     read_fixed_int,
     read_fixed_str,
@@ -38,8 +37,8 @@ from .encoding import (
     write_lenenc_str,
     write_nul_str,
 )
-from .errors import MalformedPacket
-from .generic_packets import ErrPacket, OkPacket
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.generic_packets import ErrPacket, OkPacket
 
 PROTOCOL_VERSION_10 = 10
 SSL_REQUEST_BYTES = 32
@@ -173,7 +172,9 @@ class SSLRequest:
         return cls(capabilities, max_packet, charset, ext_caps)
 
     def encode(self) -> bytes:
-        return _encode_fixed_header(self.capabilities | CLIENT_SSL, self.max_packet, self.charset, self.mariadb_ext_caps)
+        return _encode_fixed_header(
+            self.capabilities | CLIENT_SSL, self.max_packet, self.charset, self.mariadb_ext_caps
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +356,7 @@ class AuthSwitchResponse:
         return self.data
 
 
-AuthServerPacket = Union[OkPacket, ErrPacket, AuthSwitchRequest, OldAuthSwitchRequest, AuthMoreData, AuthNextFactor]
+AuthServerPacket = OkPacket | ErrPacket | AuthSwitchRequest | OldAuthSwitchRequest | AuthMoreData | AuthNextFactor
 
 
 def parse_auth_server_packet(payload: bytes, capabilities: int) -> AuthServerPacket:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
-from . import constants as c
-from .commands import CommandEvent, ComStmtExecute, command_code
-from .errors import MalformedPacket
-from .generic_packets import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.commands import CommandEvent, ComStmtExecute, command_code
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.framing import HEADER_BYTES
+from dbmux.ingress.protocol.generic_packets import (
     EofPacket,
     ErrPacket,
     OkPacket,
@@ -31,11 +33,10 @@ from .generic_packets import (
     parse_generic_response,
     parse_terminator,
 )
-from .handshake import AuthMoreData, AuthSwitchResponse, parse_auth_server_packet
-from .framing import HEADER_BYTES
-from .resultset import ColumnCount, ColumnDefinition41, LocalInfileRequest, StmtPrepareOk
+from dbmux.ingress.protocol.handshake import AuthMoreData, AuthSwitchResponse, parse_auth_server_packet
+from dbmux.ingress.protocol.resultset import ColumnCount, ColumnDefinition41, LocalInfileRequest, StmtPrepareOk
 
-StatementResult = Union[OkPacket, ErrPacket, EofPacket]
+StatementResult = OkPacket | ErrPacket | EofPacket
 
 
 class PacketKind(enum.Enum):
@@ -81,7 +82,8 @@ class ResponsePacket(NamedTuple):
 
 _ROW = ResponsePacket(PacketKind.ROW, None)
 # Phases as module globals for the hot paths (an Enum member looked up on its class costs ~80 ns).
-_FIRST, _COLUMNS, _COLUMNS_EOF, _ROWS, _DONE = Phase.FIRST_PACKET, Phase.COLUMNS, Phase.COLUMNS_EOF, Phase.ROWS, Phase.DONE
+_FIRST, _COLUMNS, _COLUMNS_EOF = Phase.FIRST_PACKET, Phase.COLUMNS, Phase.COLUMNS_EOF
+_ROWS, _DONE = Phase.ROWS, Phase.DONE
 _LOCAL_INFILE_DATA, _SIMPLE_PHASE = Phase.LOCAL_INFILE_DATA, Phase.SIMPLE
 _K_OK, _K_ERR, _K_EOF, _K_COLUMN_COUNT = PacketKind.OK, PacketKind.ERR, PacketKind.EOF, PacketKind.COLUMN_COUNT
 # In the rows phase, a packet is a row unless its first byte is one of these (or it is an EOF-sized
@@ -186,7 +188,9 @@ class ResponseReader:
         """Account for one server payload; returns its kind and parsed event (None for rows)."""
         phase = self.phase
         if phase is _DONE:
-            raise MalformedPacket(f"server sent a packet after the response to command 0x{self.command:02X} was complete")
+            raise MalformedPacket(
+                f"server sent a packet after the response to command 0x{self.command:02X} was complete"
+            )
         if self.awaiting_client and phase is _LOCAL_INFILE_DATA:
             raise MalformedPacket("server sent a packet while the client was sending LOCAL INFILE data")
         if not payload:
@@ -301,7 +305,9 @@ class ResponseReader:
     def feed_client(self, payload: bytes) -> ResponsePacket:
         """Account for one client payload sent in the middle of the response."""
         if not self.awaiting_client:
-            raise MalformedPacket(f"client sent a packet while the server response (phase {self.phase.value}) was pending")
+            raise MalformedPacket(
+                f"client sent a packet while the server response (phase {self.phase.value}) was pending"
+            )
         if self.phase is _LOCAL_INFILE_DATA:
             if not payload:  # end of file: the server answers with OK/ERR (maybe MORE_RESULTS)
                 self.awaiting_client = False
@@ -521,9 +527,13 @@ def _same_length_rows(buf: bytes | bytearray, pos: int, end: int, length: int) -
     if count:
         count -= len(buf[pos + 2:pos + 2 + count * step:step].lstrip(bytes((length >> 16,))))
     if count:
-        count = _ROW_HEADERS.match(buf[pos + 4:pos + 4 + count * step:step]).end()
+        headers = _ROW_HEADERS.match(buf[pos + 4:pos + 4 + count * step:step])
+        assert headers is not None  # the pattern matches the empty string, so at any position
+        count = headers.end()
     return count
 
 
 # Phase value -> handler of a server packet in that phase (DONE has none: feed() refuses).
-_HANDLERS = {phase.value: getattr(ResponseReader, "_on_" + phase.value) for phase in Phase if phase is not Phase.DONE}
+_HANDLERS: dict[str, Callable[[ResponseReader, bytes], ResponsePacket]] = {
+    phase.value: getattr(ResponseReader, "_on_" + phase.value) for phase in Phase if phase is not Phase.DONE
+}

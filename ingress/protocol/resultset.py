@@ -10,10 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import constants as c
-from .binary_values import BinaryValue, ParamType, decode_binary_values, encode_binary_values, null_bitmap_bytes
-from .binary_values import build_null_bitmap
-from .encoding import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.binary_values import (
+    BinaryValue,
+    ParamType,
+    build_null_bitmap,
+    decode_binary_values,
+    encode_binary_values,
+    null_bitmap_bytes,
+)
+from dbmux.ingress.protocol.encoding import (
     read_eof_str,
     read_fixed_int,
     read_fixed_str,
@@ -25,7 +31,7 @@ from .encoding import (
     write_lenenc_int,
     write_lenenc_str,
 )
-from .errors import MalformedPacket
+from dbmux.ingress.protocol.errors import MalformedPacket
 
 BINARY_ROW_BITMAP_OFFSET = 2
 

@@ -12,9 +12,8 @@ change (when ``session_track_system_variables`` includes it); MySQL 8 sends SESS
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-from .constants import (
+from dbmux.ingress.protocol.constants import (
     SESSION_TRACK_GTIDS,
     SESSION_TRACK_SCHEMA,
     SESSION_TRACK_STATE_CHANGE,
@@ -22,8 +21,8 @@ from .constants import (
     SESSION_TRACK_TRANSACTION_CHARACTERISTICS,
     SESSION_TRACK_TRANSACTION_STATE,
 )
-from .encoding import read_fixed_int, read_lenenc_str, write_lenenc_str
-from .errors import MalformedPacket
+from dbmux.ingress.protocol.encoding import read_fixed_int, read_lenenc_str, write_lenenc_str
+from dbmux.ingress.protocol.errors import MalformedPacket
 
 
 def _text(raw: bytes) -> str:
@@ -90,15 +89,23 @@ class UnknownSessionChange:
     data: bytes
 
 
-SessionChange = Union[
-    SystemVariableChange,
-    SchemaChange,
-    StateChange,
-    GtidsChange,
-    TransactionCharacteristicsChange,
-    TransactionStateChange,
-    UnknownSessionChange,
-]
+SessionChange = (
+    SystemVariableChange
+    | SchemaChange
+    | StateChange
+    | GtidsChange
+    | TransactionCharacteristicsChange
+    | TransactionStateChange
+    | UnknownSessionChange
+)
+# the entry types whose data is one length-encoded string
+_OneStringChange = SchemaChange | StateChange | TransactionCharacteristicsChange | TransactionStateChange
+_ONE_STRING_CHANGES: dict[int, type[_OneStringChange]] = {
+    SESSION_TRACK_SCHEMA: SchemaChange,
+    SESSION_TRACK_STATE_CHANGE: StateChange,
+    SESSION_TRACK_TRANSACTION_CHARACTERISTICS: TransactionCharacteristicsChange,
+    SESSION_TRACK_TRANSACTION_STATE: TransactionStateChange,
+}
 
 
 def _decode_entry(change_type: int, data: bytes) -> list[SessionChange]:
@@ -117,12 +124,7 @@ def _decode_entry(change_type: int, data: bytes) -> list[SessionChange]:
         gtids, pos = read_lenenc_str(data, pos)
         _check_end(data, pos, "SESSION_TRACK_GTIDS")
         return [GtidsChange(_text(gtids), spec)]
-    simple = {
-        SESSION_TRACK_SCHEMA: SchemaChange,
-        SESSION_TRACK_STATE_CHANGE: StateChange,
-        SESSION_TRACK_TRANSACTION_CHARACTERISTICS: TransactionCharacteristicsChange,
-        SESSION_TRACK_TRANSACTION_STATE: TransactionStateChange,
-    }.get(change_type)
+    simple = _ONE_STRING_CHANGES.get(change_type)
     if simple is None:
         return [UnknownSessionChange(change_type, data)]
     value, pos = read_lenenc_str(data, 0)

@@ -1,9 +1,17 @@
 """The proxy's view of one client connection as a transition table (h11 ``_state.py`` style).
 
 ``TRANSITIONS[(state, event type)] -> next state``; anything not in the table is illegal: it raises
-:class:`IllegalTransition` and leaves the machine in ``ERROR``. The table is coarse on purpose: the
-packets inside one command's response (columns, rows, EOFs, multi-results) are tracked by
+:class:`IllegalTransition` (a ProtocolError: the session that sent it ends, no other) and leaves the
+machine in ``ERROR``. The table is coarse on purpose: the packets inside one command's response
+(columns, rows, EOFs, multi-results, the authentication round trips) are tracked by
 :class:`~ingress.protocol.response.ResponseReader`, whose completion is fed here as ``ResponseComplete``.
+
+The live session drives it: the connection phase (``ingress.connection``) up to ``COMMAND``, the
+command relay (``ingress.relay``) between ``COMMAND`` and ``AWAIT_RESPONSE`` -- one command in flight
+at a time is this machine's ``AWAIT_RESPONSE`` -- and ``ConnectionClosed`` when the session ends.
+Events are applied by type (:meth:`ConnectionStateMachine.process_type`, ``process_command`` for a
+command byte), so the relay builds no event object for a command it forwards raw; a transition is one
+dict lookup on the current state's row and allocates nothing.
 
 Drawn::
 
@@ -20,9 +28,11 @@ Drawn::
 from __future__ import annotations
 
 import enum
+from typing import NoReturn, TypeAlias
 
-from . import events as ev
-from .errors import IllegalTransition
+from dbmux.ingress.protocol import events as ev
+from dbmux.ingress.protocol.commands import COMMAND_TYPES
+from dbmux.ingress.protocol.errors import IllegalTransition
 
 
 class ConnectionState(enum.Enum):
@@ -44,7 +54,8 @@ _RESPONDED_COMMANDS = (
     ev.ComQuery, ev.ComInitDb, ev.ComPing, ev.ComResetConnection, ev.ComFieldList, ev.ComChangeUser,
     ev.ComSetOption, ev.ComStmtPrepare, ev.ComStmtExecute, ev.ComStmtReset, ev.ComStmtFetch, ev.UnknownCommand,
 )  # fmt: skip
-_AUTH_ROUND_TRIP = (ev.AuthSwitchRequest, ev.OldAuthSwitchRequest, ev.AuthMoreData, ev.AuthNextFactor, ev.AuthSwitchResponse)
+_AUTH_ROUND_TRIP = (ev.AuthSwitchRequest, ev.OldAuthSwitchRequest, ev.AuthMoreData, ev.AuthNextFactor,
+                    ev.AuthSwitchResponse)
 
 TRANSITIONS: dict[tuple[ConnectionState, type], ConnectionState] = {
     (S.CONNECTING, ev.TransportConnected): S.AWAIT_SERVER_GREETING,
@@ -66,20 +77,55 @@ TRANSITIONS: dict[tuple[ConnectionState, type], ConnectionState] = {
 }
 
 
+# TRANSITIONS by state, for the live session: _ROWS[state][event type] = (next state, _ROWS[next state]);
+# a state that takes commands also has every command byte as a key (process_command: one lookup).
+_Row: TypeAlias = "dict[type | int, tuple[ConnectionState, _Row]]"
+_ROWS: dict[ConnectionState, _Row] = {s: {} for s in ConnectionState}
+for (_state, _event_type), _target in TRANSITIONS.items():
+    _ROWS[_state][_event_type] = (_target, _ROWS[_target])
+_BYTE_TYPES = [(code, COMMAND_TYPES.get(code, ev.UnknownCommand)) for code in range(256)]
+for _row in _ROWS.values():
+    _row.update({code: _row[t] for code, t in _BYTE_TYPES if t in _row})
+del _state, _event_type, _target, _row, _BYTE_TYPES
+_ERROR_ROW = _ROWS[S.ERROR]
+
+
 class ConnectionStateMachine:
     """Tracks one connection through :data:`TRANSITIONS`."""
 
+    __slots__ = ("state", "_row")
+
     def __init__(self, state: ConnectionState = ConnectionState.CONNECTING) -> None:
         self.state = state
+        self._row = _ROWS[state]  # what the current state allows
 
     def can_process(self, event: object) -> bool:
-        return (self.state, type(event)) in TRANSITIONS
+        return type(event) in self._row
+
+    def can_process_type(self, event_type: type) -> bool:
+        return event_type in self._row
 
     def process(self, event: object) -> ConnectionState:
         """Apply ``event``; returns the new state or raises IllegalTransition (state becomes ERROR)."""
-        next_state = TRANSITIONS.get((self.state, type(event)))
-        if next_state is None:
-            previous, self.state = self.state, ConnectionState.ERROR
-            raise IllegalTransition(previous, type(event).__name__)
-        self.state = next_state
-        return next_state
+        return self.process_type(type(event))
+
+    def process_type(self, event_type: type) -> ConnectionState:
+        """Apply an event of type ``event_type`` (for callers that need not build the event)."""
+        step = self._row.get(event_type)
+        if step is None:
+            self._illegal(event_type)
+        self.state, self._row = step
+        return step[0]
+
+    def process_command(self, code: int) -> ConnectionState:
+        """Apply the client command whose payload starts with byte ``code`` (the relay's per-command path:
+        the same transition as ``process_type`` of the command's event type, without building it)."""
+        step = self._row.get(code)
+        if step is None:
+            self._illegal(COMMAND_TYPES.get(code, ev.UnknownCommand))
+        self.state, self._row = step
+        return step[0]
+
+    def _illegal(self, event_type: type) -> NoReturn:
+        previous, self.state, self._row = self.state, ConnectionState.ERROR, _ERROR_ROW
+        raise IllegalTransition(previous, event_type.__name__)

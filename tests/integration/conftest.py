@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
 REPO = Path(__file__).resolve().parents[2]
 _REQUIRED = ("DBMUX_KAFKA", "DBMUX_PRIMARY_URL", "DBMUX_REPLICA_URLS", "DBMUX_SHARD_URLS", "DBMUX_CONFIG")
@@ -209,7 +209,7 @@ async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from dbmux.envelope import decode_event
+    from dbmux.core.codec import decode_event
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")

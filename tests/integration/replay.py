@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pymysql
 
-from dbmux.dsn import Dsn
-from dbmux.envelope import ChangeEvent
-from replicator.mysql_sql import interpolate
+from dbmux.core.dsn import Dsn
+from dbmux.core.events import ChangeEvent
+from dbmux.replicator.mysql_sql import interpolate
 
 
 def replay_statements(events: list[ChangeEvent], dsn: Dsn) -> int:

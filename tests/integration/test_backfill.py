@@ -20,10 +20,9 @@ import asyncpg
 import pymysql
 import pytest
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
-from .conftest import (REPO, pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress,
-                       stop_processes)
+from .conftest import REPO, pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator
 
 ROWS = 100_000

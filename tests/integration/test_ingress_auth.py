@@ -9,7 +9,7 @@ import mysql.connector
 import pymysql
 import pytest
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
 
 def _admin(stack):

@@ -15,7 +15,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
 from .conftest import read_topic
 
@@ -175,7 +175,8 @@ def _connector_workload(dsn: Dsn, db: str) -> list:
         for row in ROWS:
             ps.execute("INSERT INTO t (name, amount, note, created) VALUES (?, ?, ?, ?)", row)
             out.append(ps.lastrowid)
-        ps.execute("SELECT id, name, amount, note, created FROM t WHERE amount >= ? ORDER BY id", (decimal.Decimal("-5"),))
+        ps.execute("SELECT id, name, amount, note, created FROM t WHERE amount >= ? ORDER BY id",
+                   (decimal.Decimal("-5"),))
         out.append(ps.fetchall())
         ps.execute("UPDATE t SET created = ? WHERE id = ?", (dt.date(1999, 9, 9), 2))
         out.append(ps.rowcount)

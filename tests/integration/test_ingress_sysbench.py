@@ -9,7 +9,7 @@ import uuid
 
 import pymysql
 
-from dbmux.gtid import parse_gtid_list
+from dbmux.core.gtid import parse_gtid_list
 
 from .conftest import read_topic
 from .replay import replay_statements

@@ -1,4 +1,4 @@
-"""dbmux's own MySQL connections follow the TLS policy (dbmux.mysql_connect), against the real stack:
+"""dbmux's own MySQL connections follow the TLS policy (dbmux.core.mysql_connect), against the real stack:
 the primary offers TLS with a self-signed certificate, the replicas offer none."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from dbmux.config import load_config
-from dbmux.dsn import Dsn
-from dbmux.mysql_connect import MySQLTlsError, connect_aiomysql, connect_pymysql
+from dbmux.core.config import load_config
+from dbmux.core.dsn import Dsn
+from dbmux.core.mysql_connect import MySQLTlsError, connect_aiomysql, connect_pymysql
 
 from .conftest import read_topic, run_dbmux, start_binlog_reader, stop_processes
 

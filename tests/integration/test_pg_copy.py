@@ -11,11 +11,11 @@ import asyncpg
 import pymysql
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange
-from dbmux.gtid import Gtid
-from replicator.errors import ApplyError
-from replicator.pg_applier import COPY_FALLBACKS, ROWS_COPIED, PostgresApplier
-from replicator.positions import PartitionKey, TargetPosition
+from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.pg_applier import COPY_FALLBACKS, ROWS_COPIED, PostgresApplier
+from dbmux.replicator.positions import PartitionKey, TargetPosition
 
 
 def _events(db: str, first_seq: int, ids: list[int], per_event: int, value=lambda i: f"v{i}"):

@@ -11,7 +11,7 @@ import asyncpg
 import pymysql
 import pytest
 
-from replicator.pg_sql import StaticSchema, TableInfo, row_statement, translate_statement
+from dbmux.replicator.pg_sql import StaticSchema, TableInfo, row_statement, translate_statement
 
 DDL = """CREATE TABLE alltypes (
   id INT NOT NULL AUTO_INCREMENT, ti TINYINT, tb TINYINT(1), tu TINYINT UNSIGNED, si SMALLINT,
@@ -95,7 +95,7 @@ async def _rows_pg(conn, schema, table, cols, order):
 
 def _rows_my(cur, table, cols, order):
     cur.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
-    return [{c: _norm(c, v) for c, v in zip(cols, row)} for row in cur.fetchall()]
+    return [{c: _norm(c, v) for c, v in zip(cols, row, strict=True)} for row in cur.fetchall()]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
 from .conftest import REPO, start_ingress, stop_ingress
 
@@ -289,7 +289,7 @@ LITERAL_VALUES = ["plain", "it's", "back\\slash", "both \\' mixed \\\\", "nul\x0
 def test_literals_read_back_as_the_value_under_every_sql_mode(stack, mode):
     """What the applier writes as a literal for a session's sql_mode is read back by a real server as
     the same value (under NO_BACKSLASH_ESCAPES pymysql's escaping would change values)."""
-    from replicator.mysql_sql import literal
+    from dbmux.replicator.mysql_sql import literal
 
     c = _conn(stack.replicas[0], charset="utf8mb4")
     try:

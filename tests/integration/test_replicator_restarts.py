@@ -14,7 +14,13 @@ from dbmux.stack.layout import Layout
 from dbmux.stack.stack import Stack
 
 from .conftest import run_dbmux, start_ingress, stop_ingress
-from .test_replicator_mysql import _start_replicator, _workload, _write_config, assert_ledger_exactly_once, create_ledger
+from .test_replicator_mysql import (
+    _start_replicator,
+    _workload,
+    _write_config,
+    assert_ledger_exactly_once,
+    create_ledger,
+)
 
 
 def test_replica_and_broker_restarts_lose_and_duplicate_nothing(stack, tmp_path):

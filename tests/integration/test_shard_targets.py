@@ -12,9 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
-from dbmux.config import load_config
-from dbmux.dsn import Dsn
-from replicator.shard_target import current_map
+from dbmux.core.config import load_config
+from dbmux.core.dsn import Dsn
+from dbmux.replicator.shard_target import current_map
 
 from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_backfill import _applied_mysql, _applied_pg, _wait_caught_up
@@ -145,7 +145,7 @@ def test_sysbench_into_two_pg_shards_then_a_third_added_online(stack, tmp_path):
         for name in shards:
             _wait_caught_up(stack.primary, lambda n=name: _applied_pg(shards[n], n))
         after = _assert_partitioned(stack, cfg, db, shards)
-        from shardmap.plan import plan_add_shard
+        from dbmux.shardmap.plan import plan_add_shard
 
         plan = plan_add_shard(v1, new)
         for table in ("sbtest1", "sbtest2"):

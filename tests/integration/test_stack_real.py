@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
 
-from dbmux.dsn import Dsn
+from dbmux.core.dsn import Dsn
 
 
 def _mysql(dsn: Dsn, **kw) -> pymysql.connections.Connection:

@@ -4,7 +4,6 @@ are found, by table and by key."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import json
@@ -15,8 +14,10 @@ import asyncpg
 import pymysql
 import pytest
 
-from dbmux.config import parse_config
-from replicator.verify import Status, cmd_verify, format_report, verify
+from dbmux.cli.main import main
+from dbmux.cli.render import format_report
+from dbmux.core.config import parse_config
+from dbmux.replicator.verify import Status, verify
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +193,7 @@ def test_verify_equal_then_finds_changed_and_deleted_rows(stack, verify_db, tmp_
     cfg_file.write_text(
         f'[primary]\nurl = "{stack.primary.url()}"\n'
         f'[targets.replica1]\nurl = "{stack.replicas[0].url()}"\ntables = ["{db}.*"]\n')
-    code = cmd_verify(argparse.Namespace(config=str(cfg_file), target="replica1", details=True, chunk_rows=500))
+    code = main(["verify", "-c", str(cfg_file), "--target", "replica1", "--details", "--chunk-rows", "500"])
     out = capsys.readouterr().out
     assert code == 1, out
     assert "changed: key (1234)" in out and "DIFFERENT" in out
@@ -243,7 +244,7 @@ def test_unreachable_target_is_an_error_naming_it_without_password(stack, verify
         '[targets.gone]\nurl = "mysql://dbmux:sup3r-secret@127.0.0.1:1"\n'
         f'tables = ["{verify_db}.*"]\n'
         f'[targets.replica2]\nurl = "{stack.replicas[1].url()}"\ntables = ["{verify_db}.*"]\n')
-    code = cmd_verify(argparse.Namespace(config=str(cfg_file), target=None, details=False, chunk_rows=1000))
+    code = main(["verify", "-c", str(cfg_file)])
     captured = capsys.readouterr()
     assert code == 2
     assert "cannot read target 'gone' at mysql://dbmux:***@127.0.0.1:1" in captured.out
@@ -252,7 +253,7 @@ def test_unreachable_target_is_an_error_naming_it_without_password(stack, verify
 
     cfg_file.write_text('[primary]\nurl = "mysql://dbmux:sup3r-secret@127.0.0.1:1"\n'
                         '[targets.gone]\nurl = "mysql://dbmux:x@127.0.0.1:1"\n')
-    code = cmd_verify(argparse.Namespace(config=str(cfg_file), target=None, details=False, chunk_rows=1000))
+    code = main(["verify", "-c", str(cfg_file)])
     captured = capsys.readouterr()
     assert code == 2 and "cannot read the primary at mysql://dbmux:***@127.0.0.1:1" in captured.err
     assert "sup3r-secret" not in captured.out + captured.err

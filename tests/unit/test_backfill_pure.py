@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange, Statement
-from dbmux.gtid import Gtid
-from replicator.backfill import (BackfillError, BackfillRecord, TableProgress, catchup_rows, key_resumable,
-                                 parse_gtid_position)
-from replicator.verify_readers import TableShape
+from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.gtid import Gtid, parse_gtid_list
+from dbmux.replicator.backfill.record import BackfillRecord, TableProgress, catchup_rows, key_resumable
+from dbmux.replicator.errors import BackfillError
+from dbmux.replicator.verify_readers import TableShape
 
 BIG = TableShape("d", "big", ("id", "v"), ("bigint", "varchar"), (0,))
 TEXT = TableShape("d", "names", ("name", "v"), ("varchar", "int"), (0,))
@@ -81,7 +81,7 @@ def test_catchup_refuses_ddl_on_a_copied_table_but_not_on_others():
       "4e11fa47-71ca-11e1-9e33-c80aa9429562": "4e11fa47-71ca-11e1-9e33-c80aa9429562:1"}),
 ])
 def test_gtid_positions_from_mariadb_and_mysql(text, expected):
-    assert {d: str(g) for d, g in parse_gtid_position(text).items()} == expected
+    assert {d: str(g) for d, g in parse_gtid_list(text).items()} == expected
 
 
 def test_record_round_trips():

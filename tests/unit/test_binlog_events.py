@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from dbmux.envelope import decode_event, encode_event
-from dbmux.gtid import Gtid
-from replicator.binlog_events import TransactionAssembler, convert_value
-from replicator.binlog_position import BinlogPosition, advance_with
+from dbmux.binlog.assembler import TransactionAssembler
+from dbmux.binlog.position import BinlogPosition, advance_with
+from dbmux.binlog.row_decoder import convert_value
+from dbmux.core.codec import decode_event, encode_event
+from dbmux.core.gtid import Gtid
 
 # ------------------------------------------------------------------ stand-ins (same names and attributes)
 
@@ -218,7 +219,7 @@ def test_position_text_and_codec():
 
 
 def test_reconcile_only_counts_binlog_events():
-    from dbmux.envelope import ChangeEvent
+    from dbmux.core.events import ChangeEvent
 
     pos = BinlogPosition.parse("0-1-5")
     events = [ChangeEvent(Gtid.parse("0-1-6"), "binlog", 0), ChangeEvent(Gtid.parse("0-1-9"), "ingress", 0)]
@@ -227,7 +228,7 @@ def test_reconcile_only_counts_binlog_events():
 
 # ------------------------------------------------------------------ fast row decoding vs the library
 #
-# replicator.binlog_events decodes row images itself (_fast_row_changes). Each column decoder, fed the
+# binlog.row_decoder decodes row images itself (_fast_row_changes). Each column decoder, fed the
 # same bytes as the library's own value reader (RowsEvent.__read_values_name, on a packet holding just
 # those bytes), must give what convert_value makes of the library's value, and consume as many bytes.
 # A decoder may decline (raise, or need more bytes than there are): the library then decodes the event.
@@ -235,7 +236,7 @@ def test_reconcile_only_counts_binlog_events():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from replicator import binlog_events as be  # noqa: E402
+from dbmux.binlog import row_decoder as be  # noqa: E402
 
 
 def _library_value(column: Any, data: bytes) -> tuple[Any, int]:

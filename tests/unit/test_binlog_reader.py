@@ -1,4 +1,4 @@
-"""replicator.binlog_reader without servers: the thread's hand-over and reconnect position, the
+"""binlog.reader without servers: the thread's hand-over and reconnect position, the
 acknowledged position kept in place."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import asyncio
 
 import pymysql
 
-from dbmux.dsn import Dsn
-from dbmux.gtid import Gtid
-from replicator.binlog_position import BinlogPosition
-from replicator.binlog_reader import BinlogReader, _BinlogThread
+from dbmux.binlog.position import BinlogPosition
+from dbmux.binlog.reader import BinlogReader, _BinlogThread
+from dbmux.core.dsn import Dsn
+from dbmux.core.gtid import Gtid
 
 DSN = Dsn.parse("mysql://u:p@127.0.0.1:3306")
 
@@ -62,7 +62,7 @@ def test_hand_over_moves_everything_pending_as_one_list_per_wake_up():
 
 
 def test_acknowledged_position_is_kept_in_place_and_read_as_a_position(tmp_path):
-    from dbmux.config import load_config
+    from dbmux.core.config import load_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[kafka]\nbootstrap = "127.0.0.1:1"\ntopic = "t"\n[primary]\nurl = "mysql://u:p@127.0.0.1:3306"\n')

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import ingress.classify as classify_module
-from ingress.classify import LexError, classify, effective_sql, scan, split_statements
-from ingress.classify import _classify_lexed as classify_lexed
+import dbmux.ingress.classify as classify_module
+from dbmux.ingress.classify import LexError, classify, effective_sql, scan, split_statements
+from dbmux.ingress.classify import _classify_lexed as classify_lexed
 
 # sql, kind, tcl, implicit_commit, is_write, extra expectations
 CASES = [
@@ -53,7 +53,8 @@ CASES = [
     ("DELETE FROM t WHERE a=1", "dml", None, False, True, {"tables": ("t",)}),
     ("DELETE t1 FROM t1 JOIN d.t2 ON t1.a = t2.a", "dml", None, False, True, {"tables": ("t1", "d.t2")}),
     ("LOAD DATA INFILE 'x' INTO TABLE d.t", "dml", None, False, True, {"tables": ("d.t",)}),
-    ("WITH x AS (SELECT 1 AS a) UPDATE t SET t.a = 1 WHERE t.id IN (SELECT a FROM x)", "dml", None, False, True, {"tables": ("t",)}),
+    ("WITH x AS (SELECT 1 AS a) UPDATE t SET t.a = 1 WHERE t.id IN (SELECT a FROM x)", "dml", None, False, True,
+     {"tables": ("t",)}),
     ("/*!40000 INSERT INTO t VALUES (1) */", "dml", None, False, True, {"tables": ("t",)}),
     ("insert into t values ('; DROP TABLE x; --')", "dml", None, False, True, {"tables": ("t",)}),
     # ddl
@@ -159,7 +160,7 @@ def test_classify_is_cached():
 
 
 def test_reads_take_the_fast_path_without_sqlglot(monkeypatch):
-    import ingress.classify as mod
+    mod = classify_module
 
     def boom(*a, **k):
         raise AssertionError("sqlglot must not be called for obvious reads")
@@ -186,7 +187,8 @@ SPLITS = [
     ("/* nothing */", []),
     ("CREATE PROCEDURE p() BEGIN SELECT 1; IF a THEN SELECT 2; END IF; END; SELECT 3",
      ["CREATE PROCEDURE p() BEGIN SELECT 1; IF a THEN SELECT 2; END IF; END", "SELECT 3"]),
-    ("CREATE FUNCTION f() RETURNS INT RETURN 1; SELECT f()", ["CREATE FUNCTION f() RETURNS INT RETURN 1", "SELECT f()"]),
+    ("CREATE FUNCTION f() RETURNS INT RETURN 1; SELECT f()",
+     ["CREATE FUNCTION f() RETURNS INT RETURN 1", "SELECT f()"]),
     ("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW BEGIN SET NEW.a = CASE WHEN 1 THEN 2 END; END; DO 1",
      ["CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW BEGIN SET NEW.a = CASE WHEN 1 THEN 2 END; END", "DO 1"]),
     ("CREATE PROCEDURE p() BEGIN l: LOOP LEAVE l; END LOOP l; WHILE 1 DO SELECT 1; END WHILE; END; DO 2",

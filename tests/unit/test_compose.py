@@ -1,6 +1,6 @@
 """compose/docker-compose.yml, compose/dbmux.toml and the config schema must agree.
 
-Pure and fast: the YAML and TOML are parsed and checked against ``dbmux.config`` and the stack defaults;
+Pure and fast: the YAML and TOML are parsed and checked against ``dbmux.core.config`` and the stack defaults;
 nothing is started. Every check here fails when one side drifts (a renamed config key, a moved port, a
 target without a replicator, a URL naming a host that is not a service).
 """
@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dbmux.config import Config, TargetConfig, load_config, parse_config
-from dbmux.dsn import Dsn
-from dbmux.errors import ConfigError
+from dbmux.core.config import Config, TargetConfig, load_config, parse_config
+from dbmux.core.dsn import Dsn
 from dbmux.stack.layout import DEFAULT_PORTS, Layout
+from dbmux.stack.pipeline_config import render_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
@@ -101,7 +101,7 @@ def keys_of(cls: type) -> set[str]:
 
 
 def override_path(env_name: str, target_names: tuple[str, ...]) -> tuple[str, ...]:
-    """Map an environment variable to the Config attribute it overrides, by dbmux.config's rule.
+    """Map an environment variable to the Config attribute it overrides, by dbmux.core.config's rule.
 
     ``("kafka", "bootstrap")`` for ``DBMUX_KAFKA_BOOTSTRAP`` (and the alias ``DBMUX_KAFKA``),
     ``("targets", "replica1", "url")`` for ``DBMUX_TARGET_REPLICA1_URL``. Raises KeyError for a name
@@ -122,7 +122,7 @@ def override_path(env_name: str, target_names: tuple[str, ...]) -> tuple[str, ..
         key = env_name[len(prefix):]
         if env_name.startswith(prefix) and key == key.upper() and key.lower() in keys_of(cls):
             return (section, key.lower())
-    raise KeyError(f"{env_name} is not an override dbmux.config accepts")
+    raise KeyError(f"{env_name} is not an override dbmux.core.config accepts")
 
 
 def resolve(cfg: Config, path: tuple[str, ...]) -> Any:
@@ -162,8 +162,8 @@ def container_port(service: str, host: str) -> int:
     image = svc["image"].split(":")[0]
     if image == "apache/kafka":
         env = environment(service)
-        names = dict(l.split("://", 1) for l in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
-        listening = dict(l.split("://", 1) for l in env["KAFKA_LISTENERS"].split(","))
+        names = dict(listener.split("://", 1) for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        listening = dict(listener.split("://", 1) for listener in env["KAFKA_LISTENERS"].split(","))
         for name, address in names.items():
             if hostport(address)[0] == host:
                 return hostport(listening[name])[1]
@@ -336,7 +336,6 @@ def test_pipeline_config_loads_and_has_the_stack_structure() -> None:
     assert {t.name for t in PIPELINE.targets} == {"replica1", "replica2", "shard_a", "shard_b"}
     assert {t.shard for t in PIPELINE.targets if t.shard} == set(PIPELINE.shardmap.shards)
     # same sections as the config `dbmux stack up` generates
-    from dbmux.stack.pipeline_config import render_pipeline_config
     stack_raw = tomllib.loads(render_pipeline_config(Layout(Path("/nonexistent"))))
     assert set(RAW_PIPELINE) == set(stack_raw)
     assert set(RAW_PIPELINE["targets"]) == set(stack_raw["targets"])
@@ -462,8 +461,8 @@ def test_ingress_container_port_is_its_listen_port() -> None:
 
 def test_kafka_external_listener_is_the_stack_bootstrap() -> None:
     env = environment("kafka")
-    advertised = dict(l.split("://", 1) for l in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
-    listening = dict(l.split("://", 1) for l in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(listener.split("://", 1) for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    listening = dict(listener.split("://", 1) for listener in env["KAFKA_LISTENERS"].split(","))
     assert advertised["EXTERNAL"] == Layout(Path("/nonexistent")).kafka_bootstrap()  # 127.0.0.1:19092
     assert hostport(listening["EXTERNAL"])[1] == DEFAULT_PORTS["kafka_port"]
     assert advertised["PLAINTEXT"] == PIPELINE.kafka.bootstrap
@@ -477,7 +476,7 @@ def test_kafka_is_a_single_node_kraft_broker_with_infinite_retention() -> None:
     node = env["KAFKA_NODE_ID"]
     voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
     assert len(voters) == 1 and voters[0].startswith(f"{node}@")
-    listening = dict(l.split("://", 1) for l in env["KAFKA_LISTENERS"].split(","))
+    listening = dict(listener.split("://", 1) for listener in env["KAFKA_LISTENERS"].split(","))
     controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert hostport(voters[0].split("@", 1)[1])[1] == hostport(listening[controller])[1]
     protocol_map = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))

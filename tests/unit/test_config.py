@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.config import load_config, parse_config
-from dbmux.dsn import Dsn, DsnError, redact_url
-from dbmux.errors import ConfigError
+from dbmux.core.config import load_config, parse_config
+from dbmux.core.dsn import Dsn, DsnError, redact_url
+from dbmux.core.errors import ConfigError
 
 BASE = {"primary": {"url": "mysql://app:s3cret@db1:3306"},
         "targets": {"replica1": {"url": "mysql://app:s3cret@db2:3306"}}}

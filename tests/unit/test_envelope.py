@@ -1,4 +1,5 @@
-"""Tests for dbmux.envelope: value fidelity, round trips, strict decoding, topic naming."""
+"""Tests for the change event (dbmux.core.events, .codec, .topics): value fidelity, round trips, strict decoding,
+topic naming."""
 
 from __future__ import annotations
 
@@ -11,23 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbmux.envelope import (
-    VERSION,
-    ChangeEvent,
-    EnvelopeError,
-    RowChange,
-    SessionContext,
-    Statement,
-    decode_event,
-    decode_value,
-    dlq_topic,
-    encode_event,
-    encode_value,
-    partition_key,
-    topic_for,
-)
-from dbmux.errors import DbmuxError
-from dbmux.gtid import Gtid
+from dbmux.core.codec import VERSION, decode_event, decode_value, encode_event, encode_value
+from dbmux.core.errors import DbmuxError
+from dbmux.core.events import ChangeEvent, EnvelopeError, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.core.topics import dlq_topic, partition_key, topic_for
 
 G = Gtid.parse("0-1-42")
 
@@ -334,7 +323,7 @@ scalar_values = st.one_of(
     st.binary(),
     st.decimals(allow_nan=False, allow_infinity=False),
     st.datetimes(),
-    st.datetimes(timezones=st.timezones() | st.just(dt.timezone.utc)).map(
+    st.datetimes(timezones=st.timezones() | st.just(dt.UTC)).map(
         lambda d: d.replace(tzinfo=dt.timezone(d.utcoffset())) if d.utcoffset() is not None else d
     ),
     st.dates(),
@@ -491,7 +480,7 @@ _MORE_VALUES = [
     2**64 - 1, 2**64, -(2**63), -(2**63) - 1, Decimal("NaN"), Decimal("-Infinity"), Decimal("1E+2"),
     dt.date(2024, 2, 29), dt.time(1, 2, 3, 4), dt.timedelta(days=-1, microseconds=3),
     dt.datetime.min, dt.datetime.max, dt.datetime(999, 1, 2, 3, 4, 5, 60), dt.datetime(2024, 11, 3, 1, 30, fold=1),
-    dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(
+    dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(
         dt.timedelta(hours=-3, minutes=-30, seconds=-15))), dt.date.min, dt.date.max, dt.date(999, 9, 9),
 ]
 _BAD_VALUES = [{"a": 1}, [1], object(), {1, 2}, 1j]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange, SessionContext, Statement
-from dbmux.gtid import Gtid
-from replicator.filtering import filter_event
+from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.filtering import filter_event
 
 
 def _ev(statements=(), rows=(), db=None):
@@ -34,6 +34,7 @@ def test_statement_filtering(patterns, sql, db, kept):
 
 
 def test_row_filtering_keeps_only_selected_tables():
-    rows = [RowChange("orders", "shop", "insert", after={"id": 1}), RowChange("users", "crm", "insert", after={"id": 2})]
+    rows = [RowChange("orders", "shop", "insert", after={"id": 1}),
+            RowChange("users", "crm", "insert", after={"id": 2})]
     out = filter_event(_ev(rows=rows), ["shop.*"])
     assert [(r.db, r.table) for r in out.rows] == [("shop", "orders")]

@@ -1,10 +1,10 @@
-"""Table-driven tests for dbmux.gtid."""
+"""Table-driven tests for dbmux.core.gtid."""
 
 from __future__ import annotations
 
 import pytest
 
-from dbmux.gtid import Gtid, GtidError, parse_gtid_list
+from dbmux.core.gtid import Gtid, GtidError, parse_gtid_list
 
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 

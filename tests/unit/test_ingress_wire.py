@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from ingress.protocol.errors import PacketTooLarge, ProtocolError
-from ingress.tls import TlsLayer, server_context, upstream_context
-from ingress.wire import BUFFER_LIMIT_BYTES, PacketStream, PeerClosed
+from dbmux.ingress.protocol.errors import PacketTooLarge, ProtocolError
+from dbmux.ingress.tls import TlsLayer, server_context, upstream_context
+from dbmux.ingress.wire import BUFFER_LIMIT_BYTES, PacketStream, PeerClosed
 
 from .protocol.builders import packet
 

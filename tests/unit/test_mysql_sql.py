@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from decimal import Decimal
 
 import pytest
@@ -11,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymysql.converters import escape_item
 
-from dbmux.envelope import ChangeEvent, RowChange, SessionContext, Statement
-from dbmux.gtid import Gtid
-from replicator.mysql_applier import MySQLApplier, _KeyUnknown
-from replicator.mysql_sql import literal
-from replicator.positions import PartitionKey, TargetPosition
+from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.mysql_applier import MySQLApplier, _KeyUnknown
+from dbmux.replicator.mysql_sql import literal
+from dbmux.replicator.positions import PartitionKey, TargetPosition
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.text(),
@@ -58,7 +57,7 @@ def _applier(pks=None) -> MySQLApplier:
 
 
 def _ins(i, table="t", cols=("id", "v")):
-    return RowChange(table=table, db="d", op="insert", after=dict(zip(cols, (i, f"v{i}"))))
+    return RowChange(table=table, db="d", op="insert", after=dict(zip(cols, (i, f"v{i}"), strict=True)))
 
 
 def _ev(seq, *rows, ts=1000, session=None, statements=()):

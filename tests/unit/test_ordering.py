@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange, Statement
-from dbmux.gtid import Gtid
-from replicator.ordering import GtidOrderer
+from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.ordering import GtidOrderer
+from dbmux.replicator.positions import PartitionKey
+from dbmux.replicator.runner import chunks_for_commit
 
 
 def ev(gtid: str, *, source: str = "ingress", unsafe: bool = False) -> ChangeEvent:
@@ -56,9 +58,6 @@ def test_lowest_needed_offset_points_at_the_first_held_event():
 
 
 def test_commit_chunks_respect_count_bytes_and_ddl():
-    from replicator.positions import PartitionKey
-    from replicator.runner import chunks_for_commit
-
     key = PartitionKey("t", 0)
     evs = [ev(f"0-1-{i}") for i in range(1, 8)]
     ddl = ChangeEvent(Gtid.parse("0-1-8"), "ingress", 0, statements=(Statement("CREATE TABLE x (a INT)", kind="ddl"),))

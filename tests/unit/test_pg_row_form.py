@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange, SessionContext, Statement
-from dbmux.gtid import Gtid
-from replicator.pg_applier import PostgresApplier, is_utc
-from replicator.pg_sql import StaticSchema, TableInfo
-from replicator.runner import as_unsafe
+from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.pg_applier import PostgresApplier, is_utc
+from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.runner import as_unsafe
 
 
 @pytest.mark.parametrize("tz,system,utc", [

@@ -7,10 +7,10 @@ import asyncio
 import logging
 import types
 
-from dbmux.envelope import ChangeEvent, Statement
-from dbmux.gtid import Gtid
-from ingress import publisher as pub_mod
-from ingress.publisher import Publisher
+from dbmux.core.events import ChangeEvent, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.ingress import publisher as pub_mod
+from dbmux.ingress.publisher import Publisher
 
 
 def _ev(text: str = "0-1-5") -> ChangeEvent:
@@ -56,7 +56,7 @@ async def test_failure_resolves_false_and_logs(caplog):
     before = _count(pub_mod.EVENTS_UNPUBLISHED)
     answer = pub.publish_within(_ev("0-1-6"), 5)
     seq.acks[0].set_exception(RuntimeError("broker said no"))
-    with caplog.at_level(logging.ERROR, logger="ingress.publisher"):
+    with caplog.at_level(logging.ERROR, logger="dbmux.ingress.publisher"):
         assert await answer is False
     assert _count(pub_mod.EVENTS_UNPUBLISHED) == before + 1
     assert "0-1-6" in caplog.text and "broker said no" in caplog.text
@@ -65,7 +65,7 @@ async def test_failure_resolves_false_and_logs(caplog):
 async def test_timeout_resolves_false_then_a_late_ack_is_counted_and_logged(caplog):
     pub, seq = _publisher()
     published, unpublished = _count(pub_mod.EVENTS_PUBLISHED), _count(pub_mod.EVENTS_UNPUBLISHED)
-    with caplog.at_level(logging.WARNING, logger="ingress.publisher"):
+    with caplog.at_level(logging.WARNING, logger="dbmux.ingress.publisher"):
         assert await pub.publish_within(_ev("0-1-7"), 0.01) is False
         assert _count(pub_mod.EVENTS_UNPUBLISHED) == unpublished + 1
         assert "did not acknowledge" in caplog.text

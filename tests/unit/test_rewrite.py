@@ -11,9 +11,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from ingress.rewrite import rewrite_deterministic
+from dbmux.ingress.rewrite import rewrite_deterministic
 
-NOW = dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.UTC)
 DT0 = "CAST('2024-01-02 03:04:05' AS DATETIME)"
 DT6 = "CAST('2024-01-02 03:04:05.123456' AS DATETIME(6))"
 DT3 = "CAST('2024-01-02 03:04:05.123' AS DATETIME(3))"
@@ -48,13 +48,17 @@ CASES = [
     ("INSERT INTO t VALUES (UTC_DATE())", None, f"INSERT INTO t VALUES ({D})", False, None),
     ("INSERT INTO t VALUES (CURTIME())", "+00:00", f"INSERT INTO t VALUES ({T0})", False, None),
     ("INSERT INTO t VALUES (CURRENT_TIME)", "+00:00", f"INSERT INTO t VALUES ({T0})", False, None),
-    ("INSERT INTO t VALUES (CURTIME(2))", "+00:00", "INSERT INTO t VALUES (CAST('03:04:05.12' AS TIME(2)))", False, None),
+    ("INSERT INTO t VALUES (CURTIME(2))", "+00:00", "INSERT INTO t VALUES (CAST('03:04:05.12' AS TIME(2)))",
+     False, None),
     ("INSERT INTO t VALUES (UTC_TIME())", None, f"INSERT INTO t VALUES ({T0})", False, None),
     # time zones
     ("INSERT INTO t VALUES (NOW())", "+02:00", f"INSERT INTO t VALUES ({LOCAL_DT0})", False, None),
-    ("INSERT INTO t VALUES (NOW(), UTC_TIMESTAMP())", "+02:00", f"INSERT INTO t VALUES ({LOCAL_DT0}, {DT0})", False, None),
-    ("INSERT INTO t VALUES (NOW())", "-05:30", "INSERT INTO t VALUES (CAST('2024-01-01 21:34:05' AS DATETIME))", False, None),
-    ("INSERT INTO t VALUES (NOW())", "Europe/Berlin", "INSERT INTO t VALUES (CAST('2024-01-02 04:04:05' AS DATETIME))", False, None),
+    ("INSERT INTO t VALUES (NOW(), UTC_TIMESTAMP())", "+02:00", f"INSERT INTO t VALUES ({LOCAL_DT0}, {DT0})",
+     False, None),
+    ("INSERT INTO t VALUES (NOW())", "-05:30", "INSERT INTO t VALUES (CAST('2024-01-01 21:34:05' AS DATETIME))",
+     False, None),
+    ("INSERT INTO t VALUES (NOW())", "Europe/Berlin",
+     "INSERT INTO t VALUES (CAST('2024-01-02 04:04:05' AS DATETIME))", False, None),
     ("INSERT INTO t VALUES (CURDATE())", "-05:00", "INSERT INTO t VALUES (CAST('2024-01-01' AS DATE))", False, None),
     ("INSERT INTO t VALUES (NOW())", "SYSTEM", None, True, "SYSTEM"),
     ("INSERT INTO t VALUES (NOW())", None, None, True, "time zone unknown"),
@@ -71,8 +75,10 @@ CASES = [
      f"INSERT INTO t (a, b) VALUES (1, {DT0}), (2, {DT0})", False, None),
     ("INSERT INTO t SET a = NOW()", "+00:00", f"INSERT INTO t SET a = {DT0}", False, None),
     ("REPLACE INTO t VALUES (NOW(6))", "+00:00", f"REPLACE INTO t VALUES ({DT6})", False, None),
-    ("INSERT INTO t SELECT NOW(), a FROM u ORDER BY a", "+00:00", f"INSERT INTO t SELECT {DT0}, a FROM u ORDER BY a", False, None),
-    ("insert into t values (now()) /* keep */ # trailing", "+00:00", f"insert into t values ({DT0}) /* keep */ # trailing", False, None),
+    ("INSERT INTO t SELECT NOW(), a FROM u ORDER BY a", "+00:00", f"INSERT INTO t SELECT {DT0}, a FROM u ORDER BY a",
+     False, None),
+    ("insert into t values (now()) /* keep */ # trailing", "+00:00",
+     f"insert into t values ({DT0}) /* keep */ # trailing", False, None),
     ("INSERT INTO t VALUES (/*!50000 NOW() */)", "+00:00", f"INSERT INTO t VALUES (/*!50000 {DT0} */)", False, None),
     # untouched text
     ("INSERT INTO t VALUES ('NOW()', \"UUID()\", 'it''s RAND()')", "+00:00", None, False, None),
@@ -105,7 +111,8 @@ CASES = [
     ("INSERT INTO t VALUES (NEXTVAL(s))", None, None, True, "NEXTVAL"),
     ("INSERT INTO t VALUES (my_stored_fn(1))", None, None, True, "unknown function MY_STORED_FN"),
     ("INSERT INTO t SET a = my_fn(1)", None, None, True, "unknown function MY_FN"),
-    ("INSERT INTO t VALUES (LAST_INSERT_ID(), DATABASE(), CONCAT('a', UPPER('b')), JSON_OBJECT('k', 1))", None, None, False, None),
+    ("INSERT INTO t VALUES (LAST_INSERT_ID(), DATABASE(), CONCAT('a', UPPER('b')), JSON_OBJECT('k', 1))",
+     None, None, False, None),
     ("INSERT INTO t VALUES (?, ?)", None, None, False, None),
     # not rewritten at all
     ("SELECT NOW(), RAND(), UUID()", "+00:00", None, False, None),
@@ -134,7 +141,8 @@ def _casts(sql: str) -> list[tuple[str, str]]:
     return [(c.this.name, c.to.sql("mysql")) for c in tree.find_all(exp.Cast)]
 
 
-@pytest.mark.parametrize("sql,expected", [(c[0], c[2]) for c in CASES if c[2] and "CAST(" in c[2] and "/*!" not in c[0] and "SET a" not in c[0]])
+@pytest.mark.parametrize("sql,expected", [(c[0], c[2]) for c in CASES
+                                          if c[2] and "CAST(" in c[2] and "/*!" not in c[0] and "SET a" not in c[0]])
 def test_rewritten_sql_parses_to_the_intended_values(sql, expected):
     casts = _casts(expected)
     assert casts, expected
@@ -154,7 +162,8 @@ def test_rewritten_sql_parses_to_the_intended_values(sql, expected):
 
 
 def test_same_value_for_every_time_function_in_a_statement():
-    res = rewrite_deterministic("INSERT INTO t VALUES (NOW(6), SYSDATE(6), CURRENT_TIMESTAMP(6))", NOW, "+00:00", random.Random(1))
+    res = rewrite_deterministic("INSERT INTO t VALUES (NOW(6), SYSDATE(6), CURRENT_TIMESTAMP(6))", NOW, "+00:00",
+                                random.Random(1))
     assert res.sql.count(DT6) == 3
 
 
@@ -172,7 +181,7 @@ def test_uuid_rand_uuid_short_literals():
     row = tree.find(exp.Tuple).expressions
     u1, u2 = uuid.UUID(row[0].name), uuid.UUID(row[1].name)
     assert u1.version == 1 and u2.version == 1 and u1 != u2
-    assert dt.datetime(1582, 10, 15, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=u1.time // 10) == NOW
+    assert dt.datetime(1582, 10, 15, tzinfo=dt.UTC) + dt.timedelta(microseconds=u1.time // 10) == NOW
     assert isinstance(row[2], exp.Literal) and not row[2].is_string
     rand = float(row[2].name)
     assert 0.0 <= rand < 1.0 and "e" in row[2].name  # exponent form: MySQL reads it as DOUBLE
@@ -185,7 +194,7 @@ def test_uuid_rand_uuid_short_literals():
 
 def test_ambiguous_local_time_is_flagged():
     # 2023-10-29 00:30 UTC is 02:30 local, which occurs twice in Europe/Berlin
-    moment = dt.datetime(2023, 10, 29, 0, 30, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2023, 10, 29, 0, 30, tzinfo=dt.UTC)
     res = rewrite_deterministic("INSERT INTO t VALUES (NOW())", moment, "Europe/Berlin", random.Random(1))
     assert res.sql == "INSERT INTO t VALUES (CAST('2023-10-29 02:30:00' AS DATETIME))"
     assert res.unsafe and "ambiguous" in res.reasons[0]

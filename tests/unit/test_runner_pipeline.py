@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import TopicPartition
 
-from dbmux.config import parse_config
-from dbmux.envelope import ChangeEvent, RowChange, Statement, encode_event
-from dbmux.gtid import Gtid
-from replicator.errors import ApplyError
-from replicator.positions import PartitionKey, TargetPosition
-from replicator.runner import Replicator
+from dbmux.core.codec import encode_event
+from dbmux.core.config import parse_config
+from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.positions import PartitionKey, TargetPosition
+from dbmux.replicator.runner import Replicator
 
 TOPIC = "dbmux.unit.txn"
 TP = TopicPartition(TOPIC, 0)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.capture import StatementOutcome, TransactionCapture
-from ingress.secrets import native_password_hash, redact_secrets
+from dbmux.ingress.capture import StatementOutcome, TransactionCapture
+from dbmux.ingress.secrets import native_password_hash, redact_secrets
 
 H = native_password_hash
 
 
 @pytest.mark.parametrize("sql, expected, unsafe", [
     ("CREATE USER 'a'@'%' IDENTIFIED BY 'pw1'", f"CREATE USER 'a'@'%' IDENTIFIED BY PASSWORD '{H('pw1')}'", False),
-    ("alter user a identified by 'x''y'", f"alter user a identified by PASSWORD '{H(chr(120) + chr(39) + 'y')}'", False),
+    ("alter user a identified by 'x''y'", f"alter user a identified by PASSWORD '{H(chr(120) + chr(39) + 'y')}'",
+     False),
     ('GRANT ALL ON *.* TO c IDENTIFIED BY "pw4"', f"GRANT ALL ON *.* TO c IDENTIFIED BY PASSWORD '{H('pw4')}'", False),
     ("SET PASSWORD FOR a = PASSWORD('pw2')", f"SET PASSWORD FOR a = '{H('pw2')}'", False),
     ("SET PASSWORD = PASSWORD('pw2')", f"SET PASSWORD = '{H('pw2')}'", False),
@@ -22,7 +23,8 @@ H = native_password_hash
      "CREATE USER d IDENTIFIED WITH mysql_native_password BY '***'", True),
     ("CREATE USER e IDENTIFIED BY PASSWORD '*ABC'", "CREATE USER e IDENTIFIED BY PASSWORD '*ABC'", False),
     ("SELECT 'IDENTIFIED BY', 'pw'", "SELECT 'IDENTIFIED BY', 'pw'", False),
-    ("UPDATE t SET password = 'not a credential statement'", "UPDATE t SET password = 'not a credential statement'", False),
+    ("UPDATE t SET password = 'not a credential statement'",
+     "UPDATE t SET password = 'not a credential statement'", False),
 ])
 def test_redaction_table(sql, expected, unsafe):
     r = redact_secrets(sql)

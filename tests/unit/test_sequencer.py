@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from dbmux.envelope import ChangeEvent, Statement
-from dbmux.gtid import Gtid
-from ingress.sequencer import GtidSequencer
+from dbmux.core.events import ChangeEvent, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.ingress.sequencer import GtidSequencer
 
 
 def _ev(text: str) -> ChangeEvent:

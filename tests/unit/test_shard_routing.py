@@ -13,14 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from dbmux.envelope import ChangeEvent, RowChange, SessionContext, Statement
-from dbmux.gtid import Gtid
-from replicator.errors import ApplyError
-from replicator.mysql_sql import interpolate, literal
-from replicator.ordering import GtidOrderer
-from replicator.pg_sql import StaticSchema, TableInfo
-from replicator.shard_routing import Decision, ShardMapError, ShardRouter, route_statement
-
+from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator import shard_analysis
+from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.mysql_sql import interpolate, literal
+from dbmux.replicator.ordering import GtidOrderer
+from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.shard_routing import Decision, ShardMapError, ShardRouter, route_statement
+from dbmux.shardmap import ShardMap
 
 # ------------------------------------------------------------------------------------------ fixtures
 
@@ -461,7 +462,7 @@ def test_unknown_shard_is_refused():
 def test_decisions_are_logged(caplog):
     ev = ingress(Statement("INSERT INTO t (id) VALUES (1), (2), (3)"), Statement("UPDATE t SET k = 1 WHERE k = 2"),
                  Statement("DELETE FROM t WHERE id = 1"))
-    with caplog.at_level(logging.DEBUG, logger="replicator.shard_routing"):
+    with caplog.at_level(logging.DEBUG, logger="dbmux.replicator.shard_routing"):
         ROUTERS["b"].route(ev)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("shard b gtid 0-1-9 stmt 0: split 2/3 rows (")
@@ -471,7 +472,6 @@ def test_decisions_are_logged(caplog):
 
 def test_sysbench_statements_parse_once():
     """Executions of one prepared statement, and texts that differ only in literals, share one parse."""
-    from replicator import shard_statements as shard_routing
 
     def event(i: int) -> ChangeEvent:
         return ingress(
@@ -485,11 +485,11 @@ def test_sysbench_statements_parse_once():
             db="sbtest")
 
     ROUTERS["a"].route(event(0))
-    misses = shard_routing._dml_shape_cached.cache_info().misses
+    misses = shard_analysis.shape_cache_info().misses
     for i in range(1, 50):
         out = ROUTERS["a"].route(event(i))
         assert len(out.statements) == (6 if i % 2 == 0 else 1)  # "id = i + 1" is on the other shard
-    assert shard_routing._dml_shape_cached.cache_info().misses == misses
+    assert shard_analysis.shape_cache_info().misses == misses
 
 
 def test_bulk_insert_beyond_the_cache_limit():
@@ -503,8 +503,6 @@ def test_bulk_insert_beyond_the_cache_limit():
 def test_statement_and_row_forms_agree_on_the_real_shard_map():
     """With the real map, a key reaches the same shard whether it comes from a statement literal, a
     bound param (bytes) or a binlog row image (int, Decimal)."""
-    from shardmap import ShardMap
-
     real = ShardMap(version=1, shards=("s1", "s2", "s3"), reference_tables=("shop.ref",))
     routers = [ShardRouter(real, SCHEMA, s) for s in real.shards]
     for key in range(1, 40):

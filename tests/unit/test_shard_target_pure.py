@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dbmux.envelope import ChangeEvent, RowChange
-from dbmux.gtid import Gtid
-from replicator.positions import PartitionKey
-from replicator.runner import chunks_for_commit
-from replicator.shard_target import switch_map
-from shardmap import ShardMap
+from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.positions import PartitionKey
+from dbmux.replicator.runner import chunks_for_commit
+from dbmux.replicator.shard_target import switch_map
+from dbmux.shardmap import ShardMap
 
 V1 = ShardMap(version=1, shards=("a", "b"))
 V2 = V1.with_shard("c")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dbmux.cli import main
-from shardmap import ShardMap
+from dbmux.cli.main import main
+from dbmux.shardmap import ShardMap
 
 CONFIG = """
 [primary]
@@ -110,5 +110,6 @@ def test_plan_range_needs_a_bound(capsys, tmp_path):
                                                        'reference_tables').replace(', "line_no"', ""))
     code, _, err = run(capsys, "shardmap", "plan", "-c", str(path), "--offline", "--add-shard", "shard_d")
     assert code == 2 and "lower bound" in err
-    code, out, _ = run(capsys, "shardmap", "plan", "-c", str(path), "--offline", "--add-shard", "shard_d", "--lower-bound", "150")
+    code, out, _ = run(capsys, "shardmap", "plan", "-c", str(path), "--offline", "--add-shard", "shard_d",
+                       "--lower-bound", "150")
     assert code == 0 and "ranges = [0, 100, 200, 150]" in out and "depends on the data" in out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbmux.config import load_config, parse_config
-from dbmux.errors import ConfigError
+from dbmux.core.config import load_config, parse_config
+from dbmux.core.errors import ConfigError
 
 PRIMARY = {"url": "mysql://app:s3cret@db1:3306"}
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from shardmap import ShardMapError, canonical_key, jump_hash, shard_hash
-from shardmap.hashing import canonical_text
+from dbmux.shardmap import ShardMapError, canonical_key, jump_hash, shard_hash
+from dbmux.shardmap.hashing import canonical_text
 
 # key tuple, canonical encoding (hex), shard_hash (hex), jump bucket for 2, 3, 4 shards
 VECTORS = [

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from dbmux.config import parse_config
-from shardmap import ShardMap, ShardMapError, TableRule, shard_hash
-from shardmap.hashing import jump_hash
+from dbmux.core.config import parse_config
+from dbmux.shardmap import ShardMap, ShardMapError, TableRule, shard_hash
+from dbmux.shardmap.hashing import jump_hash
 
 KEYS = [(i,) for i in range(10_000)]
 
@@ -252,8 +252,6 @@ def test_maps_are_values():
 
 
 def test_map_round_trips_through_its_recorded_form():
-    from shardmap import ShardMap
-
     m = ShardMap(version=3, shards=("a", "b", "c"), placement="ring", reference_tables=("d.ref*",),
                  tables={"d.orders": ("customer_id",)}, vnodes=16)
     again = ShardMap.from_dict(m.to_dict())
@@ -262,7 +260,5 @@ def test_map_round_trips_through_its_recorded_form():
 
 
 def test_the_map_history_table_is_a_reference_table():
-    from shardmap import ShardMap
-
     m = ShardMap(version=1, shards=("a", "b"))
     assert m.rule("dbmux_shardmap", "versions", ("version",)).kind == "reference"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from shardmap import ShardMap, ShardMapError
-from shardmap.plan import Move, ReshardPlan, plan_add_shard
+from dbmux.shardmap import ShardMap, ShardMapError
+from dbmux.shardmap.plan import Move, ReshardPlan, plan_add_shard
 
 KEYS = [(i,) for i in range(10_000)]
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
+from dbmux.stack.kafka import new_cluster_id
+
 
 def test_kafka_cluster_ids_never_start_with_a_dash():
     """kafka-storage's option parser takes an id starting with "-" for an option (seen in CI: 1 stack
     in 64 failed to format its storage)."""
-    import base64
-
-    from dbmux.stack.kafka import new_cluster_id
-
     draws = iter([b"\xfa" + bytes(15), b"\xfb" + bytes(15), bytes(16)])  # '-', '-', then 'A...'
     assert base64.urlsafe_b64encode(b"\xfa" + bytes(15)).decode().startswith("-")
     assert new_cluster_id(lambda: next(draws)) == "A" * 22

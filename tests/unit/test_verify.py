@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 from decimal import Decimal
@@ -10,13 +9,25 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from replicator.checksum import (BIT, CHAR, FLOAT32, JSON, PLAIN, canonical, chunk_digest, column_kind,
-                                 encode_row, key_text, row_digest)
-from replicator.verify import (KeyDiff, Status, TableResult, TargetReport, VerifyReport, add_verify_parser,
-                               format_report, table_selected)
-from replicator.verify_readers import MySQLReader, TableShape, TargetTable, _Sql, pg_param
+from dbmux.cli.main import build_parser
+from dbmux.cli.render import format_report
+from dbmux.replicator.checksum import (
+    BIT,
+    CHAR,
+    FLOAT32,
+    JSON,
+    PLAIN,
+    canonical,
+    chunk_digest,
+    column_kind,
+    encode_row,
+    key_text,
+    row_digest,
+)
+from dbmux.replicator.verify import KeyDiff, Status, TableResult, TargetReport, VerifyReport, table_selected
+from dbmux.replicator.verify_readers import MySQLReader, TableShape, TargetTable, _Sql, pg_param
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # (MySQL DATA_TYPE, PostgreSQL type, value as aiomysql returns it, value as asyncpg returns it)
 SAME = [
@@ -220,7 +231,5 @@ def test_exit_codes_and_report_text():
 
 
 def test_parser_defaults():
-    parser = argparse.ArgumentParser()
-    add_verify_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["verify", "-c", "x.toml", "--target", "replica1", "--details"])
+    args = build_parser().parse_args(["verify", "-c", "x.toml", "--target", "replica1", "--details"])
     assert (args.config, args.target, args.details, args.chunk_rows) == ("x.toml", "replica1", True, 1000)

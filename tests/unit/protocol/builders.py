@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from ingress.protocol.framing import FrameReader
+from dbmux.ingress.protocol.framing import FrameReader
 
 
 def u8(v: int) -> bytes:

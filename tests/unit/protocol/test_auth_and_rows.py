@@ -4,17 +4,17 @@ import struct
 
 import pytest
 
-from ingress.protocol import constants as c
-from ingress.protocol.auth import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.auth import (
     CachingSha2Step,
     caching_sha2_step,
     is_known_plugin,
     scramble_native_password,
 )
-from ingress.protocol.binary_values import ParamType
-from ingress.protocol.errors import MalformedPacket
-from ingress.protocol.handshake import AuthMoreData
-from ingress.protocol.resultset import BinaryRow, ColumnCount, ColumnDefinition41, StmtPrepareOk, TextRow
+from dbmux.ingress.protocol.binary_values import ParamType
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.handshake import AuthMoreData
+from dbmux.ingress.protocol.resultset import BinaryRow, ColumnCount, ColumnDefinition41, StmtPrepareOk, TextRow
 
 from .builders import column_def, feed_each_way, lstr, packet, text_row, u8, u16, u32
 
@@ -22,7 +22,8 @@ from .builders import column_def, feed_each_way, lstr, packet, text_row, u8, u16
 def test_scramble_native_password_matches_the_documented_formula():
     salt = b"12345678901234567890"
     stage1 = hashlib.sha1(b"pw").digest()
-    expected = bytes(a ^ b for a, b in zip(stage1, hashlib.sha1(salt + hashlib.sha1(stage1).digest()).digest()))
+    mask = hashlib.sha1(salt + hashlib.sha1(stage1).digest()).digest()
+    expected = bytes(a ^ b for a, b in zip(stage1, mask, strict=True))
     assert scramble_native_password(b"pw", salt) == expected
     assert scramble_native_password(b"", salt) == b""
 

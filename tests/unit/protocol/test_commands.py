@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from ingress.protocol import constants as c
-from ingress.protocol.binary_values import ParamType
-from ingress.protocol.commands import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.binary_values import ParamType
+from dbmux.ingress.protocol.commands import (
     ComChangeUser,
     ComFieldList,
     ComInitDb,
@@ -27,7 +27,7 @@ from ingress.protocol.commands import (
     command_code,
     parse_command,
 )
-from ingress.protocol.errors import MalformedPacket, UnknownStatement
+from dbmux.ingress.protocol.errors import MalformedPacket, UnknownStatement
 
 from .builders import feed_each_way, lstr, packet, u8, u16, u32, u64
 

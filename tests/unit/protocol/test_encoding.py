@@ -1,6 +1,6 @@
 import pytest
 
-from ingress.protocol.encoding import (
+from dbmux.ingress.protocol.encoding import (
     lenenc_int_size,
     read_fixed_int,
     read_lenenc_int,
@@ -11,7 +11,7 @@ from ingress.protocol.encoding import (
     write_lenenc_int,
     write_lenenc_str,
 )
-from ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.errors import MalformedPacket
 
 from .builders import lenenc
 

@@ -1,9 +1,9 @@
 import pytest
 
-from ingress.protocol.errors import PacketTooLarge, SequenceError
-from ingress.protocol.framing import FrameReader, frame, frame_count, next_seq_after
+from dbmux.ingress.protocol.errors import PacketTooLarge, SequenceError
+from dbmux.ingress.protocol.framing import FrameReader, frame, frame_count, next_seq_after
 
-from .builders import TRAILING, chunkings, packet, u24, u8
+from .builders import TRAILING, chunkings, packet, u8, u24
 
 MAX = 0xFFFFFF
 

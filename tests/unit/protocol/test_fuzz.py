@@ -8,12 +8,12 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingress.protocol import constants as c
-from ingress.protocol.binary_values import ParamType, decode_binary_value
-from ingress.protocol.commands import ComStmtExecute, PreparedStatementInfo, parse_command
-from ingress.protocol.errors import ProtocolError
-from ingress.protocol.framing import FrameReader
-from ingress.protocol.generic_packets import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.binary_values import ParamType, decode_binary_value
+from dbmux.ingress.protocol.commands import ComStmtExecute, PreparedStatementInfo, parse_command
+from dbmux.ingress.protocol.errors import ProtocolError
+from dbmux.ingress.protocol.framing import FrameReader
+from dbmux.ingress.protocol.generic_packets import (
     EofPacket,
     ErrPacket,
     OkPacket,
@@ -21,15 +21,15 @@ from ingress.protocol.generic_packets import (
     parse_generic_response,
     parse_terminator,
 )
-from ingress.protocol.handshake import (
+from dbmux.ingress.protocol.handshake import (
     AuthSwitchRequest,
     HandshakeResponse41,
     HandshakeV10,
     parse_auth_server_packet,
     parse_client_handshake,
 )
-from ingress.protocol.response import ResponseReader
-from ingress.protocol.resultset import (
+from dbmux.ingress.protocol.response import ResponseReader
+from dbmux.ingress.protocol.resultset import (
     BinaryRow,
     ColumnCount,
     ColumnDefinition41,
@@ -37,12 +37,15 @@ from ingress.protocol.resultset import (
     StmtPrepareOk,
     TextRow,
 )
-from ingress.protocol.session_state import decode_session_state
+from dbmux.ingress.protocol.session_state import decode_session_state
 
 from . import test_commands, test_generic_packets, test_handshake, test_response
 from .builders import column_def, eof, feed_buffered, ok, packet, text_row
 
-FUZZ = settings(max_examples=int(os.environ.get("DBMUX_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("DBMUX_FUZZ_EXAMPLES", "300")), deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 SEEDS = [
     test_handshake.MARIADB_GREETING,
@@ -211,15 +214,17 @@ def test_whatever_parses_reencodes_to_the_same_event(payload, capabilities, num_
     _reparse_equal(HandshakeV10.parse, lambda e: e.encode(), payload)
     _reparse_equal(parse_client_handshake, lambda e: e.encode(), payload)
     _reparse_equal(lambda p: parse_generic_response(p, capabilities),
-                   lambda e: e.encode() if isinstance(e, ProgressReport) else e.encode(capabilities), payload)  # fmt: skip
+                   lambda e: e.encode() if isinstance(e, ProgressReport) else e.encode(capabilities),
+                   payload)  # fmt: skip
     statements = {i: PreparedStatementInfo(num_params) for i in range(3)}
-    _reparse_equal(lambda p: parse_command(p, capabilities, statements), lambda e: e.encode(capabilities), payload)
+    _reparse_equal(lambda p: parse_command(p, capabilities, statements), lambda e: e.encode(capabilities),
+                   payload)
     _reparse_equal(lambda p: ColumnDefinition41.parse(p, 0, capabilities), lambda e: e.encode(), payload)
 
 
 def test_greeting_with_a_long_scramble_and_no_plugin_auth_reencodes_exactly():
     """Found by the fuzzer: a 21-byte scramble without CLIENT_PLUGIN_AUTH lost a byte on re-encoding."""
-    from ingress.protocol.handshake import HandshakeV10
+    from dbmux.ingress.protocol.handshake import HandshakeV10
 
     payload = (b"\n\x00" + bytes(4) + bytes(8) + b"\x00" + b"\x00\x80" + b"\x00" + bytes(2) + bytes(2) + b"\x16"
                + bytes(10) + bytes(14))

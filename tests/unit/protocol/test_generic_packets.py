@@ -1,8 +1,8 @@
 import pytest
 
-from ingress.protocol import constants as c
-from ingress.protocol.errors import MalformedPacket
-from ingress.protocol.generic_packets import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.generic_packets import (
     EofPacket,
     ErrPacket,
     OkPacket,
@@ -10,7 +10,7 @@ from ingress.protocol.generic_packets import (
     is_result_terminator,
     parse_generic_response,
 )
-from ingress.protocol.session_state import (
+from dbmux.ingress.protocol.session_state import (
     GtidsChange,
     SchemaChange,
     StateChange,

@@ -2,9 +2,10 @@ import pymysql
 import pytest
 from pymysql.protocol import MysqlPacket
 
-from ingress.protocol import constants as c
-from ingress.protocol.errors import MalformedPacket, ProtocolError
-from ingress.protocol.handshake import (
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.errors import MalformedPacket, ProtocolError
+from dbmux.ingress.protocol.generic_packets import ErrPacket, OkPacket
+from dbmux.ingress.protocol.handshake import (
     AuthMoreData,
     AuthNextFactor,
     AuthSwitchRequest,
@@ -15,7 +16,6 @@ from ingress.protocol.handshake import (
     parse_auth_server_packet,
     parse_client_handshake,
 )
-from ingress.protocol.generic_packets import ErrPacket, OkPacket
 
 from .builders import feed_each_way, packet, u8, u16, u32
 

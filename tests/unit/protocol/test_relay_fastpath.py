@@ -9,23 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingress.protocol import constants as c
-from ingress.protocol.binary_values import ParamType
-from ingress.protocol.commands import ComStmtExecute
-from ingress.protocol.errors import MalformedPacket, PacketTooLarge, ProtocolError
-from ingress.protocol.framing import FrameReader, frame
-from ingress.protocol.resultset import StmtPrepareOk
-from ingress.protocol.generic_packets import EofPacket
-from ingress.protocol.response import NOT_ROW_HEADERS, Phase, ResponseReader
-from ingress.statements import PreparedStatements
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.binary_values import ParamType
+from dbmux.ingress.protocol.commands import ComStmtExecute
+from dbmux.ingress.protocol.errors import MalformedPacket, PacketTooLarge, ProtocolError
+from dbmux.ingress.protocol.framing import FrameReader, frame
+from dbmux.ingress.protocol.generic_packets import EofPacket
+from dbmux.ingress.protocol.response import NOT_ROW_HEADERS, Phase, ResponseReader
+from dbmux.ingress.protocol.resultset import StmtPrepareOk
+from dbmux.ingress.statements import PreparedStatements
 
-from .builders import (chunkings, column_def, eof, err, feed_buffered, lenenc, ok, packet, text_row, u16, u24, u32,
-                       u8)
+from .builders import chunkings, column_def, eof, err, feed_buffered, lenenc, ok, packet, text_row, u8, u16, u24, u32
 from .test_response import AC, BASE, DEP, MORE, RESPONSE_TABLE
 
 
 def _relay(chunks: list[bytes], reader: ResponseReader, frames: FrameReader | None = None):
-    """What the session's _Relay.pump does, minus the I/O: skimmed runs and fed packets, in order.
+    """What ResponseRelay.pump does, minus the I/O: skimmed runs and fed packets, in order.
 
     Returns (forwarded bytes, kinds of the packets that were fed rather than skimmed)."""
     frames = frames or FrameReader()
@@ -225,7 +224,8 @@ def test_feed_rows_only_while_rows_are_expected():
 def test_metadata_eof_is_still_checked_without_decoding():
     reader = ResponseReader(c.COM_QUERY, c.CLIENT_PROTOCOL_41, decode_metadata=False)
     reader.feed(u8(1))
-    assert reader.feed(b"\x03def\x00\x00\x00\x01a\x00\x0c\x21\x00\x01\x00\x00\x00\xfd\x00\x00\x00\x00\x00").event is None
+    column = b"\x03def\x00\x00\x00\x01a\x00\x0c\x21\x00\x01\x00\x00\x00\xfd\x00\x00\x00\x00\x00"
+    assert reader.feed(column).event is None
     with pytest.raises(MalformedPacket):
         reader.feed(b"\xfe" + b"\x00" * 10)
 

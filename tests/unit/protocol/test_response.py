@@ -1,10 +1,10 @@
 import pytest
 
-from ingress.protocol import constants as c
-from ingress.protocol.commands import ComQuery, ComStmtExecute, ComStmtClose
-from ingress.protocol.errors import MalformedPacket
-from ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacket
-from ingress.protocol.response import PacketKind, Phase, ResponseReader
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.commands import ComQuery, ComStmtClose, ComStmtExecute
+from dbmux.ingress.protocol.errors import MalformedPacket
+from dbmux.ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacket
+from dbmux.ingress.protocol.response import PacketKind, Phase, ResponseReader
 
 from .builders import column_def, eof, err, feed_each_way, lstr, ok, packet, session_sysvar, text_row, u8, u16, u32
 

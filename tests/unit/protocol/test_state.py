@@ -1,8 +1,9 @@
 import pytest
 
-from ingress.protocol import events as ev
-from ingress.protocol.errors import IllegalTransition, ProtocolError
-from ingress.protocol.state import TRANSITIONS, ConnectionState, ConnectionStateMachine
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol import events as ev
+from dbmux.ingress.protocol.errors import IllegalTransition, ProtocolError
+from dbmux.ingress.protocol.state import TRANSITIONS, ConnectionState, ConnectionStateMachine
 
 S = ConnectionState
 GREETING = ev.HandshakeV10("10.11.6-MariaDB", 1, b"x" * 20, 0)
@@ -63,3 +64,28 @@ def test_table_is_closed_over_states_and_event_types():
         assert isinstance(state, ConnectionState) and isinstance(target, ConnectionState)
         assert isinstance(event_type, type)
         assert state not in (S.CLOSED, S.ERROR)
+
+
+def test_applying_by_type_or_command_byte_follows_the_table():
+    """The live session applies events by type (process_type) and commands by their first byte
+    (process_command): both must agree with process() on an event."""
+    for (state, event_type), target in TRANSITIONS.items():
+        machine = ConnectionStateMachine(state)
+        assert machine.can_process_type(event_type)
+        assert machine.process_type(event_type) is target and machine.state is target
+    command_bytes = {c.COM_QUERY: S.AWAIT_RESPONSE, c.COM_STMT_EXECUTE: S.AWAIT_RESPONSE,
+                     c.COM_STMT_CLOSE: S.COMMAND, c.COM_STMT_SEND_LONG_DATA: S.COMMAND, c.COM_QUIT: S.CLOSED,
+                     c.COM_BINLOG_DUMP: S.AWAIT_RESPONSE, 0xEE: S.AWAIT_RESPONSE}  # (unknown: UnknownCommand)
+    for code, target in command_bytes.items():
+        machine = ConnectionStateMachine(S.COMMAND)
+        assert machine.process_command(code) is target and machine.state is target
+        if target is S.AWAIT_RESPONSE:
+            assert machine.process_type(ev.ResponseComplete) is S.COMMAND
+
+
+def test_a_command_while_one_is_in_flight_is_illegal():
+    machine = ConnectionStateMachine(S.AWAIT_RESPONSE)
+    with pytest.raises(IllegalTransition) as exc_info:
+        machine.process_command(c.COM_QUERY)
+    assert exc_info.value.state is S.AWAIT_RESPONSE and exc_info.value.event_type == "ComQuery"
+    assert machine.state is S.ERROR and not machine.can_process_type(ev.ConnectionClosed)

@@ -1,0 +1,37 @@
+"""The ``dbmux`` command line: one parser, every command registered by its module, one error handler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dbmux.cli import events, pipeline, shardmap, stack, targets
+from dbmux.core.errors import DbmuxError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dbmux", description="MySQL database multiplexer")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (pipeline, targets, events, shardmap, stack):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+        return code
+    except DbmuxError as exc:
+        print(f"dbmux: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The long-running commands: ``ingress``, ``binlog``, ``replicate`` and ``up`` (all of them in one
+process). Each runs until SIGINT/SIGTERM and stops cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from dbmux.binlog.reader import BinlogReader
+from dbmux.cli.common import add_config_arg, load_command_config, run_async, start_metrics, stop_event
+from dbmux.ingress.server import IngressServer
+from dbmux.replicator.runner import Replicator
+
+
+async def _serve_ingress(server: IngressServer, stop: asyncio.Event) -> None:
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def cmd_ingress(args: argparse.Namespace) -> int:
+    config = load_command_config(args)
+    start_metrics(config.ingress.metrics_port)
+
+    async def main() -> int:
+        await _serve_ingress(IngressServer(config), stop_event())
+        return 0
+
+    return run_async(main())
+
+
+def cmd_binlog(args: argparse.Namespace) -> int:
+    config = load_command_config(args)
+    reader = BinlogReader(config, from_gtid=args.from_gtid, freeze_gc=True)
+
+    async def main() -> int:
+        return await reader.run(stop_event())
+
+    return run_async(main())
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    config = load_command_config(args)
+    replicator = Replicator(config, args.target)
+    replicator.tune_gc = True
+    start_metrics(config.replicator.metrics_port)
+
+    async def main() -> int:
+        return await replicator.run(stop_event())
+
+    return run_async(main())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The whole pipeline of the config in one process: ingress, binlog reader, one replicator per target."""
+    config = load_command_config(args)
+    start_metrics(config.ingress.metrics_port or config.replicator.metrics_port)
+
+    async def main() -> int:
+        stop = stop_event()
+        server = IngressServer(config)
+        await server.start()
+        targets = [t.name for t in config.targets]
+        tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
+        tasks["binlog"] = asyncio.ensure_future(BinlogReader(config).run(stop))
+        print(f"dbmux up: ingress on {config.ingress.listen}, binlog reader on, replicating to "
+              f"{', '.join(targets) or 'nothing'}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            codes = await asyncio.gather(*tasks.values())
+            await server.stop()
+        return max(codes, default=0)
+
+    return run_async(main())
+
+
+def register(sub: Any) -> None:
+    ing = sub.add_parser("ingress", help="run the ingress (MySQL protocol proxy publishing to Kafka)")
+    add_config_arg(ing)
+    ing.set_defaults(func=cmd_ingress)
+
+    rep = sub.add_parser("replicate", help="apply the change stream to one target, exactly once, in order")
+    add_config_arg(rep)
+    rep.add_argument("--target", required=True, help="target name from the config")
+    rep.set_defaults(func=cmd_replicate)
+
+    binlog = sub.add_parser("binlog", help="tail the primary's binlog and publish row-form change events")
+    add_config_arg(binlog)
+    binlog.add_argument("--from-gtid", metavar="POS", default=None,
+                        help="start after this GTID position (e.g. 0-1-123), overriding the stored one")
+    binlog.set_defaults(func=cmd_binlog)
+
+    up = sub.add_parser("up", help="run the whole pipeline (ingress, binlog reader, a replicator per target) "
+                                   "until Ctrl-C")
+    add_config_arg(up)
+    up.set_defaults(func=cmd_up)

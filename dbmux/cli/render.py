@@ -1,0 +1,104 @@
+"""Text renderings of what the library returns: the verify report, the status table, the backfill
+progress line. Never contains passwords (URLs in reports are already redacted)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from dbmux.replicator.status import TargetStatus
+from dbmux.replicator.verify_report import MAX_RANGES_SHOWN, Status, VerifyReport
+
+
+def _key(key: Sequence[Any]) -> str:
+    return "(" + ", ".join("NULL" if v is None else str(v) for v in key) + ")"
+
+
+def format_report(report: VerifyReport, *, details: bool = False) -> str:
+    """One table per target, then a final line. Never contains passwords (URLs are redacted)."""
+    out: list[str] = []
+    for tr in report.targets:
+        out.append(f"target {tr.name} ({tr.url})" + ("" if tr.mode == "full" else f" [shard, {tr.mode}]"))
+        if tr.error:
+            out.append(f"  ERROR: {tr.error}")
+            out.append("")
+            continue
+        width = max([len("table")] + [len(t.table) for t in tr.tables])
+        out.append(f"  {'table':<{width}}  {'rows primary':>12}  {'rows target':>11}  {'chunks':>6}  status")
+        for t in tr.tables:
+            status = t.status.value + (f" ({t.diff_rows} rows)" if t.diff_rows else "")
+            if t.note:
+                status += f" — {t.note}"
+            rows_target = "-" if t.status is Status.MISSING else t.rows_target
+            out.append(f"  {t.table:<{width}}  {t.rows_primary:>12}  {rows_target:>11}  {t.chunks:>6}  {status}")
+            if details and (t.ranges or t.keys):
+                for lo, hi in t.ranges[:MAX_RANGES_SHOWN]:
+                    lower = f"{_key(lo)} < " if lo is not None else ""
+                    upper = f" <= {_key(hi)}" if hi is not None else ""
+                    out.append(f"      differing key range: {lower}key{upper}")
+                for kd in t.keys:
+                    out.append(f"      {kd.what}: key {_key(kd.key)}")
+                if t.diff_rows > len(t.keys):
+                    out.append(f"      … {t.diff_rows - len(t.keys)} more differing rows")
+        bad = [t for t in tr.tables if t.failed]
+        out.append(f"  {tr.name}: {len(tr.tables)} tables, "
+                   + ("all equal" if not bad else f"{len(bad)} not equal"))
+        out.append("")
+    code = report.exit_code
+    if code == 0:
+        out.append(f"verify: all {len(report.targets)} targets equal")
+    else:
+        names = ", ".join(t.name for t in report.targets if t.failed)
+        out.append(f"verify: {'ERRORS' if code == 2 else 'DIFFERENT'} on {names}")
+    return "\n".join(out) + "\n"
+
+
+def render_status(rows: list[TargetStatus]) -> str:
+    lines = [f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  state"]
+    for r in rows:
+        lag = "-" if r.lag_events is None else str(r.lag_events)
+        lag_s = "-" if r.lag_s is None else f"{r.lag_s:.1f}"
+        state = r.state + (f": {r.detail}" if r.detail else "")
+        lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  {state}")
+    return "\n".join(lines)
+
+
+class ProgressLine:
+    """One status line on stderr: rows copied of the estimate, rows/s, ETA (a line every few seconds
+    when the stream is not a terminal). A :class:`dbmux.replicator.backfill.run.ProgressSink`."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.total = 1
+        self.done = 0
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def start(self, total_rows: int) -> None:
+        self.total = max(total_rows, 1)
+        self.started = time.monotonic()
+
+    def add(self, table: str, rows: int, *, force: bool = False) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < (0.2 if self.tty else 5.0)):
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done / elapsed
+        frac = min(self.done / self.total, 1.0)
+        eta = (self.total - self.done) / rate if rate > 0 and self.done < self.total else 0
+        bar = "#" * int(frac * 30) + "." * (30 - int(frac * 30))
+        line = (f"{table:<32.32} [{bar}] {self.done:,}/~{self.total:,} rows  {rate:,.0f} rows/s  "
+                f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,95 @@
+"""Commands that serve targets: ``status``, ``verify``, ``backfill`` and ``reshard``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dbmux.cli.common import add_config_arg, load_command_config, run_async
+from dbmux.cli.render import ProgressLine, format_report, render_status
+from dbmux.replicator.backfill.run import backfill
+from dbmux.replicator.errors import BackfillError
+from dbmux.replicator.reshard import add_shard
+from dbmux.replicator.status import collect
+from dbmux.replicator.verify import DEFAULT_CHUNK_ROWS, verify
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = run_async(collect(load_command_config(args)))
+    print(render_status(rows))
+    return 0 if all(r.state == "running" for r in rows) else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Prints the report to stdout; returns 0 (all equal), 1 (differences) or 2 (errors)."""
+    config = load_command_config(args)
+    report = run_async(verify(config, target=args.target, chunk_rows=args.chunk_rows))
+    sys.stdout.write(format_report(report, details=args.details))
+    return report.exit_code
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    if args.chunk_rows < 1:
+        raise BackfillError("--chunk-rows must be at least 1")
+    config = load_command_config(args)
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    progress = ProgressLine(enabled=not args.no_progress)
+    rec = run_async(backfill(config, args.target, tables, chunk_rows=args.chunk_rows, restart=args.restart,
+                             progress=progress, catchup_timeout_s=args.catchup_timeout))
+    if rec.already_done:
+        print(f"target {args.target} was backfilled at {','.join(rec.snapshot.values()) or 'an empty binlog'}"
+              " and is handed to its replicator: nothing to do (--restart copies it again)", file=sys.stderr)
+        return 0
+    rows = sum(t.rows for t in rec.tables.values())
+    print(f"target {args.target}: {len(rec.tables)} tables, {rows:,} rows copied; replication continues after "
+          f"{','.join(rec.snapshot.values()) or 'the start of the binlog'} "
+          f"(run: dbmux replicate --target {args.target})")
+    return 0
+
+
+def cmd_reshard(args: argparse.Namespace) -> int:
+    config = load_command_config(args)
+    new, gtid = run_async(add_shard(config, args.add_shard, lower_bound=args.lower_bound, chunk_rows=args.chunk_rows,
+                                    progress=ProgressLine(enabled=not args.no_progress)))
+    target = next(t.name for t in config.targets if t.shard == args.add_shard)
+    print(f"shard map version {new.version} (shards {', '.join(new.shards)}) recorded at GTID {gtid}: each old "
+          f"shard deletes the rows it gives away when its replicator reaches that GTID. Start the new shard: "
+          f"dbmux replicate --target {target}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    st = sub.add_parser("status", help="per target: applied GTID, lag, state (exit 1 unless all running)")
+    add_config_arg(st)
+    st.set_defaults(func=cmd_status)
+
+    ver = sub.add_parser("verify", help="compare every target with the primary by chunked checksums "
+                                        "(exit 0: all equal, 1: differences, 2: errors)")
+    add_config_arg(ver)
+    ver.add_argument("--target", help="verify only this target (default: every target)")
+    ver.add_argument("--details", action="store_true", help="list differing key ranges and keys")
+    ver.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per checksum chunk")
+    ver.set_defaults(func=cmd_verify)
+
+    bf = sub.add_parser("backfill", help="seed a target from a consistent snapshot of the primary, then hand it to "
+                                         "its replicator at exactly that GTID")
+    add_config_arg(bf)
+    bf.add_argument("--target", required=True, help="target name from the config")
+    bf.add_argument("--tables", help="comma-separated db.table patterns (default: every table the target replicates)")
+    bf.add_argument("--chunk-rows", type=int, default=5000, help="rows per chunk / target transaction (default 5000)")
+    bf.add_argument("--restart", action="store_true",
+                    help="forget an earlier backfill of this target and empty the selected tables first")
+    bf.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    bf.add_argument("--catchup-timeout", type=float, default=120.0,
+                    help="seconds to wait for the binlog reader's copies when resuming (default 120)")
+    bf.set_defaults(func=cmd_backfill)
+
+    rs = sub.add_parser("reshard", help="add a shard online: backfill the keys it takes, then switch every shard "
+                                        "to the new map version at a recorded GTID")
+    add_config_arg(rs)
+    rs.add_argument("--add-shard", required=True, metavar="NAME", help="the shard to add (a target with shard = NAME)")
+    rs.add_argument("--lower-bound", type=int, metavar="N", help="placement 'range': the new shard's lower bound")
+    rs.add_argument("--chunk-rows", type=int, default=5000, help="backfill rows per chunk (default 5000)")
+    rs.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    rs.set_defaults(func=cmd_reshard)

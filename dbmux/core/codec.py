@@ -1,0 +1,442 @@
+"""The change event's wire codec: :class:`~dbmux.core.events.ChangeEvent` <-> bytes.
+
+Wire format (orjson, UTF-8 JSON object)::
+
+    {"v": 1, "gtid": "0-1-42", "source": "ingress"|"binlog", "ts_ms": 1700000000000, "db": "shop"|null,
+     "statements": [{"sql": "...", "params": [...]|null, "insert_id": 0, "last_insert_id": 0,
+                     "unsafe": false, "kind": "dml"|"ddl"|"other"}],
+     "rows": [{"table": "t", "db": "shop", "op": "insert"|"update"|"delete",
+               "before": {...}|null, "after": {...}|null}],
+     "session": {"user": ..., "client_addr": ..., "connection_id": ..., "db": ..., "sql_mode": ...,
+                 "time_zone": ..., "charset": ...}|null}
+
+Decoders accept unknown extra keys (so a same-version producer may add optional fields) and reject a
+``v`` above :data:`VERSION`.
+
+Values (column images and prepared-statement params)
+----------------------------------------------------
+JSON cannot tell a DECIMAL from a string or a DATETIME from a string, so every value that is not a
+JSON-native ``None``/``bool``/``int``/``float``/``str`` is written as a *tagged single-key object*:
+
+=====================  ====================================================  =========================
+Python type            JSON                                                  notes
+=====================  ====================================================  =========================
+bytes (bytearray,      ``{"$b": "<base64>"}``                                decodes to ``bytes``
+memoryview)
+decimal.Decimal        ``{"$d": "12.30"}``                                   ``str(d)``: exact digits,
+                                                                             scale and sign (``-0.00``)
+datetime.datetime      ``{"$dt": "2024-01-02T03:04:05.123456"}``             ISO 8601; tz offset kept
+                                                                             if aware
+datetime.date          ``{"$date": "2024-01-02"}``
+datetime.time          ``{"$time": "03:04:05.000001"}``
+datetime.timedelta     ``{"$td": -1500000}``                                 total microseconds (MySQL
+                                                                             TIME as drivers give it);
+                                                                             a decimal string beyond
+                                                                             int64
+int outside            ``{"$i": "-9223372036854775809"}``                    orjson only does
+[-2**63, 2**64-1]                                                            int64/uint64
+float nan/inf/-inf     ``{"$f": "nan"|"inf"|"-inf"}``                        JSON has no such numbers
+=====================  ====================================================  =========================
+
+Ints within int64/uint64 (including unsigned BIGINT up to 2**64-1) stay plain JSON numbers.
+
+``dict`` and ``list`` values are **rejected** with :class:`EnvelopeError`: MySQL JSON columns reach
+producers as ``str``/``bytes`` (the document text), so a real dict never needs to travel, and rejecting
+it means a tagged object can never be confused with a user dict. Any other type is rejected too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import decimal
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from dbmux.core.events import SOURCES, STATEMENT_KINDS, ChangeEvent, EnvelopeError, RowChange, SessionContext, Statement
+from dbmux.core.gtid import Gtid, GtidError
+
+__all__ = [
+    "VERSION",
+    "encode_event",
+    "decode_event",
+    "encode_value",
+    "decode_value",
+]
+
+VERSION = 1
+"""The highest envelope version this code writes and reads."""
+
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+
+
+# --------------------------------------------------------------------------------------------- values
+
+
+def encode_value(value: Any, where: str = "value") -> Any:
+    """Turn one column/param value into its JSON form (see the module docstring for the tags)."""
+    if value is None or value is True or value is False or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if _INT_MIN <= value <= _UINT_MAX:
+            return int(value)
+        return {"$i": str(int(value))}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"$f": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$d": str(value)}
+    if isinstance(value, _dt.datetime):  # before date: datetime is a date subclass
+        return {"$dt": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, _dt.time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, _dt.timedelta):
+        micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+        return {"$td": micros if _INT_MIN <= micros < 2**63 else str(micros)}
+    raise EnvelopeError(
+        f"{where}: unsupported value type {type(value).__name__} "
+        "(dict/list are rejected; JSON columns travel as str/bytes)"
+    )
+
+
+def _tag_decoder(tag: str, payload: Any, where: str) -> Any:
+    if tag == "$b" and isinstance(payload, str):
+        return base64.b64decode(payload.encode("ascii"), validate=True)
+    if tag == "$d" and isinstance(payload, str):
+        return decimal.Decimal(payload)
+    if tag == "$dt" and isinstance(payload, str):
+        return _dt.datetime.fromisoformat(payload)
+    if tag == "$date" and isinstance(payload, str):
+        return _dt.date.fromisoformat(payload)
+    if tag == "$time" and isinstance(payload, str):
+        return _dt.time.fromisoformat(payload)
+    if tag == "$td" and (type(payload) is int or (isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload))):
+        return _dt.timedelta(microseconds=int(payload))
+    if tag == "$i" and isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload):
+        return int(payload)
+    if tag == "$f" and payload in ("nan", "inf", "-inf"):
+        return float(payload)
+    raise EnvelopeError(f"{where}: unknown or malformed tagged value {{{tag!r}: {payload!r}}}")
+
+
+def decode_value(raw: Any, where: str = "value") -> Any:
+    """Inverse of :func:`encode_value`."""
+    if raw is None or isinstance(raw, (bool, int, float, str)):
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((tag, payload),) = raw.items()
+        try:
+            return _tag_decoder(tag, payload, where)
+        except EnvelopeError:
+            raise
+        except (ValueError, TypeError, OverflowError, binascii.Error, decimal.InvalidOperation) as e:
+            raise EnvelopeError(f"{where}: bad {tag} value {payload!r}: {e}") from None
+    raise EnvelopeError(f"{where}: expected a scalar or a tagged value, got {type(raw).__name__}")
+
+
+# Encoders for values of these *exact* types (the common ones); each returns exactly what
+# :func:`encode_value` returns for them. Anything else (subclasses, bytearray, memoryview, timedelta, ...)
+# goes through encode_value. Only speed differs: no isinstance chain, no error text built per value.
+def _tag_bytes(v: bytes) -> Any:
+    return {"$b": binascii.b2a_base64(v, newline=False).decode("ascii")}  # = base64.b64encode
+
+
+def _tag_float(v: float) -> Any:
+    return v if math.isfinite(v) else encode_value(v)
+
+
+def _tag_int(v: int) -> Any:
+    return v if _INT_MIN <= v <= _UINT_MAX else {"$i": str(v)}
+
+
+def _tag_datetime(v: _dt.datetime) -> Any:
+    # orjson writes a naive datetime exactly as isoformat() does (tests/unit/test_envelope.py), faster
+    return {"$dt": v if v.tzinfo is None else v.isoformat()}
+
+
+_EXACT_ENCODERS: dict[type, Any] = {
+    int: _tag_int,
+    float: _tag_float,
+    bytes: _tag_bytes,
+    decimal.Decimal: lambda v: {"$d": str(v)},
+    _dt.datetime: _tag_datetime,
+    _dt.date: lambda v: {"$date": v},  # orjson: isoformat() too
+    _dt.time: lambda v: {"$time": v.isoformat()},
+}
+_PLAIN = frozenset({str, bool, type(None)})  # JSON-native, written as they are
+
+
+def _encode_values(values: Any, where: Any) -> list[Any]:
+    """encode_value over ``values``; ``where()`` builds the error location only when one is raised."""
+    out = []
+    enc = _EXACT_ENCODERS.get
+    for j, val in enumerate(values):
+        t = type(val)
+        if t in _PLAIN:
+            out.append(val)
+        else:
+            f = enc(t)
+            out.append(f(val) if f is not None else encode_value(val, f"{where()}[{j}]"))
+    return out
+
+
+def _encode_image(image: dict[str, Any] | None, i: int, side: str) -> dict[str, Any] | None:
+    """A row image's JSON form (same as ``{col: encode_value(val)}``); errors name ``rows[i].side.col``."""
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise EnvelopeError(f"rows[{i}].{side}: row image must be a dict, got {type(image).__name__}")
+    out = {}
+    enc = _EXACT_ENCODERS.get
+    for col, val in image.items():
+        if type(col) is not str and not isinstance(col, str):
+            raise EnvelopeError(f"rows[{i}].{side}: column names must be str, got {col!r}")
+        t = type(val)
+        if t in _PLAIN:
+            out[col] = val
+        else:
+            f = enc(t)
+            out[col] = f(val) if f is not None else encode_value(val, f"rows[{i}].{side}.{col}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- encode
+
+
+def encode_event(ev: ChangeEvent) -> bytes:
+    """Serialise an event to its orjson bytes. Raises :class:`EnvelopeError` on unsupported values."""
+    if not isinstance(ev, ChangeEvent):
+        raise EnvelopeError(f"encode_event needs a ChangeEvent, got {type(ev).__name__}")
+    statements = []
+    for i, st in enumerate(ev.statements):
+        params = None
+        if st.params is not None:
+            params = _encode_values(st.params, lambda i=i: f"statements[{i}].params")
+        statements.append(
+            {
+                "sql": st.sql,
+                "params": params,
+                "insert_id": st.insert_id,
+                "last_insert_id": st.last_insert_id,
+                "unsafe": st.unsafe,
+                "kind": st.kind,
+            }
+        )
+    rows = [
+        {
+            "table": r.table,
+            "db": r.db,
+            "op": r.op,
+            "before": _encode_image(r.before, i, "before"),
+            "after": _encode_image(r.after, i, "after"),
+        }
+        for i, r in enumerate(ev.rows)
+    ]
+    session = None
+    if ev.session is not None:
+        s = ev.session
+        session = {
+            "user": s.user,
+            "client_addr": s.client_addr,
+            "connection_id": s.connection_id,
+            "db": s.db,
+            "sql_mode": s.sql_mode,
+            "time_zone": s.time_zone,
+            "charset": s.charset,
+        }
+    doc = {
+        "v": VERSION,
+        "gtid": str(ev.gtid),
+        "source": ev.source,
+        "ts_ms": ev.ts_ms,
+        "db": ev.db,
+        "statements": statements,
+        "rows": rows,
+        "session": session,
+    }
+    try:
+        return orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise EnvelopeError(f"event {ev.gtid}: cannot encode: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------- decode
+
+_MISSING = object()
+
+
+def _field(obj: dict[str, Any], key: str, types: tuple[type, ...], where: str, *, optional: bool = False) -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        if optional:
+            return None
+        raise EnvelopeError(f"{where}: missing field {key!r}")
+    if value is None and optional:
+        return None
+    # bool is an int subclass: never accept it where an int is expected, and vice versa.
+    if bool in types:
+        ok = type(value) is bool
+    elif int in types:
+        ok = isinstance(value, int) and type(value) is not bool
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = "/".join(t.__name__ for t in types) + (" or null" if optional else "")
+        raise EnvelopeError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})  # decode to themselves
+
+
+def _scalars_only(image: dict[str, Any]) -> bool:
+    """Does ``image`` hold only values that decode to themselves?"""
+    return _JSON_SCALARS.issuperset(map(type, image.values()))
+
+
+def _decode_image(raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if type(raw) is not dict:
+        raise EnvelopeError(f"{where}: row image must be an object, got {type(raw).__name__}")
+    if _scalars_only(raw):
+        return raw  # all JSON scalars: orjson's own fresh dict is the image
+    return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}  # tagged values (or garbage)
+
+
+def _decode_statement(raw: Any, where: str) -> Statement:
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
+    params_raw = _field(raw, "params", (list,), where, optional=True)
+    params = None
+    if params_raw is not None:
+        params = tuple(decode_value(p, f"{where}.params[{j}]") for j, p in enumerate(params_raw))
+    kind = _field(raw, "kind", (str,), where)
+    if kind not in STATEMENT_KINDS:
+        raise EnvelopeError(f"{where}: kind must be one of {sorted(STATEMENT_KINDS)}, got {kind!r}")
+    return Statement(
+        sql=_field(raw, "sql", (str,), where),
+        params=params,
+        insert_id=_field(raw, "insert_id", (int,), where),
+        last_insert_id=_field(raw, "last_insert_id", (int,), where),
+        unsafe=_field(raw, "unsafe", (bool,), where),
+        kind=kind,
+    )
+
+
+def _decode_row(raw: Any, where: str) -> RowChange:
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
+    return RowChange(
+        table=_field(raw, "table", (str,), where),
+        db=_field(raw, "db", (str,), where),
+        op=_field(raw, "op", (str,), where),
+        before=_decode_image(raw.get("before"), f"{where}.before"),
+        after=_decode_image(raw.get("after"), f"{where}.after"),
+    )
+
+
+def _decode_rows(rows_raw: list[Any], where: str) -> tuple[RowChange, ...]:
+    """The rows of an event. Well-formed rows whose images hold only JSON scalars take a fast path
+    (orjson's dicts used as they are, no error text built); anything else goes through
+    :func:`_decode_row`, which decodes tagged values and names the offending field."""
+    out = []
+    needs = _OP_NEEDS
+    scalars_only = _scalars_only
+    for i, raw in enumerate(rows_raw):
+        if type(raw) is dict:
+            get: Callable[[str], Any] = raw.get  # (JSON values: the checks below narrow them)
+            table, db, op, before, after = get("table"), get("db"), get("op"), get("before"), get("after")
+            need = needs.get(op) if type(op) is str else None
+            if (need is not None and type(table) is str and type(db) is str
+                    and (type(before) is dict and scalars_only(before) if need[0] else before is None)
+                    and (type(after) is dict and scalars_only(after) if need[1] else after is None)):
+                out.append(_new_row_change(table, db, op, before, after))
+                continue
+        out.append(_decode_row(raw, f"{where} rows[{i}]"))
+    return tuple(out)
+
+
+# op -> (needs a before image, needs an after image): what RowChange.__post_init__ checks
+_OP_NEEDS = {"insert": (False, True), "update": (True, True), "delete": (True, False)}
+
+
+def _new_row_change(table: str, db: str, op: str, before: Any, after: Any) -> RowChange:
+    """A RowChange whose invariants the caller has checked (skips the dataclass __init__ checks)."""
+    row = object.__new__(RowChange)
+    setattr_ = object.__setattr__
+    setattr_(row, "table", table)
+    setattr_(row, "db", db)
+    setattr_(row, "op", op)
+    setattr_(row, "before", before)
+    setattr_(row, "after", after)
+    return row
+
+
+def _decode_session(raw: Any) -> SessionContext | None:
+    if raw is None:
+        return None
+    where = "session"
+    if not isinstance(raw, dict):
+        raise EnvelopeError(f"session must be an object or null, got {type(raw).__name__}")
+    return SessionContext(
+        user=_field(raw, "user", (str,), where, optional=True),
+        client_addr=_field(raw, "client_addr", (str,), where, optional=True),
+        connection_id=_field(raw, "connection_id", (int,), where, optional=True),
+        db=_field(raw, "db", (str,), where, optional=True),
+        sql_mode=_field(raw, "sql_mode", (str,), where, optional=True),
+        time_zone=_field(raw, "time_zone", (str,), where, optional=True),
+        charset=_field(raw, "charset", (str,), where, optional=True),
+    )
+
+
+def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
+    """Parse event bytes. Every problem raises :class:`EnvelopeError` naming the offending field."""
+    try:
+        doc = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError) as e:
+        raise EnvelopeError(f"event is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise EnvelopeError(f"event must be a JSON object, got {type(doc).__name__}")
+    version = _field(doc, "v", (int,), "event")
+    if version < 1:
+        raise EnvelopeError(f"event: invalid envelope version {version}")
+    if version > VERSION:
+        raise EnvelopeError(
+            f"event: envelope version {version} is newer than supported version {VERSION}; upgrade dbmux"
+        )
+    gtid_text = _field(doc, "gtid", (str,), "event")
+    try:
+        gtid = Gtid.parse(gtid_text)
+    except GtidError as e:
+        raise EnvelopeError(f"event: bad gtid: {e}") from None
+    where = f"event {gtid_text}"
+    source = _field(doc, "source", (str,), where)
+    if source not in SOURCES:
+        raise EnvelopeError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
+    ts_ms = _field(doc, "ts_ms", (int,), where)
+    db = _field(doc, "db", (str,), where, optional=True)
+    statements_raw = _field(doc, "statements", (list,), where, optional=True) or []
+    rows_raw = _field(doc, "rows", (list,), where, optional=True) or []
+    statements = tuple(_decode_statement(s, f"{where} statements[{i}]") for i, s in enumerate(statements_raw))
+    rows = _decode_rows(rows_raw, where)
+    return ChangeEvent(
+        gtid=gtid,
+        source=source,
+        ts_ms=ts_ms,
+        db=db,
+        statements=statements,
+        rows=rows,
+        session=_decode_session(doc.get("session")),
+    )

@@ -1,0 +1,74 @@
+"""One client connection's session as the ingress sees it, and what the client sees of it.
+
+:class:`ConnectionContext` holds who and where (for the change events), the capabilities negotiated
+on each hop, and the session state the primary reports in its OK packets. The two hops differ: the
+ingress always asks the primary to track what capture needs (GTIDs, context variables; see
+``TRACKED_VARIABLES``), a client may not have asked for session tracking at all. So every OK packet
+relayed to the client first updates the context (:meth:`ConnectionContext.note_session_state`), then
+goes out without what only the ingress asked for (:meth:`ConnectionContext.client_ok`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from dbmux.core.events import SessionContext
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.framing import Packet, frame
+from dbmux.ingress.protocol.generic_packets import OkPacket
+from dbmux.ingress.protocol.session_state import SchemaChange, SystemVariableChange
+
+# System variables the primary reports in OK packets (``session_track_system_variables``).
+TRACKED_VARIABLES = "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,sql_mode"
+INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode"})  # tracked for capture only; stripped for clients
+
+
+@dataclass(slots=True)
+class ConnectionContext:
+    client_addr: str = ""
+    user: str = ""
+    connection_id: int = 0  # the primary's
+    db: str | None = None
+    sql_mode: str | None = None
+    time_zone: str | None = None
+    charset: str | None = None
+    system_time_zone: str | None = None  # the primary's, for a session time zone of SYSTEM
+    client_caps: int = 0  # negotiated with the client
+    upstream_caps: int = 0  # negotiated with the primary
+    ext_caps: int = 0  # MariaDB extended capabilities (the same on both hops)
+
+    def snapshot(self) -> SessionContext:
+        return SessionContext(user=self.user, client_addr=self.client_addr, connection_id=self.connection_id,
+                              db=self.db, sql_mode=self.sql_mode, time_zone=self.time_zone, charset=self.charset)
+
+    def note_session_state(self, ok: OkPacket) -> None:
+        """Take the context variables and default schema the primary reports with ``ok``."""
+        for change in ok.session_state_changes:
+            if isinstance(change, SystemVariableChange):
+                if change.name == "sql_mode":
+                    self.sql_mode = change.value
+                elif change.name == "time_zone":
+                    self.time_zone = change.value
+                elif change.name == "character_set_client":
+                    self.charset = change.value
+            elif isinstance(change, SchemaChange):
+                self.db = change.schema
+
+    def client_ok(self, ok: OkPacket, pkt: Packet) -> bytes:
+        """The OK packet's frames as the client should see them: without what only the ingress asked for."""
+        if self.client_caps & c.CLIENT_SESSION_TRACK:
+            if not ok.status_flags & c.SERVER_SESSION_STATE_CHANGED:
+                return pkt.raw
+            kept = tuple(ch for ch in ok.session_state_changes
+                         if not (isinstance(ch, SystemVariableChange) and ch.name in INJECTED_VARIABLES))
+            if len(kept) == len(ok.session_state_changes):
+                return pkt.raw
+            flags = ok.status_flags if kept else ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED
+            stripped = dataclasses.replace(ok, session_state_changes=kept, status_flags=flags)
+        elif self.upstream_caps & c.CLIENT_SESSION_TRACK:
+            stripped = dataclasses.replace(ok, session_state_changes=(),
+                                           status_flags=ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED)
+        else:
+            return pkt.raw
+        return frame(stripped.encode(self.client_caps), pkt.first_seq)

@@ -1,0 +1,355 @@
+"""The command phase of one client connection: classify, forward, capture (the ingress's Handler).
+
+:class:`RelayHandler` is the :class:`~ingress.handler.Handler` the listener hands every authenticated
+connection to; it serves each with a :class:`CommandRelay`. A relay touches only its own connection's
+two streams, its own capture state and the shared :class:`~ingress.publisher.Publisher` (safe to
+call from interleaved sessions).
+
+The command phase is event-driven: both :class:`~ingress.wire.PacketStream` objects are in push
+mode, a client command is dispatched from the client's ``data_received`` and the primary's response
+is relayed from the upstream's ``data_received`` (a :class:`~ingress.response_relay.ResponseRelay`),
+packet runs forwarded as they arrive, without a task switch. One command is in flight at a time: the
+connection's state machine is in ``AWAIT_RESPONSE`` meanwhile, and what the client sends stays
+buffered. Only a commit whose OK must wait for Kafka (``durability = sync``) pauses the relay (until
+the publish future resolves); commands that need round trips of their own (COM_CHANGE_USER,
+COM_RESET_CONNECTION) run as a coroutine in pull mode, then push mode resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from dbmux.core.config import Config, IngressConfig
+from dbmux.core.events import ChangeEvent
+from dbmux.core.gtid import Gtid
+from dbmux.ingress.capture import StatementOutcome, TransactionCapture
+from dbmux.ingress.connection import Connection
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.protocol.commands import ComChangeUser, ComQuery
+from dbmux.ingress.protocol.errors import ProtocolError
+from dbmux.ingress.protocol.events import ResponseComplete
+from dbmux.ingress.protocol.framing import Packet, frame
+from dbmux.ingress.protocol.generic_packets import ErrPacket, OkPacket
+from dbmux.ingress.protocol.response import ResponseReader, StatementResult
+from dbmux.ingress.protocol.state import ConnectionState
+from dbmux.ingress.publisher import Publisher
+from dbmux.ingress.response_relay import DONE, NEED_CLIENT, ResponseRelay, relay_pull
+from dbmux.ingress.statements import PreparedStatements, QueryPlan, plan_query
+
+log = logging.getLogger(__name__)
+
+_AWAIT_RESPONSE = ConnectionState.AWAIT_RESPONSE  # (module globals: faster than the Enum class lookup)
+_REFUSED = (c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE)
+
+
+class RelayHandler:
+    """The ingress's Handler: one :class:`CommandRelay` per connection, all publishing to ``publisher``."""
+
+    def __init__(self, config: Config, publisher: Publisher) -> None:
+        self.ingress = config.ingress
+        self.publisher = publisher
+
+    async def serve(self, conn: Connection) -> None:
+        await CommandRelay(conn, self.publisher, self.ingress).serve()
+
+
+class CommandRelay:
+    """The command phase of one authenticated connection (see the module docstring)."""
+
+    def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig) -> None:
+        assert conn.upstream is not None
+        self.conn = conn
+        self.client, self.upstream = conn.client, conn.upstream
+        self.ctx = conn.ctx
+        self.machine = conn.machine
+        self.publisher = publisher
+        self.capture = TransactionCapture(last_gtid=conn.last_gtid)
+        self.prepared = PreparedStatements()
+        self.tag = conn.tag
+        self._sync = ingress.durability == "sync"
+        self._publish_timeout_s = ingress.publish_timeout_ms / 1000
+        self._done: asyncio.Future[None] | None = None  # resolves (or fails) when the session ends
+        self._relay: ResponseRelay | None = None  # the response relayed in push mode
+        self._waiting = False  # the relay waits for a publish future
+        self._slow_task: asyncio.Task[None] | None = None  # a command run in pull mode
+
+    @property
+    def busy(self) -> bool:
+        """A command is in flight (its response is relayed, or it runs in pull mode)."""
+        return self.machine.state is _AWAIT_RESPONSE
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Serve commands until the client quits or a side goes away (raises what ended the session)."""
+        self._done = asyncio.get_running_loop().create_future()
+        try:
+            self.client.flush()
+            self._listen()
+            if not self._done.done():
+                self._on_client_data()  # commands that arrived with the handshake's last packet
+            await self._done
+        finally:
+            self._finish()
+            task, self._slow_task = self._slow_task, None
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+
+    def _listen(self) -> None:
+        self.client.listen(self._on_client_data, self._on_client_lost)
+        self.upstream.listen(self._pump, self._on_upstream_lost)
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        """End the session (``serve`` raises ``exc``, which decides what is logged and answered)."""
+        done = self._done
+        if done is not None and not done.done():
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+        self.client.listen(None)
+        self.upstream.listen(None)
+
+    # ---- push mode -----------------------------------------------------------------------------------
+    def _on_client_data(self) -> None:
+        """Dispatch the complete commands the client sent, one at a time."""
+        client, machine = self.client, self.machine
+        if machine.state is _AWAIT_RESPONSE:  # stays buffered until the command in flight is done
+            client.limit_buffer()
+            return
+        frames = client.frames
+        try:
+            while machine.state is not _AWAIT_RESPONSE:
+                cmd = frames.next_packet(0)
+                if cmd is None:
+                    break
+                self._dispatch(cmd)
+                if self._done is None or self._done.done():
+                    return
+        except Exception as exc:  # noqa: BLE001 - ProtocolError and friends end this session only
+            self._finish(exc)
+            return
+        if machine.state is not _AWAIT_RESPONSE:
+            client.flush()  # answers the ingress gave itself (refusals)
+            self.upstream.flush()  # commands without a response (COM_STMT_CLOSE ...)
+            if client.closed:
+                self._finish(client.closed_error())
+
+    def _on_client_lost(self, exc: BaseException | None) -> None:
+        if self.machine.state is not _AWAIT_RESPONSE:
+            self._on_client_data()  # what it sent before it left, then the end
+        # else: the command in flight is relayed (and captured) to its end first
+
+    def _on_upstream_lost(self, exc: BaseException | None) -> None:
+        if not self._waiting:  # else the held OK goes out first (see _published)
+            self._finish(self.upstream.closed_error())
+
+    def _dispatch(self, cmd: Packet) -> None:
+        payload = cmd.payload
+        if not payload:
+            raise ProtocolError("empty command packet")
+        code = payload[0]
+        self.machine.process_command(code)  # COMMAND -> AWAIT_RESPONSE (COMMAND: no response; CLOSED: quit)
+        if code == c.COM_STMT_EXECUTE:
+            _, params, plan = self.prepared.on_execute(payload, self.ctx.upstream_caps)
+            self._start(cmd.raw, code, plan, params)
+        elif code == c.COM_QUERY:
+            self._query(cmd)
+        elif code == c.COM_QUIT:
+            self._finish()
+        elif code == c.COM_STMT_PREPARE:
+            self._start(cmd.raw, code, on_prepare=payload)
+        elif code in (c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA):
+            # No response: queued, it goes upstream with the next command.
+            self.prepared.on_no_response_command(payload, self.ctx.upstream_caps)
+            self.upstream.write_raw(cmd.raw)
+        elif code == c.COM_CHANGE_USER:
+            self._slow(self._change_user(payload))
+        elif code == c.COM_RESET_CONNECTION:
+            self._slow(self._reset_connection(cmd.raw))
+        elif code in _REFUSED:
+            self._refuse("dbmux: this command is not supported through the ingress; open a new connection instead")
+        else:  # COM_INIT_DB, COM_PING, COM_STMT_RESET, COM_FIELD_LIST, ...
+            self._start(cmd.raw, code)
+
+    def _refuse(self, message: str) -> None:
+        """Answer the command in flight with an error of the ingress's own (it never reaches the primary)."""
+        self.conn.send_error(1235, "42000", message)
+        self.machine.process_type(ResponseComplete)
+
+    def _query(self, cmd: Packet) -> None:
+        ctx = self.ctx
+        q = ComQuery.parse(cmd.payload, ctx.upstream_caps)
+        sql = q.sql.decode("utf-8", "surrogateescape")
+        zone = ctx.time_zone
+        if zone == "SYSTEM":
+            zone = ctx.system_time_zone
+        backslash = "NO_BACKSLASH_ESCAPES" not in (ctx.sql_mode or "")
+        plan = plan_query(sql, time_zone=zone, backslash_escapes=backslash)
+        if plan.refusal:
+            self._refuse(plan.refusal)
+            return
+        raw = cmd.raw
+        if plan.rewritten is not None:
+            rewritten = dataclasses.replace(q, sql=plan.rewritten.encode("utf-8", "surrogateescape"))
+            raw = frame(rewritten.encode(ctx.upstream_caps), 0)
+        self._start(raw, c.COM_QUERY, plan)
+
+    def _new_relay(self, raw: bytes, code: int, plan: QueryPlan | None, params: tuple[Any, ...] | None,
+                   on_prepare: bytes | None) -> ResponseRelay:
+        # A COM_STMT_EXECUTE that opens a cursor is answered with metadata only; rows come via COM_STMT_FETCH.
+        # (raw = 4-byte frame header, command byte, 4-byte statement id, then the flags byte.)
+        ctx = self.ctx
+        cursor = code == c.COM_STMT_EXECUTE and len(raw) > 9 and bool(raw[9] & 0x07)
+        reader = ResponseReader(code, ctx.upstream_caps, ctx.ext_caps, cursor=cursor, decode_metadata=False)
+        return ResponseRelay(self.client, self.upstream, ctx, reader, self, plan, params, on_prepare)
+
+    def _start(self, raw: bytes, code: int, plan: QueryPlan | None = None, params: tuple[Any, ...] | None = None,
+               on_prepare: bytes | None = None) -> None:
+        """Send one command (``raw``: its frames, sequence ids from 0) upstream; its response is
+        relayed by ``_pump`` as it arrives, capturing committed transactions."""
+        upstream = self.upstream
+        upstream.send(raw)
+        self._relay = self._new_relay(raw, code, plan, params, on_prepare)
+        if upstream.frames.buffered_bytes:  # (the primary does not speak first: rare)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Relay what the primary sent (the upstream's listener; also called to resume)."""
+        relay = self._relay
+        if relay is None or self._waiting:
+            return  # nothing asked, or a held OK waits for Kafka: the bytes stay buffered
+        try:
+            step = relay.pump()
+        except Exception as exc:  # noqa: BLE001 - a malformed response ends this session only
+            self._finish(exc)
+            return
+        self.client.flush()
+        if step is DONE:
+            self._relay = None
+            if relay.on_prepare is not None:
+                self._response_done(relay)
+            self._idle()
+        elif step is None:
+            if self.upstream.closed:
+                self._finish(self.upstream.closed_error())
+        elif step is NEED_CLIENT:  # rare (LOCAL INFILE data): the rest of this response in pull mode
+            self._relay = None
+            self._slow(self._relay_pull(relay))
+        else:  # a held OK waits for its publish
+            assert not isinstance(step, str)
+            self._waiting = True
+            step.add_done_callback(self._published)
+
+    def _published(self, _fut: asyncio.Future[bool]) -> None:
+        self._waiting = False
+        if self._done is not None and not self._done.done():
+            self._pump()
+
+    def _response_done(self, relay: ResponseRelay) -> None:
+        if relay.on_prepare is not None and relay.reader.prepare_ok is not None:
+            self.prepared.on_prepared(relay.on_prepare, relay.reader)
+
+    def _idle(self) -> None:
+        """The command in flight is done: the next one may go."""
+        try:
+            self.machine.process_type(ResponseComplete)  # AWAIT_RESPONSE -> COMMAND
+        except ProtocolError as exc:
+            self._finish(exc)
+            return
+        if self.upstream.closed:  # it went away while a held OK waited for Kafka
+            self._finish(self.upstream.closed_error())
+            return
+        client = self.client
+        client.release_buffer()
+        if client.frames.buffered_bytes or client.closed:
+            self._on_client_data()
+
+    # ---- commands with round trips of their own (pull mode) --------------------------------------------
+    def _slow(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` (a command with round trips of its own) as a task, both streams in pull mode."""
+        self.client.listen(None)
+        self.upstream.listen(None)
+        self._slow_task = asyncio.get_running_loop().create_task(self._run_slow(coro))
+
+    async def _run_slow(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception as exc:  # noqa: BLE001 - decided by serve()'s caller, as for any other command
+            self._finish(exc)
+            return
+        self._slow_task = None
+        if self._done is None or self._done.done():
+            return
+        self._listen()  # reports a connection that ended meanwhile
+        if not self._done.done():
+            self._idle()
+
+    async def _relay_pull(self, relay: ResponseRelay) -> None:
+        await relay_pull(relay)
+        self._response_done(relay)
+
+    async def _reset_connection(self, raw: bytes) -> None:
+        self.upstream.write_raw(raw)
+        await self.upstream.drain()
+        await relay_pull(self._new_relay(raw, c.COM_RESET_CONNECTION, None, None, None))
+        await self._new_session()
+
+    async def _change_user(self, payload: bytes) -> None:
+        """COM_CHANGE_USER: the primary re-authenticates (any open transaction is rolled back)."""
+        ctx = self.ctx
+        change = ComChangeUser.parse(payload, ctx.upstream_caps)
+        self.upstream.write(payload, 0)
+        await self.upstream.drain()
+        reader = ResponseReader(c.COM_CHANGE_USER, ctx.upstream_caps, ctx.ext_caps)
+        await relay_pull(ResponseRelay(self.client, self.upstream, ctx, reader))
+        if reader.is_error:
+            self._forget_session()
+            return
+        ctx.user = change.user.decode("utf-8", "replace")
+        ctx.db = change.schema.decode("utf-8", "replace") if change.schema else None
+        await self._new_session()
+
+    def _forget_session(self) -> None:
+        """The primary's session was reset: no open transaction, no prepared statement."""
+        self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
+        self.prepared.clear()
+
+    async def _new_session(self) -> None:
+        self._forget_session()
+        if await self.conn.setup_upstream():
+            self.capture.last_gtid = self.conn.last_gtid
+
+    # ---- capture -------------------------------------------------------------------------------------
+    def on_result(self, relay: ResponseRelay, index: int, result: StatementResult) -> asyncio.Future[bool] | None:
+        """A statement's final OK/ERR (the ResultSink of the relays this relay starts); returns a future
+        its packet must wait for (sync publish)."""
+        if type(result) is ErrPacket:
+            self.capture.on_error(result.errno)
+        elif type(result) is OkPacket:
+            assert relay.plan is not None  # (a relay reports results only when it has a plan)
+            return self._on_statement_ok(relay.plan, index, result, relay.params)
+        return None
+
+    def _on_statement_ok(self, plan: QueryPlan, index: int, ok: OkPacket,
+                         params: tuple[Any, ...] | None) -> asyncio.Future[bool] | None:
+        stmt = plan.statement(index)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
+                      stmt.kind, stmt.tcl, stmt.sql)
+        commit = self.capture.on_success(StatementOutcome(
+            sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=ok.status_flags,
+            last_insert_id=ok.last_insert_id, gtid=ok.gtid, params=params, db=self.ctx.db))
+        if commit is None:
+            return None
+        event = ChangeEvent(gtid=Gtid.parse(commit.gtid), source="ingress", ts_ms=int(time.time() * 1000),
+                            db=commit.db, statements=commit.statements, session=self.ctx.snapshot())
+        if not commit.statements:
+            log.warning("%s: gtid %s committed with no captured statement; published empty (row form "
+                        "comes from the binlog reader)", self.tag, commit.gtid)
+        published = self.publisher.publish_within(event, self._publish_timeout_s)
+        return published if self._sync else None

@@ -6,7 +6,10 @@ returns one :class:`~dbmux.core.events.ChangeEvent` (``source="binlog"``) per co
 ====================  =======================================  ===================================
 state                 event                                    effect
 ====================  =======================================  ===================================
-idle                  GTID (MariaDB or MySQL)                  open a transaction
+idle                  MariaDB GTID without FL_STANDALONE       open a transaction, *in BEGIN* (on
+                                                               MariaDB the GTID event is the BEGIN)
+idle                  MariaDB GTID with FL_STANDALONE, MySQL   open a transaction (one statement
+                      GTID                                     follows, or MySQL's ``BEGIN``)
 idle                  anything else                            ignored (stream resumed mid-txn)
 open                  QueryEvent ``BEGIN``                     explicit transaction: wait for end
 open (not in BEGIN)   any other QueryEvent                     a standalone statement (DDL, GRANT,
@@ -15,7 +18,13 @@ open (in BEGIN)       Write/Update/DeleteRowsEvent             one RowChange per
 open (in BEGIN)       XidEvent / QueryEvent ``COMMIT``         *done*
 open (in BEGIN)       QueryEvent ``ROLLBACK``                  *done* (non-transactional changes
                                                                that stayed; the GTID is consumed)
-open (in BEGIN)       other QueryEvent (``SAVEPOINT`` ...)     savepoints dropped, others ``other``
+open (in BEGIN)       ``SAVEPOINT s``                          remember where the rows stood
+open (in BEGIN)       ``ROLLBACK TO s``                        drop the rows logged since ``s``
+                                                               (the server rolled them back; a
+                                                               non-transactional change is logged
+                                                               as a GTID of its own)
+open (in BEGIN)       ``RELEASE SAVEPOINT s``                  forget ``s``
+open (in BEGIN)       other QueryEvent                         kept as ``kind="other"``
 open                  GTID                                     the partial one is dropped (the
                                                                server resent it after a reconnect)
 
@@ -49,7 +58,17 @@ _GTID_EVENTS = frozenset({"MariadbGtidEvent", "GtidEvent"})
 _ACCOUNT_STMT = re.compile(r"\s*(CREATE|ALTER|DROP|RENAME)\s+(USER|ROLE)\b|\s*(GRANT|REVOKE|SET\s+PASSWORD)\b",
                            re.IGNORECASE)
 _SYSTEM_REF = re.compile(r"(?<![\w$])`?(mysql|dbmux_meta|performance_schema|sys)`?\s*\.", re.IGNORECASE)
-_SAVEPOINT = re.compile(r"\s*(SAVEPOINT|ROLLBACK\s+TO|RELEASE\s+SAVEPOINT)\b", re.IGNORECASE)
+_NAME = r"(`(?:[^`]|``)+`|[\w$]+)"
+_SAVEPOINT = re.compile(r"\s*SAVEPOINT\s+" + _NAME, re.IGNORECASE)
+_ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+)?TO\s+(?:SAVEPOINT\s+)?" + _NAME, re.IGNORECASE)
+_RELEASE = re.compile(r"\s*RELEASE\s+SAVEPOINT\s+" + _NAME, re.IGNORECASE)
+_FL_STANDALONE = 1  # MariaDB GTID event flag: a single statement follows, with no COMMIT/XID
+
+
+def _savepoint_name(quoted: str) -> str:
+    if quoted.startswith("`"):
+        quoted = quoted[1:-1].replace("``", "`")
+    return quoted.lower()  # savepoint names compare case-insensitively
 
 
 def _text(value: Any) -> str:
@@ -76,6 +95,8 @@ class _Open:
     rows: list[RowChange] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     skipped_rows: int = 0
+    # savepoint name -> (len(rows), len(statements)) when it was set
+    savepoints: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class TransactionAssembler:
@@ -118,7 +139,9 @@ class TransactionAssembler:
             log.warning("binlog: GTID %s started before %s ended; dropping the partial transaction "
                         "(the server resends it)", event.gtid, self._open.gtid)
             self.dropped_partial += 1
-        self._open = _Open(gtid=Gtid.parse(str(event.gtid)), ts_ms=int(event.timestamp) * 1000)
+        flags = getattr(event, "flags", None)
+        in_begin = type(event).__name__ == "MariadbGtidEvent" and flags is not None and not flags & _FL_STANDALONE
+        self._open = _Open(gtid=Gtid.parse(str(event.gtid)), ts_ms=int(event.timestamp) * 1000, in_begin=in_begin)
         return None
 
     def _on_query(self, txn: _Open, event: Any) -> ChangeEvent | None:
@@ -131,7 +154,7 @@ class TransactionAssembler:
         if txn.in_begin:
             if verb in ("COMMIT", "ROLLBACK") or verb.startswith(("XA END", "XA COMMIT", "XA PREPARE")):
                 return self._finish()
-            if _SAVEPOINT.match(sql):
+            if self._on_savepoint(txn, sql):
                 return None
             if _keep_statement(sql, schema):
                 txn.statements.append(Statement(sql=sql, kind="other"))
@@ -142,6 +165,29 @@ class TransactionAssembler:
             txn.statements.append(Statement(sql=sql, kind="ddl"))
             txn.db = schema or None
         return self._finish()
+
+    @staticmethod
+    def _on_savepoint(txn: _Open, sql: str) -> bool:
+        """SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT: act on the rows; True when ``sql`` was one."""
+        m = _SAVEPOINT.match(sql)
+        if m:
+            txn.savepoints[_savepoint_name(m[1])] = (len(txn.rows), len(txn.statements))
+            return True
+        m = _ROLLBACK_TO.match(sql)
+        if m:
+            mark = txn.savepoints.get(_savepoint_name(m[1]))
+            if mark is None:
+                log.warning("binlog: GTID %s rolls back to savepoint %s that it never set; its rows are kept",
+                            txn.gtid, m[1])
+            else:
+                del txn.rows[mark[0]:]
+                del txn.statements[mark[1]:]
+            return True
+        m = _RELEASE.match(sql)
+        if m:
+            txn.savepoints.pop(_savepoint_name(m[1]), None)
+            return True
+        return False
 
     def _finish(self) -> ChangeEvent:
         txn = self._open

@@ -76,7 +76,15 @@ class DeleteRowsEvent(WriteRowsEvent):
 
 
 def _txn(gtid: str, *events: Any) -> list[Any]:
-    return [MariadbGtidEvent(gtid), QueryEvent("BEGIN"), *events, XidEvent()]
+    """A transaction as MariaDB logs it: the GTID event (no FL_STANDALONE) is the BEGIN."""
+    return [MariadbGtidEvent(gtid), *events, XidEvent()]
+
+
+def _mysql_txn(gtid: str, *events: Any) -> list[Any]:
+    return [GtidEvent(gtid), QueryEvent("BEGIN"), *events, XidEvent()]
+
+
+_DDL = 1 | 32  # MariaDB FL_STANDALONE | FL_DDL, as the server sets them on a DDL statement's GTID
 
 
 def _feed(events: list[Any]) -> list:
@@ -117,9 +125,45 @@ def test_multi_statement_transaction_is_one_event_in_row_order():
     assert out[0].statements == ()  # the savepoint is not replayed
 
 
+@pytest.mark.parametrize("txn", [_txn, _mysql_txn])
+def test_rows_after_a_released_savepoint_stay_in_the_transaction(txn):
+    """BEGIN; INSERT (1); SAVEPOINT s1; INSERT (2); RELEASE SAVEPOINT s1; UPDATE id=1; COMMIT (issue 20 #1)."""
+    out = _feed(txn("0-1-9",
+                    WriteRowsEvent("t", [{"values": {"id": 1, "v": "a"}}]),
+                    QueryEvent("SAVEPOINT `s1`"),
+                    WriteRowsEvent("t", [{"values": {"id": 2, "v": "b"}}]),
+                    QueryEvent("RELEASE SAVEPOINT `s1`"),
+                    UpdateRowsEvent("t", [{"before_values": {"id": 1, "v": "a"}, "after_values": {"id": 1, "v": "c"}}]))
+                + _txn("0-1-10", WriteRowsEvent("t", [{"values": {"id": 3, "v": "d"}}])))
+    assert [str(e.gtid) for e in out] == ["0-1-9", "0-1-10"]
+    assert [(r.op, (r.after or {}).get("id")) for r in out[0].rows] == [("insert", 1), ("insert", 2), ("update", 1)]
+    assert out[0].statements == ()
+
+
+@pytest.mark.parametrize("txn", [_txn, _mysql_txn])
+def test_rollback_to_savepoint_drops_the_rows_logged_since_it(txn):
+    """MariaDB logs the rolled-back rows and then ``ROLLBACK TO `s```: they must not be applied."""
+    out = _feed(txn("0-1-11",
+                    WriteRowsEvent("t", [{"values": {"id": 5}}]),
+                    QueryEvent("SAVEPOINT `Outer`"),
+                    WriteRowsEvent("t", [{"values": {"id": 6}}]),
+                    QueryEvent("SAVEPOINT inner_1"),
+                    WriteRowsEvent("t", [{"values": {"id": 7}}]),
+                    QueryEvent("ROLLBACK TO inner_1"),
+                    WriteRowsEvent("t", [{"values": {"id": 8}}]),
+                    QueryEvent("ROLLBACK TO `outer`"),
+                    WriteRowsEvent("t", [{"values": {"id": 9}}])))
+    assert [r.after["id"] for r in out[0].rows] == [5, 9]
+
+
+def test_rollback_to_an_unknown_savepoint_keeps_the_rows():
+    out = _feed(_txn("0-1-12", WriteRowsEvent("t", [{"values": {"id": 1}}]), QueryEvent("ROLLBACK TO `nope`")))
+    assert [r.after["id"] for r in out[0].rows] == [1]
+
+
 def test_ddl_is_a_standalone_statement_without_xid():
     out = _feed([MariadbGtidEvent("0-1-7", flags=1), QueryEvent("ALTER TABLE t ADD COLUMN c INT", schema=b"shop"),
-                 MariadbGtidEvent("0-1-8"), QueryEvent("CREATE DATABASE x", schema=b"")])
+                 MariadbGtidEvent("0-1-8", flags=_DDL), QueryEvent("CREATE DATABASE x", schema=b"")])
     assert [(str(e.gtid), e.db, [(s.sql, s.kind) for s in e.statements], e.rows) for e in out] == [
         ("0-1-7", "shop", [("ALTER TABLE t ADD COLUMN c INT", "ddl")], ()),
         ("0-1-8", None, [("CREATE DATABASE x", "ddl")], ()),
@@ -136,8 +180,9 @@ def test_system_schema_transaction_is_published_empty():
     out = _feed(_txn("0-1-20", WriteRowsEvent("gtid_slave_pos", [{"values": {"domain_id": 0}}], schema="mysql"))
                 + _txn("0-1-21", UpdateRowsEvent("positions", [{"before_values": {"a": 1}, "after_values": {"a": 2}}],
                                                  schema="dbmux_meta"))
-                + [MariadbGtidEvent("0-1-22"), QueryEvent("CREATE TABLE heartbeat (x INT)", schema=b"dbmux_meta")]
-                + [MariadbGtidEvent("0-1-23"), QueryEvent("TRUNCATE mysql.general_log", schema=b"shop")])
+                + [MariadbGtidEvent("0-1-22", flags=_DDL),
+                   QueryEvent("CREATE TABLE heartbeat (x INT)", schema=b"dbmux_meta")]
+                + [MariadbGtidEvent("0-1-23", flags=_DDL), QueryEvent("TRUNCATE mysql.general_log", schema=b"shop")])
     assert [str(e.gtid) for e in out] == ["0-1-20", "0-1-21", "0-1-22", "0-1-23"]
     assert all(e.rows == () and e.statements == () for e in out)
     for ev in out:  # the envelope accepts an event that only advances the GTID
@@ -146,7 +191,7 @@ def test_system_schema_transaction_is_published_empty():
 
 def test_account_statements_are_kept():
     sql = "CREATE USER 'app'@'%' IDENTIFIED BY PASSWORD '*0123456789ABCDEF0123456789ABCDEF01234567'"
-    out = _feed([MariadbGtidEvent("0-1-30"), QueryEvent(sql, schema=b"mysql")])
+    out = _feed([MariadbGtidEvent("0-1-30", flags=_DDL), QueryEvent(sql, schema=b"mysql")])
     assert [s.sql for s in out[0].statements] == [sql]
 
 

@@ -4,13 +4,16 @@ SIGKILL under load loses nothing; the real replicator applies the stream to a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 import signal
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from dbmux.core.codec import encode_event
@@ -160,24 +163,32 @@ def test_binlog_reader_publishes_transactions_survives_sigkill_and_replicates(st
         if reader.poll() is None:
             reader.kill()
 
-    # The real replicator applies what the binlog reader published. Other tests write to the same
-    # primary concurrently, so their transactions (on tables the replica lacks) are blanked into
-    # empty events — same GTIDs, so the replicator still sees a gap-free sequence.
-    ours = [e if (e.db == db or any(db in s.sql for s in e.statements))
-            else ChangeEvent(e.gtid, "binlog", e.ts_ms) for e in events]
-    applied_topic = f"{topic}.apply"
-    asyncio.run(_publish(stack.kafka, applied_topic, ours))
-    target = f"bl{uuid.uuid4().hex[:8]}"
-    rcfg = _write_config(tmp_path, stack, applied_topic, target, stack.replicas[1])
-    rlog = tmp_path / "replicator.log"
-    rep = _start_replicator(rcfg, target, rlog)
-    try:
+    # The real replicator applies what the binlog reader published.
+    with replica_fed_with(stack, tmp_path, topic, events, db) as (rep, rlog):
         rows = _wait_equal(f"SELECT * FROM {db}.t ORDER BY id", stack.primary, stack.replicas[1])
         assert [r[:2] for r in rows] == [(1, "A")] and rows[0][-1] == 5
         n = _wait_equal(f"SELECT n FROM {db}.counter", stack.primary, stack.replicas[1])[0][0]
         assert n == len(written)
         _wait_equal(f"CHECKSUM TABLE {db}.t, {db}.ledger, {db}.counter EXTENDED", stack.primary, stack.replicas[1])
         assert rep.poll() is None, rlog.read_text()[-3000:]
+
+
+@contextlib.contextmanager
+def replica_fed_with(stack, tmp_path: Path, topic: str, events: list[ChangeEvent], db: str
+                     ) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A real replicator applying ``events`` to replica 2 (from ``<topic>.apply``); ``db`` is dropped on
+    the primary and the replica afterwards. Other tests write to the same primary concurrently, so
+    their transactions (on tables the replica lacks) are blanked into empty events -- same GTIDs, so
+    the replicator still sees a gap-free sequence."""
+    ours = [e if (e.db == db or any(db in s.sql for s in e.statements))
+            else ChangeEvent(e.gtid, "binlog", e.ts_ms) for e in events]
+    applied_topic = f"{topic}.apply"
+    asyncio.run(_publish(stack.kafka, applied_topic, ours))
+    target = f"bl{uuid.uuid4().hex[:8]}"
+    rlog = tmp_path / "replicator.log"
+    rep = _start_replicator(_write_config(tmp_path, stack, applied_topic, target, stack.replicas[1]), target, rlog)
+    try:
+        yield rep, rlog
     finally:
         stop_processes([rep])
         for dsn in (stack.primary, stack.replicas[1]):

@@ -3,14 +3,11 @@ kept (issue 20 #1), and a replica fed from its events equals the primary."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
-from dbmux.core.events import ChangeEvent
-
 from .conftest import start_binlog_reader, stop_processes
-from .test_binlog_reader import _events_until, _last_gtid, _publish, _write_config
-from .test_replicator_mysql import _conn, _start_replicator, _wait_equal
+from .test_binlog_reader import _events_until, _last_gtid, _write_config, replica_fed_with
+from .test_replicator_mysql import _conn, _wait_equal
 
 
 def test_savepoint_transactions_straight_to_the_primary_replicate_exactly(stack, tmp_path):
@@ -51,21 +48,8 @@ def test_savepoint_transactions_straight_to_the_primary_replicate_exactly(stack,
                    "rolled_back": [("insert", 3), ("insert", 5)],
                    "nested": [("insert", 6), ("delete", 6), ("insert", 8)]}, ops
 
-    # A replica fed only these events (others' transactions on the shared primary blanked to empty
-    # events with the same GTIDs) ends equal to the primary.
-    ours = [e if (e.db == db or any(db in s.sql for s in e.statements)) else ChangeEvent(e.gtid, "binlog", e.ts_ms)
-            for e in events]
-    applied = f"{topic}.apply"
-    asyncio.run(_publish(stack.kafka, applied, ours))
-    target = f"sp{uuid.uuid4().hex[:8]}"
-    rlog = tmp_path / "replicator.log"
-    rep = _start_replicator(_write_config(tmp_path, stack, applied, target, stack.replicas[1]), target, rlog)
-    try:
+    # A replica fed only these events ends equal to the primary.
+    with replica_fed_with(stack, tmp_path, topic, events, db) as (rep, rlog):
         rows = _wait_equal(f"SELECT id, v FROM {db}.t ORDER BY id", stack.primary, stack.replicas[1])
         assert rows == ((1, 9), (2, 2), (3, 3), (5, 5), (8, 8)), rows
         assert rep.poll() is None, rlog.read_text()[-3000:]
-    finally:
-        stop_processes([rep])
-        for dsn in (stack.primary, stack.replicas[1]):
-            with _conn(dsn).cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {db}")

@@ -1,4 +1,4 @@
-"""Strict GTID order per domain (pure; no I/O).
+"""Strict GTID order per domain, in bounded memory (pure; no I/O).
 
 Both producers (ingress and binlog reader) publish into one partition per domain, so a GTID may
 arrive twice and out of order. :class:`GtidOrderer` releases events strictly in sequence:
@@ -11,15 +11,27 @@ arrive twice and out of order. :class:`GtidOrderer` releases events strictly in 
 An ingress event flagged ``unsafe`` cannot be applied from its statements: it is *not* released and
 its GTID stays open until the row form (the binlog reader's copy of the same GTID) arrives.
 
-Kafka offsets: the position to store is the lowest offset still needed — the smallest offset of a
-held or unsafe-pending event, else one past the last consumed — so a restart re-reads what was held
-and the GTID check skips what was already applied.
+Memory bound (``max_held_bytes``, 0 = none). Held events are only a shortcut: they are all in Kafka.
+When holding one more would pass the bound, the orderer *spills* it: it is dropped and the lowest
+spilled offset of its partition remembered. Consuming goes on (the missing copy lies further along
+the same partition, so pausing would wait forever). Once a domain with spilled events releases
+anything (its gap closed), :meth:`take_rewind` tells the consumer where to seek back to, and the
+spilled events are read again; what was applied meanwhile is skipped as a duplicate. So memory stays
+within the bound, nothing is lost and nothing is applied twice, however long a gap lasts.
+
+Kafka offsets: the position to store per partition is the lowest offset still needed -- the smallest
+offset of a held, unsafe-pending or spilled event, else one past the last consumed -- so a restart
+re-reads what was held and the GTID check skips what was already applied. It is kept incrementally
+(a heap per partition with lazy deletion), not by scanning the held events.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from dbmux.core.events import ChangeEvent
 
@@ -30,18 +42,69 @@ class Gap:
     waiting_for: int
     held: int  # events held behind the gap
     since_s: float  # monotonic time the gap opened
+    spilled: bool = False  # events beyond the memory bound were left in Kafka (re-read when it closes)
 
 
-class GtidOrderer:
-    def __init__(self, applied: dict[str, int] | None = None) -> None:
+P = TypeVar("P", bound=Hashable)  # a partition: the runner's PartitionKey, anything hashable in tests
+
+
+@dataclass(frozen=True, slots=True)
+class _Held(Generic[P]):
+    event: ChangeEvent
+    offset: int
+    partition: P
+    size: int
+
+
+class _Offsets:
+    """The offsets of held events of one partition: add, remove, lowest -- each O(log n) amortised."""
+
+    __slots__ = ("_count", "_heap")
+
+    def __init__(self) -> None:
+        self._heap: list[int] = []
+        self._count: dict[int, int] = {}
+
+    def add(self, offset: int) -> None:
+        n = self._count.get(offset, 0)
+        self._count[offset] = n + 1
+        if n == 0:
+            heapq.heappush(self._heap, offset)
+
+    def remove(self, offset: int) -> None:
+        n = self._count[offset] - 1
+        if n:
+            self._count[offset] = n
+        else:
+            del self._count[offset]
+
+    def lowest(self) -> int | None:
+        heap = self._heap
+        while heap and heap[0] not in self._count:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+
+class GtidOrderer(Generic[P]):
+    def __init__(self, applied: dict[str, int] | None = None, *, max_held_bytes: int = 0) -> None:
         self.applied: dict[str, int] = dict(applied or {})
-        self._held: dict[str, dict[int, tuple[ChangeEvent, int]]] = {}
+        self.max_held_bytes = max_held_bytes
+        self._held: dict[str, dict[int, _Held[P]]] = {}
+        self._offsets: dict[P, _Offsets] = {}
+        self._spilled: dict[str, dict[P, int]] = {}  # domain -> partition -> lowest spilled offset
+        self._rewind: dict[P, int] = {}
         self._gap_since: dict[str, float] = {}
         self.duplicates = 0
         self.unsafe_waiting = 0
+        self.held_events = 0
+        self.held_bytes = 0
+        self.held_bytes_peak = 0
+        self.spilled_events = 0  # events dropped at the bound (read again later), in all
 
-    def offer(self, event: ChangeEvent, offset: int) -> list[tuple[ChangeEvent, int]]:
-        """Account for one consumed event; return the events now ready, in order."""
+    def offer(self, event: ChangeEvent, offset: int, partition: P, *,
+              size: int = 0) -> list[tuple[ChangeEvent, int]]:
+        """Account for one consumed event (``size``: its encoded bytes); return the events now ready,
+        in order."""
         domain, seq = event.gtid.domain, event.gtid.seq
         last = self.applied.get(domain)
         if last is not None and seq <= last:
@@ -50,15 +113,48 @@ class GtidOrderer:
         held = self._held.setdefault(domain, {})
         if event.source == "ingress" and event.unsafe:
             # Keep the GTID open for the row form; remember the offset so it is re-read on restart.
-            if seq not in held:
+            key = -seq
+            if seq not in held and key not in held:
                 self.unsafe_waiting += 1
-                held.setdefault(-seq, (event, offset))
-            return self._release(domain)
-        if -seq in held:
-            del held[-seq]
+                self._hold(held, key, _Held(event, offset, partition, size))
+        else:
+            key = seq
+            if -seq in held:
+                self._unhold(held, -seq)
+                self.unsafe_waiting -= 1
+            if seq not in held:
+                self._hold(held, seq, _Held(event, offset, partition, size))
+        ready = self._release(domain)
+        if self.max_held_bytes and self.held_bytes > self.max_held_bytes and key in held:
+            self._spill(domain, held, key)
+        return ready
+
+    def _hold(self, held: dict[int, _Held[P]], key: int, h: _Held[P]) -> None:
+        held[key] = h
+        offsets = self._offsets.get(h.partition)
+        if offsets is None:
+            offsets = self._offsets[h.partition] = _Offsets()
+        offsets.add(h.offset)
+        self.held_events += 1
+        self.held_bytes += h.size
+        if self.held_bytes > self.held_bytes_peak:
+            self.held_bytes_peak = self.held_bytes
+
+    def _unhold(self, held: dict[int, _Held[P]], key: int) -> _Held[P]:
+        h = held.pop(key)
+        self._offsets[h.partition].remove(h.offset)
+        self.held_events -= 1
+        self.held_bytes -= h.size
+        return h
+
+    def _spill(self, domain: str, held: dict[int, _Held[P]], key: int) -> None:
+        h = self._unhold(held, key)
+        if key < 0:
             self.unsafe_waiting -= 1
-        held.setdefault(seq, (event, offset))
-        return self._release(domain)
+        spilled = self._spilled.setdefault(domain, {})
+        if h.offset < spilled.get(h.partition, h.offset + 1):
+            spilled[h.partition] = h.offset
+        self.spilled_events += 1
 
     def _release(self, domain: str) -> list[tuple[ChangeEvent, int]]:
         held = self._held[domain]
@@ -73,25 +169,50 @@ class GtidOrderer:
                 nxt = min(positive)  # first event ever seen for this domain starts the sequence
             if nxt not in held:
                 break
-            ready.append(held.pop(nxt))
+            h = self._unhold(held, nxt)
+            ready.append((h.event, h.offset))
             last = nxt
         if last is not None:
             self.applied[domain] = last
-        if held:
+        if ready and domain in self._spilled:
+            # the gap closed (or moved on): read what was spilled again
+            for partition, offset in self._spilled.pop(domain).items():
+                self._rewind[partition] = min(offset, self._rewind.get(partition, offset))
+        if held or domain in self._spilled:
             self._gap_since.setdefault(domain, time.monotonic())
         else:
             self._gap_since.pop(domain, None)
         return ready
+
+    def take_rewind(self) -> dict[P, int]:
+        """Per partition, the offset to seek back to (spilled events to read again); then forgotten.
+        The caller must treat that offset as its next one (nothing at or after it is consumed)."""
+        rewind, self._rewind = self._rewind, {}
+        return rewind
 
     def gaps(self) -> list[Gap]:
         out = []
         for domain, since in self._gap_since.items():
             held = self._held.get(domain, {})
             last = self.applied.get(domain)
-            out.append(Gap(domain, (last or 0) + 1, len(held), since))
+            out.append(Gap(domain, (last or 0) + 1, len(held), since, domain in self._spilled))
         return out
 
-    def lowest_needed_offset(self) -> int | None:
-        """Smallest offset of an event still held (None: nothing held)."""
-        offsets = [off for held in self._held.values() for _, off in held.values()]
-        return min(offsets) if offsets else None
+    def lowest_needed_offset(self, partition: P) -> int | None:
+        """Smallest offset of ``partition`` still needed by an event held, spilled or to be re-read
+        (None: nothing)."""
+        offsets = self._offsets.get(partition)
+        candidates = [o for o in (offsets.lowest() if offsets else None,
+                                  self._rewind.get(partition)) if o is not None]
+        candidates += [s[partition] for s in self._spilled.values() if partition in s]
+        return min(candidates) if candidates else None
+
+    def needed_offsets(self) -> dict[P, int]:
+        """:meth:`lowest_needed_offset` for every partition that has one."""
+        parts = set(self._offsets) | set(self._rewind) | {p for s in self._spilled.values() for p in s}
+        out = {}
+        for p in parts:
+            low = self.lowest_needed_offset(p)
+            if low is not None:
+                out[p] = low
+        return out

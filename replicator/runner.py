@@ -37,7 +37,7 @@ from dbmux.core.topics import dlq_topic
 from dbmux.replicator.errors import ApplyError, TargetHalted
 from dbmux.replicator.filtering import filter_event
 from dbmux.replicator.mysql_applier import MySQLApplier
-from dbmux.replicator.ordering import GtidOrderer
+from dbmux.replicator.ordering import Gap, GtidOrderer
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.shard_target import ShardTarget
@@ -49,6 +49,12 @@ APPLIED = Counter("dbmux_replicator_transactions_applied_total", "Source transac
 DUPLICATES = Counter("dbmux_replicator_duplicates_skipped_total", "Duplicate GTIDs skipped", ["target"])
 GAP_SECONDS = Gauge("dbmux_replicator_gap_seconds", "How long the oldest GTID gap has been open", ["target"])
 DEAD_LETTERED = Counter("dbmux_replicator_dead_lettered_total", "Events sent to the DLQ", ["target"])
+HELD_EVENTS = Gauge("dbmux_replicator_held_events", "Events held in memory behind a GTID gap", ["target"])
+HELD_BYTES = Gauge("dbmux_replicator_held_bytes", "Bytes of the events held behind a GTID gap", ["target"])
+HELD_BYTES_PEAK = Gauge("dbmux_replicator_held_bytes_peak", "Most bytes held at once since start", ["target"])
+SPILLED = Counter("dbmux_replicator_spilled_total",
+                  "Events left in Kafka at the memory bound (replicator.max_held_bytes), read again later", ["target"])
+REWINDS = Counter("dbmux_replicator_rewinds_total", "Seeks back to read spilled events again", ["target"])
 
 Item = tuple[ChangeEvent, PartitionKey, int]
 PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
@@ -124,6 +130,7 @@ class Replicator:
         # for `dbmux up`, whose ingress would feel the longer, rarer collections as latency
         self.tune_gc = False
         self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
+        self.max_held_bytes = self.target.max_held_bytes or config.replicator.max_held_bytes
 
     async def run(self, stop: asyncio.Event) -> int:
         """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
@@ -205,7 +212,7 @@ class Replicator:
         every unit of a shard target (whose routing reads the target), is a barrier: nothing more is
         cut until it is applied.
         """
-        orderer = GtidOrderer(position.gtids)
+        orderer: GtidOrderer[PartitionKey] = GtidOrderer(position.gtids, max_held_bytes=self.max_held_bytes)
         consumed: dict[PartitionKey, int] = {}
         planned = position.copy()
         ready: list[Item] = []
@@ -238,16 +245,28 @@ class Replicator:
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self.shard.probe(ev)
-                        before = orderer.duplicates
-                        released = orderer.offer(ev, rec.offset)
+                        before, spilled = orderer.duplicates, orderer.spilled_events
+                        released = orderer.offer(ev, rec.offset, key, size=len(rec.value))
                         if orderer.duplicates != before:
                             DUPLICATES.labels(name).inc()
+                        if orderer.spilled_events != spilled:
+                            SPILLED.labels(name).inc()
                         self._sizes[(key, rec.offset)] = len(rec.value)
                         if released and not ready:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self.shard.release(e), off) for e, off in released]
                         ready.extend((e, key, off) for e, off in released)
+                for key, offset in orderer.take_rewind().items():
+                    # a gap closed: read again what was left in Kafka at the memory bound
+                    consumer.seek(TopicPartition(key.topic, key.partition), offset)
+                    consumed[key] = min(consumed.get(key, offset), offset)
+                    REWINDS.labels(name).inc()
+                    log.info("target %s: GTID gap closed; reading %s[%d] again from offset %d (events left in "
+                             "Kafka at the memory bound)", name, key.topic, key.partition, offset)
+                HELD_EVENTS.labels(name).set(orderer.held_events)
+                HELD_BYTES.labels(name).set(orderer.held_bytes)
+                HELD_BYTES_PEAK.labels(name).set(orderer.held_bytes_peak)
                 gaps = orderer.gaps()
                 now = time.monotonic()
                 if gaps:
@@ -255,8 +274,7 @@ class Replicator:
                     GAP_SECONDS.labels(name).set(now - oldest)
                     if (now - oldest) * 1000 > self.config.replicator.gap_alert_ms and now - last_gap_log > 10:
                         last_gap_log = now
-                        detail = "; ".join(f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held)"
-                                           for g in gaps)
+                        detail = gap_detail(gaps, orderer)
                         log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",
                                   name, now - oldest, detail)
                         await _drained(units, apply_task)  # the status row is written on the apply connection
@@ -296,13 +314,13 @@ class Replicator:
                 except BaseException:  # noqa: BLE001 - already failing or cancelled; the first error wins
                     pass
 
-    def _cut(self, ready: list[Item], orderer: GtidOrderer, consumed: dict[PartitionKey, int],
+    def _cut(self, ready: list[Item], orderer: GtidOrderer[PartitionKey], consumed: dict[PartitionKey, int],
              planned: TargetPosition) -> list[_Unit]:
         """Group-commit units for ``ready``, each with the position it stores; ``planned`` advances past them."""
         shard = self.shard
         chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
                                    alone=shard.is_switch if shard is not None else (lambda ev: False))
-        held = orderer.lowest_needed_offset()
+        held = orderer.needed_offsets()
         snapshot = dict(consumed)
         units = []
         for i, chunk in enumerate(chunks):
@@ -384,6 +402,18 @@ class Replicator:
         raise TargetHalted(str(exc))
 
 
+def gap_detail(gaps: list[Gap], orderer: GtidOrderer[PartitionKey]) -> str:
+    """What `dbmux status` and the gap alert say about open gaps."""
+    parts = []
+    for g in gaps:
+        text = f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held"
+        if g.spilled:
+            text += ", more left in Kafka at the memory bound"
+        parts.append(text + ")")
+    return ("; ".join(parts) + f"; {orderer.held_bytes:,} bytes held (bound {orderer.max_held_bytes:,}). Only the "
+            "binlog reader's copy can close a gap: is 'dbmux binlog' running and caught up?")
+
+
 def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
     """``ev`` with every statement flagged unsafe: it is applied from its row form only."""
     return dataclasses.replace(ev, statements=tuple(dataclasses.replace(s, unsafe=True) for s in ev.statements))
@@ -393,15 +423,16 @@ def later_items(chunk: list[Item], item: Item) -> list[Item]:
     return chunk[chunk.index(item) + 1:]
 
 
-def position_after(base: TargetPosition, chunk: list[Item], later: list[Item], held: int | None,
+def position_after(base: TargetPosition, chunk: list[Item], later: list[Item], held: dict[PartitionKey, int],
                    consumed: dict[PartitionKey, int]) -> TargetPosition:
     """The position once ``chunk`` is applied on top of ``base``: per partition the lowest offset still
-    needed -- one past the last consumed, or an event cut ``later``, or one the orderer holds (``held``)."""
+    needed -- one past the last consumed, or an event cut ``later``, or one the orderer still needs
+    (``held``: held, spilled or to be read again)."""
     pos = base.copy()
     for key, nxt in consumed.items():
         candidates = [nxt, *(off for _, k, off in later if k == key)]
-        if held is not None:
-            candidates.append(held)
+        if key in held:
+            candidates.append(held[key])
         pos.offsets[key] = min(candidates)
     for ev, _, _ in chunk:
         pos.gtids[ev.gtid.domain] = ev.gtid.seq
@@ -417,7 +448,7 @@ class _Unit:
     last: dict[str, ChangeEvent]  # last event per GTID domain in it
     base: TargetPosition  # the position before it (to position events one by one on an error)
     later: list[Item]  # items cut after it in the same round
-    held: int | None  # lowest offset the orderer held when it was cut
+    held: dict[PartitionKey, int]  # per partition the lowest offset the orderer needed when it was cut
     consumed: dict[PartitionKey, int]  # next offset per partition when it was cut
     barrier: bool  # nothing more is cut until it is applied
     prepared: object = None  # the applier's ready-made form of it (applier.prepare), or None

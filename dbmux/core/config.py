@@ -171,6 +171,7 @@ class ReplicatorDefaults:
     batch_max_bytes: int = 4 * 1024 * 1024
     batch_linger_ms: int = 20
     gap_alert_ms: int = 30000
+    max_held_bytes: int = 64 * 1024 * 1024  # events held in memory behind a GTID gap, at most
     on_error: str = "halt"
     metrics_port: int = 0
 
@@ -179,6 +180,7 @@ class ReplicatorDefaults:
         _check_min(f"{prefix}.batch_max_bytes", self.batch_max_bytes, 1024)
         _check_min(f"{prefix}.batch_linger_ms", self.batch_linger_ms, 0)
         _check_min(f"{prefix}.gap_alert_ms", self.gap_alert_ms, 1)
+        _check_min(f"{prefix}.max_held_bytes", self.max_held_bytes, 65536)
         _check_choice(f"{prefix}.on_error", self.on_error, ON_ERROR)
         _check_min(f"{prefix}.metrics_port", self.metrics_port, 0)
 
@@ -192,6 +194,7 @@ class TargetConfig:
     on_error: str = ""  # empty: [replicator].on_error
     batch_max_txns: int = 0  # 0: [replicator] default
     batch_linger_ms: int = -1  # -1: [replicator] default
+    max_held_bytes: int = 0  # 0: [replicator] default
 
     def validate(self, prefix: str) -> None:
         if not self.url:
@@ -202,6 +205,8 @@ class TargetConfig:
             raise ConfigError(f"{prefix}.tables", "is empty", "use ['*'] for every table")
         if self.on_error:
             _check_choice(f"{prefix}.on_error", self.on_error, ON_ERROR)
+        if self.max_held_bytes:
+            _check_min(f"{prefix}.max_held_bytes", self.max_held_bytes, 65536)
 
     @property
     def dsn(self) -> Dsn:

@@ -42,18 +42,18 @@ def test_release_order(applied, arrivals, released, held_after):
         kind = a[-1] if a[-1] in "ub" else ""
         g = a.rstrip("ub")
         e = ev(g, source="binlog" if kind == "b" else "ingress", unsafe=kind == "u")
-        out += [str(r.gtid) for r, _ in o.offer(e, i)]
+        out += [str(r.gtid) for r, _ in o.offer(e, i, "p")]
     assert out == released
     assert sum(g.held for g in o.gaps()) == held_after
 
 
 def test_lowest_needed_offset_points_at_the_first_held_event():
     o = GtidOrderer({"0": 1})
-    assert o.offer(ev("0-1-3"), 10) == []
-    assert o.offer(ev("0-1-4"), 11) == []
-    assert o.lowest_needed_offset() == 10
-    assert [str(e.gtid) for e, _ in o.offer(ev("0-1-2"), 12)] == ["0-1-2", "0-1-3", "0-1-4"]
-    assert o.lowest_needed_offset() is None
+    assert o.offer(ev("0-1-3"), 10, "p") == []
+    assert o.offer(ev("0-1-4"), 11, "p") == []
+    assert o.lowest_needed_offset("p") == 10
+    assert [str(e.gtid) for e, _ in o.offer(ev("0-1-2"), 12, "p")] == ["0-1-2", "0-1-3", "0-1-4"]
+    assert o.lowest_needed_offset("p") is None
     assert o.gaps() == []
 
 
@@ -70,3 +70,93 @@ def test_commit_chunks_respect_count_bytes_and_ddl():
     assert [len(c) for c in by_bytes] == [2, 2, 2, 1, 1, 1]
     huge = chunks_for_commit(items[:1], 100, max_bytes=10, sizes=sizes)
     assert [len(c) for c in huge] == [1]  # an event larger than the bound still goes, alone
+
+
+# ------------------------------------------------------------------ the memory bound (issue 19)
+
+
+def _replay(log: list[ChangeEvent], applied: dict[str, int], max_held_bytes: int, size: int = 100,
+            max_reads: int = 100_000) -> tuple[list[str], GtidOrderer, int]:
+    """A consumer of one partition ``log``: offers each record, seeks back when the orderer says so."""
+    o = GtidOrderer(applied, max_held_bytes=max_held_bytes)
+    out: list[str] = []
+    pos, reads, rewinds = 0, 0, 0
+    while pos < len(log):
+        reads += 1
+        assert reads < max_reads, "no progress"
+        out += [str(e.gtid) for e, _ in o.offer(log[pos], pos, "p", size=size)]
+        pos += 1
+        for part, offset in o.take_rewind().items():
+            assert part == "p" and offset < pos
+            pos, rewinds = offset, rewinds + 1
+    return out, o, rewinds
+
+
+def test_held_events_beyond_the_bound_are_spilled_and_read_again_once_the_gap_closes():
+    # 0-1-5 arrives only at the end (the binlog reader's copy of a write around the ingress)
+    log = [ev(f"0-1-{s}") for s in range(6, 26)] + [ev("0-1-5", source="binlog")]
+    out, o, rewinds = _replay(log, {"0": 4}, max_held_bytes=350)
+    assert out == [f"0-1-{s}" for s in range(5, 26)]  # every GTID once, in order
+    assert o.held_bytes_peak <= 350 + 100 and o.spilled_events > 0 and rewinds == 1
+    assert o.held_events == 0 and o.held_bytes == 0 and o.gaps() == [] and o.needed_offsets() == {}
+
+
+def test_without_a_bound_everything_is_held():
+    log = [ev(f"0-1-{s}") for s in range(6, 26)] + [ev("0-1-5", source="binlog")]
+    out, o, rewinds = _replay(log, {"0": 4}, max_held_bytes=0)
+    assert out == [f"0-1-{s}" for s in range(5, 26)] and rewinds == 0 and o.held_bytes_peak == 21 * 100
+
+
+def test_spilled_offsets_stay_needed_until_read_again():
+    o = GtidOrderer({"0": 1}, max_held_bytes=200)
+    for off, s in enumerate((3, 4, 5, 6)):
+        assert o.offer(ev(f"0-1-{s}"), 10 + off, "p", size=100) == []
+    assert o.held_events == 2 and o.spilled_events == 2
+    assert o.lowest_needed_offset("p") == 10 and o.needed_offsets() == {"p": 10}
+    assert [g.spilled for g in o.gaps()] == [True]
+    assert [str(e.gtid) for e, _ in o.offer(ev("0-1-2"), 20, "p", size=100)] == ["0-1-2", "0-1-3", "0-1-4"]
+    assert o.needed_offsets() == {"p": 12}  # 5 and 6 are to be read again from offset 12
+    assert o.take_rewind() == {"p": 12} and o.take_rewind() == {}
+
+
+def test_an_unsafe_event_is_spilled_like_any_other():
+    o = GtidOrderer({"0": 1}, max_held_bytes=100)
+    assert o.offer(ev("0-1-3"), 0, "p", size=100) == []
+    assert o.offer(ev("0-1-2", unsafe=True), 1, "p", size=100) == []  # over the bound: spilled
+    assert o.unsafe_waiting == 0 and o.lowest_needed_offset("p") == 0 and o.held_events == 1
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_replay_with_duplicates_and_late_copies_applies_each_gtid_once_in_order(seed):
+    import random
+
+    rnd = random.Random(seed)
+    n = 60
+    late = set(rnd.sample(range(1, n + 1), 6))  # written around the ingress: only the binlog copy, late
+    log: list[ChangeEvent] = []
+    for s in range(1, n + 1):
+        if s not in late:
+            log.append(ev(f"0-1-{s}", unsafe=rnd.random() < 0.1))
+        if rnd.random() < 0.3:  # some binlog copies arrive early
+            log.append(ev(f"0-1-{s}", source="binlog"))
+    log += [ev(f"0-1-{s}", source="binlog") for s in range(1, n + 1)]  # the binlog reader catches up
+    bound = rnd.choice([150, 400, 1000, 0])
+    out, o, _ = _replay(log, {"0": 0}, max_held_bytes=bound)
+    assert out == [f"0-1-{s}" for s in range(1, n + 1)]
+    if bound:
+        assert o.held_bytes_peak <= bound + 100
+    assert o.held_events == 0 and o.needed_offsets() == {}
+
+
+def test_lowest_needed_offset_is_the_minimum_of_what_is_held_per_partition():
+    import random
+
+    rnd = random.Random(7)
+    o = GtidOrderer({"0": 0, "1": 0})
+    for i in range(400):
+        domain = rnd.choice("01")
+        seq = rnd.randint(2, 60)
+        o.offer(ev(f"{domain}-1-{seq}"), i, domain, size=1)
+        for part in "01":
+            brute = [h.offset for d in o._held.values() for h in d.values() if h.partition == part]
+            assert o.lowest_needed_offset(part) == (min(brute) if brute else None)

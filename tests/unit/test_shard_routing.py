@@ -393,7 +393,7 @@ def test_one_statement_needing_rows_makes_the_whole_event_wait_for_the_binlog_co
     assert [s.sql for s in routed.statements] == [s.sql for s in ev.statements]
 
     orderer = GtidOrderer({"0": 8})
-    assert orderer.offer(routed, 10) == []  # held: the statements cannot be applied on a shard
+    assert orderer.offer(routed, 10, "p") == []  # held: the statements cannot be applied on a shard
     binlog = ChangeEvent(GTID, "binlog", 1, db="shop", rows=(
         RowChange("t", "shop", "update", before={"id": 2, "c": "o"}, after={"id": 2, "c": "x"}),
         RowChange("t", "shop", "update", before={"id": 3, "c": "o"}, after={"id": 99, "c": "o"}),
@@ -401,7 +401,7 @@ def test_one_statement_needing_rows_makes_the_whole_event_wait_for_the_binlog_co
     row_form = ROUTERS["a"].route(binlog)
     assert [(r.op, r.before and r.before["id"], r.after and r.after["id"]) for r in row_form.rows] == [
         ("update", 2, 2), ("insert", None, 1)]  # row 3 -> 99 stays on b (both odd)
-    released = orderer.offer(row_form, 11)
+    released = orderer.offer(row_form, 11, "p")
     assert [(e.source, e.gtid) for e, _ in released] == [("binlog", GTID)]
     assert orderer.applied == {"0": 9}
 

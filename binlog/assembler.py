@@ -35,6 +35,11 @@ advances the GTID (targets need every GTID to close gaps).
 Events are dispatched on their class name (``MariadbGtidEvent``, ``QueryEvent``, ...), so tests feed
 small stand-in objects with the same attributes as the library's events. The row images of rows
 events are decoded by :mod:`binlog.row_decoder`.
+
+Passwords: MariaDB's binlog keeps ``CREATE USER u IDENTIFIED BY 'pw'`` (and ``ALTER USER``, ``GRANT ...
+IDENTIFIED BY``, ``USING PASSWORD('pw')``) as the client wrote it. Every kept statement goes through
+:func:`dbmux.core.passwords.redact_secrets`: the password becomes its hash (replicas get the same
+account), or is withheld and the statement flagged ``unsafe`` where no hash form exists.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Any
 from dbmux.binlog.row_decoder import ROW_EVENT_OPS, row_changes
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.gtid import Gtid
+from dbmux.core.passwords import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,12 @@ def _keep_statement(sql: str, schema: str) -> bool:
     if schema.lower() in SYSTEM_SCHEMAS and not re.search(r"\.", sql):
         return False
     return not _SYSTEM_REF.search(sql)
+
+
+def _statement(sql: str, kind: str) -> Statement:
+    """A binlog statement as published: no clear-text password (see the module docstring)."""
+    red = redact_secrets(sql)
+    return Statement(sql=red.sql, kind=kind, unsafe=red.unsafe)
 
 
 @dataclass
@@ -157,12 +169,12 @@ class TransactionAssembler:
             if self._on_savepoint(txn, sql):
                 return None
             if _keep_statement(sql, schema):
-                txn.statements.append(Statement(sql=sql, kind="other"))
+                txn.statements.append(_statement(sql, "other"))
                 txn.db = txn.db or schema or None
             return None
         # A standalone statement (DDL, account management, ...) is a transaction of its own.
         if _keep_statement(sql, schema):
-            txn.statements.append(Statement(sql=sql, kind="ddl"))
+            txn.statements.append(_statement(sql, "ddl"))
             txn.db = schema or None
         return self._finish()
 

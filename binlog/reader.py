@@ -52,6 +52,7 @@ from dbmux.core.gctune import freeze_once
 from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic
 from dbmux.core.mysql_connect import connect_pymysql
+from dbmux.core.passwords import redact_text
 from dbmux.core.supervise import supervise
 from dbmux.core.topics import partition_key
 from dbmux.core.transient import is_transient, mysql_errno
@@ -289,10 +290,10 @@ class BinlogReader:
             await supervise(lambda: self._run_once(stop), stop=stop, on_retry=self._on_retry,
                             progress=lambda: self.published)
         except DbmuxError as exc:  # a BinlogReaderError, or e.g. tls=required and the primary offers no TLS
-            log.error("binlog reader: %s", exc)
+            log.error("binlog reader: %s", redact_text(str(exc)))
             return 2
         except pymysql.err.MySQLError as exc:
-            log.error("binlog reader: %s", _describe(self.dsn, exc))
+            log.error("binlog reader: %s", redact_text(str(_describe(self.dsn, exc))))
             return 2
         return 0
 
@@ -304,7 +305,7 @@ class BinlogReader:
         else:
             problem = f"{type(exc).__name__}: {exc}"
         acked = self._acked
-        log.warning("binlog reader: %s; reconnecting from %s in %.1fs", problem,
+        log.warning("binlog reader: %s; reconnecting from %s in %.1fs", redact_text(problem),
                     acked.text() if acked else "the stored position", delay_s)
 
     async def _start_position(self, server_pos: str) -> tuple[BinlogPosition, bool]:

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 from dbmux.core.events import Statement
+from dbmux.core.passwords import redact_secrets
 from dbmux.ingress.protocol.constants import SERVER_STATUS_IN_TRANS
-from dbmux.ingress.secrets import redact_secrets
 
 _SAVEPOINT_NAME = re.compile(r"(?is)^\s*(?:rollback\s+(?:work\s+)?to\s+(?:savepoint\s+)?|savepoint\s+|"
                              r"release\s+savepoint\s+)`?([^`\s;]+)`?")

@@ -320,7 +320,7 @@ class MySQLApplier:
             raise ApplyError(f"error {errno}: {exc.args[1] if len(exc.args) > 1 else exc} in "
                              f"{sql[:300]!r}", gtid=str(ev.gtid), offset=offset,
                              table=table or table_of(sql, self._db), errno=errno,
-                             retriable=is_transient(exc)) from exc
+                             retriable=is_transient(exc), sql=sql) from exc
 
     async def _set_session(self, cur, ev: ChangeEvent) -> None:
         ctx = ev.session

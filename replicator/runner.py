@@ -32,6 +32,7 @@ from dbmux.core.config import Config, TargetConfig
 from dbmux.core.errors import DbmuxError
 from dbmux.core.events import ChangeEvent, EnvelopeError
 from dbmux.core.kafka_topics import ensure_topic, topic_partitions
+from dbmux.core.passwords import redact_event, redact_payload, redact_text
 from dbmux.core.supervise import supervise
 from dbmux.core.topics import dlq_topic
 from dbmux.replicator.errors import ApplyError, TargetHalted
@@ -218,6 +219,7 @@ class Replicator:
         ready: list[Item] = []
         batch_started = 0.0
         last_gap_log = 0.0
+        status_says_gap = False
         committed_for_lag: dict[PartitionKey, int] = {}
         last_lag_commit = 0.0
         name = self.target.name
@@ -279,8 +281,14 @@ class Replicator:
                                   name, now - oldest, detail)
                         await _drained(units, apply_task)  # the status row is written on the apply connection
                         await applier.set_status("waiting for gap", detail)
+                        status_says_gap = True
                 else:
                     GAP_SECONDS.labels(name).set(0)
+                    if status_says_gap:  # the gap closed: the status row says so again
+                        await _drained(units, apply_task)
+                        await applier.set_status("running", "")
+                        status_says_gap = False
+                        log.info("target %s: GTID gap closed", name)
                 due = ready and (len(ready) >= self.limits.max_txns
                                  or now - batch_started >= self.limits.linger_s or not records)
                 if due:
@@ -383,23 +391,25 @@ class Replicator:
         APPLIED.labels(self.target.name).inc(len(chunk))
 
     async def _permanent(self, applier, dlq, exc: ApplyError, event, pos: TargetPosition | None = None) -> None:
+        problem = redact_text(str(exc))  # the log, the DLQ header and `dbmux status` never show a password
         if self.policy == "dead-letter" and dlq is not None:
-            headers = [("dbmux-error", str(exc).encode()[:4000]), ("dbmux-target", self.target.name.encode()),
+            headers = [("dbmux-error", problem.encode()[:4000]), ("dbmux-target", self.target.name.encode()),
                        ("dbmux-offset", str(exc.offset).encode())]
-            value = event if isinstance(event, bytes) else encode_event(event)
+            value = redact_payload(event) if isinstance(event, bytes) else encode_event(redact_event(event))
             await dlq.send_and_wait(dlq_topic(self.topic), value, headers=headers)
             DEAD_LETTERED.labels(self.target.name).inc()
-            log.error("target %s: %s -> dead-lettered to %s, continuing", self.target.name, exc, dlq_topic(self.topic))
+            log.error("target %s: %s -> dead-lettered to %s, continuing", self.target.name, problem,
+                      dlq_topic(self.topic))
             if pos is not None and isinstance(event, ChangeEvent):
                 await applier.apply([], pos, {event.gtid.domain: event})  # position only: recorded as handled
             return
         self.halted = exc
-        log.error("target %s HALTED on a permanent error: %s", self.target.name, exc)
+        log.error("target %s HALTED on a permanent error: %s", self.target.name, problem)
         try:
-            await applier.set_status("halted", str(exc))
+            await applier.set_status("halted", problem)
         except Exception:  # noqa: BLE001 - the halt itself matters more
             pass
-        raise TargetHalted(str(exc))
+        raise TargetHalted(problem)
 
 
 def gap_detail(gaps: list[Gap], orderer: GtidOrderer[PartitionKey]) -> str:

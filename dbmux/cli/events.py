@@ -1,4 +1,7 @@
-"""``dbmux events``: print the change-event topic (the audit trail) as JSON lines."""
+"""``dbmux events``: print the change-event topic (the audit trail) as JSON lines.
+
+Producers never publish a clear-text password; events published before they redacted are shown
+redacted too (:func:`dbmux.core.passwords.redact_event`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from dbmux.cli.common import add_config_arg, load_command_config, run_async
 from dbmux.core.codec import decode_event, encode_event
 from dbmux.core.config import Config
+from dbmux.core.passwords import redact_event
 
 
 async def print_events(config: Config, *, last: int, follow: bool, out: TextIO = sys.stdout) -> int:
@@ -32,7 +36,7 @@ async def print_events(config: Config, *, last: int, follow: bool, out: TextIO =
             batch = await consumer.getmany(*tps, timeout_ms=500)
             for tp in tps:
                 for rec in batch.get(tp, []):
-                    ev = decode_event(rec.value)  # validates; re-encoded canonical JSON
+                    ev = redact_event(decode_event(rec.value))  # validates; re-encoded canonical JSON
                     line = orjson.loads(encode_event(ev))
                     line["_partition"], line["_offset"] = tp.partition, rec.offset
                     out.write(orjson.dumps(line).decode() + "\n")

@@ -4,6 +4,8 @@ Both wrap the replicator's applier for the target (same connection setup, ``dbmu
 one-replicator-per-target lock and position format), and add what a backfill needs: create a table
 from the primary's definition, insert a chunk *and* the backfill record in one transaction, apply
 catch-up row changes, and the hand-off (record ``done`` + the replicator's position, atomically).
+A table's definition is created as the primary has it; an error creating it never shows a password
+the definition holds.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import re
 from collections.abc import AsyncIterator
 
 import orjson
+import pymysql
 
 from dbmux.core.config import Config, TargetConfig
 from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.core.passwords import redact_text
+from dbmux.core.transient import is_transient
 from dbmux.replicator.errors import ApplyError, BackfillError
 from dbmux.replicator.mysql_applier import ROW_SESSION, MySQLApplier
 from dbmux.replicator.mysql_sql import literal, quote_ident, row_sql
@@ -92,7 +97,14 @@ class MySQLTarget:
             await cur.execute("SET SESSION sql_notes = 0")
             await cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(shape.db)}")
             await cur.execute(f"USE {quote_ident(shape.db)}")
-            await cur.execute(create)
+            try:
+                await cur.execute(create)
+            except pymysql.err.MySQLError as exc:
+                if is_transient(exc):
+                    raise
+                # the primary's definition may hold a password (a FEDERATED CONNECTION URL): not in the message
+                raise BackfillError(redact_text(f"creating {shape.name} on target {self.target.name} failed: "
+                                                f"{exc.args[-1]} (definition: {create[:300]!r})", create)) from None
             await cur.execute("SET SESSION sql_notes = 1")
             await cur.execute(f"SELECT 1 FROM {quote_ident(shape.db)}.{quote_ident(shape.table)} LIMIT 1")
             present = len(await cur.fetchall())

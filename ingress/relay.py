@@ -18,7 +18,6 @@ COM_RESET_CONNECTION) run as a coroutine in pull mode, then push mode resumes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -27,6 +26,7 @@ from typing import Any
 from dbmux.core.config import Config, IngressConfig
 from dbmux.core.events import ChangeEvent
 from dbmux.core.gtid import Gtid
+from dbmux.core.passwords import redact_text
 from dbmux.ingress.capture import StatementOutcome, TransactionCapture
 from dbmux.ingress.connection import Connection
 from dbmux.ingress.protocol import constants as c
@@ -171,31 +171,39 @@ class CommandRelay:
             self._slow(self._change_user(payload))
         elif code == c.COM_RESET_CONNECTION:
             self._slow(self._reset_connection(cmd.raw))
+        elif code == c.COM_STMT_RESET:
+            self.prepared.on_reset(payload)
+            self._start(cmd.raw, code)
         elif code in _REFUSED:
-            self._refuse("dbmux: this command is not supported through the ingress; open a new connection instead")
-        else:  # COM_INIT_DB, COM_PING, COM_STMT_RESET, COM_FIELD_LIST, ...
+            self._refuse(cmd, "dbmux: this command is not supported through the ingress; open a new connection "
+                              "instead")
+        else:  # COM_INIT_DB, COM_PING, COM_FIELD_LIST, ...
             self._start(cmd.raw, code)
 
-    def _refuse(self, message: str) -> None:
-        """Answer the command in flight with an error of the ingress's own (it never reaches the primary)."""
-        self.conn.send_error(1235, "42000", message)
+    def _refuse(self, cmd: Packet, message: str) -> None:
+        """Answer the command in flight with an error of the ingress's own, at once (it never reaches the
+        primary); its sequence id follows the command's last frame."""
+        log.info("%s: refused command 0x%02X (%d bytes): %s", self.tag, cmd.payload[0], len(cmd.payload), message)
+        self.conn.send_error(1235, "42000", message, seq=(cmd.last_seq + 1) & 0xFF)
+        self.client.flush()
         self.machine.process_type(ResponseComplete)
 
     def _query(self, cmd: Packet) -> None:
         ctx = self.ctx
-        q = ComQuery.parse(cmd.payload, ctx.upstream_caps)
-        sql = q.sql.decode("utf-8", "surrogateescape")
+        attributes, start = ComQuery.parse_head(cmd.payload, ctx.upstream_caps)
+        with memoryview(cmd.payload) as view, view[start:] as text:  # (decoded in place: one copy, not two)
+            sql = str(text, "utf-8", "surrogateescape")
         zone = ctx.time_zone
         if zone == "SYSTEM":
             zone = ctx.system_time_zone
         backslash = "NO_BACKSLASH_ESCAPES" not in (ctx.sql_mode or "")
         plan = plan_query(sql, time_zone=zone, backslash_escapes=backslash)
         if plan.refusal:
-            self._refuse(plan.refusal)
+            self._refuse(cmd, plan.refusal)
             return
         raw = cmd.raw
         if plan.rewritten is not None:
-            rewritten = dataclasses.replace(q, sql=plan.rewritten.encode("utf-8", "surrogateescape"))
+            rewritten = ComQuery(plan.rewritten.encode("utf-8", "surrogateescape"), attributes)
             raw = frame(rewritten.encode(ctx.upstream_caps), 0)
         self._start(raw, c.COM_QUERY, plan)
 
@@ -340,7 +348,7 @@ class CommandRelay:
         stmt = plan.statement(index)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
-                      stmt.kind, stmt.tcl, stmt.sql)
+                      stmt.kind, stmt.tcl, redact_text(stmt.sql[:200]))
         commit = self.capture.on_success(StatementOutcome(
             sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=ok.status_flags,
             last_insert_id=ok.last_insert_id, gtid=ok.gtid, params=params, db=self.ctx.db))

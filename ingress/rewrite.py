@@ -312,6 +312,21 @@ def _token_functions(tokens: list[Token]) -> list[str]:
     return reasons
 
 
+def _replaced(sql: str, replacements: list[tuple[int, int, str]]) -> str:
+    """``sql`` with each (start, end, text) of ``replacements`` (in order, not overlapping) done: one
+    copy of the text, however many replacements (not one per replacement)."""
+    if not replacements:
+        return sql
+    out: list[str] = []
+    last = 0
+    for start, end, literal in replacements:
+        out.append(sql[last:start])
+        out.append(literal)
+        last = end
+    out.append(sql[last:])
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -419,9 +434,7 @@ def rewrite_deterministic(
         replacements.append((t.start, tokens[end_idx].end, literal))
         i = end_idx + 1
 
-    out = sql
-    for start, end, literal in reversed(replacements):
-        out = out[:start] + literal + out[end:]
+    out = _replaced(sql, replacements)
     new_tokens = scan(out) if replacements else tokens
 
     if _limit_without_order(new_tokens):

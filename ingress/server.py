@@ -35,7 +35,8 @@ class IngressServer:
         await self.publisher.start()
         host, _, port = self.config.ingress.listen.rpartition(":")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port))
+        self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port),
+                                                backlog=self.config.ingress.listen_backlog)
         log.info("ingress listening on %s, forwarding to %s, publishing to %s", self.config.ingress.listen,
                  self.config.primary.dsn.redacted(), self.publisher.topic)
 

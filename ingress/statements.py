@@ -7,11 +7,13 @@ count, long data) so COM_STMT_EXECUTE can be captured with its bound values.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
 from dbmux.ingress.classify import Classification, classify, split_statements
+from dbmux.ingress.literals import MIN_STATEMENT_CHARS, Elided, elide_literals
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
 from dbmux.ingress.rewrite import rewrite_deterministic
@@ -55,6 +57,27 @@ def _plan_one(sql: str, cls: Classification, now: _dt.datetime | None, time_zone
 
 
 def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True) -> QueryPlan:
+    """How to forward and capture the text of one COM_QUERY. A big statement's long literals are set
+    aside while it is planned (:mod:`ingress.literals`): planning then costs what its code costs."""
+    if len(sql) >= MIN_STATEMENT_CHARS:
+        elided = elide_literals(sql, backslash_escapes)
+        if elided is not None:
+            return _restored(_plan_text(elided.skeleton, time_zone, backslash_escapes), elided)
+    return _plan_text(sql, time_zone, backslash_escapes)
+
+
+def _restored(plan: QueryPlan, elided: Elided) -> QueryPlan:
+    """A skeleton's plan with the elided literals put back."""
+
+    def restore(text: str) -> str:
+        return elided.sql if text is elided.skeleton else elided.restore(text)
+
+    statements = tuple(dataclasses.replace(p, sql=restore(p.sql)) for p in plan.statements)
+    rewritten = None if plan.rewritten is None else restore(plan.rewritten)
+    return QueryPlan(statements, rewritten, plan.refusal)
+
+
+def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool) -> QueryPlan:
     now: _dt.datetime | None = None  # the instant of the whole text, taken when a write needs it
     parts = split_statements(sql, backslash_escapes) if ";" in sql else [sql]
     if not parts:
@@ -82,7 +105,7 @@ class _Prepared:
     num_params: int
     plan: QueryPlan
     types: tuple | None = None
-    long_data: dict[int, bytearray] = field(default_factory=dict)
+    long_data: dict[int, bytearray] = field(default_factory=dict)  # COM_STMT_SEND_LONG_DATA since the last execute
 
     captured: bool = field(init=False)  # whether executions can be captured (else parameters are never looked at)
 
@@ -103,15 +126,25 @@ class PreparedStatements:
     def on_prepared(self, prepare_payload: bytes, reader) -> None:
         ok = reader.prepare_ok
         sql = prepare_payload[1:].decode("utf-8", "surrogateescape")
-        cls = classify(sql)
+        elided = elide_literals(sql) if len(sql) >= MIN_STATEMENT_CHARS else None
+        code = sql if elided is None else elided.skeleton  # what decides the flags below
+        cls = classify(code)
         # Non-deterministic functions cannot be rewritten once per execution of a prepared
         # statement: such statements are flagged unsafe (appliers use the binlog row form).
-        rw = rewrite_deterministic(sql, _dt.datetime.now(_dt.UTC), None, _rng) if cls.is_write else None
+        rw = rewrite_deterministic(code, _dt.datetime.now(_dt.UTC), None, _rng) if cls.is_write else None
         unsafe = bool(rw and (rw.changed or rw.unsafe))
         plan = QueryPlan((PlannedStatement(sql, cls.kind, cls.tcl, unsafe),))
         self._by_id[ok.statement_id] = _Prepared(sql, ok.num_params, plan)
 
+    def on_reset(self, payload: bytes) -> None:
+        """COM_STMT_RESET: the server forgets the statement's long data."""
+        st = self._by_id.get(int.from_bytes(payload[1:5], "little"))
+        if st is not None:
+            st.long_data = {}
+
     def on_no_response_command(self, payload: bytes, caps: int) -> None:
+        """COM_STMT_CLOSE, or COM_STMT_SEND_LONG_DATA: a chunk of a parameter's value (kept for the
+        next execute of a captured statement, where that parameter's value is left out)."""
         if payload[0] == c.COM_STMT_CLOSE:
             self._by_id.pop(int.from_bytes(payload[1:5], "little"), None)
         elif payload[0] == c.COM_STMT_SEND_LONG_DATA:
@@ -129,13 +162,9 @@ class PreparedStatements:
             return "", None, None
         if not st.captured:
             return st.sql, None, st.plan
-        ex = ComStmtExecute.parse(payload, st.num_params, st.types, caps)
+        long_data, st.long_data = st.long_data, {}  # the server forgets it with this execute, whatever its outcome
+        ex = ComStmtExecute.parse(payload, st.num_params, st.types, caps, long_data)
         if ex.new_params_bound:
             st.types = ex.param_types
-        values = list(ex.param_values)
-        for idx, data in st.long_data.items():
-            if idx < len(values):
-                values[idx] = bytes(data)
-        st.long_data = {}
-        return st.sql, tuple(values), st.plan
+        return st.sql, ex.param_values, st.plan
 

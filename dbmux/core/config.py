@@ -142,6 +142,7 @@ class IngressConfig:
     publish_timeout_ms: int = 5000
     reorder_window_ms: int = 50  # how long a commit waits for its predecessor GTID before publishing
     max_packet_bytes: int = 64 * 1024 * 1024
+    listen_backlog: int = 1024  # connections the kernel queues before the ingress accepts them
     tls_cert: str = ""
     tls_key: str = ""
     metrics_port: int = 0  # 0: no metrics endpoint
@@ -152,6 +153,7 @@ class IngressConfig:
         _check_min(f"{prefix}.publish_timeout_ms", self.publish_timeout_ms, 1)
         _check_min(f"{prefix}.reorder_window_ms", self.reorder_window_ms, 0)
         _check_min(f"{prefix}.max_packet_bytes", self.max_packet_bytes, 1024)
+        _check_min(f"{prefix}.listen_backlog", self.listen_backlog, 1)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{prefix}.tls_key" if self.tls_cert else f"{prefix}.tls_cert",
                               "tls_cert and tls_key must be set together")

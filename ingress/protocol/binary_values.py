@@ -18,7 +18,7 @@ import datetime
 import decimal
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -170,11 +170,19 @@ def decode_binary_value(buf: bytes, pos: int, type_code: int, unsigned: bool = F
 
 
 def decode_binary_values(
-    buf: bytes, pos: int, types: Sequence[ParamType], bitmap: bytes, offset: int = 0
-) -> tuple[tuple[BinaryValue, ...], int]:
-    """Decode ``len(types)`` values that follow a NULL bitmap; returns ``(values, new_pos)``."""
+    buf: bytes, pos: int, types: Sequence[ParamType], bitmap: bytes, offset: int = 0,
+    given: Mapping[int, BinaryValue] | None = None,
+) -> tuple[tuple[BinaryValue, ...], int]:  # fmt: skip
+    """Decode ``len(types)`` values that follow a NULL bitmap; returns ``(values, new_pos)``.
+
+    ``given``: values by index that are not in ``buf`` at all (COM_STMT_EXECUTE parameters sent with
+    COM_STMT_SEND_LONG_DATA): taken from the mapping, their NULL-bitmap bits ignored, as the server does.
+    """
     values: list[BinaryValue] = []
     for i, ptype in enumerate(types):
+        if given and i in given:
+            values.append(given[i])
+            continue
         if is_null(bitmap, i, offset):
             values.append(None)
             continue
@@ -257,8 +265,11 @@ def encode_binary_value(value: BinaryValue, type_code: int, unsigned: bool = Fal
     raise ValueError(f"cannot encode binary protocol type {type_code}")
 
 
-def encode_binary_values(values: Sequence[BinaryValue], types: Sequence[ParamType]) -> bytes:
-    """Encode the non-NULL ``values`` back to back (the NULL bitmap is separate)."""
+def encode_binary_values(values: Sequence[BinaryValue], types: Sequence[ParamType],
+                         absent: Container[int] = ()) -> bytes:
+    """Encode the non-NULL ``values`` back to back (the NULL bitmap is separate), leaving out the
+    indices in ``absent`` (values that travel in COM_STMT_SEND_LONG_DATA instead)."""
     return b"".join(
-        encode_binary_value(v, t.type, t.unsigned) for v, t in zip(values, types, strict=True) if v is not None
+        encode_binary_value(v, t.type, t.unsigned)
+        for i, (v, t) in enumerate(zip(values, types, strict=True)) if v is not None and i not in absent
     )

@@ -53,9 +53,12 @@ class QueryAttribute:
 
 
 def _decode_typed_block(
-    payload: bytes, pos: int, count: int, with_names: bool, previous_types: tuple[ParamType, ...] | None
+    payload: bytes, pos: int, count: int, with_names: bool, previous_types: tuple[ParamType, ...] | None,
+    long_data: Mapping[int, BinaryValue] | None = None,
 ) -> tuple[bool, tuple[ParamType, ...], tuple[bytes, ...], tuple[BinaryValue, ...], int]:
-    """null_bitmap, new_params_bind_flag, [types (+names)], values -> (new_bound, types, names, values, pos)."""
+    """null_bitmap, new_params_bind_flag, [types (+names)], values -> (new_bound, types, names, values, pos).
+
+    ``long_data``: the values of parameters sent with COM_STMT_SEND_LONG_DATA, absent from the values."""
     bitmap, pos = read_fixed_str(payload, pos, null_bitmap_bytes(count))
     new_bound, pos = read_fixed_int(payload, pos, 1)
     names: list[bytes] = []
@@ -75,13 +78,13 @@ def _decode_typed_block(
                 "execute are not known; pass previous_types from the last execute that bound them"
             )
         bound = previous_types
-    values, pos = decode_binary_values(payload, pos, bound, bitmap)
+    values, pos = decode_binary_values(payload, pos, bound, bitmap, given=long_data)
     return bool(new_bound), bound, tuple(names), values, pos
 
 
 def _encode_typed_block(
     types: tuple[ParamType, ...], names: tuple[bytes, ...], values: tuple[BinaryValue, ...], new_bound: bool,
-    with_names: bool,
+    with_names: bool, long_data_params: tuple[int, ...] = (),
 ) -> bytes:  # fmt: skip
     out = bytearray(build_null_bitmap(values))
     out.append(1 if new_bound else 0)
@@ -90,7 +93,7 @@ def _encode_typed_block(
             out += ptype.encode()
             if with_names:
                 out += write_lenenc_str(names[i] if i < len(names) else b"")
-    out += encode_binary_values(values, types)
+    out += encode_binary_values(values, types, long_data_params)
     return bytes(out)
 
 
@@ -103,6 +106,14 @@ class ComQuery:
 
     @classmethod
     def parse(cls, payload: bytes, capabilities: int = 0) -> ComQuery:
+        attributes, pos = cls.parse_head(payload, capabilities)
+        sql, _ = read_eof_str(payload, pos)
+        return cls(sql, attributes)
+
+    @staticmethod
+    def parse_head(payload: bytes, capabilities: int = 0) -> tuple[tuple[QueryAttribute, ...], int]:
+        """The query attributes and the offset where the SQL text starts (it runs to the end): for a
+        caller that reads a big text in place (``payload[offset:]`` would be one more copy of it)."""
         _body(payload, c.COM_QUERY, "COM_QUERY")
         pos = 1
         attributes: tuple[QueryAttribute, ...] = ()
@@ -114,8 +125,7 @@ class ComQuery:
             if count:
                 _, types, names, values, pos = _decode_typed_block(payload, pos, count, True, None)
                 attributes = tuple(QueryAttribute(n, t, v) for n, t, v in zip(names, types, values, strict=True))
-        sql, _ = read_eof_str(payload, pos)
-        return cls(sql, attributes)
+        return attributes, pos
 
     def encode(self, capabilities: int = 0) -> bytes:
         out = bytearray((c.COM_QUERY,))
@@ -359,17 +369,28 @@ class PreparedStatementInfo:
     """Decode context for COM_STMT_EXECUTE: what the caller remembers about one prepared statement.
 
     ``num_params`` comes from the prepare response; ``param_types`` from the last execute that bound
-    types (``new_params_bound``), needed when a later execute sends values without types.
+    types (``new_params_bound``), needed when a later execute sends values without types;
+    ``long_data`` what COM_STMT_SEND_LONG_DATA sent since the last execute (parameter index -> its
+    chunks, joined once by the execute: appending costs no copy of what came before).
     """
 
     num_params: int
     param_types: tuple[ParamType, ...] | None = None
+    long_data: Mapping[int, tuple[bytes, ...]] = field(default_factory=dict, compare=False, hash=False)
 
     def after_execute(self, event: ComStmtExecute) -> PreparedStatementInfo:
-        """The info to keep after ``event`` was sent (remembers newly bound types)."""
+        """The info to keep after ``event`` was sent (remembers newly bound types; long data is used up)."""
         if event.new_params_bound:
             return PreparedStatementInfo(self.num_params, event.param_types)
+        if self.long_data:
+            return PreparedStatementInfo(self.num_params, self.param_types)
         return self
+
+    def with_long_data(self, event: ComStmtSendLongData) -> PreparedStatementInfo:
+        """The info after ``event``: its data appended to what its parameter received so far."""
+        data = dict(self.long_data)
+        data[event.param_id] = (*data.get(event.param_id, ()), event.data)
+        return PreparedStatementInfo(self.num_params, self.param_types, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,8 +399,12 @@ class ComStmtExecute:
 
     ``param_types`` are the types in effect (sent in this packet when ``new_params_bound``, else the
     ``previous_types`` passed to :meth:`parse`). ``param_names`` is non-empty only with
-    CLIENT_QUERY_ATTRIBUTES. Long data (COM_STMT_SEND_LONG_DATA) is not merged here.
-    MariaDB's ``stmt_id == 0xFFFFFFFF`` means "the statement prepared just before".
+    CLIENT_QUERY_ATTRIBUTES. MariaDB's ``stmt_id == 0xFFFFFFFF`` means "the statement prepared just before".
+
+    A parameter sent with COM_STMT_SEND_LONG_DATA before the execute is not in the execute's values at
+    all (its NULL-bitmap bit is ignored; its type is still sent): :meth:`parse` needs the data the
+    statement received (``long_data``: parameter index -> the chunks concatenated), which becomes that
+    parameter's value; ``long_data_params`` lists those indices (:meth:`encode` leaves them out again).
     """
 
     stmt_id: int
@@ -389,6 +414,7 @@ class ComStmtExecute:
     param_types: tuple[ParamType, ...] = ()
     param_values: tuple[BinaryValue, ...] = ()
     param_names: tuple[bytes, ...] = ()
+    long_data_params: tuple[int, ...] = ()
 
     @property
     def null_bitmap(self) -> bytes:
@@ -405,7 +431,7 @@ class ComStmtExecute:
     @classmethod
     def parse(
         cls, payload: bytes, num_params: int, previous_types: tuple[ParamType, ...] | None = None,
-        capabilities: int = 0,
+        capabilities: int = 0, long_data: Mapping[int, bytes | bytearray] | None = None,
     ) -> ComStmtExecute:  # fmt: skip
         _body(payload, c.COM_STMT_EXECUTE, "COM_STMT_EXECUTE")
         stmt_id, pos = read_fixed_int(payload, 1, 4)
@@ -417,17 +443,20 @@ class ComStmtExecute:
         types: tuple[ParamType, ...] = ()
         names: tuple[bytes, ...] = ()
         values: tuple[BinaryValue, ...] = ()
+        given: dict[int, BinaryValue] = {}  # the parameters sent as long data (query attributes never are)
         if num_params > 0 or (with_attrs and flags & c.PARAMETER_COUNT_AVAILABLE):
             if with_attrs:
                 count, pos = read_lenenc_int(payload, pos)
             if count > len(payload):  # each parameter needs at least one bitmap bit and two type bytes
                 raise MalformedPacket(f"COM_STMT_EXECUTE claims {count} parameters in a {len(payload)}-byte packet")
             if count:
+                if long_data:
+                    given = {i: bytes(v) for i, v in long_data.items() if 0 <= i < min(num_params, count)}
                 new_bound, types, names, values, pos = _decode_typed_block(
-                    payload, pos, count, with_attrs, previous_types
+                    payload, pos, count, with_attrs, previous_types, given
                 )
         require_end(payload, pos, "COM_STMT_EXECUTE")
-        return cls(stmt_id, flags, iteration_count, new_bound, types, values, names)
+        return cls(stmt_id, flags, iteration_count, new_bound, types, values, names, tuple(sorted(given)))
 
     def encode(self, capabilities: int = 0) -> bytes:
         out = bytearray((c.COM_STMT_EXECUTE,))
@@ -440,7 +469,8 @@ class ComStmtExecute:
                 out += write_lenenc_int(count)
             if count:
                 out += _encode_typed_block(
-                    self.param_types, self.param_names, self.param_values, self.new_params_bound, with_attrs
+                    self.param_types, self.param_names, self.param_values, self.new_params_bound, with_attrs,
+                    self.long_data_params,
                 )
         return bytes(out)
 
@@ -501,7 +531,8 @@ def parse_command(
         info = statements.get(stmt_id) if statements is not None else None
         if info is None:
             raise UnknownStatement(stmt_id)
-        return ComStmtExecute.parse(payload, info.num_params, info.param_types, capabilities)
+        long_data = {i: b"".join(chunks) for i, chunks in info.long_data.items()}
+        return ComStmtExecute.parse(payload, info.num_params, info.param_types, capabilities, long_data)
     parser = _PARSERS.get(code)
     if parser is None:
         return UnknownCommand(code, bytes(payload))

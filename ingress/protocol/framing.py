@@ -45,6 +45,10 @@ class FrameReader:
     ``None``. Bytes after the last complete payload stay buffered for the next call. Continuation frames
     must carry consecutive sequence ids (mod 256); the first frame's id is checked only when the caller
     passes ``expected_seq`` (the conversation, not the framing, knows what it should be).
+
+    A multi-frame payload (16 MiB and more on the wire) stays in the buffer as it arrives, each frame
+    header read once, until its last frame came; then its payload is joined in one copy and its raw
+    frames are one slice: linear in its size, however many receives it took.
     """
 
     def __init__(
@@ -56,10 +60,12 @@ class FrameReader:
         self._chunk_bytes = chunk_bytes
         self._buf = bytearray()
         self._pos = 0  # bytes of _buf already consumed (dropped on the next feed)
-        self._parts: list[bytes] = []
-        self._total = 0
-        self._first_seq: int | None = None
-        self._last_seq = 0
+        # A multi-frame payload stays in _buf, frames and all, until its last frame arrived; meanwhile:
+        self._first_seq: int | None = None  # its first frame's sequence id (None: no such payload pending)
+        self._last_seq = 0  # the sequence id of its last complete frame
+        self._total = 0  # its payload bytes in complete frames
+        self._scan = 0  # where its next frame header starts, relative to _pos (each header is read once)
+        self.frames_read = 0  # frame headers of multi-frame payloads read so far (a test's structural probe)
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
@@ -71,7 +77,7 @@ class FrameReader:
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet returned in a payload (including partial continuations)."""
-        return len(self._buf) - self._pos + self._total
+        return len(self._buf) - self._pos
 
     @property
     def in_partial_payload(self) -> bool:
@@ -145,37 +151,66 @@ class FrameReader:
         return bytes(buf[start:pos])
 
     def _next(self, expected_seq: int | None, with_raw: bool) -> Packet | None:
-        while True:
-            buf, pos = self._buf, self._pos
+        buf, pos = self._buf, self._pos
+        if self._first_seq is None:
             if len(buf) - pos < HEADER_BYTES:
                 return None
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
             seq = buf[pos + 3]
-            if self._first_seq is None:
-                if expected_seq is not None and seq != expected_seq:
-                    raise SequenceError(expected_seq, seq, "first frame of a payload")
-            elif seq != (self._last_seq + 1) & 0xFF:
-                raise SequenceError((self._last_seq + 1) & 0xFF, seq, "continuation frame")
-            if self._total + length > self.max_payload_bytes:
-                raise PacketTooLarge(self._total + length, self.max_payload_bytes)
+            if expected_seq is not None and seq != expected_seq:
+                raise SequenceError(expected_seq, seq, "first frame of a payload")
+            if length > self.max_payload_bytes:
+                raise PacketTooLarge(length, self.max_payload_bytes)
             end = pos + HEADER_BYTES + length
             if len(buf) < end:
                 return None
-            self._pos = end
-            if length < self._chunk_bytes and self._first_seq is None:  # the common case: one frame
+            if length < self._chunk_bytes:  # the common case: one frame
+                self._pos = end
                 raw = bytes(buf[pos:end]) if with_raw else b""
                 return Packet(seq, seq, bytes(buf[pos + HEADER_BYTES : end]), raw)
-            if self._first_seq is None:
-                self._first_seq = seq
-            self._last_seq = seq
-            self._parts.append(bytes(buf[pos + HEADER_BYTES : end]))
-            self._total += length
-            if length < self._chunk_bytes:
-                parts, first = self._parts, self._first_seq
-                payload = b"".join(parts)
-                self._parts, self._total, self._first_seq = [], 0, None
-                raw = frame(payload, first, self._chunk_bytes) if with_raw else b""
-                return Packet(first, seq, payload, raw)
+            # The first frame of a multi-frame payload: its frames stay buffered until the last one came.
+            self._first_seq = self._last_seq = seq
+            self._total, self._scan = length, end - pos
+            self.frames_read += 1
+        chunk, limit = self._chunk_bytes, self.max_payload_bytes
+        while True:  # continuation frames, each header read once however the bytes arrive
+            at = pos + self._scan
+            if len(buf) - at < HEADER_BYTES:
+                return None
+            length = buf[at] | buf[at + 1] << 8 | buf[at + 2] << 16
+            seq = buf[at + 3]
+            if seq != (self._last_seq + 1) & 0xFF:
+                raise SequenceError((self._last_seq + 1) & 0xFF, seq, "continuation frame")
+            if self._total + length > limit:
+                raise PacketTooLarge(self._total + length, limit)
+            end = at + HEADER_BYTES + length
+            if len(buf) < end:
+                return None
+            self._last_seq, self._total, self._scan = seq, self._total + length, end - pos
+            self.frames_read += 1
+            if length < chunk:
+                break
+        first = self._first_seq
+        self._first_seq, self._total, self._scan, self._pos = None, 0, 0, end
+        payload, raw = _payload_of(buf, pos, end, with_raw)
+        return Packet(first, seq, payload, raw)
+
+
+def _payload_of(buf: bytearray, pos: int, end: int, with_raw: bool) -> tuple[bytes, bytes]:
+    """The payload of the complete frames in ``buf[pos:end]`` and (``with_raw``) those frames: one copy
+    each, whatever the number of frames."""
+    with memoryview(buf) as view:
+        parts = [view[pos:end]]  # (kept first: the raw frames)
+        at = pos
+        while at < end:
+            length = buf[at] | buf[at + 1] << 8 | buf[at + 2] << 16
+            parts.append(view[at + HEADER_BYTES : at + HEADER_BYTES + length])
+            at += HEADER_BYTES + length
+        payload = b"".join(parts[1:])
+        raw = bytes(parts[0]) if with_raw else b""
+        for part in parts:
+            part.release()
+    return payload, raw
 
 
 def frame(payload: bytes, seq: int, chunk_bytes: int = MAX_CHUNK_BYTES) -> bytes:

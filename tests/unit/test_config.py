@@ -29,6 +29,7 @@ def _with(section: str, key: str, value) -> dict:
     (_with("ingress", "durability", "maybe"), "ingress.durability", "not one of sync, async"),
     (_with("ingress", "tls_cert", "/nonexistent.pem"), "ingress.tls_key", "set together"),
     (_with("ingress", "listen", "16033"), "ingress.listen", "host:port"),
+    (_with("ingress", "listen_backlog", 0), "ingress.listen_backlog", "minimum 1"),
     (_with("replicator", "on_error", "skip"), "replicator.on_error", "halt, dead-letter"),
     (_with("replicator", "batch_max_txns", True), "replicator.batch_max_txns", "expected an integer"),
     (_with("replicator", "max_held_bytes", 1000), "replicator.max_held_bytes", "minimum 65536"),

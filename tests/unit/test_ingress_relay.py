@@ -16,6 +16,7 @@ from dbmux.core.config import parse_config
 from dbmux.ingress.connection import Connection
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.errors import MalformedPacket, PacketTooLarge
+from dbmux.ingress.protocol.framing import FrameReader, frame
 from dbmux.ingress.protocol.state import ConnectionState, ConnectionStateMachine
 from dbmux.ingress.relay import CommandRelay
 from dbmux.ingress.wire import BUFFER_LIMIT_BYTES, PacketStream, PeerClosed
@@ -180,6 +181,44 @@ async def test_prepared_write_is_captured_with_its_parameters():
     assert event.statements[0].sql == "UPDATE t SET a = ? WHERE id = 1" and event.statements[0].params == (42,)
 
 
+async def test_long_data_goes_upstream_unanswered_and_is_captured_as_the_parameters_value():
+    h = await Harness(durability="async").start()
+    h.send(packet(b"\x16INSERT INTO t (a, b) VALUES (?, ?)", 0))
+    h.answer(b"\x00" + u32(7) + u16(0) + u16(2) + b"\x00" + u16(0), column_def(b"?"), column_def(b"?"), eof(0, AC))
+    h.to_client(), h.to_primary()
+    chunks = [b"\x00blob\xff" * 1000, b"", b"tail"]
+    sends = [packet(b"\x18" + u32(7) + u16(1) + chunk, 0) for chunk in chunks]
+    # a = 42 inline; b sent as long data: typed, NULL bit clear, no value in the execute
+    execute = (b"\x17" + u32(7) + b"\x00" + u32(1) + b"\x00" + b"\x01" + u16(c.MYSQL_TYPE_LONGLONG)
+               + u16(c.MYSQL_TYPE_BLOB) + (42).to_bytes(8, "little"))
+    h.send(*sends[:2])
+    h.send(sends[2], packet(execute, 0))
+    assert h.to_primary() == b"".join(sends) + packet(execute, 0)  # in order, the execute last
+    assert h.to_client() == b"" and h.relay.busy  # long data has no answer; the execute's comes next
+    h.answer(gtid_ok(b"0-1-10"))
+    assert h.to_client() == packet(ok(0, 0, AC), 1)
+    (event,) = h.publisher.events
+    assert event.statements[0].params == (42, b"".join(chunks))
+    # the next execute of the statement sends both values inline: no stale long data
+    again = (b"\x17" + u32(7) + b"\x00" + u32(1) + b"\x00" + b"\x00" + (43).to_bytes(8, "little")
+             + lstr(b"inline"))
+    h.send(packet(again, 0))
+    h.answer(gtid_ok(b"0-1-11"))
+    assert h.publisher.events[1].statements[0].params == (43, b"inline")
+
+
+async def test_stmt_reset_discards_the_long_data_sent_so_far():
+    h = await Harness(durability="async").start()
+    h.send(packet(b"\x16INSERT INTO t (b) VALUES (?)", 0))
+    h.answer(b"\x00" + u32(3) + u16(0) + u16(1) + b"\x00" + u16(0), column_def(b"?"), eof(0, AC))
+    h.send(packet(b"\x18" + u32(3) + u16(0) + b"discarded", 0), packet(b"\x1a" + u32(3), 0))
+    h.answer(ok(0, 0, AC))
+    h.send(packet(b"\x18" + u32(3) + u16(0) + b"kept", 0))
+    h.send(packet(b"\x17" + u32(3) + b"\x00" + u32(1) + b"\x00" + b"\x01" + u16(c.MYSQL_TYPE_BLOB), 0))
+    h.answer(gtid_ok(b"0-1-10"))
+    assert h.publisher.events[0].statements[0].params == (b"kept",)
+
+
 async def test_a_malformed_response_ends_the_session():
     h = await Harness().start()
     h.send(query(b"SELECT 1"))
@@ -238,6 +277,35 @@ async def test_a_refused_command_is_answered_by_the_ingress_and_the_next_one_goe
     reply = h.to_client()  # the refusal first (queued), then the query's answer
     assert reply[3] == 1 and reply[4] == 0xFF and b"not supported through the ingress" in reply
     assert reply.endswith(packet(ok(0, 0, AC), 1)) and h.conn.machine.state is ConnectionState.COMMAND
+
+
+@pytest.mark.parametrize("refused", [
+    query(b"XA START 'x'"),
+    query(b"SELECT 1; XA RECOVER"),
+    packet(b"\x12" + u32(4) + b"\x00\x00" + u32(1), 0),  # COM_BINLOG_DUMP
+    packet(b"\x1e" + u32(1) + u16(0) + u32(1) + b"\x00" * 14, 0),  # COM_BINLOG_DUMP_GTID
+    packet(b"\x15" + u32(9) + b"\x00\x00\x00" + u16(3306) + u32(0) + u32(1), 0),  # COM_REGISTER_SLAVE
+], ids=["xa-start", "xa-in-multi-statement", "binlog-dump", "binlog-dump-gtid", "register-slave"])
+async def test_a_refusal_is_answered_at_once_in_sequence_and_logged(refused, caplog):
+    h = await Harness().start()
+    with caplog.at_level("INFO", logger="dbmux.ingress.relay"):
+        h.send(refused, query(b"SELECT 1"))
+    # the ERR goes out before the primary answered the query behind it, with the sequence id after the command's
+    err = h.to_client()
+    assert err[3] == 1 and err[4] == 0xFF and err[5:7] == u16(1235) and err[7:13] == b"#42000"
+    assert len(err) == 4 + int.from_bytes(err[:3], "little")  # one packet
+    assert h.to_primary() == query(b"SELECT 1")
+    assert any("refused command" in r.getMessage() for r in caplog.records)
+    h.answer(ok(0, 0, AC))
+    assert h.to_client() == packet(ok(0, 0, AC), 1) and h.conn.machine.state is ConnectionState.COMMAND
+
+
+async def test_a_multi_frame_refused_command_is_answered_after_its_last_frame(monkeypatch):
+    monkeypatch.setattr("dbmux.ingress.wire.FrameReader", lambda max_payload_bytes: FrameReader(
+        max_payload_bytes, chunk_bytes=8))
+    h = await Harness().start()
+    h.send(frame(b"\x03XA START 'long xid'", 0, chunk_bytes=8))  # 3 frames: seq 0, 1, 2
+    assert h.to_client()[3] == 3
 
 
 async def test_a_client_sending_far_ahead_is_paused_until_the_response_is_done():

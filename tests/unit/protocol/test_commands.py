@@ -234,3 +234,59 @@ def test_execute_with_query_attributes_names():
 def test_malformed_execute(payload):
     with pytest.raises(MalformedPacket):
         ComStmtExecute.parse(payload, num_params=1)
+
+
+# ---- COM_STMT_EXECUTE after COM_STMT_SEND_LONG_DATA ------------------------------------------------
+# A parameter sent as long data is not in the execute's values at all (its NULL bit is ignored, its type
+# is still sent). (params as (type, wire value; None = NULL, LONG = sent as long data), long data chunks by
+# parameter, expected values)
+LONG = object()
+LONG_DATA_TABLE = [
+    pytest.param([(c.MYSQL_TYPE_BLOB, LONG)], {0: [b"abc", b"", b"def"]}, (b"abcdef",), id="one-param-three-chunks"),
+    pytest.param([(c.MYSQL_TYPE_LONG, u32(7)), (c.MYSQL_TYPE_BLOB, LONG), (c.MYSQL_TYPE_VAR_STRING, lstr(b"z"))],
+                 {1: [b"\x00\xff" * 300, b"tail"]}, (7, b"\x00\xff" * 300 + b"tail", b"z"), id="middle-param"),
+    pytest.param([(c.MYSQL_TYPE_STRING, LONG), (c.MYSQL_TYPE_LONG, None), (c.MYSQL_TYPE_STRING, LONG)],
+                 {0: [b"first"], 2: [b"se", b"cond"]}, (b"first", None, b"second"), id="two-params-and-null"),
+    pytest.param([(c.MYSQL_TYPE_BLOB, LONG)] + [(c.MYSQL_TYPE_TINY, b"\x01")] * 9, {0: [b"x" * 70000]},
+                 (b"x" * 70000,) + (1,) * 9, id="ten-params-two-bitmap-bytes"),
+    pytest.param([(c.MYSQL_TYPE_BLOB, LONG)], {0: [b""]}, (b"",), id="empty-long-data"),
+]  # fmt: skip
+
+
+def long_data_execute(stmt_id, params):
+    """COM_STMT_EXECUTE as a client sends it after long data: LONG parameters typed, bit clear, no value."""
+    bitmap = bytearray((len(params) + 7) // 8)
+    for i, (_t, wire) in enumerate(params):
+        if wire is None:
+            bitmap[i // 8] |= 1 << (i % 8)
+    out = b"\x17" + u32(stmt_id) + u8(0) + u32(1) + bytes(bitmap) + u8(1)
+    out += b"".join(u8(t) + u8(0) for t, _w in params)
+    return out + b"".join(w for _t, w in params if w is not None and w is not LONG)
+
+
+@pytest.mark.parametrize(("params", "chunks", "expected"), LONG_DATA_TABLE)
+def test_execute_after_long_data(params, chunks, expected):
+    payload = long_data_execute(4, params)
+    sends = [packet(b"\x18" + u32(4) + u16(i) + data) for i, parts in chunks.items() for data in parts]
+    long_params = tuple(sorted(chunks))
+    for mode, payloads in feed_each_way(b"".join(sends) + packet(payload)):
+        info = PreparedStatementInfo(len(params))
+        for sent in payloads[:-1]:
+            event = parse_command(sent, 0, {4: info})
+            assert isinstance(event, ComStmtSendLongData)
+            info = info.with_long_data(event)
+        event = parse_command(payloads[-1], 0, {4: info})
+        assert event.param_values == expected, mode
+        assert event.long_data_params == long_params
+        assert event.encode() == payload  # the long-data parameters stay out of the values again
+        assert info.after_execute(event).long_data == {}
+    whole = {i: b"".join(parts) for i, parts in chunks.items()}
+    assert ComStmtExecute.parse(payload, len(params), long_data=whole).param_values == expected
+    with pytest.raises(MalformedPacket):  # without the long data the values are short: the packet is invalid
+        ComStmtExecute.parse(payload, len(params))
+
+
+def test_long_data_ignores_the_null_bit_and_out_of_range_parameters():
+    payload = b"\x17" + u32(1) + u8(0) + u32(1) + b"\x01" + u8(1) + u8(c.MYSQL_TYPE_BLOB) + u8(0)
+    event = ComStmtExecute.parse(payload, 1, long_data={0: b"data", 5: b"ignored"})
+    assert event.param_values == (b"data",) and event.long_data_params == (0,)

@@ -133,3 +133,48 @@ def test_take_buffered_returns_unframed_bytes():
     assert reader.next_payload().payload == b"ssl-request"
     assert reader.take_buffered() == b"\x16\x03\x01tls-client-hello"
     assert reader.buffered_bytes == 0
+
+
+# (chunk size, payload length): multi-frame payloads (a payload that is a multiple of the chunk size
+# ends with an empty frame)
+CONTINUATION_TABLE = [
+    pytest.param(4, 10, id="3-frames"),
+    pytest.param(4, 8, id="empty-last-frame"),
+    pytest.param(4, 4 * 70 + 1, id="71-frames-seq-wraps"),
+    pytest.param(16, 16 * 300 + 5, id="301-frames"),
+]
+
+
+@pytest.mark.parametrize(("chunk", "size"), CONTINUATION_TABLE)
+def test_continuation_frames_are_read_once_however_the_bytes_arrive(chunk, size):
+    """Structural (linear reassembly): each frame header of a multi-frame payload is read once, whether
+    the frames arrive whole or byte by byte, and the packet's raw bytes are the frames as received."""
+    payload = bytes(i & 0xFF for i in range(size))
+    wire = frame(payload, 250, chunk_bytes=chunk)
+    frames = frame_count(size, chunk)
+    trailing = packet(b"\x0e", 9)  # (TRAILING is longer than these chunk sizes)
+    modes = [("whole", [wire]), ("byte_by_byte", [wire[i : i + 1] for i in range(len(wire))]),
+             ("trailing", [wire + trailing])]
+    for mode, chunks in modes:
+        reader = FrameReader(chunk_bytes=chunk)
+        got = []
+        for piece in chunks:
+            reader.feed(piece)
+            while (p := reader.next_packet()) is not None:
+                got.append(p)
+        assert reader.frames_read == frames, mode
+        assert (got[0].first_seq, got[0].last_seq) == (250, (250 + frames - 1) & 0xFF), mode
+        assert got[0].payload == payload and got[0].raw == wire, mode
+        assert [p.raw for p in got[1:]] == ([trailing] if mode == "trailing" else []), mode
+        assert reader.buffered_bytes == 0
+
+
+def test_a_partial_multi_frame_payload_is_buffered_and_counted():
+    wire = frame(b"0123456789", 5, chunk_bytes=4)
+    reader = FrameReader(chunk_bytes=4)
+    reader.feed(wire[:-1])
+    assert reader.next_packet() is None and reader.in_partial_payload
+    assert reader.buffered_bytes == len(wire) - 1
+    assert reader.take_skimmed(lambda buf, pos, end, limit: end) == b""  # nothing taken mid-payload
+    reader.feed(wire[-1:])
+    assert reader.next_packet().payload == b"0123456789" and not reader.in_partial_payload

@@ -1,0 +1,68 @@
+"""Many clients connecting at the same instant: the ingress's listen backlog (``ingress.listen_backlog``,
+1024 by default) queues them all, and every one completes its handshake and a query. With asyncio's
+default backlog of 100, such a burst overflowed the accept queue: clients hung without a greeting or
+were reset."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiomysql
+import pymysql
+import pytest
+
+CLIENTS = 500
+STEP_TIMEOUT_S = 60  # a client that got no answer by then is a failure (a lost connect hangs forever)
+
+
+@pytest.fixture
+def primary_connections(stack):
+    """Each client session through the ingress opens a session on the primary: make room for them all
+    (and whatever else runs on the stack); the primary's own setting is restored afterwards."""
+    conn = pymysql.connect(host=stack.primary.host, port=stack.primary.port, user=stack.primary.user,
+                           password=stack.primary.password, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@global.max_connections")
+        (before,), = cur.fetchall()
+        if before < CLIENTS + 100:
+            cur.execute(f"SET GLOBAL max_connections = {CLIENTS + 100}")
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"SET GLOBAL max_connections = {before}")
+        conn.close()
+
+
+async def test_500_simultaneous_clients_all_connect_and_query(stack, ingress, primary_connections):
+    dsn = ingress.dsn(stack.primary)
+    answered = 0
+    everyone = asyncio.Event()  # all sessions stay open until every client has its answer
+
+    async def client(i: int) -> object:
+        nonlocal answered
+        conn = None
+        try:
+            async def session() -> object:
+                nonlocal conn
+                conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                              connect_timeout=STEP_TIMEOUT_S)
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT %s", (i,))
+                    return (await cur.fetchall())[0][0]
+
+            result = await asyncio.wait_for(session(), STEP_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            result = exc
+        answered += 1
+        if answered == CLIENTS:
+            everyone.set()
+        await everyone.wait()
+        if conn is not None:
+            conn.close()
+        return result
+
+    # created in one go: every connect is sent in the same event-loop turn
+    results = await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    failures = [(i, r) for i, r in enumerate(results) if r != i]
+    assert not failures, f"{len(failures)} of {CLIENTS} clients failed, e.g. {failures[:5]}"

@@ -18,37 +18,57 @@ exist yet) verify checks the *subset* property: every row on the shard exists on
 same values; primary rows absent from the shard are not differences ("subset" mode, ``rows target`` is
 what the shard holds).
 
+Shard rules per table (owned mode; :func:`shard_expectation`): a table the map makes ``single`` on
+another shard is not expected on this one ("not on this shard" when absent; any rows it holds are
+extra); a ``single`` table on this shard and a ``reference`` table must be whole copies.
+
+Replication state: equal tables prove nothing about a target that stopped replicating (its tables may
+have been dropped on the primary too). The primary's GTID position is read with its snapshot (on
+MariaDB exactly the position the snapshot reflects); each target is given up to ``wait_s`` seconds to
+reach it (not when it is halted or has no position), then its snapshot is taken and its stored
+position and status row (``dbmux_meta``) are read inside it, so they describe exactly the data
+compared. A target that is halted, waiting for a GTID gap, or behind that position in any domain fails
+(:func:`dbmux.replicator.status.judge`), whatever its tables say. A target with no stored position
+(never replicated) is compared by content only.
+
 Consistency: the primary and each target are read inside one snapshot each (``START TRANSACTION WITH
-CONSISTENT SNAPSHOT`` / ``REPEATABLE READ READ ONLY``), but the snapshots are taken at slightly
-different moments and replication is asynchronous: run verify once the replicators have caught up
-(and writes are paused), otherwise recent writes show up as differences.
+CONSISTENT SNAPSHOT`` / ``REPEATABLE READ READ ONLY``). A target caught up exactly to the primary's
+snapshot compares exactly; with writes going on a target may be past it, and the newest writes show up
+as differences: run verify once writes are paused and the replicators have caught up.
 
 Tables without a primary key are "not verifiable (no primary key)": only their row counts are
-compared, and they fail only when the counts differ (for shard targets: when the shard has more rows).
+compared, and they fail when the counts differ (for a shard holding rows by key: when the shard has
+more rows than the primary; a shard not owning the table: when it has any).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dbmux.core.config import Config, TargetConfig
+from dbmux.core.gtid import Gtid
 from dbmux.replicator.checksum import chunk_digest, column_kind, key_text, row_digest
 from dbmux.replicator.errors import ReplicatorError
 from dbmux.replicator.filtering import table_selected
-from dbmux.replicator.shard_target import shard_owners
+from dbmux.replicator.shard_target import current_map, shard_owners
+from dbmux.replicator.status import HALTED, NOT_STARTED, judge
 from dbmux.replicator.verify_readers import (
     MySQLReader,
     PostgresReader,
+    ReplicationMeta,
     Row,
     TableShape,
     TargetTable,
     connect_reader,
 )
-from dbmux.replicator.verify_report import KeyDiff, Status, TableResult, TargetReport, VerifyReport
+from dbmux.replicator.verify_report import KeyDiff, Replication, Status, TableResult, TargetReport, VerifyReport
+from dbmux.shardmap import ShardMap
+from dbmux.shardmap.errors import ShardMapError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +79,14 @@ KeyText = tuple[str | None, ...]  # a primary key as canonical texts (checksum.k
 
 DEFAULT_CHUNK_ROWS = 1000
 DEFAULT_MAX_KEYS = 20
+DEFAULT_WAIT_S = 10.0  # how long a target that is behind may take to catch up before it counts as behind
+POLL_S = 0.25
+
+# what a target is expected to hold of a table (shard_expectation)
+WHOLE = "whole"  # every row: a full target, or a shard owning a reference or single table
+BY_KEY = "by key"  # the rows the shard owns by key (owns predicate)
+NONE = "none"  # nothing: a single table on another shard
+SUBSET = "subset"  # some: a shard target without a map (subset mode)
 
 
 class VerifyError(ReplicatorError):
@@ -146,32 +174,88 @@ class _TableCheck:
             self.result.status = Status.DIFFERENT
 
 
+def shard_expectation(shard_map: ShardMap, shard: str, db: str, table: str, pk: tuple[str, ...]) -> str:
+    """What shard ``shard`` holds of ``db.table`` (primary key ``pk``) by the shard map's rules:
+    :data:`WHOLE` (reference, or single on it), :data:`NONE` (single on another shard) or :data:`BY_KEY`."""
+    try:
+        rule = shard_map.rule(db, table, pk)
+    except ShardMapError:
+        return BY_KEY  # (the owns predicate names the problem for each row)
+    if rule.kind == "reference":
+        return WHOLE
+    if rule.kind == "single":
+        return WHOLE if rule.shard == shard else NONE
+    return BY_KEY
+
+
 @dataclass(slots=True)
 class _Target:
     config: TargetConfig
     reader: MySQLReader | PostgresReader | None
     owns: OwnsPredicate | None
     report: TargetReport
+    shard_map: ShardMap | None = None
 
     @property
     def mode(self) -> str:
         return self.report.mode
 
+    def expects(self, shape: TableShape) -> str:
+        if not self.config.shard:
+            return WHOLE
+        if self.owns is None or self.shard_map is None:
+            return SUBSET
+        return shard_expectation(self.shard_map, self.config.shard, shape.db, shape.table, shape.pk_names)
+
 
 # --- the run --------------------------------------------------------------------------------------
 
-async def _open_target(tc: TargetConfig, owns: OwnsPredicate | None) -> _Target:
+def replication(primary: dict[str, Gtid] | None, meta: ReplicationMeta | None) -> Replication:
+    """The report's replication line from :func:`dbmux.replicator.status.judge` (no lag tolerance)."""
+    j = judge(primary, meta, now_s=None)
+    applied = ",".join(a.gtid for _, a in sorted(meta.applied.items())) if meta else ""
+    text = ",".join(str(g) for _, g in sorted(primary.items())) if primary is not None else ""
+    return Replication(j.state, j.detail, applied, text, j.lag_txns)
+
+
+async def _caught_up_meta(reader: MySQLReader | PostgresReader, tc: TargetConfig, topic: str,
+                          primary: dict[str, Gtid] | None, wait_s: float) -> ReplicationMeta | None:
+    """The target's replication state once it caught up with ``primary``, is halted, has none, or
+    ``wait_s`` passed (then as it is)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        meta = await reader.replication_meta(tc.name, topic)
+        j = judge(primary, meta)
+        if j.caught_up or j.state in (HALTED, NOT_STARTED) or asyncio.get_running_loop().time() >= deadline:
+            return meta
+        await asyncio.sleep(POLL_S)
+
+
+async def _open_target(tc: TargetConfig, owns: OwnsPredicate | None, topic: str, primary: dict[str, Gtid] | None,
+                       wait_s: float, shard_map: ShardMap | None) -> _Target:
     dsn = tc.dsn
     mode = "full" if not tc.shard else ("owned" if owns is not None else "subset")
     report = TargetReport(tc.name, dsn.redacted(), mode)
+    reader: MySQLReader | PostgresReader | None = None
     try:
         reader = await connect_reader(tc.name, dsn)
+        meta = await _caught_up_meta(reader, tc, topic, primary, wait_s)
         await reader.begin()
+        if meta is not None:
+            try:  # again inside the snapshot: exactly the position the compared data reflects
+                meta = await reader.replication_meta(tc.name, topic) or meta
+            except Exception as exc:  # noqa: BLE001 - keep the one read just before
+                log.warning("target %s: cannot read its position inside the snapshot: %s", tc.name, exc)
+                await reader.recover()
     except Exception as exc:  # noqa: BLE001 - any driver/network error: report it, go on with the others
         report.error = (f"cannot read target '{tc.name}' at {dsn.redacted()}: {type(exc).__name__}: {exc} "
                         "(is the server up and the URL in targets." + tc.name + ".url right?)")
-        return _Target(tc, None, owns, report)
-    return _Target(tc, reader, owns, report)
+        if reader is not None:
+            with contextlib.suppress(Exception):  # already failing: the first error is the one reported
+                await reader.close()
+        return _Target(tc, None, owns, report, shard_map)
+    report.replication = replication(primary, meta)
+    return _Target(tc, reader, owns, report, shard_map)
 
 
 async def _recover(target: _Target) -> None:
@@ -183,11 +267,22 @@ async def _recover(target: _Target) -> None:
         log.warning("target %s cannot recover: %s", target.config.name, exc)
 
 
+def no_pk_note(expects: str, rows_primary: int, rows_target: int) -> str:
+    """Why a table without primary key fails ("" when its row count is what ``expects`` allows)."""
+    if expects == NONE:
+        return f"{rows_target} rows on a shard that does not hold this table" if rows_target else ""
+    if expects == WHOLE:
+        return "" if rows_target == rows_primary else "row counts differ"
+    return "more rows than the primary" if rows_target > rows_primary else ""
+
+
 async def _no_pk_table(primary: MySQLReader, shape: TableShape, targets: list[tuple[_Target, TargetTable]]
                        ) -> None:
     p_count = await primary.count(shape, None)
     for target, tt in targets:
-        res = TableResult(shape.name, Status.NOT_VERIFIABLE, rows_primary=p_count)
+        expects = target.expects(shape)
+        res = TableResult(shape.name, Status.NOT_ON_SHARD if expects == NONE else Status.NOT_VERIFIABLE,
+                          rows_primary=0 if expects == NONE else p_count)
         try:
             assert target.reader is not None
             res.rows_target = await target.reader.count(shape, tt)
@@ -195,9 +290,7 @@ async def _no_pk_table(primary: MySQLReader, shape: TableShape, targets: list[tu
             res.status, res.note = Status.ERROR, f"{type(exc).__name__}: {exc}"
             await _recover(target)
         else:
-            shard = target.mode != "full"
-            if (res.rows_target > p_count) if shard else (res.rows_target != p_count):
-                res.note = "row counts differ"
+            res.note = no_pk_note(expects, p_count, res.rows_target)
         target.report.tables.append(res)
 
 
@@ -214,7 +307,9 @@ async def _verify_table(primary: MySQLReader, shape: TableShape, targets: list[_
             target.report.tables.append(TableResult(shape.name, Status.ERROR, note=note))
             await _recover(target)
             continue
-        if tt is None:
+        if tt is None and target.expects(shape) == NONE:
+            target.report.tables.append(TableResult(shape.name, Status.NOT_ON_SHARD))
+        elif tt is None:
             if p_count is None:
                 p_count = await primary.count(shape, None)
             target.report.tables.append(TableResult(shape.name, Status.MISSING, rows_primary=p_count))
@@ -259,8 +354,9 @@ async def _verify_table(primary: MySQLReader, shape: TableShape, targets: list[_
 
 async def verify(config: Config, *, target: str | None = None,
                  owners: Mapping[str, OwnsPredicate] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 max_keys: int = DEFAULT_MAX_KEYS) -> VerifyReport:
-    """Compare every replicated table of the primary with each target (or only ``target``).
+                 max_keys: int = DEFAULT_MAX_KEYS, wait_s: float = DEFAULT_WAIT_S) -> VerifyReport:
+    """Compare every replicated table of the primary with each target (or only ``target``), and check
+    that each target had caught up with the primary (waiting up to ``wait_s`` seconds for it).
 
     ``owners`` maps a shard target's name to its :data:`OwnsPredicate`; shard targets without one are
     checked in subset mode. Unreachable targets are reported (``TargetReport.error``), not raised;
@@ -268,14 +364,20 @@ async def verify(config: Config, *, target: str | None = None,
     """
     if chunk_rows < 1:
         raise VerifyError(f"chunk size {chunk_rows} must be at least 1")
+    if wait_s < 0:
+        raise VerifyError(f"wait {wait_s} must not be negative")
     chosen = [config.target(target)] if target else list(config.targets)
     if not chosen:
         raise VerifyError(f"{config.source} configures no targets; add a [targets.NAME] table")
-    if owners is None:
+    shard_map = None
+    if any(tc.shard for tc in chosen):
         try:
-            owners = await shard_owners(config, chosen)
+            if owners is None:
+                owners = await shard_owners(config, chosen)
+            shard_map = await current_map(config)
         except Exception as exc:  # noqa: BLE001 - primary unreachable or a bad recorded map
             raise VerifyError(f"cannot load the shard map for the shard targets: {type(exc).__name__}: {exc}") from None
+    owners = owners or {}
     pdsn = config.primary.dsn
     try:
         primary = await MySQLReader.connect("primary", pdsn)
@@ -283,7 +385,14 @@ async def verify(config: Config, *, target: str | None = None,
     except Exception as exc:  # noqa: BLE001
         raise VerifyError(f"cannot read the primary at {pdsn.redacted()}: {type(exc).__name__}: {exc} "
                           "(check primary.url and that the server is up)") from None
-    targets = list(await asyncio.gather(*(_open_target(tc, owners.get(tc.name)) for tc in chosen)))
+    position: dict[str, Gtid] | None
+    try:
+        position, _ = await primary.gtid_position(snapshot=True)
+    except Exception as exc:  # noqa: BLE001 - then no target can be shown caught up
+        log.warning("cannot read the primary's GTID position: %s", exc)
+        position = None
+    targets = list(await asyncio.gather(*(
+        _open_target(tc, owners.get(tc.name), config.topic, position, wait_s, shard_map) for tc in chosen)))
     try:
         shapes = await primary.list_tables()
         for shape in shapes:

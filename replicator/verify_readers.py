@@ -6,6 +6,11 @@ gentle on a small machine). Each reader runs inside one read-only snapshot trans
 on PostgreSQL), so every table of a run is read from one point in time per server. MySQL sessions use
 ``time_zone = '+00:00'`` so TIMESTAMP values compare with PostgreSQL ``timestamptz`` read as UTC.
 
+Replication state: :meth:`MySQLReader.gtid_position` reads the primary's GTID position (on MariaDB,
+inside a consistent snapshot, exactly the position that snapshot reflects), :meth:`_Reader.replication_meta`
+a target's ``dbmux_meta`` rows (last applied GTID per domain, Kafka offsets, the replicator's status
+row); ``dbmux status`` and ``dbmux verify`` judge them (:func:`dbmux.replicator.status.judge`).
+
 Key comparisons: on the primary, keyset pagination ``(pk) > (last) ORDER BY pk LIMIT n`` is written as
 the expanded ``a > ? OR (a = ? AND b > ?)`` form that MariaDB turns into an index range; PostgreSQL
 gets row values ``(a, b) > ($1, $2)``. Both servers accept either.
@@ -25,7 +30,9 @@ import aiomysql
 import asyncpg
 
 from dbmux.core.dsn import Dsn
+from dbmux.core.gtid import Gtid, parse_gtid_list
 from dbmux.core.mysql_connect import connect_aiomysql
+from dbmux.replicator.positions import META_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,26 @@ class TargetTable:
         return tuple(i for i, c in enumerate(self.columns) if not c)
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedGtid:
+    """A target's last applied transaction in one GTID domain (``dbmux_meta.gtids``)."""
+
+    seq: int
+    gtid: str
+    ts_ms: int  # its commit time on the primary
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationMeta:
+    """What a target stores about its replication for one topic (``dbmux_meta``), all written by its
+    replicator: the last applied GTID per domain and the next Kafka offset per partition (both in the
+    same transaction as the changes), and the replicator's status row ``(state, detail)``."""
+
+    applied: dict[str, AppliedGtid]
+    offsets: dict[int, int]
+    status: tuple[str, str] | None
+
+
 class _Sql:
     """Builds one statement's parameter list with the dialect's placeholder style."""
 
@@ -126,6 +153,37 @@ class _Reader:
             terms.append(f"{self.q(col)} {last_op} {s.p(key[i])}")
             parts.append("(" + " AND ".join(terms) + ")")
         return "(" + " OR ".join(parts) + ")"
+
+    # replication state -------------------------------------------------------------------------
+    async def replication_meta(self, target: str, topic: str) -> ReplicationMeta | None:
+        """``target``'s stored position for ``topic`` and its status row; None when it has neither (no
+        replicator ever ran under that name)."""
+        s = _Sql(self._dollar)
+        tables = {str(r[0]).lower() for r in await self.rows(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {s.p(META_SCHEMA)}", s.params)}
+        meta = f"{self.q(META_SCHEMA)}."
+        applied: dict[str, AppliedGtid] = {}
+        offsets: dict[int, int] = {}
+        status = None
+        if "gtids" in tables:
+            s = _Sql(self._dollar)
+            for domain, seq, gtid, ts_ms in await self.rows(
+                    f"SELECT domain_id, seq, last_gtid, ts_ms FROM {meta}{self.q('gtids')} "
+                    f"WHERE target = {s.p(target)} AND topic = {s.p(topic)}", s.params):
+                applied[str(domain)] = AppliedGtid(int(seq), str(gtid), int(ts_ms))
+        if "positions" in tables:
+            s = _Sql(self._dollar)
+            offsets = {int(p): int(o) for p, o in await self.rows(
+                f"SELECT kafka_partition, next_offset FROM {meta}{self.q('positions')} "
+                f"WHERE target = {s.p(target)} AND topic = {s.p(topic)}", s.params)}
+        if "status" in tables:
+            s = _Sql(self._dollar)
+            rows = await self.rows(f"SELECT state, detail FROM {meta}{self.q('status')} WHERE target = {s.p(target)}",
+                                   s.params)
+            status = (str(rows[0][0]), str(rows[0][1])) if rows else None
+        if not applied and not offsets and status is None:
+            return None
+        return ReplicationMeta(applied, offsets, status)
 
     # reading -----------------------------------------------------------------------------------
     def _from(self, shape: TableShape, tt: TargetTable | None) -> tuple[str, list[str], list[str]]:
@@ -269,6 +327,32 @@ class MySQLReader(_Reader):
                 json_columns=frozenset(c for c in names if (db, table, c) in json_cols)))
         return out
 
+    async def gtid_position(self, *, snapshot: bool = False) -> tuple[dict[str, Gtid], float]:
+        """The primary's GTID position (domain -> last GTID) and its clock (Unix seconds).
+
+        MariaDB: ``@@gtid_binlog_pos``; with ``snapshot`` (after :meth:`begin`) the position the snapshot
+        reflects exactly (``BINLOG_GTID_POS`` of ``Binlog_snapshot_file/position``). MySQL:
+        ``@@gtid_executed`` (the highest GTID per source; read just after the snapshot began)."""
+        ((version, now),) = await self.rows("SELECT @@version, UNIX_TIMESTAMP(NOW(6))", [])
+        text: str | None = None
+        if "mariadb" in str(version).lower():
+            if snapshot:
+                try:
+                    status = {str(k).lower(): v for k, v in await self.rows(
+                        "SHOW SESSION STATUS LIKE 'binlog_snapshot_%%'", [])}
+                    ((text,),) = await self.rows("SELECT BINLOG_GTID_POS(%s, %s)", [
+                        status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])])
+                except Exception as exc:  # noqa: BLE001 - older servers, missing privileges: the global one
+                    log.debug("no snapshot GTID position on the primary: %s", exc)
+                    text = None
+            if text is None:
+                ((text,),) = await self.rows("SELECT @@GLOBAL.gtid_binlog_pos", [])
+        else:
+            ((text,),) = await self.rows("SELECT @@GLOBAL.gtid_executed", [])
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode()
+        return parse_gtid_list(str(text or "")), float(now)
+
     async def fetch_after(self, shape: TableShape, after: Sequence[Any] | None, limit: int) -> list[Row]:
         """The next chunk of the primary in key order (keyset pagination)."""
         return await self.fetch_range(shape, None, after, None, limit=limit, order=True)
@@ -334,7 +418,7 @@ class PostgresReader(_Reader):
     @classmethod
     async def connect(cls, label: str, dsn: Dsn) -> PostgresReader:
         conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                     database=dsn.database or dsn.user, timeout=CONNECT_TIMEOUT_S)
+                                     database=dsn.database or "postgres", timeout=CONNECT_TIMEOUT_S)
         return cls(label, dsn, conn)
 
     async def begin(self) -> None:

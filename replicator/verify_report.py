@@ -1,7 +1,9 @@
 """Results of ``dbmux verify`` (per table, per target, per run) (rendered as text by the CLI).
 
-Exit codes: 0 when every target is equal, 1 when any table differs (or is missing, or a table without
-primary key has a different row count), 2 when a target or a table could not be read at all.
+Exit codes: 0 when every target is caught up and equal; 1 when any target is not caught up with the
+primary (halted, waiting for a GTID gap, or behind the primary's GTID position at the check), or any
+table differs (or is missing where the target should hold it, or a table without primary key has the
+wrong row count); 2 when a target or a table could not be read at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class Status(StrEnum):
     DIFFERENT = "DIFFERENT"
     MISSING = "missing on target"
     NOT_VERIFIABLE = "not verifiable (no primary key)"
+    NOT_ON_SHARD = "not on this shard"  # the shard map places the table (or all its rows) on other shards
     ERROR = "ERROR"
 
 
@@ -41,9 +44,27 @@ class TableResult:
 
     @property
     def failed(self) -> bool:
-        if self.status is Status.NOT_VERIFIABLE:
+        if self.status in (Status.NOT_VERIFIABLE, Status.NOT_ON_SHARD):
             return bool(self.note)  # a note is set when the counts disagree
         return self.status is not Status.EQUAL
+
+
+@dataclass(slots=True)
+class Replication:
+    """Where the target's replication stood when it was compared (``dbmux_meta`` read inside the
+    target's snapshot, against the primary's GTID position of the primary's snapshot)."""
+
+    state: str  # a replicator.status state: running (caught up), behind, waiting for gap, halted, not started
+    detail: str = ""
+    applied: str = ""  # the target's last applied GTIDs
+    primary: str = ""  # the primary's GTID position
+    behind: int | None = 0  # transactions behind the primary; None: unknown
+
+    @property
+    def caught_up(self) -> bool:
+        """Nothing the primary committed before the check is missing (a target that was never replicated
+        -- no position stored -- is compared by content only)."""
+        return self.state == "not started" or (self.state == "running" and self.behind == 0)
 
 
 @dataclass(slots=True)
@@ -53,14 +74,24 @@ class TargetReport:
     mode: str  # "full", "owned" (shard with predicate), "subset" (shard without)
     tables: list[TableResult] = field(default_factory=list)
     error: str = ""
+    replication: Replication | None = None  # None: not checked (the target could not be read)
 
     @property
     def errored(self) -> bool:
         return bool(self.error) or any(t.status is Status.ERROR for t in self.tables)
 
     @property
+    def lagging(self) -> bool:
+        """Halted, waiting for a gap or behind the primary when verified: equal tables prove nothing."""
+        return self.replication is not None and not self.replication.caught_up
+
+    @property
+    def different(self) -> bool:
+        return any(t.failed for t in self.tables)
+
+    @property
     def failed(self) -> bool:
-        return self.errored or any(t.failed for t in self.tables)
+        return self.errored or self.lagging or self.different
 
 
 @dataclass(slots=True)
@@ -69,7 +100,8 @@ class VerifyReport:
 
     @property
     def exit_code(self) -> int:
-        """0: every target equal; 1: some difference; 2: some target or table could not be verified."""
+        """0: every target caught up and equal; 1: some target not caught up, or some difference; 2: some
+        target or table could not be verified."""
         if any(t.errored for t in self.targets):
             return 2
         return 1 if any(t.failed for t in self.targets) else 0

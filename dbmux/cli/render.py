@@ -8,12 +8,27 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from dbmux.replicator.status import TargetStatus
-from dbmux.replicator.verify_report import MAX_RANGES_SHOWN, Status, VerifyReport
+from dbmux.replicator.status import StatusReport
+from dbmux.replicator.verify_report import MAX_RANGES_SHOWN, Replication, Status, TargetReport, VerifyReport
 
 
 def _key(key: Sequence[Any]) -> str:
     return "(" + ", ".join("NULL" if v is None else str(v) for v in key) + ")"
+
+
+def _replication_line(r: Replication) -> str:
+    if r.state == "not started":
+        return "replication: not started (no position stored: compared by content only)"
+    if r.caught_up:
+        return f"replication: caught up at {r.applied or '-'} (primary {r.primary or '-'})"
+    state = r.state.upper() if r.state in ("behind", "halted") else r.state
+    return f"replication: NOT CAUGHT UP, {state}" + (f": {r.detail}" if r.detail else "")
+
+
+def _lag_reason(tr: TargetReport) -> str:
+    r = tr.replication
+    assert r is not None
+    return r.state + (f" by {r.behind} transaction{'s' if r.behind != 1 else ''}" if r.state == "behind" else "")
 
 
 def format_report(report: VerifyReport, *, details: bool = False) -> str:
@@ -25,13 +40,16 @@ def format_report(report: VerifyReport, *, details: bool = False) -> str:
             out.append(f"  ERROR: {tr.error}")
             out.append("")
             continue
+        if tr.replication is not None:
+            out.append("  " + _replication_line(tr.replication))
         width = max([len("table")] + [len(t.table) for t in tr.tables])
         out.append(f"  {'table':<{width}}  {'rows primary':>12}  {'rows target':>11}  {'chunks':>6}  status")
         for t in tr.tables:
             status = t.status.value + (f" ({t.diff_rows} rows)" if t.diff_rows else "")
             if t.note:
                 status += f" — {t.note}"
-            rows_target = "-" if t.status is Status.MISSING else t.rows_target
+            rows_target = "-" if t.status is Status.MISSING or t.status is Status.NOT_ON_SHARD and not t.note \
+                else t.rows_target
             out.append(f"  {t.table:<{width}}  {t.rows_primary:>12}  {rows_target:>11}  {t.chunks:>6}  {status}")
             if details and (t.ranges or t.keys):
                 for lo, hi in t.ranges[:MAX_RANGES_SHOWN]:
@@ -44,24 +62,44 @@ def format_report(report: VerifyReport, *, details: bool = False) -> str:
                     out.append(f"      … {t.diff_rows - len(t.keys)} more differing rows")
         bad = [t for t in tr.tables if t.failed]
         out.append(f"  {tr.name}: {len(tr.tables)} tables, "
-                   + ("all equal" if not bad else f"{len(bad)} not equal"))
+                   + ("all equal" if not bad else f"{len(bad)} not equal")
+                   + (f"; NOT CAUGHT UP ({_lag_reason(tr)})" if tr.lagging else ""))
         out.append("")
     code = report.exit_code
     if code == 0:
-        out.append(f"verify: all {len(report.targets)} targets equal")
-    else:
-        names = ", ".join(t.name for t in report.targets if t.failed)
-        out.append(f"verify: {'ERRORS' if code == 2 else 'DIFFERENT'} on {names}")
+        fresh = [t.name for t in report.targets if t.replication is not None and t.replication.state == "not started"]
+        if fresh:
+            out.append(f"verify: all {len(report.targets)} targets equal; never replicated (compared by content "
+                       f"only): {', '.join(fresh)}")
+        else:
+            out.append(f"verify: all {len(report.targets)} targets equal and caught up with the primary")
+        return "\n".join(out) + "\n"
+    verdicts = []
+    errors = [t.name for t in report.targets if t.errored]
+    lagging = [f"{t.name} ({_lag_reason(t)})" for t in report.targets if t.lagging and not t.errored]
+    different = [t.name for t in report.targets if t.different and not t.errored]
+    if errors:
+        verdicts.append(f"ERRORS on {', '.join(errors)}")
+    if lagging:
+        verdicts.append(f"NOT CAUGHT UP on {', '.join(lagging)}")
+    if different:
+        verdicts.append(f"DIFFERENT on {', '.join(different)}")
+    out.append("verify: " + "; ".join(verdicts))
     return "\n".join(out) + "\n"
 
 
-def render_status(rows: list[TargetStatus]) -> str:
+def render_status(report: StatusReport) -> str:
+    """The status table (``lag txns``: transactions behind the primary), then the primary's position."""
     lines = [f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  state"]
-    for r in rows:
-        lag = "-" if r.lag_events is None else str(r.lag_events)
+    for r in report.targets:
+        lag = "-" if r.lag_txns is None else str(r.lag_txns)
         lag_s = "-" if r.lag_s is None else f"{r.lag_s:.1f}"
         state = r.state + (f": {r.detail}" if r.detail else "")
         lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  {state}")
+    lines.append("")
+    lines.append(f"primary at {report.primary or '-'}" if not report.primary_error else report.primary_error)
+    if report.kafka_error:
+        lines.append(report.kafka_error)
     return "\n".join(lines)
 
 

@@ -12,19 +12,32 @@ from dbmux.replicator.backfill.run import backfill
 from dbmux.replicator.errors import BackfillError
 from dbmux.replicator.reshard import add_shard
 from dbmux.replicator.status import collect
-from dbmux.replicator.verify import DEFAULT_CHUNK_ROWS, verify
+from dbmux.replicator.verify import DEFAULT_CHUNK_ROWS, DEFAULT_WAIT_S, verify
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds >= 0")
+    return value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = run_async(collect(load_command_config(args)))
-    print(render_status(rows))
-    return 0 if all(r.state == "running" for r in rows) else 1
+    """Prints the table; returns 0 when every target is running and caught up with the primary, else 1."""
+    report = run_async(collect(load_command_config(args), max_lag_s=args.max_lag))
+    print(render_status(report))
+    return report.exit_code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Prints the report to stdout; returns 0 (all equal), 1 (differences) or 2 (errors)."""
+    """Prints the report to stdout; returns 0 (all caught up and equal), 1 (not caught up, or
+    differences) or 2 (errors)."""
     config = load_command_config(args)
-    report = run_async(verify(config, target=args.target, chunk_rows=args.chunk_rows))
+    report = run_async(verify(config, target=args.target, chunk_rows=args.chunk_rows, wait_s=args.wait))
     sys.stdout.write(format_report(report, details=args.details))
     return report.exit_code
 
@@ -60,16 +73,23 @@ def cmd_reshard(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    st = sub.add_parser("status", help="per target: applied GTID, lag, state (exit 1 unless all running)")
+    st = sub.add_parser("status", help="per target: applied GTID, lag behind the primary, state (exit 1 unless "
+                                       "all are running and caught up)")
     add_config_arg(st)
+    st.add_argument("--max-lag", type=_seconds, default=0.0, metavar="SECONDS",
+                    help="a running target at most this far behind the primary counts as caught up (default 0)")
     st.set_defaults(func=cmd_status)
 
     ver = sub.add_parser("verify", help="compare every target with the primary by chunked checksums "
-                                        "(exit 0: all equal, 1: differences, 2: errors)")
+                                        "(exit 0: all caught up and equal, 1: not caught up or differences, "
+                                        "2: errors)")
     add_config_arg(ver)
     ver.add_argument("--target", help="verify only this target (default: every target)")
     ver.add_argument("--details", action="store_true", help="list differing key ranges and keys")
     ver.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per checksum chunk")
+    ver.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT_S, metavar="SECONDS",
+                     help=f"how long a target behind the primary may take to catch up before it counts as behind "
+                          f"(default {DEFAULT_WAIT_S:g})")
     ver.set_defaults(func=cmd_verify)
 
     bf = sub.add_parser("backfill", help="seed a target from a consistent snapshot of the primary, then hand it to "

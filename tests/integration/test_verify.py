@@ -22,6 +22,10 @@ from dbmux.replicator.verify import Status, verify
 pytestmark = pytest.mark.integration
 
 ITEMS = 3000  # > 2.5 chunks of 1000
+# target names of their own: verify also reads a target's stored replication state, and other tests run
+# replicators named replica1 etc. on the same servers; these targets were never replicated
+_RUN = uuid.uuid4().hex[:6]
+R1, R2, PG, GONE = f"vr1_{_RUN}", f"vr2_{_RUN}", f"vpg_{_RUN}", f"vgone_{_RUN}"
 
 MYSQL_DDL = [
     """CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, price DECIMAL(10,2) NOT NULL,
@@ -146,7 +150,7 @@ def _config(stack, db: str, *, shard: bool = False, extra_targets: dict | None =
     pg = {"url": stack.shards[0].url(), "tables": [f"{db}.*"]}
     if shard:
         pg["shard"] = "shard_a"
-    targets = {"replica1": {"url": stack.replicas[0].url(), "tables": [f"{db}.*"]}, "pgcopy": pg}
+    targets = {R1: {"url": stack.replicas[0].url(), "tables": [f"{db}.*"]}, PG: pg}
     targets.update(extra_targets or {})
     return parse_config({"primary": {"url": stack.primary.url()}, "shardmap": {"shards": ["shard_a"]},
                          "targets": targets}, {})
@@ -163,7 +167,7 @@ def test_verify_equal_then_finds_changed_and_deleted_rows(stack, verify_db, tmp_
     text = format_report(report)
     assert report.exit_code == 0, text
     tables = _by_table(report)
-    for target in ("replica1", "pgcopy"):
+    for target in (R1, PG):
         assert set(tables[target]) == {"items", "pairs", "events", "nopk"}, text
         items = tables[target]["items"]
         assert (items.status, items.rows_primary, items.rows_target, items.chunks) == (Status.EQUAL, ITEMS, ITEMS, 3)
@@ -179,11 +183,11 @@ def test_verify_equal_then_finds_changed_and_deleted_rows(stack, verify_db, tmp_
     text = format_report(report, details=True)
     assert report.exit_code == 1, text
     tables = _by_table(report)
-    assert {n for n, r in tables["replica1"].items() if r.failed} == {"items"}, text
-    assert {n for n, r in tables["pgcopy"].items() if r.failed} == {"pairs"}, text
-    assert tables["replica1"]["items"].status is Status.DIFFERENT
-    assert tables["pgcopy"]["pairs"].status is Status.DIFFERENT
-    assert tables["pgcopy"]["pairs"].rows_target == len(PAIRS) - 1
+    assert {n for n, r in tables[R1].items() if r.failed} == {"items"}, text
+    assert {n for n, r in tables[PG].items() if r.failed} == {"pairs"}, text
+    assert tables[R1]["items"].status is Status.DIFFERENT
+    assert tables[PG]["pairs"].status is Status.DIFFERENT
+    assert tables[PG]["pairs"].rows_target == len(PAIRS) - 1
     assert "changed: key (1234)" in text
     assert "differing key range: (1000) < key <= (2000)" in text
     assert "missing on target: key (7, k3)" in text
@@ -192,8 +196,8 @@ def test_verify_equal_then_finds_changed_and_deleted_rows(stack, verify_db, tmp_
     cfg_file = tmp_path / "verify.toml"
     cfg_file.write_text(
         f'[primary]\nurl = "{stack.primary.url()}"\n'
-        f'[targets.replica1]\nurl = "{stack.replicas[0].url()}"\ntables = ["{db}.*"]\n')
-    code = main(["verify", "-c", str(cfg_file), "--target", "replica1", "--details", "--chunk-rows", "500"])
+        f'[targets.{R1}]\nurl = "{stack.replicas[0].url()}"\ntables = ["{db}.*"]\n')
+    code = main(["verify", "-c", str(cfg_file), "--target", R1, "--details", "--chunk-rows", "500"])
     out = capsys.readouterr().out
     assert code == 1, out
     assert "changed: key (1234)" in out and "DIFFERENT" in out
@@ -201,9 +205,9 @@ def test_verify_equal_then_finds_changed_and_deleted_rows(stack, verify_db, tmp_
 
     # rows only on the target: past the primary's last key, and between two primary keys
     _mysql_exec(stack.replicas[0], db, "INSERT INTO events VALUES (999, '2024-01-01', NULL)")
-    report = asyncio.run(verify(cfg, target="replica1"))
+    report = asyncio.run(verify(cfg, target=R1))
     text = format_report(report, details=True)
-    assert {n for n, r in _by_table(report)["replica1"].items() if r.failed} == {"items", "events"}, text
+    assert {n for n, r in _by_table(report)[R1].items() if r.failed} == {"items", "events"}, text
     assert "extra on target: key (999)" in text
 
 
@@ -212,26 +216,26 @@ def test_verify_shard_modes(stack, verify_db):
     cfg = _config(stack, db, shard=True)
     # the row deleted on the PostgreSQL side in the previous test (if it ran) is fine in subset mode…
     asyncio.run(_pg_exec(stack.shards[0], f"DELETE FROM \"{db}\".pairs WHERE a = 9 AND b = 'k4'"))
-    report = asyncio.run(verify(cfg, target="pgcopy", owners={}))  # no predicate: subset mode
-    pairs = _by_table(report)["pgcopy"]["pairs"]
+    report = asyncio.run(verify(cfg, target=PG, owners={}))  # no predicate: subset mode
+    pairs = _by_table(report)[PG]["pairs"]
     assert report.targets[0].mode == "subset"
     assert pairs.status is Status.EQUAL and pairs.rows_target < len(PAIRS), format_report(report)
     # by default the shard map decides: its only shard owns every row, so the deleted row is missing
-    report = asyncio.run(verify(cfg, target="pgcopy"))
-    assert report.targets[0].mode == "owned" and _by_table(report)["pgcopy"]["pairs"].status is not Status.EQUAL
+    report = asyncio.run(verify(cfg, target=PG))
+    assert report.targets[0].mode == "owned" and _by_table(report)[PG]["pairs"].status is not Status.EQUAL
     # …and not when the shard is said to own every row
-    report = asyncio.run(verify(cfg, target="pgcopy", owners={"pgcopy": lambda d, t, pk: True}))
+    report = asyncio.run(verify(cfg, target=PG, owners={PG: lambda d, t, pk: True}))
     assert report.targets[0].mode == "owned"
-    assert _by_table(report)["pgcopy"]["pairs"].status is Status.DIFFERENT, format_report(report)
+    assert _by_table(report)[PG]["pairs"].status is Status.DIFFERENT, format_report(report)
     # owning only the odd items: the shard's extra even rows are "extra on target"
-    report = asyncio.run(verify(cfg, target="pgcopy", owners={"pgcopy": lambda d, t, pk: t != "items" or pk[0] % 2}))
-    items = _by_table(report)["pgcopy"]["items"]
+    report = asyncio.run(verify(cfg, target=PG, owners={PG: lambda d, t, pk: t != "items" or pk[0] % 2}))
+    items = _by_table(report)[PG]["items"]
     assert items.status is Status.DIFFERENT and items.rows_primary == ITEMS // 2
     # a changed value is a difference in subset mode too
     asyncio.run(_pg_exec(stack.shards[0], f"UPDATE \"{db}\".events SET payload = '{{\"n\": -1}}' WHERE id = 3"))
-    report = asyncio.run(verify(cfg, target="pgcopy"))
+    report = asyncio.run(verify(cfg, target=PG))
     text = format_report(report, details=True)
-    assert _by_table(report)["pgcopy"]["events"].status is Status.DIFFERENT, text
+    assert _by_table(report)[PG]["events"].status is Status.DIFFERENT, text
     assert "changed: key (3)" in text
 
 
@@ -241,13 +245,13 @@ def test_unreachable_target_is_an_error_naming_it_without_password(stack, verify
     cfg_file = tmp_path / "verify.toml"
     cfg_file.write_text(
         f'[primary]\nurl = "{stack.primary.url()}"\n'
-        '[targets.gone]\nurl = "mysql://dbmux:sup3r-secret@127.0.0.1:1"\n'
+        f'[targets.{GONE}]\nurl = "mysql://dbmux:sup3r-secret@127.0.0.1:1"\n'
         f'tables = ["{verify_db}.*"]\n'
-        f'[targets.replica2]\nurl = "{stack.replicas[1].url()}"\ntables = ["{verify_db}.*"]\n')
+        f'[targets.{R2}]\nurl = "{stack.replicas[1].url()}"\ntables = ["{verify_db}.*"]\n')
     code = main(["verify", "-c", str(cfg_file)])
     captured = capsys.readouterr()
     assert code == 2
-    assert "cannot read target 'gone' at mysql://dbmux:***@127.0.0.1:1" in captured.out
+    assert f"cannot read target '{GONE}' at mysql://dbmux:***@127.0.0.1:1" in captured.out
     assert "missing on target" in captured.out  # replica2 was still verified: it lacks the database
     assert "sup3r-secret" not in captured.out + captured.err
 
@@ -257,3 +261,50 @@ def test_unreachable_target_is_an_error_naming_it_without_password(stack, verify
     captured = capsys.readouterr()
     assert code == 2 and "cannot read the primary at mysql://dbmux:***@127.0.0.1:1" in captured.err
     assert "sup3r-secret" not in captured.out + captured.err
+
+
+def test_tables_without_primary_key_follow_the_shard_rules(stack):
+    """Finding 10: a table without a primary key lives on the default shard only ('single'); on another
+    shard it is not missing. On its shard it must be a whole copy, elsewhere it must hold nothing."""
+    db = f"vn_{uuid.uuid4().hex[:10]}"
+    shard_a, shard_b = f"vsa_{_RUN}", f"vsb_{_RUN}"
+    conn = _mysql(stack.primary)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"CREATE DATABASE `{db}`")
+            cur.execute(f"CREATE TABLE `{db}`.nopk (x INT, y VARCHAR(10))")
+            cur.executemany(f"INSERT INTO `{db}`.nopk VALUES (%s,%s)", NOPK)
+        create = f'CREATE SCHEMA "{db}"; CREATE TABLE "{db}".nopk (x integer, y varchar(10))'
+        rows = ", ".join(f"({x}, '{y}')" for x, y in NOPK)
+        asyncio.run(_pg_exec(stack.shards[0], f'{create}; INSERT INTO "{db}".nopk VALUES {rows}'))
+        places = ((shard_a, stack.shards[0], "shard_a"), (shard_b, stack.shards[1], "shard_b"))
+        targets = {name: {"url": dsn.url(), "tables": [f"{db}.*"], "shard": shard} for name, dsn, shard in places}
+        cfg = parse_config({"primary": {"url": stack.primary.url()}, "shardmap": {"shards": ["shard_a", "shard_b"]},
+                            "targets": targets}, {})
+        report = asyncio.run(verify(cfg, wait_s=0))
+        text = format_report(report)
+        assert report.exit_code == 0, text
+        tables = _by_table(report)
+        assert tables[shard_a]["nopk"].status is Status.NOT_VERIFIABLE and tables[shard_a]["nopk"].rows_target == 7
+        assert tables[shard_b]["nopk"].status is Status.NOT_ON_SHARD, text
+        assert "not on this shard" in text and "missing" not in text
+
+        # the default shard lost a row: its copy is not whole
+        asyncio.run(_pg_exec(stack.shards[0], f"DELETE FROM \"{db}\".nopk WHERE y = 'y3'"))
+        report = asyncio.run(verify(cfg, wait_s=0))
+        assert report.exit_code == 1 and _by_table(report)[shard_a]["nopk"].note == "row counts differ"
+        assert not _by_table(report)[shard_b]["nopk"].failed
+
+        # the other shard holds rows of it: they do not belong there
+        asyncio.run(_pg_exec(stack.shards[1], f"{create}; INSERT INTO \"{db}\".nopk VALUES (1, 'stray')"))
+        report = asyncio.run(verify(cfg, target=shard_b, wait_s=0))
+        text = format_report(report)
+        nopk = _by_table(report)[shard_b]["nopk"]
+        assert report.exit_code == 1 and nopk.failed and "1 rows on a shard that does not hold this table" in text
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        conn.close()
+        for dsn in stack.shards[:2]:
+            asyncio.run(_pg_exec(dsn, f'DROP SCHEMA IF EXISTS "{db}" CASCADE'))

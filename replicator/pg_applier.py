@@ -1,25 +1,45 @@
 """Applying change events to a PostgreSQL target (asyncpg).
 
 MySQL database ``X`` is PostgreSQL schema ``X``. Statement events are translated by
-:mod:`replicator.pg_sql` (anything it cannot translate faithfully is a permanent error, never a
-silent change); row events become idempotent parametrised statements. PostgreSQL DDL is
+:mod:`replicator.pg_sql`; row events become idempotent parametrised statements. PostgreSQL DDL is
 transactional, so every batch -- DDL included -- and its position commit atomically.
+
+An ingress event whose statements cannot be applied faithfully takes its row form, decided as it is
+consumed (:meth:`PostgresApplier.needs_row_form`); the translation made for that decision is the one
+applied (a statement is translated once). What still cannot be translated when applied -- events
+with no row form (DDL, the binlog reader's statements) -- is a permanent error, never a silent change.
+
+Statements with no table meaning here (accounts, routines, triggers, events, server administration,
+table maintenance: :func:`replicator.pg_types.not_applied`) are not applied, whichever producer's copy
+carries them: counted in ``dbmux_replicator_statements_not_applied_total{target,kind}`` and logged
+with the GTID, once per transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import asyncpg
 from prometheus_client import Counter
 
 from dbmux.core.dsn import Dsn
-from dbmux.core.events import ChangeEvent
+from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.transient import is_transient
 from dbmux.replicator.errors import ApplyError
 from dbmux.replicator.filtering import statement_tables
-from dbmux.replicator.pg_sql import StaticSchema, Untranslatable, row_statement, translate_statement
+from dbmux.replicator.pg_ddl import created_table
+from dbmux.replicator.pg_sql import (
+    PgStatement,
+    StaticSchema,
+    TableInfo,
+    Untranslatable,
+    row_statement,
+    translate_statement,
+)
+from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.source_schema import load_source_schema
 
@@ -30,8 +50,27 @@ ROWS_COPIED = Counter("dbmux_replicator_rows_copied_total", "Row inserts applied
 COPY_FALLBACKS = Counter("dbmux_replicator_copy_fallbacks_total",
                          "COPY runs undone because a row already existed, applied by INSERT ... ON CONFLICT",
                          ["target"])
+NOT_APPLIED = Counter("dbmux_replicator_statements_not_applied_total",
+                      "Statements with no table meaning on a PostgreSQL target (accounts, routines, triggers, events, "
+                      "server administration, table maintenance), not applied there", ["target", "kind"])
 COPY_MIN_ROWS = 16  # a shorter run of row inserts goes through executemany
+AHEAD_MAX, AHEAD_MAX_BYTES = 4096, 16 << 20  # translations kept from needs_row_form() for prepare(), at most
 _Pending = tuple[str, tuple, ChangeEvent, int]  # (sql, args, event, offset)
+_Tables = frozenset[tuple[str, str]] | None  # (db, table) pairs; None: any table
+# DDL text that may change how a statement on its tables translates: types PostgreSQL holds differently, keys,
+# auto-increment, clock defaults
+_DECISIVE = re.compile(r"\b(?:(?:TINY|MEDIUM|LONG)?BLOB|(?:VAR)?BINARY|BIT|JSON|YEAR|ENUM\s*\(|SET\s*\(|PRIMARY|"
+                       r"AUTO_INCREMENT|CURRENT_TIMESTAMP|NOW\s*\(|ON\s+UPDATE)", re.IGNORECASE)
+_TIMESTAMP = re.compile(r"\bTIMESTAMP\b", re.IGNORECASE)
+
+
+class _PendingDdl(NamedTuple):
+    """What DDL consumed but not applied yet (the schema not reloaded) may change for needs_row_form()."""
+
+    tables: _Tables  # tables whose statements it may make translate differently (or TIMESTAMP columns)
+    decisive: bool  # ... triggers, columns of types PostgreSQL holds differently, keys, clock defaults
+    timestamps: bool  # ... TIMESTAMP columns
+    created: dict[tuple[str, str], TableInfo]  # tables it creates, as the reloaded schema will show them
 
 
 class PostgresApplier:
@@ -40,6 +79,13 @@ class PostgresApplier:
         self._conn: asyncpg.Connection | None = None
         self._schema = StaticSchema({})
         self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
+        # id(statement) -> (statement, db, translation, size): made at consume time, taken by prepare()
+        self._ahead: dict[int, tuple[Statement, str | None, list[PgStatement], int]] = {}
+        self._ahead_bytes = 0
+        self._ddl_pending: dict[tuple[str, int], _PendingDdl] = {}  # DDL consumed, not in the schema yet
+        self._provisional: StaticSchema | None = None  # the schema with the tables pending DDL creates
+        self._reflected: dict[str, int] = {}  # domain -> seq up to which DDL is in the schema
+        self._noted: dict[str, int] = {}  # domain -> highest seq whose not-applied statements were counted
 
     async def connect(self) -> None:
         self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
@@ -98,6 +144,7 @@ class PostgresApplier:
         for r in await self._conn.fetch(f"SELECT domain_id, seq FROM {META_SCHEMA}.gtids WHERE target = $1 "
                                         "AND topic = $2", self.target, self.topic):
             pos.gtids[r["domain_id"]] = int(r["seq"])
+        self._reflected = dict(pos.gtids)  # (the schema was loaded after they were applied)
         return pos
 
     async def set_status(self, state: str, detail: str) -> None:
@@ -108,28 +155,99 @@ class PostgresApplier:
             self.target, state, detail[:2000])
 
     def needs_row_form(self, ev: ChangeEvent) -> bool:
-        """Must ``ev`` be applied from its row form (the binlog reader's copy of the same GTID)?
+        """Must ``ev`` be applied from its row form (the binlog reader's copy of the same GTID)? Asked
+        once per event as it is consumed; only ingress events can say yes. Statements not applied here
+        (:func:`~replicator.pg_types.not_applied`) never need it. Yes when a statement
 
-        Yes for an ingress event from a session whose time zone is not UTC that changes a table with a
-        MySQL TIMESTAMP column: its statements carry such values as that session's wall-clock time,
-        while this target holds them in UTC (as row images and backfill write them); translating the
-        zone into every statement is not done, so the row form is used. Also for a table not known
-        yet (created since the schema was read): it may have such a column."""
-        ctx = ev.session
-        if ev.source != "ingress" or ctx is None or is_utc(ctx.time_zone, self._schema.system_time_zone):
+        - cannot be translated faithfully (:class:`Untranslatable`: e.g. an expression written into a
+          BLOB, BIT, JSON, ENUM, SET or YEAR column, a table with triggers on the source, a function the
+          translator does not know, ``SAVEPOINT``, ``CALL``): the row form holds what MySQL stored;
+        - writes a table with a MySQL TIMESTAMP column from a session whose time zone is not UTC (its
+          values are that session's wall-clock time, this target holds UTC; a table not known yet may
+          have such a column);
+        - may be judged against a stale source schema: it names a table that DDL consumed before it,
+          not applied yet, may give triggers, such columns, keys, auto-increment or clock defaults (or
+          TIMESTAMP columns, for a session not in UTC). Other DDL (columns of other types, indexes)
+          changes nothing here, and a table that DDL creates (CREATE TABLE) is judged as its
+          definition says: writes right behind such DDL keep their statement form.
+
+        The translations made here are the ones applied (kept for :meth:`prepare`, bounded): made
+        against the schema as it was before the event, they stay right when the schema is reloaded
+        after DDL that came later."""
+        domain, seq = ev.gtid.domain, ev.gtid.seq
+        if ev.has_ddl and seq > self._reflected.get(domain, -1):
+            pending = _pending_ddl(ev)
+            if pending is not None:
+                self._ddl_pending[(domain, seq)] = pending
+                self._provisional = None
+        if ev.source != "ingress":
             return False
-        default_db = (ev.db or ctx.db or "").lower()
+        ctx = ev.session
+        utc = ctx is None or is_utc(ctx.time_zone, self._schema.system_time_zone)
+        doubt = self._doubtful_tables(ev, utc) if self._ddl_pending else frozenset()
+        schema = self._judging_schema()
+        db = ev.db or (ctx.db if ctx else None)
+        default_db = (db or "").lower()
+        added: list[int] = []
         for st in ev.statements:
-            if st.kind != "dml":
+            if not_applied(st.sql) is not None:
                 continue
-            tables = statement_tables(st.sql)
-            if tables is None:
-                return True
-            for db, table in tables:
-                info = self._schema.tables.get(((db or default_db).lower(), table.lower()))
-                if info is None or info.utc_columns:
-                    return True
+            if st.kind != "ddl" and (doubt is None or doubt or (not utc and st.kind == "dml")):
+                tables = statement_tables(st.sql)
+                named = None if tables is None else {((d or default_db).lower(), t.lower()) for d, t in tables}
+                if doubt is None or named is None or named & doubt:
+                    return self._drop_ahead(added)
+                if not utc and st.kind == "dml" and any(
+                        (info := schema.tables.get(k)) is None or info.utc_columns for k in named):
+                    return self._drop_ahead(added)
+            try:
+                added.append(self._translate_ahead(st, db.lower() if db else None, schema))
+            except Untranslatable as exc:
+                log.debug("target %s gtid %s: row form (%s)", self.target, ev.gtid, exc.construct)
+                return self._drop_ahead(added)
         return False
+
+    def _doubtful_tables(self, ev: ChangeEvent, utc: bool) -> _Tables:
+        """Tables whose schema DDL consumed before ``ev``, not yet reloaded, may change in a way that
+        matters for ``ev`` (None: any table)."""
+        doubt: set[tuple[str, str]] = set()
+        for key, pending in self._ddl_pending.items():
+            if key != (ev.gtid.domain, ev.gtid.seq) and (pending.decisive or (pending.timestamps and not utc)):
+                if pending.tables is None:
+                    return None
+                doubt |= pending.tables
+        return frozenset(doubt)
+
+    def _judging_schema(self) -> StaticSchema:
+        """The schema plus the tables that DDL consumed but not applied yet creates, where it does not
+        know them yet (the schema itself when there are none)."""
+        if self._provisional is None:
+            created = {k: v for p in self._ddl_pending.values() for k, v in p.created.items()}
+            self._provisional = StaticSchema({**created, **self._schema.tables}, self._schema.system_time_zone) \
+                if created else self._schema
+        return self._provisional
+
+    def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema) -> int:
+        pg = translate_statement(st.sql, db, st.params, schema=schema, insert_id=st.insert_id)
+        key = id(st)
+        self._take_ahead(key)
+        size = len(st.sql) + sum(len(p.sql) for p in pg)
+        self._ahead[key] = (st, db, pg, size)
+        self._ahead_bytes += size
+        while len(self._ahead) > AHEAD_MAX or self._ahead_bytes > AHEAD_MAX_BYTES:
+            self._take_ahead(next(iter(self._ahead)))  # the oldest: translated again if it is still wanted
+        return key
+
+    def _take_ahead(self, key: int) -> tuple[Statement, str | None, list[PgStatement], int] | None:
+        hit = self._ahead.pop(key, None)
+        if hit is not None:
+            self._ahead_bytes -= hit[3]
+        return hit
+
+    def _drop_ahead(self, keys: list[int]) -> bool:
+        for key in keys:
+            self._take_ahead(key)
+        return True
 
     def prepare(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                 last_gtids: dict[str, ChangeEvent]) -> list[_Pending] | None:
@@ -158,7 +276,8 @@ class PostgresApplier:
                         if ev.has_ddl:
                             await self._run(pending)  # DDL changes the schema later statements translate against
                             await self._run(self._translate(ev, offset))
-                            self._schema = await load_source_schema(self.source)
+                            if _changes_schema(ev):
+                                await self._reload_schema()
                         else:
                             pending.extend(self._translate(ev, offset))
                     await self._run(pending)
@@ -171,9 +290,24 @@ class PostgresApplier:
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
 
+    async def _reload_schema(self) -> None:
+        """The source schema again (after DDL). Every DDL event consumed before the reload is in it:
+        each was committed on the primary before it reached the topic; so are the copies of those
+        consumed meanwhile (the other producer's)."""
+        covered = list(self._ddl_pending)
+        self._schema = await load_source_schema(self.source)
+        for domain, seq in covered:
+            self._reflected[domain] = max(seq, self._reflected.get(domain, -1))
+        for domain, seq in list(self._ddl_pending):
+            if seq <= self._reflected.get(domain, -1):
+                del self._ddl_pending[(domain, seq)]
+        self._provisional = None
+
     def _translate(self, ev: ChangeEvent, offset: int) -> list[_Pending]:
         db = ev.db or (ev.session.db if ev.session else None)
+        dbl = db.lower() if db else None
         out = []
+        skipped: list[tuple[str, str]] = []
         try:
             where: tuple[str, str] | None = None
             for row in ev.rows:
@@ -181,16 +315,34 @@ class PostgresApplier:
                     where = (row.db, row.table)
                     schema, table = row.db.lower(), row.table.lower()
                     pk = self._schema.primary_key(schema, table) or ()
+                    info = self._schema.tables.get((schema, table))
+                    bits = info.bits if info is not None else None
+                if bits:  # BIT(n): the row image holds an int; BIT VARYING(n) takes n bits
+                    row = RowChange(row.table, row.db, row.op, _bit_strings(row.before, bits),
+                                    _bit_strings(row.after, bits))
                 st = row_statement(schema, table, row.op, row.before, row.after, pk)
                 if row.op == "insert" and st.sql not in self._copy_into:
                     self._copy_into[st.sql] = (schema, table, tuple(row.after or ()))
                 out.append((st.sql, st.args, ev, offset))
             for s in ev.statements:
-                for st in translate_statement(s.sql, db.lower() if db else None, s.params, schema=self._schema,
-                                              insert_id=s.insert_id):
+                if (meaningless := not_applied(s.sql)) is not None:
+                    skipped.append(meaningless)
+                    continue
+                hit = self._take_ahead(id(s)) if self._ahead else None
+                if hit is not None and hit[0] is s and hit[1] == dbl:  # (see needs_row_form)
+                    translated = hit[2]
+                else:
+                    translated = translate_statement(s.sql, dbl, s.params, schema=self._schema, insert_id=s.insert_id)
+                for st in translated:
                     out.append((st.sql, tuple(st.args), ev, offset))
         except Untranslatable as exc:
             raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=str(ev.gtid), offset=offset) from exc
+        if skipped and ev.gtid.seq > self._noted.get(ev.gtid.domain, -1):  # once per transaction
+            self._noted[ev.gtid.domain] = ev.gtid.seq
+            for what, _ in skipped:
+                NOT_APPLIED.labels(self.target, what).inc()
+            log.info("target %s gtid %s: not applied to PostgreSQL (no table meaning there): %s", self.target,
+                     ev.gtid, ", ".join(verb for _, verb in skipped))
         return out
 
     async def _run(self, statements: list[_Pending]) -> None:
@@ -285,6 +437,50 @@ def is_utc(time_zone: str | None, system_time_zone: str) -> bool:
     if tz.upper() == "SYSTEM":
         tz = system_time_zone.strip()
     return tz.lower() in _UTC_NAMES or bool(_ZERO_OFFSET.fullmatch(tz))
+
+
+def _changes_schema(ev: ChangeEvent) -> bool:
+    """Can ``ev``'s DDL change what the source schema says (not: accounts, routines, FLUSH, ...)?"""
+    return any((na := not_applied(st.sql)) is None or na[0] == "trigger" for st in ev.statements)
+
+
+def _bit_strings(image: dict | None, bits: Mapping[str, int]) -> dict | None:
+    if not image:
+        return image
+    return {k: asyncpg.BitString.from_int(v, length=bits[k.lower()]) if type(v) is int and k.lower() in bits else v
+            for k, v in image.items()}
+
+
+def _pending_ddl(ev: ChangeEvent) -> _PendingDdl | None:
+    """What ``ev``'s DDL may change for needs_row_form() until the schema is reloaded (None: nothing):
+    triggers (any table: DROP TRIGGER names none); what :data:`_DECISIVE` or TIMESTAMP finds in the text
+    (anywhere: a false alarm only costs a wait for the row copy); a CREATE TABLE, exactly."""
+    default_db = (ev.db or (ev.session.db if ev.session else None) or "").lower()
+    out: set[tuple[str, str]] | None = set()
+    decisive = timestamps = False
+    created: dict[tuple[str, str], TableInfo] = {}
+    for st in ev.statements:
+        kind = not_applied(st.sql)
+        if kind is not None:
+            if kind[0] == "trigger":
+                out, decisive = None, True
+            continue  # (the rest have no table meaning)
+        table = created_table(st.sql, default_db or None)
+        if table is not None:
+            created[table[0]] = TableInfo(**table[1])
+            continue
+        decides, times = bool(_DECISIVE.search(st.sql)), bool(_TIMESTAMP.search(st.sql))
+        if not (decides or times):
+            continue
+        decisive, timestamps = decisive or decides, timestamps or times
+        tables = statement_tables(st.sql)
+        if tables is None or out is None:
+            out = None
+        else:
+            out |= {((d or default_db).lower(), name.lower()) for d, name in tables}
+    if not (decisive or timestamps or created):
+        return None
+    return _PendingDdl(None if out is None else frozenset(out), decisive, timestamps, created)
 
 
 def _span(batch: list[tuple[ChangeEvent, int]]) -> str:

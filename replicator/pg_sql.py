@@ -24,6 +24,11 @@ Statement coverage and decisions:
 - Server-computed columns: an INSERT omitting a column with a ``CURRENT_TIMESTAMP`` default, or an UPDATE
   not assigning an ``ON UPDATE CURRENT_TIMESTAMP`` column (as reported by :class:`SchemaInfo`), is
   Untranslatable: the target would compute a different time; apply the row form.
+- Also Untranslatable (the row form holds what MySQL computed): writing a table with triggers on the
+  source; writing a column whose MySQL type PostgreSQL holds differently (BLOB/BINARY, BIT, JSON, ENUM,
+  SET, YEAR: :data:`~replicator.pg_types.RETYPED`) with anything but a plain value
+  (:func:`~replicator.pg_types.unfaithful_value`); a function sqlglot does not know (a stored function,
+  ``INET_ATON``, ...: passed through it would fail or differ) and character set introducers.
 - Single-table UPDATE/DELETE only; ORDER BY/LIMIT, multi-table forms, user/system variables → Untranslatable.
 - Session/transaction statements return ``[]`` (the applier handles session context and transaction
   boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``,
@@ -32,7 +37,7 @@ Statement coverage and decisions:
   GLOBAL) is Untranslatable.
 - DDL: see :mod:`replicator.pg_ddl`; type mapping: :mod:`replicator.pg_types`.
 - Everything else (SELECT, stored programs, triggers, views, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
-  SAVEPOINT, INSERT ... SET, ...) → Untranslatable.
+  SAVEPOINT, INSERT ... SET, ...) → Untranslatable (the applier never asks for pg_types.not_applied ones).
 
 Hex literals (``X'0AFF'``, ``0x0AFF``) become ``DECODE('0aff', 'hex')`` (bytea; PostgreSQL's ``x'..'`` is a
 bit string). Identifiers (tables, columns, aliases) are lowercased and always double-quoted in the output.
@@ -40,7 +45,7 @@ bit string). Identifiers (tables, columns, aliases) are lowercased and always do
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -61,7 +66,15 @@ from dbmux.replicator.pg_ddl import (
     translate_drop_table,
     translate_rename,
 )
-from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident, to_pg_value
+from dbmux.replicator.pg_types import (
+    PgStatement,
+    Untranslatable,
+    check_written,
+    pg_column_type,
+    qualified,
+    quote_ident,
+    to_pg_value,
+)
 
 __all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
            "row_statements", "to_pg_value", "quote_ident", "qualified", "pg_column_type",
@@ -96,6 +109,10 @@ class SchemaInfo(Protocol):
 
     def on_update_columns(self, db: str, table: str) -> frozenset[str]: ...
 
+    def retyped_columns(self, db: str, table: str) -> Mapping[str, tuple[str, tuple[str, ...]]]: ...
+
+    def has_triggers(self, db: str, table: str) -> bool: ...
+
 
 @dataclass(frozen=True)
 class TableInfo:
@@ -105,6 +122,10 @@ class TableInfo:
     time_defaults: frozenset[str] = frozenset()
     on_update: frozenset[str] = frozenset()
     utc_columns: frozenset[str] = frozenset()  # MySQL TIMESTAMP columns (stored in UTC, shown in the session's zone)
+    # column -> (MySQL DATA_TYPE, ENUM/SET values) for the types PostgreSQL holds differently (pg_types.RETYPED)
+    retyped: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, hash=False)
+    triggers: bool = False  # the source table has triggers
+    bits: Mapping[str, int] = field(default_factory=dict, hash=False)  # BIT(n) column -> n
 
 
 @dataclass
@@ -137,6 +158,14 @@ class StaticSchema:
     def on_update_columns(self, db: str, table: str) -> frozenset[str]:
         t = self._get(db, table)
         return t.on_update if t else frozenset()
+
+    def retyped_columns(self, db: str, table: str) -> Mapping[str, tuple[str, tuple[str, ...]]]:
+        t = self._get(db, table)
+        return t.retyped if t else {}
+
+    def has_triggers(self, db: str, table: str) -> bool:
+        t = self._get(db, table)
+        return t.triggers if t else False
 
 
 # ------------------------------------------------------------------------------------------ statements
@@ -220,9 +249,9 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
         if isinstance(node, exp.Insert):
             _insert(node, sql, schema, insert_id, replace, params or ())
         elif isinstance(node, exp.Update):
-            _update(node, sql, schema)
+            _update(node, sql, schema, params or ())
         else:
-            _delete(node, sql)
+            _delete(node, sql, schema)
         return [PgStatement(pg_expr(node, sql), args)]
     raise Untranslatable(f"{type(node).__name__.upper()} statement", sql)
 
@@ -293,7 +322,14 @@ def _prepare_dml(node: exp.Expression, default_db: str | None, sql: str) -> None
             p.replace(exp.Parameter(this=exp.Literal.number(int(name[len(_PARAM_PREFIX):]))))
         else:
             raise Untranslatable(f"variable {p.sql('mysql')}", sql)
-    for hx in list(node.find_all(exp.HexString)):  # X'..'/0x.. are bytes here; PostgreSQL x'..' is a bit string
+    for hx in list(node.find_all(exp.HexString, exp.Anonymous, exp.Introducer)):
+        if isinstance(hx, exp.Introducer):
+            raise Untranslatable(f"character set introducer {hx.sql('mysql')[:40]}", sql)
+        if isinstance(hx, exp.Anonymous):
+            if hx.name.upper() != "VALUES":  # (ON DUPLICATE KEY UPDATE's VALUES(c): see _insert)
+                raise Untranslatable(f"function {hx.name}() unknown to the translator (a stored function?)", sql)
+            continue
+        # X'..'/0x.. are bytes here; PostgreSQL x'..' is a bit string
         digits = hx.this if len(hx.this) % 2 == 0 else "0" + hx.this
         hx.replace(exp.Anonymous(this="DECODE", expressions=[exp.Literal.string(digits.lower()),
                                                               exp.Literal.string("hex")]))
@@ -305,13 +341,22 @@ def _prepare_dml(node: exp.Expression, default_db: str | None, sql: str) -> None
         ident.set("this", ident.this.lower())
 
 
-def _target(node: exp.Expression, sql: str) -> exp.Table:
+def _target(node: exp.Expression, sql: str, schema: SchemaInfo | None) -> exp.Table:
     tbl = node.this
     if isinstance(tbl, exp.Schema):
         tbl = tbl.this
     if not isinstance(tbl, exp.Table) or node.args.get("joins") or tbl.args.get("joins"):
         raise Untranslatable("multi-table statement", sql)
+    if schema is not None and schema.has_triggers(tbl.db, tbl.name):
+        raise Untranslatable(f"writing {tbl.db}.{tbl.name}, which has triggers on the source (their changes are in "
+                             "the row form)", sql)
     return tbl
+
+
+def _check_written(schema: SchemaInfo | None, tbl: exp.Table, pairs: Iterable[tuple[str, exp.Expression]],
+                   params: tuple, sql: str) -> None:
+    if schema is not None:
+        check_written(schema.retyped_columns(tbl.db, tbl.name), pairs, params, sql)
 
 
 def _check_sequential(assignments: list[exp.Expression], sql: str, what: str) -> list[str]:
@@ -338,12 +383,13 @@ def _no_order_limit(node: exp.Expression, sql: str, what: str) -> None:
         raise Untranslatable(f"{what} with ORDER BY/LIMIT", sql)
 
 
-def _update(node: exp.Update, sql: str, schema: SchemaInfo | None) -> None:
-    tbl = _target(node, sql)
+def _update(node: exp.Update, sql: str, schema: SchemaInfo | None, params: tuple) -> None:
+    tbl = _target(node, sql, schema)
     if node.args.get("from"):
         raise Untranslatable("multi-table UPDATE", sql)
     _no_order_limit(node, sql, "UPDATE")
     assigned = _check_sequential(node.expressions, sql, "UPDATE SET")
+    _check_written(schema, tbl, ((eq.this.name, eq.expression) for eq in node.expressions), params, sql)
     if schema is not None:
         missing = schema.on_update_columns(tbl.db, tbl.name) - set(assigned)
         if missing:
@@ -351,10 +397,10 @@ def _update(node: exp.Update, sql: str, schema: SchemaInfo | None) -> None:
                                  "server clock (apply the row form)", sql)
 
 
-def _delete(node: exp.Delete, sql: str) -> None:
+def _delete(node: exp.Delete, sql: str, schema: SchemaInfo | None) -> None:
     if node.args.get("tables") or node.args.get("using"):
         raise Untranslatable("multi-table DELETE", sql)
-    _target(node, sql)
+    _target(node, sql, schema)
     _no_order_limit(node, sql, "DELETE")
 
 
@@ -364,7 +410,7 @@ def _is_auto_value(v: exp.Expression) -> bool:
 
 def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: int, replace: bool,
             params: tuple) -> None:
-    tbl = _target(node, sql)
+    tbl = _target(node, sql, schema)
     db, table = tbl.db, tbl.name
     if node.args.get("returning") or node.args.get("partition") or node.args.get("overwrite"):
         raise Untranslatable("INSERT option", sql)
@@ -378,6 +424,12 @@ def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: in
         cols_known = cols
     conflict = node.args.get("conflict")
     ignore = bool(node.args.get("ignore"))
+    written: Iterable[tuple[str, exp.Expression]]  # (generators: nothing is built for a table without such columns)
+    if rows and cols_known:
+        written = ((c, v) for row in rows for c, v in zip(cols_known, row.expressions, strict=False))
+    else:  # INSERT ... SELECT writes an expression into every column
+        written = ((c, values) for c in cols_known or ())
+    _check_written(schema, tbl, written, params, sql)
     # auto-increment ids generated by the source
     if insert_id > 0:
         auto = schema.auto_increment_column(db, table) if schema is not None else None
@@ -441,6 +493,9 @@ def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: in
         assert conflict is not None  # (not a REPLACE, so an ON DUPLICATE KEY UPDATE: checked above)
         assignments = list(conflict.expressions)
         _check_sequential(assignments, sql, "ON DUPLICATE KEY UPDATE")
+        _check_written(schema, tbl, ((eq.this.name, eq.expression) for eq in assignments if not (
+            isinstance(eq.expression, exp.Anonymous) and eq.expression.name.upper() == "VALUES"
+            and [a.name for a in eq.expression.expressions] == [eq.this.name])), params, sql)
         for eq in assignments:
             for fn in list(eq.expression.find_all(exp.Anonymous)):
                 if fn.name.upper() == "VALUES" and len(fn.expressions) == 1:

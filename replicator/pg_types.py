@@ -1,4 +1,6 @@
-"""The PostgreSQL target's vocabulary: identifiers, statements, errors, MySQL→PostgreSQL column types, values.
+"""The PostgreSQL target's vocabulary: identifiers, statements, errors, MySQL→PostgreSQL column types, values,
+the statements that have no table meaning there (:func:`not_applied`) and the written values it holds as
+MySQL did (:func:`unfaithful_value`).
 
 Pure (no I/O). :mod:`replicator.pg_sql` builds on it; :mod:`replicator.pg_ddl` uses the type map.
 
@@ -31,11 +33,13 @@ TIMESTAMP(p)                     TIMESTAMP(p)                without time zone: 
 DATE                             DATE                        zero dates ('0000-00-00') are Untranslatable
 TIME(p)                          TIME(p)                     MySQL TIME spans -838:59:59..838:59:59; values
                                                              outside 00:00..24:00 are Untranslatable
-YEAR                             SMALLINT
+YEAR                             SMALLINT                    (two-digit years: row form)
 ENUM('a', ...)                   TEXT + CHECK (c IN (...))   the ENUM's index order/number semantics are lost
+                                                             (statements writing numbers: row form)
 SET('a', ...)                    TEXT                        comma-separated text as MySQL shows it
 JSON                             JSONB                       JSONB normalises key order and whitespace
-BIT(n)                           BIT VARYING(n)              write b'0101' literals; integer literals fail
+BIT(n)                           BIT VARYING(n)              n bits (row images' ints); statements writing
+                                                             anything but NULL take the row form
 GEOMETRY etc., other types       Untranslatable
 ===============================  ==========================  ==============================================
 
@@ -48,15 +52,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
+from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
-           "INTEGER_PG_TYPES"]
+           "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value", "check_written", "value_list"]
 
 _MAX_SQL_IN_ERROR = 200
 
@@ -217,3 +223,209 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     if isinstance(value, bool) and kind in INTEGER_PG_TYPES:
         return int(value)
     return value
+
+
+# ------------------------------------------------------------------------------------------ not applied
+
+_OBJECT_KINDS = {"USER": "account", "ROLE": "account", "PROCEDURE": "routine", "FUNCTION": "routine",
+                 "PACKAGE": "routine", "TRIGGER": "trigger", "EVENT": "event", "SERVER": "server",
+                 "TABLESPACE": "server", "LOGFILE": "server", "INSTANCE": "server", "RESOURCE": "server"}
+_SERVER_VERBS = frozenset({"FLUSH", "PURGE", "RESET", "KILL", "INSTALL", "UNINSTALL", "SHUTDOWN", "RESTART",
+                           "CACHE"})
+_REPLICATION_WORDS = frozenset({"SLAVE", "SLAVES", "REPLICA", "REPLICAS", "ALL", "GROUP_REPLICATION"})
+_MAINTENANCE_VERBS = frozenset({"ANALYZE", "OPTIMIZE", "CHECK", "REPAIR", "CHECKSUM"})
+_PLAIN_DML = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE|SELECT|WITH|BEGIN|COMMIT|USE|TRUNCATE)\b", re.IGNORECASE)
+_LEAD_CHARS = 1024  # the leading keywords of every statement classified here lie well within this
+
+
+def not_applied(sql: str) -> tuple[str, str] | None:
+    """``(kind, verb)`` when a statement has no table meaning on a PostgreSQL target, else None.
+
+    Such statements are not applied to PostgreSQL targets (MySQL targets apply them); the applier counts
+    them by ``kind`` -- ``account`` (CREATE/ALTER/DROP/RENAME USER or ROLE, GRANT, REVOKE, SET PASSWORD,
+    SET [DEFAULT] ROLE), ``routine`` (CREATE/ALTER/DROP PROCEDURE, FUNCTION, PACKAGE), ``trigger``,
+    ``event``, ``server`` (FLUSH, PURGE, RESET, KILL, INSTALL/UNINSTALL, CHANGE MASTER/REPLICATION,
+    START/STOP SLAVE/REPLICA, CACHE INDEX, LOAD INDEX, SERVER, TABLESPACE, SHUTDOWN, SET GLOBAL/PERSIST
+    only), ``maintenance`` (ANALYZE/OPTIMIZE/CHECK/REPAIR/CHECKSUM TABLE), ``database`` (ALTER DATABASE:
+    character set, collation, comment). ``verb``: the leading keywords, for the log (never the text: it
+    may hold credentials). Views are not among them: a view is a relation clients query (its statements
+    are untranslatable). The leading keywords come from MySQL's own lexing (comments skipped, executable
+    comments such as mysqldump's ``/*!50003 CREATE*/ /*!50017 DEFINER=...*/`` read as code).
+    """
+    if _PLAIN_DML.match(sql):
+        return None
+    toks = _lead_tokens(sql, whole=sql.lstrip()[:3].upper() == "SET")
+    w = [t.upper if t.type == "word" else t.text for t in toks]
+    if not w:
+        return None
+    head, nxt = w[0], (w[1] if len(w) > 1 else "")
+    if head in ("GRANT", "REVOKE"):
+        return "account", head
+    if head in _SERVER_VERBS or (head == "LOAD" and nxt == "INDEX") or (
+            head == "CHANGE" and nxt in ("MASTER", "REPLICATION")) or (
+            head in ("START", "STOP") and nxt in _REPLICATION_WORDS):
+        return "server", f"{head} {nxt}" if nxt.isalpha() else head
+    if head in _MAINTENANCE_VERBS:
+        i = 2 if nxt in ("NO_WRITE_TO_BINLOG", "LOCAL") else 1
+        return ("maintenance", f"{head} TABLE") if w[i:i + 1] in (["TABLE"], ["TABLES"], ["VIEW"]) else None
+    if head == "SET":
+        return _set_kind(toks, w)
+    if head not in ("CREATE", "ALTER", "DROP", "RENAME"):
+        return None
+    i = 1
+    while i < len(w):  # OR REPLACE, DEFINER = user, ALGORITHM = x, SQL SECURITY x, AGGREGATE, ONLINE
+        if w[i:i + 2] == ["OR", "REPLACE"] or w[i:i + 2] == ["SQL", "SECURITY"]:
+            i += 2 + (w[i] == "SQL")
+        elif w[i] in ("DEFINER", "ALGORITHM") and w[i + 1:i + 2] == ["="]:
+            i += 3
+            if i < len(toks) and toks[i].type == "var":  # 'user'@'host'
+                i += 1
+            elif w[i:i + 2] == ["(", ")"]:  # CURRENT_USER()
+                i += 2
+        elif w[i] in ("AGGREGATE", "ONLINE", "OFFLINE"):
+            i += 1
+        else:
+            break
+    obj = w[i] if i < len(w) else ""
+    if head == "ALTER" and obj in ("DATABASE", "SCHEMA"):
+        return "database", f"ALTER {obj}"
+    kind = _OBJECT_KINDS.get(obj)
+    return (kind, f"{head} {obj}") if kind else None
+
+
+def _lead_tokens(sql: str, whole: bool) -> list[Token]:
+    """The statement's first tokens by MySQL's lexer (all of them with ``whole``); [] when it cannot be lexed."""
+    try:
+        if whole or len(sql) <= _LEAD_CHARS:
+            return list(scan(sql))
+        toks = scan(sql[:_LEAD_CHARS])
+        return toks[:-1] if len(toks) > 24 else scan(sql)  # (the last token may be cut)
+    except LexError:
+        if whole or len(sql) <= _LEAD_CHARS:
+            return []
+        return _lead_tokens(sql, whole=True)
+
+
+def _set_kind(toks: list[Token], w: list[str]) -> tuple[str, str] | None:
+    if len(w) < 2:
+        return None
+    if w[1:2] in (["PASSWORD"], ["ROLE"]) or w[1:3] == ["DEFAULT", "ROLE"]:
+        return "account", " ".join(w[:2] if w[1] != "DEFAULT" else w[:3])
+    if w[1:3] == ["RESOURCE", "GROUP"]:
+        return "server", "SET RESOURCE GROUP"
+    scope, depth, first, global_only = "SESSION", 0, True, True  # MySQL: a modifier holds until the next one
+    for t, word in zip(toks[1:], w[1:], strict=True):
+        if first:
+            first = False
+            if word in ("GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL"):
+                scope = "GLOBAL" if word in ("GLOBAL", "PERSIST", "PERSIST_ONLY") else "SESSION"
+            elif t.type == "sysvar":
+                low = t.text.lower()
+                global_only &= low.startswith(("@@global.", "@@persist"))
+                continue
+            elif t.type == "var":
+                global_only = False
+            global_only &= scope == "GLOBAL"
+        if word == "(":
+            depth += 1
+        elif word == ")":
+            depth -= 1
+        elif word == "," and depth == 0:
+            first = True
+    return ("server", "SET GLOBAL") if global_only else None
+
+
+# ------------------------------------------------------------------------------------------ written values
+
+BYTEA_SOURCE_TYPES = frozenset({"tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary"})
+RETYPED = BYTEA_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year"})
+"""MySQL column types (information_schema ``DATA_TYPE``) that PostgreSQL holds differently (BYTEA, BIT
+VARYING, JSONB, TEXT for ENUM/SET, SMALLINT for YEAR): a statement writes such a column faithfully only
+with a value :func:`unfaithful_value` accepts; anything else is applied from the row form."""
+
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+
+
+def value_list(column_type: str) -> tuple[str, ...]:
+    """The values of an ENUM or SET column type as information_schema shows it: ``enum('a','it''s')``."""
+    return tuple(v.replace("''", "'") for v in _QUOTED.findall(column_type))
+
+
+def _written(node: exp.Expression, params: tuple) -> tuple[str, Any]:
+    """(form, value) of a value expression: ``null``, ``default``, ``string``, ``number``, ``hex`` (X'..',
+    already DECODE(..., 'hex')), ``param`` (a bound value, ``$n`` already), or ``expression``."""
+    if isinstance(node, exp.Null):
+        return "null", None
+    if isinstance(node, exp.Literal):
+        return ("string" if node.is_string else "number"), node.this
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+        return "number", "-" + node.this.this
+    if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal):
+        value = params[int(node.this.this) - 1]
+        return ("null", None) if value is None else ("param", value)
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "DECODE":
+        return "hex", None
+    if isinstance(node, (exp.Var, exp.Column)) and node.name.upper() == "DEFAULT":
+        return "default", None
+    return "expression", None
+
+
+def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values: tuple[str, ...] = ()) -> str | None:
+    """Why writing ``node`` into a column of MySQL type ``data_type`` (``values``: an ENUM's or SET's)
+    would not store on PostgreSQL what MySQL stores; None when it would (or the type is not in
+    :data:`RETYPED`). Faithful: NULL and DEFAULT anywhere; BLOB/BINARY: X'..' literals, bytes
+    parameters and string literals without a backslash (PostgreSQL reads ``\\x..`` and other escapes
+    in BYTEA input); JSON: string literals and text parameters; ENUM: exactly one of its values; SET:
+    its values as MySQL stores them (definition order, no repeats); YEAR: 0, 1901..2155 as a number or
+    four digits. BIT: nothing else. Expressions never (MySQL computes them with MySQL's types)."""
+    form, v = _written(node, params)
+    if form in ("null", "default") or data_type not in RETYPED:
+        return None
+    if form == "expression":
+        return f"an expression written into {data_type.upper()} column"
+    if isinstance(v, (bytes, bytearray)) and data_type in ("enum", "set", "year"):
+        v = bytes(v).decode("utf-8", "replace")
+    if data_type in BYTEA_SOURCE_TYPES:
+        ok = form == "hex" or (form == "param" and isinstance(v, (bytes, bytearray, memoryview))) or (
+            form == "string" and "\\" not in v)
+    elif data_type == "json":
+        ok = form == "string" or (form == "param" and isinstance(v, str))
+    elif data_type == "enum":
+        ok = form in ("string", "param") and v in values
+    elif data_type == "set":
+        ok = form in ("string", "param") and isinstance(v, str) and _canonical_set(v, values)
+    elif data_type == "year":
+        ok = _plain_year(form, v)
+    else:  # bit
+        ok = False
+    return None if ok else f"a {form} value written into {data_type.upper()} column"
+
+
+def check_written(retyped: Mapping[str, tuple[str, tuple[str, ...]]], pairs: Iterable[tuple[str, exp.Expression]],
+                  params: tuple, sql: str) -> None:
+    """Raise :class:`Untranslatable` for the first ``(column, value)`` pair :func:`unfaithful_value` refuses;
+    ``retyped``: column -> (MySQL DATA_TYPE, ENUM/SET values) of the columns PostgreSQL holds differently."""
+    if not retyped:
+        return
+    for col, value in pairs:
+        t = retyped.get(col)
+        why = unfaithful_value(t[0], value, params, t[1]) if t is not None else None
+        if why:
+            raise Untranslatable(f"{why} {col}: PostgreSQL holds it differently (apply the row form)", sql)
+
+
+def _canonical_set(text: str, values: tuple[str, ...]) -> bool:
+    if text == "":
+        return True
+    order = [values.index(m) if m in values else -1 for m in text.split(",")]
+    return all(i >= 0 for i in order) and order == sorted(set(order))
+
+
+def _plain_year(form: str, v: Any) -> bool:
+    if form == "number" or (form == "param" and type(v) is int):
+        text = str(v)
+    elif form in ("string", "param") and isinstance(v, str) and len(v) == 4:
+        text = v
+    else:
+        return False
+    return text.isdigit() and (int(text) == 0 or 1901 <= int(text) <= 2155)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dbmux.replicator.pg_ddl import created_table
 from dbmux.replicator.pg_sql import (
     PgStatement,
     StaticSchema,
@@ -18,6 +19,7 @@ from dbmux.replicator.pg_sql import (
     to_pg_value,
     translate_statement,
 )
+from dbmux.replicator.pg_types import value_list
 
 SCHEMA = StaticSchema({
     ("d", "t"): TableInfo(primary_key=("id",), columns=("id", "a", "b"), auto_increment="id"),
@@ -364,3 +366,91 @@ def test_row_insert_args_fast_path_equals_to_pg_value(values):
         return
     got = row_statement("d", "t", "insert", None, after, ("c0",)).args
     assert got == expected and [type(v) for v in got] == [type(v) for v in expected]
+
+
+# ------------------------------------------------------------------------------------------ faithful values
+
+RETYPED = {"b": ("longblob", ()), "v": ("varbinary", ()), "j": ("json", ()), "e": ("enum", ("a", "it's")),
+           "s": ("set", ("x", "y")), "y": ("year", ()), "bt": ("bit", ())}
+TYPED = StaticSchema({("d", "big"): TableInfo(("id",), ("id", "b", "v", "j", "e", "s", "y", "bt", "note"),
+                                              retyped=RETYPED),
+                      ("d", "trig"): TableInfo(("id",), ("id", "a"), triggers=True),
+                      ("d", "t"): TableInfo(("id",), ("id", "a", "b"))})
+FAITHFUL = [  # (statement, params, None: translated / the construct that makes it Untranslatable)
+    ("INSERT INTO big (id, b) VALUES (2, REPEAT('z', 1))", None, "expression written into LONGBLOB column b"),
+    ("INSERT INTO big (id, b) VALUES (2, 'zz'), (3, X'00ff'), (4, NULL), (5, DEFAULT)", None, None),
+    ("INSERT INTO big (id, b) VALUES (2, 'a\\\\x41')", None, "string value written into LONGBLOB column b"),
+    ("INSERT INTO big (id, v) VALUES (2, 5)", None, "number value written into VARBINARY column v"),
+    ("INSERT INTO big (id, b) VALUES (?, ?)", (2, b"\x00\xff"), None),
+    ("INSERT INTO big (id, b) VALUES (?, ?)", (2, "text"), "param value written into LONGBLOB column b"),
+    ("UPDATE big SET b = CONCAT(b, 'x') WHERE id = 1", None, "expression written into LONGBLOB column b"),
+    ("UPDATE big SET note = CONCAT(note, 'x'), b = 'y' WHERE id = 1", None, None),  # TEXT: expressions are fine
+    ("INSERT INTO big (id, b) SELECT id, a FROM t", None, "expression written into LONGBLOB column b"),
+    ("INSERT INTO big (id, note) SELECT id, a FROM t", None, None),
+    ("INSERT INTO big (id, b) VALUES (1, 'x') ON DUPLICATE KEY UPDATE b = VALUES(b)", None, None),
+    ("INSERT INTO big (id, b) VALUES (1, 'x') ON DUPLICATE KEY UPDATE b = CONCAT(b, VALUES(b))", None,
+     "expression written into LONGBLOB column b"),
+    ("INSERT INTO big VALUES (1, 'b', 'v', '{}', 'a', 'x,y', 2024, NULL, CONCAT('a', 'b'))", None, None),
+    ("UPDATE big SET j = JSON_OBJECT('a', 1)", None, "expression written into JSON column j"),
+    ("UPDATE big SET j = ?", ('{"a": 1}',), None),
+    ("UPDATE big SET j = ?", (b'{"a": 1}',), "param value written into JSON column j"),
+    ("UPDATE big SET e = 'it''s'", None, None),
+    ("UPDATE big SET e = ?", (b"a",), None),
+    ("UPDATE big SET e = 'A'", None, "string value written into ENUM column e"),  # MySQL stores 'a'
+    ("UPDATE big SET e = 2", None, "number value written into ENUM column e"),  # MySQL: the 2nd value
+    ("UPDATE big SET s = ''", None, None),
+    ("UPDATE big SET s = 'y,x'", None, "string value written into SET column s"),  # MySQL stores 'x,y'
+    ("UPDATE big SET s = 'x,x'", None, "string value written into SET column s"),
+    ("UPDATE big SET y = 0", None, None),
+    ("UPDATE big SET y = '2024'", None, None),
+    ("UPDATE big SET y = 24", None, "number value written into YEAR column y"),  # MySQL stores 2024
+    ("UPDATE big SET y = '24'", None, "string value written into YEAR column y"),
+    ("UPDATE big SET bt = b'101'", None, "written into BIT column bt"),
+    ("UPDATE big SET bt = NULL", None, None),
+    ("INSERT INTO trig (id, a) VALUES (1, 2)", None, "d.trig, which has triggers on the source"),
+    ("UPDATE trig SET a = 1", None, "d.trig, which has triggers on the source"),
+    ("DELETE FROM trig WHERE id = 1", None, "d.trig, which has triggers on the source"),
+    ("INSERT INTO t (id, a) SELECT id, a FROM trig", None, None),  # reading fires nothing
+    ("INSERT INTO t (id, a) VALUES (1, INET_ATON('1.2.3.4'))", None, "function INET_ATON() unknown"),
+    ("INSERT INTO t (id, a) VALUES (1, my_stored_function(2))", None, "function my_stored_function() unknown"),
+    ("INSERT INTO t (id, a) VALUES (1, _utf8mb4'x')", None, "character set introducer"),
+]
+
+
+@pytest.mark.parametrize(("mysql", "params", "construct"), FAITHFUL, ids=[c[0][:60] for c in FAITHFUL])
+def test_values_postgresql_holds_differently(mysql, params, construct):
+    if construct is None:
+        assert translate_statement(mysql, "d", params, schema=TYPED)
+    else:
+        with pytest.raises(Untranslatable) as info:
+            translate_statement(mysql, "d", params, schema=TYPED)
+        assert construct in info.value.construct
+
+
+@pytest.mark.parametrize(("column_type", "values"), [
+    ("enum('a','b')", ("a", "b")), ("set('x','it''s','')", ("x", "it's", "")), ("enum('a,b')", ("a,b",)),
+    ("int(11)", ()),
+])
+def test_value_list(column_type, values):
+    assert value_list(column_type) == values
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("CREATE TABLE d.n (id INT AUTO_INCREMENT, b LONGBLOB, e ENUM('a','it''s'), f BIT(4), y YEAR, "
+     "ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), PRIMARY KEY (id))",
+     TableInfo(primary_key=("id",), columns=("id", "b", "e", "f", "y", "ts"), auto_increment="id",
+               time_defaults=frozenset({"ts"}), on_update=frozenset({"ts"}), utc_columns=frozenset({"ts"}),
+               retyped={"b": ("longblob", ()), "e": ("enum", ("a", "it's")), "f": ("bit", ()), "y": ("year", ())},
+               bits={"f": 4})),
+    ("CREATE TABLE n (k VARCHAR(5), CONSTRAINT pk PRIMARY KEY (k), j JSON)",
+     TableInfo(primary_key=("k",), columns=("k", "j"), retyped={"j": ("json", ())})),
+    ("CREATE TABLE n LIKE t", None),
+    ("CREATE TABLE n AS SELECT 1", None),
+    ("ALTER TABLE t ADD b BLOB", None),
+])
+def test_created_table(sql, expected):
+    """What a CREATE TABLE consumed just now tells the translator before the source schema is reloaded."""
+    got = created_table(sql, "d")
+    assert (TableInfo(**got[1]) if got else None) == expected
+    if got:
+        assert got[0] == ("d", "n")

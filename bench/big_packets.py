@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 
 from harness.environment import REPO, free_port, loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError, Prereq  # noqa: E402
-from harness.logs import ingress_problems  # noqa: E402
+from harness.logs import ingress_log_section, ingress_problems  # noqa: E402
 from harness.pipeline import ingress_env, start_ingress  # noqa: E402
 from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import RESULTS, command_line, publish_report, report_head  # noqa: E402
@@ -189,15 +189,7 @@ def build_report(meta: dict, timings: dict[tuple[int, str, str], Timing], sizes:
             "(each INSERT and the TRUNCATE after it); an event larger than Kafka accepts is logged as unpublished "
             "(the binlog reader's copy stands in)")
     add("")
-    if problems:
-        add("Ingress log (warnings/errors/tracebacks, excerpt):")
-        add("")
-        add("```")
-        add(problems)
-        add("```")
-    else:
-        add("Ingress log: no warnings, errors or tracebacks.")
-    add("")
+    lines += ingress_log_section(problems)
     return "\n".join(lines)
 
 

@@ -48,3 +48,10 @@ def replicator_problems(log_path: Path, limit: int = 40) -> str:
     if len(bad) > limit:
         out.append(f"... ({len(bad)} matching lines, full log {log_path})")
     return "\n".join(out)
+
+
+def ingress_log_section(problems: str) -> list[str]:
+    """The report's lines about the ingress log: the excerpt of ``problems``, or that it was clean."""
+    if not problems:
+        return ["Ingress log: no warnings, errors or tracebacks.", ""]
+    return ["Ingress log (warnings/errors/tracebacks, excerpt):", "", "```", problems, "```", ""]

@@ -22,30 +22,15 @@ import pytest
 
 from dbmux.core.dsn import Dsn
 
-from .conftest import run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator, _wait_equal
 
 pytestmark = pytest.mark.integration
 
 
 def _config(tmp: Path, stack, topic: str, target: str, replica: Dsn, db: str, gap_alert_ms: int = 600000) -> Path:
-    cfg = tmp / f"{target}-{gap_alert_ms}.toml"
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-gap_alert_ms = {gap_alert_ms}
-on_error = "halt"
-[targets.{target}]
-url = "{replica.url()}"
-tables = ["{db}.*"]
-""")
-    return cfg
+    return pipeline_config(tmp / f"{target}-{gap_alert_ms}.toml", stack, topic, {target: replica}, f"{db}.*",
+                           extra=f'gap_alert_ms = {gap_alert_ms}\non_error = "halt"')
 
 
 def _execute(dsn: Dsn, *sql: str) -> None:

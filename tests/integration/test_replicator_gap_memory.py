@@ -14,7 +14,15 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from .conftest import free_port, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import (
+    free_port,
+    pipeline_config,
+    run_dbmux,
+    start_binlog_reader,
+    start_ingress,
+    stop_ingress,
+    stop_processes,
+)
 from .test_replicator_mysql import _conn, _start_replicator, _wait_equal, assert_ledger_exactly_once, create_ledger
 
 BOUND = 256 * 1024
@@ -59,23 +67,8 @@ def test_a_long_gap_holds_bounded_memory_and_nothing_is_lost_or_applied_twice(st
     target = f"gm{uuid.uuid4().hex[:8]}"
     db = f"gm_{uuid.uuid4().hex[:8]}"
     port = free_port()
-    cfg = tmp_path / f"{target}.toml"
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{ing.topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-gap_alert_ms = 1000
-max_held_bytes = {BOUND}
-metrics_port = {port}
-[targets.{target}]
-url = "{stack.replicas[0].url()}"
-tables = ["{db}.*"]
-""")
+    cfg = pipeline_config(tmp_path / f"{target}.toml", stack, ing.topic, {target: stack.replicas[0]}, f"{db}.*",
+                          extra=f"gap_alert_ms = 1000\nmax_held_bytes = {BOUND}\nmetrics_port = {port}")
     via = ing.dsn(stack.primary)
     create_ledger(via, db)
     rep = _start_replicator(cfg, target, tmp_path / "replicator.log")

@@ -29,6 +29,8 @@ from dbmux.replicator.pg_types import Untranslatable
 from dbmux.replicator.runner import Replicator
 from dbmux.replicator.verify_readers import TableShape
 
+from .test_binlog_events import MariadbGtidEvent, QueryEvent, XidEvent
+
 PW = "Sk9!hunter2 pw"
 PW_SQL = "CREATE USER 'u1'@'%' IDENTIFIED BY 'Sk9!hunter2 pw'"
 SERVER_SQL = "CREATE SERVER s1 FOREIGN DATA WRAPPER mysql OPTIONS (USER 'u', PASSWORD 'Sk9!hunter2 pw')"
@@ -37,29 +39,10 @@ SERVER_SQL = "CREATE SERVER s1 FOREIGN DATA WRAPPER mysql OPTIONS (USER 'u', PAS
 # ----------------------------------------------------------------------------------- binlog reader
 
 
-@dataclass
-class MariadbGtidEvent:
-    gtid: str
-    timestamp: int = 1_700_000_000
-    flags: int = 1  # FL_STANDALONE: one statement follows
-
-
-@dataclass
-class QueryEvent:
-    query: bytes
-    schema: bytes = b""
-    timestamp: int = 1_700_000_000
-
-
-@dataclass
-class XidEvent:
-    xid: int = 1
-
-
 def _assemble(*queries: str, standalone: bool = True) -> ChangeEvent:
     asm = TransactionAssembler()
     feed = [MariadbGtidEvent("0-1-7", flags=1 if standalone else 0)]
-    feed += [QueryEvent(q.encode()) for q in queries]
+    feed += [QueryEvent(q, schema=b"") for q in queries]
     if not standalone:
         feed.append(XidEvent())
     out = [ev for ev in map(asm.feed, feed) if ev is not None]

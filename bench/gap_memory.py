@@ -4,7 +4,7 @@
 Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects another stack)::
 
     .venv/bin/python bench/gap_memory.py [--seconds 600] [--rate 1000] [--bound-mib 64]
-        [--sample-s 10] [--no-results]
+        [--threads 16] [--ps-mode auto|disable] [--sample-s 10] [--no-results]
 
 One run: a fresh topic; ``dbmux ingress`` and ``dbmux replicate`` (target: replica1, tables
 ``gapbench.*``) from a generated config with ``replicator.max_held_bytes = --bound-mib``; sysbench
@@ -70,7 +70,7 @@ def _sql(dsn: Dsn, *sqls: str) -> list[tuple]:
 def _sysbench(port: int, dsn: Dsn, command: str, *extra: str) -> list[str]:
     return ["sysbench", "oltp_write_only", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
             f"--mysql-user={dsn.user}", f"--mysql-password={dsn.password}", f"--mysql-db={DB}", "--tables=1",
-            "--table-size=10000", "--db-ps-mode=disable", *extra, command]
+            "--table-size=10000", *extra, command]
 
 
 def run(args: argparse.Namespace) -> str:
@@ -108,7 +108,8 @@ durability = "async"\n[replicator]\nmax_held_bytes = {bound}\nmetrics_port = {me
         before_gap = _sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
         _sql(primary, f"INSERT INTO {DB}.gapmark VALUES (1)")  # around the ingress: a gap
         base = _rss(rep.p.pid)
-        load = subprocess.Popen(_sysbench(port, primary, "run", "--threads=4", f"--rate={args.rate}",
+        load = subprocess.Popen(_sysbench(port, primary, "run", f"--db-ps-mode={args.ps_mode}",
+                                          f"--threads={args.threads}", f"--rate={args.rate}",
                                           f"--time={args.seconds}", "--events=0"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         t0, curve = time.monotonic(), []
@@ -119,6 +120,11 @@ durability = "async"\n[replicator]\nmax_held_bytes = {bound}\nmetrics_port = {me
                           m.get("dbmux_replicator_spilled_total", 0)))
         out = load.stdout.read() if load.stdout else ""
         tps = re.search(r"transactions:\s+\d+\s+\((\S+) per sec", out)
+        gap_s = time.monotonic() - t0
+        if load.returncode != 0:
+            failed = "\n".join(out.strip().splitlines()[-15:])
+            raise BenchError(f"sysbench through the ingress exited {load.returncode} after {gap_s:.0f} s:\n{failed}\n"
+                             f"ingress log tail:\n{procs[0].tail()}")
         binlog = Proc("binlog", dbmux_argv("binlog", "-c", str(cfg), "--from-gtid", before_gap), work / "binlog.log",
                       env=env_without_dbmux())
         procs.append(binlog)
@@ -134,8 +140,9 @@ durability = "async"\n[replicator]\nmax_held_bytes = {bound}\nmetrics_port = {me
         args.meta["load_end"] = loadavg()
         lines = report_head("bench/gap_memory.py: replicator RSS while a GTID gap is open", args.meta,
                             command_line("gap_memory.py"))
-        lines += [f"- gap for {args.seconds} s, sysbench oltp_write_only through the ingress at --rate "
-                  f"{args.rate}: {tps[1] if tps else '?'} txn/s achieved; bound max_held_bytes = "
+        lines += [f"- gap for {gap_s:.0f} s, sysbench oltp_write_only through the ingress at --rate "
+                  f"{args.rate} (--db-ps-mode={args.ps_mode}, {args.threads} threads): "
+                  f"{tps[1] if tps else '?'} txn/s achieved; bound max_held_bytes = "
                   f"{args.bound_mib} MiB", "",
                   "| t (s) | replicator RSS (MiB) | held (MiB) | events left in Kafka so far |",
                   "| ---: | ---: | ---: | ---: |"]
@@ -154,6 +161,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=16, help="sysbench threads (enough to keep up with --rate)")
+    ap.add_argument("--ps-mode", default="auto", choices=("auto", "disable"),
+                    help="sysbench --db-ps-mode: auto = prepared statements (default), disable = text protocol")
     ap.add_argument("--bound-mib", type=int, default=64)
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--no-results", action="store_true")

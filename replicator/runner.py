@@ -58,6 +58,9 @@ SPILLED = Counter("dbmux_replicator_spilled_total",
 REWINDS = Counter("dbmux_replicator_rewinds_total", "Seeks back to read spilled events again", ["target"])
 
 Item = tuple[ChangeEvent, PartitionKey, int]
+# What a held event costs in memory per byte of its encoding: its decoded objects (measured with
+# bench/gap_memory.py: RSS grew 2.25-2.3x the encoded bytes held), so max_held_bytes bounds memory
+HELD_MEMORY_FACTOR = 3
 PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
 LAG_COMMIT_S = 1.0  # Kafka offsets (for lag display only) are committed at most this often while busy
 
@@ -248,12 +251,13 @@ class Replicator:
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self.shard.probe(ev)
                         before, spilled = orderer.duplicates, orderer.spilled_events
-                        released = orderer.offer(ev, rec.offset, key, size=len(rec.value))
+                        released = orderer.offer(ev, rec.offset, key, size=len(rec.value) * HELD_MEMORY_FACTOR)
                         if orderer.duplicates != before:
                             DUPLICATES.labels(name).inc()
                         if orderer.spilled_events != spilled:
                             SPILLED.labels(name).inc()
-                        self._sizes[(key, rec.offset)] = len(rec.value)
+                        elif orderer.duplicates == before:  # sizes only of what is held or released: a
+                            self._sizes[(key, rec.offset)] = len(rec.value)  # long gap must not grow this
                         if released and not ready:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event

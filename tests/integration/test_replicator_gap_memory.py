@@ -108,7 +108,7 @@ def test_a_long_gap_holds_bounded_memory_and_nothing_is_lost_or_applied_twice(st
         assert len(done) > 500
         # far more than the bound went through while the gap was open; at most the bound was held
         assert _metric(port, "dbmux_replicator_spilled_total") > 0
-        assert _metric(port, "dbmux_replicator_held_bytes_peak") <= BOUND + 64 * 1024
+        assert _metric(port, "dbmux_replicator_held_bytes_peak") <= BOUND + 3 * 64 * 1024  # estimated memory
         assert peak_rss - baseline < BOUND + RSS_MARGIN, (baseline, peak_rss)
         assert "waiting for gap" in status_line and "dbmux binlog" in status_line, status_line
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from dbmux.core.codec import decode_event
 from dbmux.core.config import KafkaConfig
 from dbmux.core.events import ChangeEvent, EnvelopeError
+from dbmux.core.fragments import Reassembler
 from dbmux.core.gtid import Gtid, parse_gtid_list
 from dbmux.core.kafka_topics import ensure_topic
 
@@ -142,12 +143,15 @@ class PositionStore:
             async def behind() -> bool:
                 return any([await consumer.position(tp) < ends[tp] for tp in tps])
 
+            fragments: Reassembler[int] = Reassembler("binlog reader")
             while await behind():
                 batch = await consumer.getmany(timeout_ms=500)
                 for recs in batch.values():
                     for rec in recs:
                         try:
-                            found.append(decode_event(rec.value))
+                            whole = fragments.add(rec.value, rec.partition, rec.offset)
+                            if whole is not None:  # an unfinished set at the end was not acknowledged
+                                found.append(decode_event(whole[0]))
                         except EnvelopeError as exc:
                             log.warning("binlog reader: undecodable event at %s@%s: %s", rec.partition,
                                         rec.offset, exc)

@@ -48,6 +48,7 @@ from dbmux.core.codec import encode_event
 from dbmux.core.config import Config
 from dbmux.core.dsn import Dsn
 from dbmux.core.errors import DbmuxError
+from dbmux.core.fragments import split
 from dbmux.core.gctune import freeze_once
 from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic
@@ -272,6 +273,7 @@ class BinlogReader:
         self._acked_gtids: dict[str, Gtid] | None = None
         self._acked_offsets: dict[int, int] = {}
         self.published = 0
+        self.fragmented = 0  # events sent as fragments (over kafka.fragment_bytes)
 
     @property
     def _acked(self) -> BinlogPosition | None:
@@ -351,7 +353,8 @@ class BinlogReader:
         pos, save_now = await self._start_position(server_pos)
         producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap, acks="all", enable_idempotence=True,
                                     linger_ms=2, max_batch_size=_MAX_BATCH_BYTES,
-                                    request_timeout_ms=k.request_timeout_ms, max_request_size=16 * 1024 * 1024)
+                                    request_timeout_ms=k.request_timeout_ms,
+                                    max_request_size=max(k.fragment_bytes + 64 * 1024, _MAX_BATCH_BYTES))
         await producer.start()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()  # lists of items; bounded by the thread's slots
@@ -372,6 +375,7 @@ class BinlogReader:
             acker = asyncio.ensure_future(self._ack_loop(producer, pending, slots))
             stop_wait = asyncio.ensure_future(stop.wait())
             send, topic, put_pending, acquire = producer.send, self.topic, pending.put_nowait, slots.acquire
+            fragment_bytes = k.fragment_bytes
             try:
                 while True:
                     try:
@@ -394,7 +398,12 @@ class BinlogReader:
                         # Encoded here, not in the binlog thread: bench/RESULTS.md (2026-11-26, binlog
                         # reader: changes) measured that slower.
                         await acquire()
-                        fut = await send(topic, encode_event(value), key=partition_key(value))
+                        payload = encode_event(value)
+                        if len(payload) <= fragment_bytes:
+                            fut = await send(topic, payload, key=partition_key(value))
+                        else:  # over the message size: fragments (dbmux.core.fragments), acked together
+                            parts = split(payload, fragment_bytes, str(value.gtid), value.source)
+                            fut = await self._send_fragments(producer, parts, partition_key(value))
                         put_pending((value.gtid, fut))
             finally:
                 stop_wait.cancel()
@@ -418,6 +427,11 @@ class BinlogReader:
             if thread is not None:
                 await asyncio.to_thread(thread.join, 5)
 
+    async def _send_fragments(self, producer: AIOKafkaProducer, parts: list[bytes], key: bytes) -> asyncio.Future:
+        acks = [await producer.send(self.topic, part, key=key) for part in parts]
+        self.fragmented += 1
+        return asyncio.gather(*acks)
+
     async def _ack_loop(self, producer: AIOKafkaProducer, pending: asyncio.Queue,
                         slots: asyncio.Semaphore) -> None:
         """Await acks in send order; advance the acknowledged position; save it (coalesced: when the
@@ -433,8 +447,18 @@ class BinlogReader:
             gtid, fut = item
             try:
                 md = await fut
+            except Exception as exc:
+                # the producer is spent (an idempotent producer's sequence breaks at a failed send): the run
+                # ends, the next one starts a new producer from the acknowledged position, and sends
+                # everything after it again (targets skip GTIDs they have)
+                log.error("binlog reader: Kafka did not take transaction %s (%s: %s); restarting from %s",
+                          gtid, type(exc).__name__, exc, self._acked.text() if self._acked else "<start>")
+                _retrieve_all(pending)
+                raise
             finally:
                 release()
+            if isinstance(md, list):  # fragments: the last one's offset
+                md = md[-1]
             # = BinlogPosition.advance(gtid).with_offsets(...), in place
             last = gtids.get(gtid.domain)
             if last is None or last.seq < gtid.seq:
@@ -447,3 +471,12 @@ class BinlogReader:
                 if acked_pos is not None:
                     await self._store.save(producer, acked_pos)
                 last_save = now
+
+
+def _retrieve_all(pending: asyncio.Queue) -> None:
+    """Sends still in flight behind a failed one: their outcome no longer matters (everything after the
+    acknowledged position is sent again); take their exceptions so none is logged as never retrieved."""
+    while not pending.empty():
+        item = pending.get_nowait()
+        if item is not None:
+            item[1].add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -31,6 +31,8 @@ from dbmux.core.codec import decode_event, encode_event
 from dbmux.core.config import Config, TargetConfig
 from dbmux.core.errors import DbmuxError
 from dbmux.core.events import ChangeEvent, EnvelopeError
+from dbmux.core.fragments import Reassembler, split
+from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic, topic_partitions
 from dbmux.core.passwords import redact_event, redact_payload, redact_text
 from dbmux.core.supervise import supervise
@@ -134,6 +136,7 @@ class Replicator:
         # for `dbmux up`, whose ingress would feel the longer, rarer collections as latency
         self.tune_gc = False
         self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
+        self._fragments: Reassembler[PartitionKey] = Reassembler()
         self.max_held_bytes = self.target.max_held_bytes or config.replicator.max_held_bytes
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -217,6 +220,8 @@ class Replicator:
         cut until it is applied.
         """
         orderer: GtidOrderer[PartitionKey] = GtidOrderer(position.gtids, max_held_bytes=self.max_held_bytes)
+        fragments: Reassembler[PartitionKey] = Reassembler(f"target {self.target.name}")
+        self._fragments = fragments
         consumed: dict[PartitionKey, int] = {}
         planned = position.copy()
         ready: list[Item] = []
@@ -238,12 +243,17 @@ class Replicator:
                     key = PartitionKey(tp.topic, tp.partition)
                     for rec in recs:
                         consumed[key] = rec.offset + 1
+                        value, offset = rec.value, rec.offset
                         try:
-                            ev = decode_event(rec.value)
+                            got = fragments.add(value, key, offset)
+                            if got is None:  # a fragment of an event not complete yet
+                                continue
+                            value, offset = got
+                            ev = decode_event(value)
                         except EnvelopeError as exc:
                             await _drained(units, apply_task)  # the DLQ/halt decision comes after what is cut
                             await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
-                                                                          offset=rec.offset), rec.value)
+                                                                          offset=offset), value)
                             continue
                         ev = filter_event(ev, self.tables)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
@@ -251,18 +261,20 @@ class Replicator:
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self.shard.probe(ev)
                         before, spilled = orderer.duplicates, orderer.spilled_events
-                        released = orderer.offer(ev, rec.offset, key, size=len(rec.value) * HELD_MEMORY_FACTOR)
+                        released = orderer.offer(ev, offset, key, size=len(value) * HELD_MEMORY_FACTOR)
                         if orderer.duplicates != before:
                             DUPLICATES.labels(name).inc()
                         if orderer.spilled_events != spilled:
                             SPILLED.labels(name).inc()
                         elif orderer.duplicates == before:  # sizes only of what is held or released: a
-                            self._sizes[(key, rec.offset)] = len(rec.value)  # long gap must not grow this
+                            self._sizes[(key, offset)] = len(value)  # long gap must not grow this
                         if released and not ready:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self.shard.release(e), off) for e, off in released]
                         ready.extend((e, key, off) for e, off in released)
+                if fragments.pending_offsets():  # sets of GTIDs applied meanwhile (another copy) are garbage
+                    fragments.forget(lambda g: _applied(orderer, g))
                 for key, offset in orderer.take_rewind().items():
                     # a gap closed: read again what was left in Kafka at the memory bound
                     consumer.seek(TopicPartition(key.topic, key.partition), offset)
@@ -333,6 +345,8 @@ class Replicator:
         chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
                                    alone=shard.is_switch if shard is not None else (lambda ev: False))
         held = orderer.needed_offsets()
+        for key, offset in self._fragments.pending_offsets().items():  # never store a position inside a set
+            held[key] = min(offset, held.get(key, offset))
         snapshot = dict(consumed)
         units = []
         for i, chunk in enumerate(chunks):
@@ -399,8 +413,15 @@ class Replicator:
         if self.policy == "dead-letter" and dlq is not None:
             headers = [("dbmux-error", problem.encode()[:4000]), ("dbmux-target", self.target.name.encode()),
                        ("dbmux-offset", str(exc.offset).encode())]
-            value = redact_payload(event) if isinstance(event, bytes) else encode_event(redact_event(event))
-            await dlq.send_and_wait(dlq_topic(self.topic), value, headers=headers)
+            if isinstance(event, bytes):  # undecodable: as it was (the whole, when fragments were put together)
+                parts = [redact_payload(event)]
+                if len(parts[0]) > self.config.kafka.fragment_bytes:
+                    parts = split(parts[0], self.config.kafka.fragment_bytes, "unknown", "undecodable")
+            else:
+                parts = split(encode_event(redact_event(event)), self.config.kafka.fragment_bytes, str(event.gtid),
+                              event.source)
+            for part in parts:
+                await dlq.send_and_wait(dlq_topic(self.topic), part, headers=headers)
             DEAD_LETTERED.labels(self.target.name).inc()
             log.error("target %s: %s -> dead-lettered to %s, continuing", self.target.name, problem,
                       dlq_topic(self.topic))
@@ -431,6 +452,11 @@ def gap_detail(gaps: list[Gap], orderer: GtidOrderer[PartitionKey]) -> str:
 def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
     """``ev`` with every statement flagged unsafe: it is applied from its row form only."""
     return dataclasses.replace(ev, statements=tuple(dataclasses.replace(s, unsafe=True) for s in ev.statements))
+
+
+def _applied(orderer: GtidOrderer[PartitionKey], gtid_text: str) -> bool:
+    gtid = Gtid.parse(gtid_text)
+    return orderer.applied.get(gtid.domain, -1) >= gtid.seq
 
 
 def later_items(chunk: list[Item], item: Item) -> list[Item]:

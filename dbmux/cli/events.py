@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from dbmux.cli.common import add_config_arg, load_command_config, run_async
 from dbmux.core.codec import decode_event, encode_event
 from dbmux.core.config import Config
+from dbmux.core.fragments import Reassembler
 from dbmux.core.passwords import redact_event
 
 
@@ -32,13 +33,17 @@ async def print_events(config: Config, *, last: int, follow: bool, out: TextIO =
         begins = await consumer.beginning_offsets(tps)
         for tp in tps:
             consumer.seek(tp, max(begins[tp], ends[tp] - last))
+        fragments: Reassembler[int] = Reassembler("dbmux events")
         while True:
             batch = await consumer.getmany(*tps, timeout_ms=500)
             for tp in tps:
                 for rec in batch.get(tp, []):
-                    ev = redact_event(decode_event(rec.value))  # validates; re-encoded canonical JSON
+                    whole = fragments.add(rec.value, tp.partition, rec.offset)
+                    if whole is None:  # a fragment: the event is printed once all of it is read
+                        continue
+                    ev = redact_event(decode_event(whole[0]))  # validates; re-encoded canonical JSON
                     line = orjson.loads(encode_event(ev))
-                    line["_partition"], line["_offset"] = tp.partition, rec.offset
+                    line["_partition"], line["_offset"] = tp.partition, whole[1]
                     out.write(orjson.dumps(line).decode() + "\n")
             out.flush()
             if not follow:

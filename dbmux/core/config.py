@@ -76,6 +76,9 @@ def _check_min(key: str, value: int | float, minimum: int | float) -> None:
         raise ConfigError(key, f"{value} is below the minimum {minimum}")
 
 
+MAX_FRAGMENT_BYTES = 8 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     name: str = "local"
@@ -93,6 +96,9 @@ class KafkaConfig:
     partitions: int = 1
     replication_factor: int = 1
     request_timeout_ms: int = 30000
+    # the largest message dbmux produces: a bigger event travels as fragments (dbmux.core.fragments); it
+    # must stay under the topic's max.message.bytes (checked at start) and consumers' fetch size (8 MiB)
+    fragment_bytes: int = 512 * 1024
 
     def validate(self, prefix: str) -> None:
         for hp in self.bootstrap.split(","):
@@ -103,6 +109,10 @@ class KafkaConfig:
         _check_min(f"{prefix}.partitions", self.partitions, 1)
         _check_min(f"{prefix}.replication_factor", self.replication_factor, 1)
         _check_min(f"{prefix}.request_timeout_ms", self.request_timeout_ms, 1)
+        _check_min(f"{prefix}.fragment_bytes", self.fragment_bytes, 1024)
+        if self.fragment_bytes > MAX_FRAGMENT_BYTES:
+            raise ConfigError(f"{prefix}.fragment_bytes", f"{self.fragment_bytes} is over {MAX_FRAGMENT_BYTES} (what "
+                              "consumers fetch per partition)", "use at most 8388608; bigger events are split anyway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,9 @@ class IngressConfig:
     tls_cert: str = ""
     tls_key: str = ""
     metrics_port: int = 0  # 0: no metrics endpoint
+    # session and schema rules for unsafe statements (ingress.statement_safety); false only in tests
+    statement_safety: bool = True
+    schema_refresh_ms: int = 30000  # the primary's schema facts are reloaded at least this often
 
     def validate(self, prefix: str) -> None:
         _check_hostport(f"{prefix}.listen", self.listen)
@@ -154,6 +167,7 @@ class IngressConfig:
         _check_min(f"{prefix}.reorder_window_ms", self.reorder_window_ms, 0)
         _check_min(f"{prefix}.max_packet_bytes", self.max_packet_bytes, 1024)
         _check_min(f"{prefix}.listen_backlog", self.listen_backlog, 1)
+        _check_min(f"{prefix}.schema_refresh_ms", self.schema_refresh_ms, 100)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{prefix}.tls_key" if self.tls_cert else f"{prefix}.tls_cert",
                               "tls_cert and tls_key must be set together")

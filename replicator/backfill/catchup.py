@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from dbmux.core.codec import decode_event
 from dbmux.core.config import Config
 from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.core.fragments import Reassembler
 from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic, topic_partitions
 from dbmux.replicator.backfill.record import BackfillRecord, TableProgress, catchup_rows, key_resumable
@@ -70,11 +71,15 @@ async def read_binlog_copies(config: Config, since_ms: int, lo: dict[str, int], 
                     out[d] = gone
             return out
 
+        fragments: Reassembler[int] = Reassembler("backfill catch-up")
         while missing():
             records = await consumer.getmany(*tps, timeout_ms=500, max_records=2000)
             for recs in records.values():
                 for rec in recs:
-                    ev = decode_event(rec.value)
+                    whole = fragments.add(rec.value, rec.partition, rec.offset)
+                    if whole is None:
+                        continue
+                    ev = decode_event(whole[0])
                     rng = need.get(ev.gtid.domain)
                     if ev.source != "binlog" or rng is None:
                         continue

@@ -210,7 +210,9 @@ async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from dbmux.core.codec import decode_event
+    from dbmux.core.fragments import Reassembler
 
+    fragments: Reassembler[int] = Reassembler("read_topic")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -240,6 +242,8 @@ async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_
             batch = await consumer.getmany(timeout_ms=500)
             for tp in tps:
                 for rec in batch.get(tp, []):
-                    events.append(decode_event(rec.value))
+                    whole = fragments.add(rec.value, tp.partition, rec.offset)
+                    if whole is not None:
+                        events.append(decode_event(whole[0]))
     finally:
         await consumer.stop()

@@ -26,6 +26,8 @@ def _with(section: str, key: str, value) -> dict:
     (_with("kafka", "partitions", 0), "kafka.partitions", "minimum 1"),
     (_with("kafka", "partitions", "3"), "kafka.partitions", "expected an integer"),
     (_with("kafka", "bogus", 1), "kafka.bogus", "unknown key"),
+    (_with("kafka", "fragment_bytes", 100), "kafka.fragment_bytes", "minimum 1024"),
+    (_with("kafka", "fragment_bytes", 9 * 1024 * 1024), "kafka.fragment_bytes", "use at most 8388608"),
     (_with("ingress", "durability", "maybe"), "ingress.durability", "not one of sync, async"),
     (_with("ingress", "tls_cert", "/nonexistent.pem"), "ingress.tls_key", "set together"),
     (_with("ingress", "listen", "16033"), "ingress.listen", "host:port"),

@@ -81,3 +81,63 @@ async def test_publish_bounded_is_the_same_as_a_coroutine():
     await asyncio.sleep(0)
     seq.acks[0].set_result(None)
     assert await task is True
+
+
+class _Producer:
+    """Stands in for AIOKafkaProducer.send: each send's ack fails or succeeds at once."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.sent, self.stopped = fail, [], False
+
+    async def send(self, topic, value, key=None):
+        fut = asyncio.get_running_loop().create_future()
+        self.sent.append(value)
+        if self.fail:
+            fut.set_exception(RuntimeError("OutOfOrderSequenceNumber"))
+        else:
+            fut.set_result(types.SimpleNamespace(partition=0, offset=len(self.sent) - 1))
+        return fut
+
+    async def stop(self):
+        self.stopped = True
+
+
+def _sending_publisher(first: _Producer, fragment_bytes: int = 1 << 20) -> tuple[Publisher, list[_Producer]]:
+    config = types.SimpleNamespace(topic="dbmux.test.txn", kafka=types.SimpleNamespace(fragment_bytes=fragment_bytes))
+    pub = Publisher(config)  # type: ignore[arg-type]
+    pub._producer = first  # type: ignore[assignment]
+    made: list[_Producer] = []
+
+    async def new_producer():
+        made.append(_Producer())
+        return made[-1]
+    pub._new_producer = new_producer  # type: ignore[method-assign]
+    return pub, made
+
+
+async def test_a_failed_send_is_followed_by_a_new_producer():
+    poisoned = _Producer(fail=True)
+    pub, made = _sending_publisher(poisoned)
+    renewals = _count(pub_mod.PRODUCERS_RENEWED)
+    ack = await pub._send(_ev("0-1-1"))
+    await asyncio.sleep(0)  # done callbacks run
+    assert isinstance(ack.exception(), RuntimeError)
+    ack2 = await pub._send(_ev("0-1-2"))
+    assert (await ack2).offset == 0
+    assert len(made) == 1 and len(made[0].sent) == 1 and len(poisoned.sent) == 1
+    assert _count(pub_mod.PRODUCERS_RENEWED) == renewals + 1
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert poisoned.stopped
+    await pub._send(_ev("0-1-3"))  # no failure since: the same (new) producer
+    assert len(made) == 1 and len(made[0].sent) == 2
+
+
+async def test_a_big_event_goes_out_as_fragments_acked_together():
+    producer = _Producer()
+    pub, _ = _sending_publisher(producer, fragment_bytes=1024)
+    big = ChangeEvent(gtid=Gtid.parse("0-1-9"), source="ingress", ts_ms=0,
+                      statements=(Statement("INSERT INTO t VALUES ('" + "x" * 10_000 + "')"),))
+    ack = await pub._send(big)
+    assert len(producer.sent) == 14 and all(len(m) <= 1024 for m in producer.sent)  # 10,212 bytes in 768s
+    assert [m.offset for m in await ack] == list(range(14))

@@ -160,3 +160,17 @@ def test_lowest_needed_offset_is_the_minimum_of_what_is_held_per_partition():
         for part in "01":
             brute = [h.offset for d in o._held.values() for h in d.values() if h.partition == part]
             assert o.lowest_needed_offset(part) == (min(brute) if brute else None)
+
+
+def test_offsets_of_spilled_events_do_not_accumulate():
+    """Held at a gap, every later event is spilled at the bound: the held-offset index must stay the size
+    of what is held, not grow by one entry per spilled event (a slow leak over a long gap)."""
+    from dbmux.replicator.ordering import _Offsets
+
+    offsets = _Offsets()
+    offsets.add(5)  # the event held at the gap's start: the lowest, so removed entries never reach the top
+    for off in range(10, 100_010):
+        offsets.add(off)
+        offsets.remove(off)
+    assert offsets.lowest() == 5
+    assert len(offsets._heap) <= 2 * 1 + 64

@@ -443,8 +443,9 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
             elif w[1] == "PRIMARY KEY":
                 out.append(f"ALTER TABLE {q} DROP CONSTRAINT {quote_ident(table + '_pkey')}")
             elif w[1] in ("FOREIGN KEY", "CONSTRAINT", "CHECK"):
-                name = at[2].text.lower()
-                out.append(f"ALTER TABLE {q} DROP CONSTRAINT {quote_ident(name)}")
+                if_exists = [t.text.upper() for t in at[2:4]] == ["IF", "EXISTS"]  # (shard targets add it)
+                name = at[4 if if_exists else 2].text.lower()
+                out.append(f"ALTER TABLE {q} DROP CONSTRAINT {'IF EXISTS ' if if_exists else ''}{quote_ident(name)}")
             else:
                 j = 2 if w[1] == "COLUMN" else 1
                 if len(at) != j + 1:

@@ -402,7 +402,7 @@ def _ddl_shape(tokens: list[Token], w: list[str], markers: bool) -> Shape:
         names, items, end = _name_list(tokens, _skip(w, i, "IF", "EXISTS"), pairs=False)
         if not names or w[end:] not in ([], ["RESTRICT"], ["CASCADE"]):
             return unparsed
-        return Ddl(tables=tuple(names), items=() if markers else tuple(items))
+        return Ddl(tables=tuple(names), items=() if markers else tuple(items), drop=True)
     i = _skip(w, i, "IF", "NOT", "EXISTS") if verb == "CREATE" else _skip(w, i, "IF", "EXISTS")
     name, i = _qualified(tokens, i)
     if name is None:

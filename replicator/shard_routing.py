@@ -89,6 +89,7 @@ from typing import Any
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.replicator.errors import ApplyError
 from dbmux.replicator.pg_sql import StaticSchema
+from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
 from dbmux.replicator.shard_shapes import SessionStatement
 from dbmux.replicator.shard_statements import MAP_ERRORS, Decision, Split, plan_statement, route_statement
 from dbmux.shardmap import ShardMap, ShardMapError, TableRule
@@ -189,6 +190,24 @@ class ShardRouter:
 
     # statements ---------------------------------------------------------------------------------
 
+    def _shard_ddl(self, st: Statement, db: str | None) -> Statement | None:
+        """``st`` as this shard runs it: without foreign keys whose parent rows are not all here
+        (:mod:`dbmux.replicator.shard_fks`), ``DROP FOREIGN KEY`` with ``IF EXISTS``; None: nothing left."""
+        def here(parent: tuple[str | None, str]) -> bool:
+            pdb = (parent[0] or db or "").lower()
+            info = (getattr(self.schema, "tables", None) or {}).get((pdb, parent[1]))
+            try:
+                rule = self.shard_map.rule(pdb, parent[1], tuple(info.primary_key) if info else ())
+            except MAP_ERRORS:
+                return False
+            return rule.kind == "reference" or (rule.kind == "single" and rule.shard == self.shard)
+
+        sql = without_foreign_keys(st.sql, here)
+        if sql is None:
+            return None
+        sql = drop_foreign_key_if_exists(sql)
+        return st if sql == st.sql else dataclasses.replace(st, sql=sql)
+
     def _statements(self, ev: ChangeEvent) -> tuple[Statement, ...] | None:
         """This shard's statements; None: the event must take the row form."""
         ingress = ev.source == "ingress"
@@ -228,6 +247,14 @@ class ShardRouter:
             if self.shard not in res.shards:
                 self._log(ev, i, "skip", res.reason)
                 continue
+            if st.kind == "ddl":
+                mine = self._shard_ddl(st, db)
+                if mine is None:
+                    self._log(ev, i, "skip", "only foreign keys to tables not on this shard")
+                    continue
+                if mine is not st:
+                    self._log(ev, i, "rewritten", "foreign keys to tables not on this shard left out")
+                    st = mine
             kept.append((st, False))
             self._log(ev, i, "one shard" if len(res.shards) == 1 else "scatter", res.reason)
         if not any(not session for _, session in kept):

@@ -44,6 +44,7 @@ class Ddl:
     create_pk: tuple[str, ...] | None = None  # CREATE TABLE: the primary key it declares
     pk_from: tuple[TableName | None, ...] = ()  # per table: whose primary key a new name takes (LIKE, RENAME)
     items: tuple[tuple[int, int, tuple[int, ...]], ...] = ()  # DROP/RENAME lists: (start, end, table indexes)
+    drop: bool = False  # DROP TABLE: every shard that has the tables, IF EXISTS
 
 
 @dataclass(frozen=True, slots=True)

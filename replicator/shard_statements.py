@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dbmux.core.sqllex import LexError, scan_with_markers
+from dbmux.core.sqllex import LexError, scan, scan_with_markers
 from dbmux.replicator.mysql_sql import interpolate
 from dbmux.replicator.pg_sql import StaticSchema, TableInfo
 from dbmux.replicator.shard_analysis import analyze
@@ -62,6 +62,16 @@ class Split:
     parts: dict[str, SplitPart]
     total: int
     reason: str
+
+
+def drop_table_if_exists(sql: str) -> str:
+    """``DROP [TEMPORARY] TABLE[S] ...`` with ``IF EXISTS`` (unchanged if it has it, or is something else)."""
+    toks = scan(sql)
+    w = [t.upper if t.type == "word" else "" for t in toks]
+    i = 1 + (w[1:2] == ["TEMPORARY"])
+    if w[:1] != ["DROP"] or w[i:i + 1] not in (["TABLE"], ["TABLES"]) or w[i + 1:i + 3] == ["IF", "EXISTS"]:
+        return sql
+    return sql[:toks[i].end] + " IF EXISTS" + sql[toks[i].end:]
 
 
 def _row_form(reason: str) -> Decision:
@@ -335,6 +345,12 @@ def _split_values(sql: str, params: tuple[Any, ...] | None, owners: list[str]) -
 def _route_ddl(shape: Ddl, ctx: _Ctx, sql: str) -> Decision | Split:
     if shape.every_shard:
         return Decision(frozenset(ctx.shard_map.shards), "database DDL: every shard")
+    if shape.drop and any(ctx.info(n) is None for n in shape.tables):
+        # a table the source schema no longer has (dropped by the time this is routed): its key, so where
+        # its rows were, is unknown -- every shard, IF EXISTS (a shard that never had it must not halt)
+        text = drop_table_if_exists(sql)
+        return Split({s: SplitPart(text, None, len(shape.tables)) for s in ctx.shard_map.shards},
+                     len(shape.tables), "DROP TABLE: every shard, IF EXISTS")
     if any(n[0] is None for n in shape.tables) and not ctx.db:
         return _row_form("DDL on an unqualified table with no database selected")
     owners: list[frozenset[str]] = []

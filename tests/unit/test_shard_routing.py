@@ -219,6 +219,11 @@ STATEMENTS = [
     ("DROP TABLE IF EXISTS ref", None, 0, BOTH, "DDL"),
     ("DROP TABLE one, two", None, 0, {"a": "DROP TABLE two", "b": "DROP TABLE one"}, "split"),
     ("DROP TABLE one, t", None, 0, {"a": "DROP TABLE t", "b": "DROP TABLE one, t"}, "split"),
+    # a table the schema does not know (the primary dropped it already): every shard, IF EXISTS
+    ("DROP TABLE gone, one", None, 0, {"a": "DROP TABLE IF EXISTS gone, one", "b": "DROP TABLE IF EXISTS gone, one"},
+     "every shard"),
+    ("DROP TABLES IF EXISTS gone", None, 0, {"a": "DROP TABLES IF EXISTS gone", "b": "DROP TABLES IF EXISTS gone"},
+     "every shard"),
     ("RENAME TABLE one TO one_old, two TO two_old", None, 0,
      {"a": "RENAME TABLE two TO two_old", "b": "RENAME TABLE one TO one_old"}, "split"),
     ("CREATE DATABASE analytics", None, 0, BOTH, "database"),

@@ -1,5 +1,5 @@
-"""The long-running commands: ``ingress``, ``binlog``, ``replicate`` and ``up`` (all of them in one
-process). Each runs until SIGINT/SIGTERM and stops cleanly."""
+"""The long-running commands: ``ingress``, ``binlog``, ``replicate`` and ``up`` (all of them, each in a
+supervised process of its own). Each runs until SIGINT/SIGTERM and stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import asyncio
 from typing import Any
 
 from dbmux.binlog.reader import BinlogReader
-from dbmux.cli.common import add_config_arg, load_command_config, run_async, start_metrics, stop_event
+from dbmux.cli.common import add_config_arg, config_path, load_command_config, run_async, start_metrics, stop_event
+from dbmux.cli.supervisor import run_pipeline
 from dbmux.ingress.server import IngressServer
 from dbmux.replicator.runner import Replicator
 
@@ -55,25 +56,13 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """The whole pipeline of the config in one process: ingress, binlog reader, one replicator per target."""
+    """The whole pipeline of the config: ingress, binlog reader, one replicator per target, each its own
+    supervised process (:mod:`dbmux.cli.supervisor`)."""
     config = load_command_config(args)
-    start_metrics(config.ingress.metrics_port or config.replicator.metrics_port)
+    path = config_path(args)
 
     async def main() -> int:
-        stop = stop_event()
-        server = IngressServer(config)
-        await server.start()
-        targets = [t.name for t in config.targets]
-        tasks = {name: asyncio.ensure_future(Replicator(config, name).run(stop)) for name in targets}
-        tasks["binlog"] = asyncio.ensure_future(BinlogReader(config).run(stop))
-        print(f"dbmux up: ingress on {config.ingress.listen}, binlog reader on, replicating to "
-              f"{', '.join(targets) or 'nothing'}", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            codes = await asyncio.gather(*tasks.values())
-            await server.stop()
-        return max(codes, default=0)
+        return await run_pipeline(config, path, args.verbose, stop_event())
 
     return run_async(main())
 
@@ -94,7 +83,7 @@ def register(sub: Any) -> None:
                         help="start after this GTID position (e.g. 0-1-123), overriding the stored one")
     binlog.set_defaults(func=cmd_binlog)
 
-    up = sub.add_parser("up", help="run the whole pipeline (ingress, binlog reader, a replicator per target) "
-                                   "until Ctrl-C")
+    up = sub.add_parser("up", help="run the whole pipeline (ingress, binlog reader, a replicator per target, each a "
+                                   "supervised process) until Ctrl-C")
     add_config_arg(up)
     up.set_defaults(func=cmd_up)

@@ -30,6 +30,10 @@ class ApplyError(ReplicatorError):
         super().__init__(redact_text(f"{where}: {message}" if gtid else message, sql))
 
 
+class TargetLocked(ApplyError):
+    """Another replicator (or a backfill) holds the target's lock: a replicator stands by for it."""
+
+
 class TargetHalted(ReplicatorError):
     """The target stopped on a permanent error (policy ``halt``)."""
 

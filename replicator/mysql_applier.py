@@ -25,7 +25,7 @@ from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, SessionContext, Statement
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
-from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 
@@ -86,7 +86,7 @@ class MySQLApplier:
             await cur.execute("SELECT GET_LOCK(%s, 0)", (f"dbmux.replicator.{self.target}",))
             (got,) = await cur.fetchone()
         if got != 1:
-            raise ApplyError(f"another replicator is already applying to target {self.target!r}")
+            raise TargetLocked(f"another replicator is already applying to target {self.target!r}")
 
     @property
     def connection(self) -> aiomysql.Connection:

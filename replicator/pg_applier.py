@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.transient import is_transient
-from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_ddl import created_table
 from dbmux.replicator.pg_sql import (
@@ -128,7 +128,7 @@ class PostgresApplier:
         assert self._conn is not None
         got = await self._conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"dbmux.replicator.{self.target}")
         if not got:
-            raise ApplyError(f"another replicator is already applying to target {self.target!r}")
+            raise TargetLocked(f"another replicator is already applying to target {self.target!r}")
 
     async def close(self) -> None:
         if self._conn is not None:

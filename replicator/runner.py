@@ -37,7 +37,7 @@ from dbmux.core.kafka_topics import ensure_topic, topic_partitions
 from dbmux.core.passwords import redact_event, redact_payload, redact_text
 from dbmux.core.supervise import supervise
 from dbmux.core.topics import dlq_topic
-from dbmux.replicator.errors import ApplyError, TargetHalted
+from dbmux.replicator.errors import ApplyError, TargetHalted, TargetLocked
 from dbmux.replicator.filtering import filter_event
 from dbmux.replicator.mysql_applier import MySQLApplier
 from dbmux.replicator.ordering import Gap, GtidOrderer
@@ -64,6 +64,7 @@ Item = tuple[ChangeEvent, PartitionKey, int]
 # bench/gap_memory.py: RSS grew 2.25-2.3x the encoded bytes held), so max_held_bytes bounds memory
 HELD_MEMORY_FACTOR = 3
 PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
+STANDBY_POLL_S = 0.5  # a standby replicator tries the target's lock this often
 LAG_COMMIT_S = 1.0  # Kafka offsets (for lag display only) are committed at most this often while busy
 
 
@@ -170,7 +171,9 @@ class Replicator:
         dlq: AIOKafkaProducer | None = None
         try:
             await applier.connect()
-            await applier.lock_target()
+            await self._lock(applier, stop)
+            if stop.is_set():
+                return
             position = await applier.load_position()
             backfill = await applier.load_backfill()
             if backfill is not None and backfill[0] != "done":
@@ -208,6 +211,28 @@ class Replicator:
             if dlq is not None:
                 await dlq.stop()
             await applier.close()
+
+    async def _lock(self, applier, stop: asyncio.Event) -> None:
+        """Take the target's lock; while another replicator holds it, stand by (polling every
+        ``STANDBY_POLL_S``) and take over as soon as it is released (that replicator stopped or died)."""
+        waited = None
+        while not stop.is_set():
+            try:
+                await applier.lock_target()
+            except TargetLocked:
+                if waited is None:
+                    waited = time.monotonic()
+                    log.warning("target %s: another replicator holds the target's lock; standing by to take over",
+                                self.target.name)
+                try:
+                    await asyncio.wait_for(stop.wait(), STANDBY_POLL_S)
+                except TimeoutError:
+                    pass
+                continue
+            if waited is not None:
+                log.warning("target %s: took over the target's lock after standing by %.1fs", self.target.name,
+                            time.monotonic() - waited)
+            return
 
     async def _loop(self, stop, consumer, applier, position: TargetPosition, tps, dlq) -> None:
         """Consume, decode, order and cut group-commit units here; apply them in a task of their own.

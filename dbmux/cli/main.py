@@ -7,6 +7,7 @@ import logging
 import sys
 
 from dbmux.cli import events, pipeline, shardmap, stack, targets
+from dbmux.core import lograte
 from dbmux.core.errors import DbmuxError
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lograte.install()  # a client library's retry storm (aiokafka with a broker gone) as one line per 10 s
     try:
         code: int = args.func(args)
         return code

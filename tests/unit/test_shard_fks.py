@@ -32,7 +32,8 @@ def keep(parent) -> bool:
     ("ALTER TABLE shop.c ADD FOREIGN KEY (a_id) REFERENCES a (id)", None),
     ("ALTER TABLE c ADD FOREIGN KEY (a_id) REFERENCES a (id), ADD COLUMN x INT", "ALTER TABLE c ADD COLUMN x INT"),
     ("ALTER TABLE c ADD COLUMN x INT, ADD FOREIGN KEY (x) REFERENCES a (id)", "ALTER TABLE c ADD COLUMN x INT"),
-    ("ALTER TABLE c ADD FOREIGN KEY (r) REFERENCES shop.ref (id)", "ALTER TABLE c ADD FOREIGN KEY (r) REFERENCES shop.ref (id)"),
+    ("ALTER TABLE c ADD FOREIGN KEY (r) REFERENCES shop.ref (id)",
+     "ALTER TABLE c ADD FOREIGN KEY (r) REFERENCES shop.ref (id)"),
     # DROP FOREIGN KEY is not a clause to leave out
     ("ALTER TABLE c DROP FOREIGN KEY fk", "ALTER TABLE c DROP FOREIGN KEY fk"),
 ])

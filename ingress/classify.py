@@ -18,7 +18,10 @@
   SHARE MODE`` locking reads, ``SELECT ... INTO``, lock/sleep functions). Such statements keep
   ``kind == 'read'`` because they change no replicated data;
 * ``temporary``: CREATE/DROP TEMPORARY TABLE (session-scoped, no implicit commit);
-* ``parsed``: sqlglot produced a full AST for it (``rewrite`` needs one to analyse nondeterminism).
+* ``parsed``: sqlglot produced a full AST for it (``rewrite`` needs one to analyse nondeterminism);
+* ``shape``: for INSERT/REPLACE/UPDATE/DELETE, what it writes (:mod:`ingress.write_shape`: tables,
+  the columns it sets, ``ON DUPLICATE KEY``, ``ORDER BY ... LIMIT``); ``None`` for other statements
+  and for forms the token walk does not recognise.
 
 How it decides
 --------------
@@ -55,6 +58,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from dbmux.core.sqllex import LexError, Token, effective_sql, scan, scan_with_markers, split_statements
+from dbmux.ingress.write_shape import WriteShape, write_shape
 
 __all__ = [
     "Classification",
@@ -84,6 +88,7 @@ class Classification:
     primary_only: bool = False
     temporary: bool = False
     parsed: bool = False
+    shape: WriteShape | None = None
 
 
 _READ_VERBS = {"SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "HELP", "DO", "TABLE", "VALUES", "WITH", "("}
@@ -377,7 +382,7 @@ def _classify_dml(tokens: list[Token], w: list[str], sql: str) -> Classification
         first = tokens[0]
         text = sql[: first.start] + "INSERT " + sql[first.end :]
     tables, parsed = _ast_tables(text)
-    return Classification("dml", verb=verb, tables=tables, is_write=True, parsed=parsed)
+    return Classification("dml", verb=verb, tables=tables, is_write=True, parsed=parsed, shape=write_shape(tokens))
 
 
 def _classify_tokens(sql: str, tokens: list[Token]) -> Classification:

@@ -5,7 +5,14 @@ on each hop, and the session state the primary reports in its OK packets. The tw
 ingress always asks the primary to track what capture needs (GTIDs, context variables; see
 ``TRACKED_VARIABLES``), a client may not have asked for session tracking at all. So every OK packet
 relayed to the client first updates the context (:meth:`ConnectionContext.note_session_state`), then
-goes out without what only the ingress asked for (:meth:`ConnectionContext.client_ok`).
+goes out as the primary would have sent it to this client (:meth:`ConnectionContext.client_ok`):
+without what only the ingress asked for, and in the client's encoding (no session-state block and no
+``SERVER_SESSION_STATE_CHANGED`` flag for a client without CLIENT_SESSION_TRACK).
+
+What a client tracks itself (:meth:`ConnectionContext.client_tracks`) also decides the
+``SERVER_SESSION_STATE_CHANGED`` flag of EOF packets, which the primary sets from the first tracked
+change of a statement on, for clients with and without session tracking alike; the response relay
+settles it (``ingress.response_relay``).
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ from dbmux.core.events import SessionContext
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.framing import Packet, frame
 from dbmux.ingress.protocol.generic_packets import OkPacket
-from dbmux.ingress.protocol.session_state import SchemaChange, SystemVariableChange
+from dbmux.ingress.protocol.session_state import GtidsChange, SchemaChange, SessionChange, SystemVariableChange
 
 # System variables the primary reports in OK packets (``session_track_system_variables``).
 TRACKED_VARIABLES = "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,sql_mode"
 INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode"})  # tracked for capture only; stripped for clients
+# (MySQL's SESSION_TRACK_GTIDS, which the ingress turns on with session_track_gtids, is stripped too: a
+# client's own default is OFF.)
 
 
 @dataclass(slots=True)
@@ -32,7 +41,8 @@ class ConnectionContext:
     db: str | None = None
     sql_mode: str | None = None
     time_zone: str | None = None
-    charset: str | None = None
+    charset: str | None = None  # character_set_client: what the client's statements are bytes in (it
+    # travels with each captured statement; dbmux.core.charsets)
     system_time_zone: str | None = None  # the primary's, for a session time zone of SYSTEM
     client_caps: int = 0  # negotiated with the client
     upstream_caps: int = 0  # negotiated with the primary
@@ -55,18 +65,27 @@ class ConnectionContext:
             elif isinstance(change, SchemaChange):
                 self.db = change.schema
 
+    @staticmethod
+    def client_tracks(change: SessionChange) -> bool:
+        """Whether the primary would track ``change`` for the client itself (not only for the ingress)."""
+        if isinstance(change, SystemVariableChange):
+            return change.name not in INJECTED_VARIABLES
+        return not isinstance(change, GtidsChange)
+
     def client_ok(self, ok: OkPacket, pkt: Packet) -> bytes:
-        """The OK packet's frames as the client should see them: without what only the ingress asked for."""
+        """The OK packet's frames as the primary would have sent them to the client: without what only
+        the ingress asked for, encoded for the client's capabilities."""
         if self.client_caps & c.CLIENT_SESSION_TRACK:
             if not ok.status_flags & c.SERVER_SESSION_STATE_CHANGED:
                 return pkt.raw
-            kept = tuple(ch for ch in ok.session_state_changes
-                         if not (isinstance(ch, SystemVariableChange) and ch.name in INJECTED_VARIABLES))
+            kept = tuple(ch for ch in ok.session_state_changes if self.client_tracks(ch))
             if len(kept) == len(ok.session_state_changes):
                 return pkt.raw
             flags = ok.status_flags if kept else ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED
             stripped = dataclasses.replace(ok, session_state_changes=kept, status_flags=flags)
         elif self.upstream_caps & c.CLIENT_SESSION_TRACK:
+            # as the primary answers a client without session tracking: no state, no flag (the info
+            # text keeps its length prefix: OkPacket.encode)
             stripped = dataclasses.replace(ok, session_state_changes=(),
                                            status_flags=ok.status_flags & ~c.SERVER_SESSION_STATE_CHANGED)
         else:

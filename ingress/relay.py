@@ -12,7 +12,9 @@ packet runs forwarded as they arrive, without a task switch. One command is in f
 connection's state machine is in ``AWAIT_RESPONSE`` meanwhile, and what the client sends stays
 buffered. Only a commit whose OK must wait for Kafka (``durability = sync``) pauses the relay (until
 the publish future resolves); commands that need round trips of their own (COM_CHANGE_USER,
-COM_RESET_CONNECTION) run as a coroutine in pull mode, then push mode resumes.
+COM_RESET_CONNECTION) run as a coroutine in pull mode, then push mode resumes; so does the ingress's
+own COMMIT before a statement that commits implicitly (:mod:`ingress.capture`), after which the
+command goes as usual.
 """
 
 from __future__ import annotations
@@ -20,56 +22,80 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+from prometheus_client import Counter
 
 from dbmux.core.config import Config, IngressConfig
 from dbmux.core.events import ChangeEvent
 from dbmux.core.gtid import Gtid
 from dbmux.core.passwords import redact_text
-from dbmux.ingress.capture import StatementOutcome, TransactionCapture
+from dbmux.ingress.capture import Commit, StatementOutcome, TransactionCapture
 from dbmux.ingress.connection import Connection
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.commands import ComChangeUser, ComQuery
 from dbmux.ingress.protocol.errors import ProtocolError
 from dbmux.ingress.protocol.events import ResponseComplete
 from dbmux.ingress.protocol.framing import Packet, frame
-from dbmux.ingress.protocol.generic_packets import ErrPacket, OkPacket
+from dbmux.ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacket
 from dbmux.ingress.protocol.response import ResponseReader, StatementResult
 from dbmux.ingress.protocol.state import ConnectionState
 from dbmux.ingress.publisher import Publisher
 from dbmux.ingress.response_relay import DONE, NEED_CLIENT, ResponseRelay, relay_pull
-from dbmux.ingress.statements import PreparedStatements, QueryPlan, plan_query
+from dbmux.ingress.schema_facts import SchemaFacts
+from dbmux.ingress.statement_safety import SessionSafety
+from dbmux.ingress.statements import (
+    COMMIT_FIRST,
+    COMMIT_SQL,
+    PlannedStatement,
+    PreparedStatements,
+    QueryPlan,
+    plan_query,
+    with_commits,
+)
 
 log = logging.getLogger(__name__)
 
 _AWAIT_RESPONSE = ConnectionState.AWAIT_RESPONSE  # (module globals: faster than the Enum class lookup)
 _REFUSED = (c.COM_BINLOG_DUMP, c.COM_BINLOG_DUMP_GTID, c.COM_REGISTER_SLAVE)
 
+COMMITS_UNATTRIBUTED = Counter(
+    "dbmux_ingress_commits_unattributed_total",
+    "Commits whose statements the ingress cannot vouch for; not published (the binlog reader's copy stands)",
+)
+COMMITS_FIRST = Counter(
+    "dbmux_ingress_commits_first_total",
+    "COMMITs the ingress sent before a statement that commits implicitly, so each transaction gets its GTID",
+)
+
 
 class RelayHandler:
     """The ingress's Handler: one :class:`CommandRelay` per connection, all publishing to ``publisher``."""
 
-    def __init__(self, config: Config, publisher: Publisher) -> None:
+    def __init__(self, config: Config, publisher: Publisher, facts: SchemaFacts | None = None) -> None:
         self.ingress = config.ingress
         self.publisher = publisher
+        self.facts = facts  # the primary's schema facts, shared by every session (ingress.schema_facts)
 
     async def serve(self, conn: Connection) -> None:
-        await CommandRelay(conn, self.publisher, self.ingress).serve()
+        await CommandRelay(conn, self.publisher, self.ingress, self.facts).serve()
 
 
 class CommandRelay:
     """The command phase of one authenticated connection (see the module docstring)."""
 
-    def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig) -> None:
+    def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig,
+                 facts: SchemaFacts | None = None) -> None:
         assert conn.upstream is not None
         self.conn = conn
         self.client, self.upstream = conn.client, conn.upstream
         self.ctx = conn.ctx
         self.machine = conn.machine
         self.publisher = publisher
-        self.capture = TransactionCapture(last_gtid=conn.last_gtid)
+        self.capture = TransactionCapture(last_gtid=conn.last_gtid, late_reports=not conn.is_mariadb)
         self.prepared = PreparedStatements()
+        self.safety = SessionSafety(facts, ingress.statement_safety)  # session and schema rules for `unsafe`
         self.tag = conn.tag
         self._sync = ingress.durability == "sync"
         self._publish_timeout_s = ingress.publish_timeout_ms / 1000
@@ -113,6 +139,7 @@ class CommandRelay:
                 done.set_exception(exc)
         self.client.listen(None)
         self.upstream.listen(None)
+        self.safety.close()
 
     # ---- push mode -----------------------------------------------------------------------------------
     def _on_client_data(self) -> None:
@@ -156,7 +183,7 @@ class CommandRelay:
         self.machine.process_command(code)  # COMMAND -> AWAIT_RESPONSE (COMMAND: no response; CLOSED: quit)
         if code == c.COM_STMT_EXECUTE:
             _, params, plan = self.prepared.on_execute(payload, self.ctx.upstream_caps)
-            self._start(cmd.raw, code, plan, params)
+            self._forward(cmd, cmd.raw, code, plan, params)
         elif code == c.COM_QUERY:
             self._query(cmd)
         elif code == c.COM_QUIT:
@@ -201,11 +228,23 @@ class CommandRelay:
         if plan.refusal:
             self._refuse(cmd, plan.refusal)
             return
+        if len(plan.statements) > 1 and ctx.upstream_caps & c.CLIENT_MULTI_STATEMENTS:
+            plan = with_commits(plan, bool(self.capture.pending))  # COMMITs of the ingress's own, in the batch
         raw = cmd.raw
         if plan.rewritten is not None:
             rewritten = ComQuery(plan.rewritten.encode("utf-8", "surrogateescape"), attributes)
             raw = frame(rewritten.encode(ctx.upstream_caps), 0)
-        self._start(raw, c.COM_QUERY, plan)
+        self._forward(cmd, raw, c.COM_QUERY, plan)
+
+    def _forward(self, cmd: Packet, raw: bytes, code: int, plan: QueryPlan | None,
+                 params: tuple[Any, ...] | None = None) -> None:
+        """Send the client's command, first committing the open transaction where its first statement
+        would commit it implicitly as well as be a transaction of its own (see ``ingress.capture``)."""
+        first = plan.statements[0] if plan is not None and plan.statements else None
+        if first is not None and self.capture.needs_commit_before(first.kind, first.implicit_commit):
+            self._slow(self._commit_first(cmd, raw, code, plan, params))
+        else:
+            self._start(raw, code, plan, params)
 
     def _new_relay(self, raw: bytes, code: int, plan: QueryPlan | None, params: tuple[Any, ...] | None,
                    on_prepare: bytes | None) -> ResponseRelay:
@@ -221,6 +260,7 @@ class CommandRelay:
         """Send one command (``raw``: its frames, sequence ids from 0) upstream; its response is
         relayed by ``_pump`` as it arrives, capturing committed transactions."""
         upstream = self.upstream
+        self.safety.on_dispatch(plan, self.ctx.db)
         upstream.send(raw)
         self._relay = self._new_relay(raw, code, plan, params, on_prepare)
         if upstream.frames.buffered_bytes:  # (the primary does not speak first: rare)
@@ -278,15 +318,17 @@ class CommandRelay:
             self._on_client_data()
 
     # ---- commands with round trips of their own (pull mode) --------------------------------------------
-    def _slow(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _slow(self, coro: Coroutine[Any, Any, Callable[[], None] | None]) -> None:
         """Run ``coro`` (a command with round trips of its own) as a task, both streams in pull mode."""
         self.client.listen(None)
         self.upstream.listen(None)
         self._slow_task = asyncio.get_running_loop().create_task(self._run_slow(coro))
 
-    async def _run_slow(self, coro: Coroutine[Any, Any, None]) -> None:
+    async def _run_slow(self, coro: Coroutine[Any, Any, Callable[[], None] | None]) -> None:
+        """Run ``coro``; then the command is done, or, when it returns a callable, that goes on with it
+        (in push mode)."""
         try:
-            await coro
+            after = await coro
         except Exception as exc:  # noqa: BLE001 - decided by serve()'s caller, as for any other command
             self._finish(exc)
             return
@@ -295,7 +337,38 @@ class CommandRelay:
             return
         self._listen()  # reports a connection that ended meanwhile
         if not self._done.done():
-            self._idle()
+            (after or self._idle)()
+
+    async def _commit_first(self, cmd: Packet, raw: bytes, code: int, plan: QueryPlan | None,
+                            params: tuple[Any, ...] | None) -> Callable[[], None] | None:
+        """The ingress's own COMMIT, answered to nobody, its transaction captured and published; then
+        the command goes on as usual. If the commit fails, the client gets its ERR as the command's
+        answer and the command is not sent (as when a statement's implicit commit fails)."""
+        COMMITS_FIRST.inc()
+        ctx, upstream = self.ctx, self.upstream
+        upstream.write(ComQuery(COMMIT_SQL.encode()).encode(ctx.upstream_caps), 0)
+        await upstream.drain()
+        reader = ResponseReader(c.COM_QUERY, ctx.upstream_caps, ctx.ext_caps)
+        last = await upstream.read()
+        reader.feed(last.payload)
+        while not reader.complete:  # (progress reports)
+            last = await upstream.read()
+            reader.feed(last.payload)
+        result = reader.final_result
+        if type(result) is OkPacket:
+            ctx.note_session_state(result)
+            wait = self._on_statement_ok(COMMIT_FIRST, result, None)
+            if wait is not None:
+                await wait
+            return lambda: self._start(raw, code, plan, params)
+        if type(result) is not ErrPacket:
+            raise ProtocolError(f"the primary answered the ingress's COMMIT with {type(result).__name__}")
+        self.capture.on_error(result.errno)
+        log.info("%s: the ingress's COMMIT before an implicitly committing statement failed: %s %s", self.tag,
+                 result.errno, result.message)
+        self.client.write(last.payload, (cmd.last_seq + 1) & 0xFF)
+        self.client.flush()
+        return None
 
     async def _relay_pull(self, relay: ResponseRelay) -> None:
         await relay_pull(relay)
@@ -324,8 +397,9 @@ class CommandRelay:
 
     def _forget_session(self) -> None:
         """The primary's session was reset: no open transaction, no prepared statement."""
-        self.capture = TransactionCapture(last_gtid=self.capture.last_gtid)
+        self.capture = TransactionCapture(last_gtid=self.capture.last_gtid, late_reports=self.capture.late_reports)
         self.prepared.clear()
+        self.safety.reset()
 
     async def _new_session(self) -> None:
         self._forget_session()
@@ -334,30 +408,47 @@ class CommandRelay:
 
     # ---- capture -------------------------------------------------------------------------------------
     def on_result(self, relay: ResponseRelay, index: int, result: StatementResult) -> asyncio.Future[bool] | None:
-        """A statement's final OK/ERR (the ResultSink of the relays this relay starts); returns a future
-        its packet must wait for (sync publish)."""
-        if type(result) is ErrPacket:
-            self.capture.on_error(result.errno)
-        elif type(result) is OkPacket:
-            assert relay.plan is not None  # (a relay reports results only when it has a plan)
-            return self._on_statement_ok(relay.plan, index, result, relay.params)
+        """A statement's final OK/ERR, or the EOF that ends its result set (the ResultSink of the relays
+        this relay starts); returns a future its packet must wait for (sync publish)."""
+        assert relay.plan is not None  # (a relay reports results only when it has a plan)
+        stmt = self.safety.settle(index, relay.plan.statement(index), result, self.ctx.db)
+        kind = type(result)
+        if kind is OkPacket:
+            assert isinstance(result, OkPacket)
+            return self._on_statement_ok(stmt, result, relay.params)
+        if kind is ErrPacket:
+            assert isinstance(result, ErrPacket)
+            self.capture.on_error(result.errno, may_write=stmt.kind != "read")
+        elif kind is EofPacket and stmt.kind != "read":  # a write answered with rows (RETURNING)
+            assert isinstance(result, EofPacket)
+            self.capture.on_success(self._outcome(stmt, result.status_flags, 0, None, relay.params, rows=True,
+                                                  reports_state=False))  # (no GTID: never a commit)
         return None
 
-    def _on_statement_ok(self, plan: QueryPlan, index: int, ok: OkPacket,
+    def _outcome(self, stmt: PlannedStatement, status_flags: int, last_insert_id: int, gtid: str | None,
+                 params: tuple[Any, ...] | None, *, rows: bool, reports_state: bool = True) -> StatementOutcome:
+        return StatementOutcome(
+            sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=status_flags,
+            last_insert_id=last_insert_id, gtid=gtid, params=params, db=self.ctx.db, charset=self.ctx.charset,
+            implicit_commit=stmt.implicit_commit, reports_state=reports_state, rows=rows)
+
+    def _on_statement_ok(self, stmt: PlannedStatement, ok: OkPacket,
                          params: tuple[Any, ...] | None) -> asyncio.Future[bool] | None:
-        stmt = plan.statement(index)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
                       stmt.kind, stmt.tcl, redact_text(stmt.sql[:200]))
-        commit = self.capture.on_success(StatementOutcome(
-            sql=stmt.sql, kind=stmt.kind, tcl=stmt.tcl, unsafe=stmt.unsafe, status_flags=ok.status_flags,
-            last_insert_id=ok.last_insert_id, gtid=ok.gtid, params=params, db=self.ctx.db))
-        if commit is None:
+        rows = ok.header == c.EOF_HEADER  # the OK that ends a result set (CLIENT_DEPRECATE_EOF)
+        commit = self.capture.on_success(self._outcome(stmt, ok.status_flags, ok.last_insert_id, ok.gtid, params,
+                                                       rows=rows))
+        return None if commit is None else self._publish(commit)
+
+    def _publish(self, commit: Commit) -> asyncio.Future[bool] | None:
+        if commit.unattributed is not None:
+            COMMITS_UNATTRIBUTED.inc()
+            log.info("%s: gtid %s not published (%s); the binlog reader's copy stands", self.tag, commit.gtid,
+                     commit.unattributed)
             return None
         event = ChangeEvent(gtid=Gtid.parse(commit.gtid), source="ingress", ts_ms=int(time.time() * 1000),
                             db=commit.db, statements=commit.statements, session=self.ctx.snapshot())
-        if not commit.statements:
-            log.warning("%s: gtid %s committed with no captured statement; published empty (row form "
-                        "comes from the binlog reader)", self.tag, commit.gtid)
         published = self.publisher.publish_within(event, self._publish_timeout_s)
         return published if self._sync else None

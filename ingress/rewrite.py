@@ -45,6 +45,16 @@ variables; a function that cannot be made deterministic (FOUND_ROWS, ROW_COUNT, 
 ..., VERSION, SLEEP, GET_LOCK, LOAD_FILE, NEXTVAL ...); or a function not on the deterministic
 allow-list (stored functions included). Functions are found from sqlglot's AST (``exp.Anonymous``
 names) when it parses the statement, otherwise from tokens (a word followed by ``(``).
+
+Also unsafe, the rest of MySQL's "unsafe for statement-based replication" list that the text alone
+shows (:func:`unsafe_forms`): ``INSERT IGNORE ... SELECT``, ``INSERT ... SELECT ... ON DUPLICATE KEY
+UPDATE``, ``REPLACE ... SELECT``, ``CREATE TABLE ... IGNORE|REPLACE SELECT`` and ``UPDATE IGNORE``
+(which rows win depends on the order rows are visited); a LIMIT inside a subquery or an INSERT's
+SELECT, even with ORDER BY (ties); ``LOAD DATA`` (reads a file on the primary's host);
+``information_schema``/``performance_schema``/``sys`` read by a write (each server's own state);
+``MATCH ... AGAINST`` (full-text relevance depends on each server's index). What needs the schema
+(triggers, implicit column values, several unique keys, ORDER BY on a non-unique key) is judged
+when the statement completes, by :mod:`ingress.statement_safety`.
 """
 
 from __future__ import annotations
@@ -59,9 +69,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from dbmux.ingress.classify import LexError, Token, classify, effective_sql, scan
+from dbmux.ingress.classify import Classification, LexError, Token, classify, effective_sql, scan
 
-__all__ = ["RewriteResult", "rewrite_deterministic", "DETERMINISTIC_FUNCTIONS", "UNSAFE_FUNCTIONS"]
+__all__ = ["RewriteResult", "rewrite_deterministic", "unsafe_forms", "DETERMINISTIC_FUNCTIONS", "UNSAFE_FUNCTIONS"]
 
 
 class _Rng(Protocol):
@@ -312,6 +322,44 @@ def _token_functions(tokens: list[Token]) -> list[str]:
     return reasons
 
 
+_SERVER_STATE_SCHEMAS = frozenset({"information_schema", "performance_schema", "sys"})
+
+
+def unsafe_forms(cls: Classification, tokens: list[Token]) -> list[str]:
+    """Reasons from MySQL's "unsafe for statement-based replication" list that the text shows (see the
+    module docstring); ``tokens``: the statement's."""
+    reasons = []
+    if cls.kind == "ddl":
+        words = [t.upper for t in tokens if t.type == "word"]
+        replaces = any(w == "REPLACE" and words[i - 1] != "OR" for i, w in enumerate(words) if i)
+        if cls.verb == "CREATE TABLE" and "SELECT" in words and ("IGNORE" in words or replaces):
+            reasons.append("CREATE TABLE ... IGNORE|REPLACE SELECT: which rows are kept depends on the SELECT's "
+                           "row order")
+        return reasons
+    if cls.verb.startswith("LOAD"):
+        reasons.append("LOAD DATA reads a file on the primary's host")
+    shape = cls.shape
+    if shape is not None:
+        if shape.source == "select" and (shape.ignore or shape.on_duplicate or shape.verb == "REPLACE"):
+            form = "REPLACE" if shape.verb == "REPLACE" else ("INSERT IGNORE" if shape.ignore else "INSERT")
+            tail = " ... ON DUPLICATE KEY UPDATE" if shape.on_duplicate else ""
+            reasons.append(f"{form} ... SELECT{tail}: which rows are kept depends on the SELECT's row order")
+        if shape.verb == "UPDATE" and shape.ignore:
+            reasons.append("UPDATE IGNORE: which rows are skipped depends on the order rows are updated in")
+        if shape.nested_limit:
+            reasons.append("LIMIT in a subquery or an INSERT ... SELECT: which rows it picks depends on an order "
+                           "not known to be unique")
+    for j, t in enumerate(tokens):
+        if t.type in ("word", "ident") and t.name.lower() in _SERVER_STATE_SCHEMAS and j + 1 < len(tokens) \
+                and tokens[j + 1].text == ".":
+            reasons.append(f"reads {t.name.lower()} (each server's own state)")
+            break
+    if any(t.type == "word" and t.upper == "AGAINST" for t in tokens) and any(
+            t.type == "word" and t.upper == "MATCH" for t in tokens):
+        reasons.append("MATCH ... AGAINST: full-text relevance depends on each server's index")
+    return reasons
+
+
 def _replaced(sql: str, replacements: list[tuple[int, int, str]]) -> str:
     """``sql`` with each (start, end, text) of ``replacements`` (in order, not overlapping) done: one
     copy of the text, however many replacements (not one per replacement)."""
@@ -356,7 +404,8 @@ def rewrite_deterministic(
             t.upper for t in tokens if t.type == "word" and t.upper in _TIME_FUNCS
         ]:
             return RewriteResult(sql, False, True, ("CREATE ... SELECT with nondeterministic functions",))
-        return RewriteResult(sql, False, False, ())
+        forms = tuple(unsafe_forms(cls, tokens))
+        return RewriteResult(sql, False, bool(forms), forms)
 
     now_utc = now.replace(tzinfo=_dt.UTC) if now.tzinfo is None else now.astimezone(_dt.UTC)
     zone, zone_problem = _resolve_zone(session_time_zone)
@@ -448,5 +497,6 @@ def rewrite_deterministic(
     if not parsed:
         func_reasons = _token_functions(new_tokens)
     reasons.extend(r for r in func_reasons if not any(r.split("(")[0] in x for x in reasons))
+    reasons.extend(unsafe_forms(cls, new_tokens))
     unique = tuple(dict.fromkeys(reasons))
     return RewriteResult(out, bool(replacements), bool(unique), unique)

@@ -15,6 +15,7 @@ from dbmux.ingress.handler import Handler
 from dbmux.ingress.protocol.errors import ProtocolError
 from dbmux.ingress.publisher import Publisher
 from dbmux.ingress.relay import RelayHandler
+from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.tls import server_context
 from dbmux.ingress.wire import PacketStream, PeerClosed
 
@@ -25,14 +26,17 @@ class IngressServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.publisher = Publisher(config)
-        self.handler: Handler = RelayHandler(config, self.publisher)
+        ing = config.ingress
+        self.facts = SchemaFacts(config.primary.dsn, ing.schema_refresh_ms) if ing.statement_safety else None
+        self.handler: Handler = RelayHandler(config, self.publisher, self.facts)
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
-        ing = config.ingress
         self._tls = server_context(ing.tls_cert, ing.tls_key) if ing.tls_cert else None
 
     async def start(self) -> None:
         await self.publisher.start()
+        if self.facts is not None:  # (writes are replicated from their row copy until the facts are loaded)
+            await self.facts.start(first_load_timeout_s=10)
         host, _, port = self.config.ingress.listen.rpartition(":")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port),
@@ -75,4 +79,6 @@ class IngressServer:
             t.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.facts is not None:
+            await self.facts.stop()
         await self.publisher.stop()

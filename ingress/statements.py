@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import random
+import re
 from dataclasses import dataclass, field
 
-from dbmux.ingress.classify import Classification, classify, split_statements
+from dbmux.ingress.classify import Classification, LexError, classify, scan, split_statements
 from dbmux.ingress.literals import MIN_STATEMENT_CHARS, Elided, elide_literals
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
@@ -31,6 +32,19 @@ class PlannedStatement:
     kind: str
     tcl: str | None
     unsafe: bool
+    implicit_commit: bool = False  # commits an open transaction before it runs (classify's answer)
+    internal: bool = False  # the ingress's own (an injected COMMIT): its answer never reaches the client
+    # what classify said (for ingress.statement_safety's judgement once it has run; of the skeleton, for a
+    # statement planned with its long literals set aside)
+    cls: Classification | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def commits_first_as_own_transaction(self) -> bool:
+        """It commits the open transaction implicitly *and* may be written to the binlog as a transaction
+        of its own (DDL, account statements, GRANT, ...): its OK then reports only its own GTID, never the
+        implicit commit's. (BEGIN, LOCK/UNLOCK TABLES and SET autocommit = 1 write nothing themselves:
+        their OK reports the implicit commit's GTID.)"""
+        return self.implicit_commit and self.kind in ("ddl", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +52,89 @@ class QueryPlan:
     statements: tuple[PlannedStatement, ...]
     rewritten: str | None = None  # the text to forward, when it differs from the client's
     refusal: str | None = None  # an error message instead of forwarding
+    internal: frozenset[int] = frozenset()  # indexes of the ingress's own statements (see with_commits)
+
+    @property
+    def has_writes(self) -> bool:
+        """Some statement may write (its result-set terminators matter to capture, not only its OKs)."""
+        return any(p.kind != "read" for p in self.statements)
 
     def statement(self, index: int) -> PlannedStatement:
         if index < len(self.statements):
             return self.statements[index]
         # The server reported more results than we split: capture the whole text as unknown (unsafe),
         # so appliers use the row form from the binlog.
-        text = ";".join(s.sql for s in self.statements)
+        text = ";".join(s.sql for s in self.statements if not s.internal)
         return PlannedStatement(text, "unknown", None, True)
+
+
+# The ingress's own commit before a statement that commits implicitly (see ``ingress.capture``). The
+# explicit options override ``completion_type`` (an implicit commit never chains or disconnects).
+COMMIT_SQL = "COMMIT AND NO CHAIN NO RELEASE"
+COMMIT_FIRST = PlannedStatement(COMMIT_SQL, "tcl", "commit", False, internal=True)
+
+_CLOSING = frozenset({"commit", "rollback", "begin", "lock_tables"})  # (UNLOCK TABLES and SET autocommit=1
+# close it only in some states: counted as not closing, a later COMMIT is at worst one too many)
+_RETURNING = re.compile(r"(?i)\breturning\b")
+
+
+def returns_rows(sql: str, kind: str) -> bool:
+    """A write answered with a result set (``INSERT/REPLACE/DELETE ... RETURNING``): its answer ends with
+    an EOF (or an OK terminator) carrying no insert id, so the ids it generated are unknown to capture
+    and the statement is applied from its row copy (flagged unsafe)."""
+    if kind != "dml" or not _RETURNING.search(sql):
+        return False
+    try:
+        return any(t.type == "word" and t.upper == "RETURNING" for t in scan(sql))
+    except LexError:
+        return True  # (the primary will refuse it anyway)
 
 
 def _plan_one(sql: str, cls: Classification, now: _dt.datetime | None, time_zone: str | None) -> PlannedStatement:
     if cls.kind in CAPTURED_KINDS and cls.is_write:
         assert now is not None  # plan_query takes the instant before the first captured write
         rw = rewrite_deterministic(sql, now, time_zone, _rng)
-        return PlannedStatement(rw.sql, cls.kind, cls.tcl, rw.unsafe)
-    return PlannedStatement(sql, cls.kind, cls.tcl, False)
+        unsafe = rw.unsafe or returns_rows(sql, cls.kind)
+        return PlannedStatement(rw.sql, cls.kind, cls.tcl, unsafe, cls.implicit_commit, cls=cls)
+    return PlannedStatement(sql, cls.kind, cls.tcl, False, cls.implicit_commit, cls=cls)
+
+
+def with_commits(plan: QueryPlan, open_writes: bool) -> QueryPlan:
+    """``plan`` (a multi-statement batch) with the ingress's own COMMIT before each statement after the
+    first that commits implicitly as a transaction of its own while writes may be open (``open_writes``:
+    the session's transaction holds captured writes before the batch). The first statement is not
+    covered: the relay commits before the command in a round trip of its own. Semantically the same
+    (the statement commits the open transaction anyway), but the commit's OK reports its own GTID.
+
+    Only where every statement before the insertion point answers with exactly one result, so the
+    server's results still line up with the plan (CALL and EXECUTE, unknown, may answer with several).
+    """
+    statements = plan.statements
+    if len(statements) < 2 or plan.refusal:
+        return plan
+    out: list[PlannedStatement] = []
+    internal: list[int] = []
+    writes = open_writes
+    for i, p in enumerate(statements):
+        if i and statements[i - 1].kind == "unknown":  # (may answer with several results: stop here)
+            out.extend(statements[i:])
+            break
+        if i and writes and p.commits_first_as_own_transaction:
+            internal.append(len(out))
+            out.append(COMMIT_FIRST)
+        if p.tcl in _CLOSING or p.commits_first_as_own_transaction:
+            writes = False  # the transaction is closed (a DDL is a transaction of its own)
+        elif p.kind in CAPTURED_KINDS:
+            writes = True
+        out.append(p)
+    if not internal:
+        return plan
+    return QueryPlan(tuple(out), _batch_text(out), None, frozenset(internal))
+
+
+def _batch_text(statements: list[PlannedStatement]) -> str:
+    """The statements as one batch; each ``;`` on a line of its own (a piece may end in a ``--`` comment)."""
+    return "\n;\n".join(p.sql for p in statements)
 
 
 def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True) -> QueryPlan:
@@ -95,7 +176,7 @@ def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool) -> Quer
         planned.append(_plan_one(part, cls, now, time_zone))
     rewritten = None
     if any(p.sql != orig for p, orig in zip(planned, parts, strict=True)):  # one planned per part
-        rewritten = planned[0].sql if len(parts) == 1 else ";\n".join(p.sql for p in planned)
+        rewritten = planned[0].sql if len(parts) == 1 else _batch_text(planned)
     return QueryPlan(tuple(planned), rewritten)
 
 
@@ -132,8 +213,8 @@ class PreparedStatements:
         # Non-deterministic functions cannot be rewritten once per execution of a prepared
         # statement: such statements are flagged unsafe (appliers use the binlog row form).
         rw = rewrite_deterministic(code, _dt.datetime.now(_dt.UTC), None, _rng) if cls.is_write else None
-        unsafe = bool(rw and (rw.changed or rw.unsafe))
-        plan = QueryPlan((PlannedStatement(sql, cls.kind, cls.tcl, unsafe),))
+        unsafe = bool(rw and (rw.changed or rw.unsafe)) or returns_rows(code, cls.kind)
+        plan = QueryPlan((PlannedStatement(sql, cls.kind, cls.tcl, unsafe, cls.implicit_commit, cls=cls),))
         self._by_id[ok.statement_id] = _Prepared(sql, ok.num_params, plan)
 
     def on_reset(self, payload: bytes) -> None:

@@ -8,6 +8,14 @@ DDL commits implicitly in MySQL, so an event with DDL is applied alone: its stat
 position in a transaction of its own. A crash between the two replays the DDL on restart; the
 "already exists / already gone" errors of an exactly replayed DDL are then recognised and treated
 as applied (logged), which keeps DDL effectively exactly-once.
+
+Triggers: a target runs none. ``CREATE TRIGGER`` / ``DROP TRIGGER`` (either producer's copy) are not
+applied -- counted in ``dbmux_replicator_trigger_statements_skipped_total{target}`` and logged -- because
+a write to a table with triggers always reaches a target as its row copy, which already holds every
+row the trigger changed on the primary (the ingress flags such statements unsafe:
+:mod:`ingress.statement_safety`); a trigger on the target would change those rows a second time. As
+with MySQL's own row-based replication, where replicas do not fire triggers for row events. A target
+that has triggers of its own is warned about when the replicator connects.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import re
 import aiomysql
 import pymysql
 import sqlglot
+from prometheus_client import Counter
 from pymysql.constants import CLIENT
 from sqlglot import exp
 
@@ -27,9 +36,14 @@ from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
+from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 
 log = logging.getLogger(__name__)
+
+TRIGGERS_SKIPPED = Counter("dbmux_replicator_trigger_statements_skipped_total",
+                           "CREATE/DROP TRIGGER statements not applied to a MySQL target (it runs no triggers: the row "
+                           "copies it applies hold their changes)", ["target"])
 
 # Errors an already-applied DDL gives when replayed after a crash between DDL and position write.
 _DDL_REPLAY_ERRNOS = frozenset({1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1826})
@@ -47,7 +61,7 @@ class MySQLApplier:
         self._pk_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def connect(self) -> None:
-        self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset="utf8mb4",
+        self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset=APPLIER_CHARSET,
                                             client_flag=CLIENT.MULTI_STATEMENTS)
         self._session, self._db = (), None
         async with self._conn.cursor() as cur:
@@ -77,7 +91,15 @@ class MySQLApplier:
                 f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.shardmap (target VARCHAR(64) NOT NULL PRIMARY KEY, "
                 "version INT NOT NULL, map LONGTEXT NOT NULL) ENGINE=InnoDB")
             await cur.execute("SET SESSION sql_notes = 1")
+            await cur.execute("SELECT COUNT(*), MIN(CONCAT(TRIGGER_SCHEMA, '.', TRIGGER_NAME)) FROM "
+                              "information_schema.TRIGGERS WHERE TRIGGER_SCHEMA NOT IN "
+                              "('mysql', 'sys', 'information_schema', 'performance_schema')")
+            triggers, example = await cur.fetchone()
         await self._conn.commit()
+        if triggers:
+            log.warning("target %s has %d trigger(s) of its own (e.g. %s): dbmux applies the primary's row "
+                        "copies, which already hold what the primary's triggers changed; a trigger here changes "
+                        "those rows again (drop them)", self.target, triggers, example)
 
     async def lock_target(self) -> None:
         """One replicator per target: a named lock held for the connection's life."""
@@ -286,6 +308,8 @@ class MySQLApplier:
         try:
             if self._conn is not None:
                 await self._conn.rollback()
+                async with self._conn.cursor() as cur:  # a statement may have failed in its own character set
+                    await cur.execute(_charset_sql(APPLIER_CHARSET))
         except Exception:  # noqa: BLE001 - the connection may be gone; reconnect follows
             pass
 
@@ -297,13 +321,30 @@ class MySQLApplier:
                 await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
                                     ev, offset, table=f"{row.db}.{row.table}")
             for st in ev.statements:  # binlog events carry DDL as statements
-                await self._execute(cur, st.sql, ev, offset, ddl=st.kind == "ddl")
+                if not self._skipped_trigger(st, ev):
+                    await self._execute(cur, _statement_text(st), ev, offset, ddl=st.kind == "ddl")
             return
         for st in ev.statements:
-            *preamble, sql = _statement_sql(st, ev.session)
+            if self._skipped_trigger(st, ev):
+                continue
+            preamble, sql, after = _statement_steps(st, ev.session)
             for pre in preamble:
                 await cur.execute(pre)
             await self._execute(cur, sql, ev, offset, ddl=st.kind == "ddl")
+            for post in after:
+                await cur.execute(post)
+
+    def _skipped_trigger(self, st: Statement, ev: ChangeEvent) -> bool:
+        """Is ``st`` a CREATE/DROP TRIGGER, not applied here (see the module docstring)? Logs and counts it."""
+        if st.kind == "dml":
+            return False
+        kind = not_applied(st.sql)
+        if kind is None or kind[0] != "trigger":
+            return False
+        TRIGGERS_SKIPPED.labels(self.target).inc()
+        log.info("target %s gtid %s: %s not applied (targets run no triggers; the row copies hold their changes)",
+                 self.target, ev.gtid, kind[1])
+        return True
 
     async def _execute(self, cur, sql: str, ev: ChangeEvent, offset: int, *, ddl: bool = False,
                        table: str = "") -> None:
@@ -370,21 +411,47 @@ class _KeyUnknown(Exception):
 
 
 def _statement_sql(st: Statement, ctx: SessionContext | None) -> list[str]:
-    """An ingress statement as the target runs it: the session values it depends on, then the
-    statement with its bound parameters as literals (string parameters as text in the session's
-    ``character_set_client``, as the primary took them; the statement's own literals read with the
-    session's NO_BACKSLASH_ESCAPES setting)."""
-    out = []
+    """:func:`_statement_steps` as one list, for a multi-statement request."""
+    before, sql, after = _statement_steps(st, ctx)
+    return [*before, sql, *after]
+
+
+def _statement_steps(st: Statement, ctx: SessionContext | None) -> tuple[list[str], str, list[str]]:
+    """An ingress statement as the target runs it: (the session values it depends on, the statement
+    with its bound parameters as literals, what restores the applier's session after it).
+
+    The statement goes as the exact bytes the primary ran (:func:`_statement_text`), read in the
+    character set they were sent in (the statement's ``charset``: ``character_set_client`` and
+    ``character_set_connection``, as ``SET NAMES`` sets them; utf8mb4 again afterwards). String
+    parameters are text in that character set, as the primary took them; the statement's own literals
+    are read with the session's NO_BACKSLASH_ESCAPES setting."""
+    before = []
     if st.insert_id:
-        out.append(f"SET insert_id = {int(st.insert_id)}")
+        before.append(f"SET insert_id = {int(st.insert_id)}")
     if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
-        out.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
-    if st.params is None:
-        out.append(st.sql)
-    else:
-        out.append(interpolate(st.sql, st.params, charset=ctx.charset if ctx else None,
-                               backslash_escapes="NO_BACKSLASH_ESCAPES" not in ((ctx.sql_mode or "") if ctx else "")))
-    return out
+        before.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
+    text = _statement_text(st)
+    if st.params is not None:
+        charset = st.charset if st.charset is not None else (ctx.charset if ctx else None)  # (v1 events: none)
+        text = interpolate(text, st.params, charset=charset,
+                           backslash_escapes="NO_BACKSLASH_ESCAPES" not in ((ctx.sql_mode or "") if ctx else ""))
+    if st.charset is None or st.charset.lower() == APPLIER_CHARSET:
+        return before, text, []
+    return [*before, _charset_sql(st.charset)], text, [_charset_sql(APPLIER_CHARSET)]
+
+
+APPLIER_CHARSET = "utf8mb4"  # what the applier's connection speaks (connect())
+
+
+def _statement_text(st: Statement) -> str:
+    """The statement's exact bytes as a str the driver sends unchanged: the connection encodes queries
+    as UTF-8 with ``surrogateescape``, which turns the bytes' ``surrogateescape`` decoding back into them."""
+    return st.sql if st.raw is None else st.raw.decode("utf-8", "surrogateescape")
+
+
+def _charset_sql(charset: str) -> str:
+    """Read what follows in ``charset`` (results stay utf8mb4, as the driver decodes them)."""
+    return f"SET character_set_client = {literal(charset)}, character_set_connection = {literal(charset)}"
 
 
 def table_of(sql: str, default_db: str | None) -> str:

@@ -159,6 +159,8 @@ class PostgresApplier:
         once per event as it is consumed; only ingress events can say yes. Statements not applied here
         (:func:`~replicator.pg_types.not_applied`) never need it. Yes when a statement
 
+        - is not UTF-8 text (:attr:`~dbmux.core.events.Statement.is_utf8`: bytes in another character
+          set, a binary literal, text parameters in another character set);
         - cannot be translated faithfully (:class:`Untranslatable`: e.g. an expression written into a
           BLOB, BIT, JSON, ENUM, SET or YEAR column, a table with triggers on the source, a function the
           translator does not know, ``SAVEPOINT``, ``CALL``): the row form holds what MySQL stored;
@@ -192,6 +194,9 @@ class PostgresApplier:
         for st in ev.statements:
             if not_applied(st.sql) is not None:
                 continue
+            if not st.is_utf8:  # PostgreSQL reads text as UTF-8: only the bytes in their charset say it
+                log.debug("target %s gtid %s: row form (character set %s)", self.target, ev.gtid, st.charset)
+                return self._drop_ahead(added)
             if st.kind != "ddl" and (doubt is None or doubt or (not utc and st.kind == "dml")):
                 tables = statement_tables(st.sql)
                 named = None if tables is None else {((d or default_db).lower(), t.lower()) for d, t in tables}

@@ -219,6 +219,9 @@ class ShardRouter:
         sql_mode = ev.session.sql_mode if ev.session else None
         kept: list[tuple[Statement, bool]] = []  # (statement, is a session statement)
         for i, st in enumerate(ev.statements):
+            if ingress and not st.is_utf8:  # routing reads UTF-8 text; only its bytes say what it writes
+                self._log(ev, i, "row form", f"not UTF-8 text (character set {st.charset})")
+                return None
             res = plan_statement(st.sql, st.params, st.insert_id, db, self.shard_map, self.schema, sql_mode)
             if isinstance(res, SessionStatement):
                 db = res.use_db or db
@@ -239,7 +242,7 @@ class ShardRouter:
                     self._log(ev, i, "skip", f"{res.reason}: no rows here")
                     continue
                 kept.append((Statement(part.sql, params=part.params, insert_id=st.insert_id,
-                                       last_insert_id=st.last_insert_id, kind=st.kind), False))
+                                       last_insert_id=st.last_insert_id, kind=st.kind, charset=st.charset), False))
                 self._log(ev, i, f"split {part.rows}/{res.total} {'rows' if st.kind == 'dml' else 'items'}",
                           res.reason)
                 continue

@@ -1,17 +1,27 @@
 """The change event's wire codec: :class:`~dbmux.core.events.ChangeEvent` <-> bytes.
 
-Wire format (orjson, UTF-8 JSON object)::
+Wire format (orjson, UTF-8 JSON object), envelope version 2::
 
-    {"v": 1, "gtid": "0-1-42", "source": "ingress"|"binlog", "ts_ms": 1700000000000, "db": "shop"|null,
-     "statements": [{"sql": "...", "params": [...]|null, "insert_id": 0, "last_insert_id": 0,
-                     "unsafe": false, "kind": "dml"|"ddl"|"other"}],
+    {"v": 2, "gtid": "0-1-42", "source": "ingress"|"binlog", "ts_ms": 1700000000000, "db": "shop"|null,
+     "statements": [{"sql": "..."|{"$b": "<base64>"}, "params": [...]|null, "insert_id": 0,
+                     "last_insert_id": 0, "unsafe": false, "kind": "dml"|"ddl"|"other",
+                     "charset": "latin1"|null}],
      "rows": [{"table": "t", "db": "shop", "op": "insert"|"update"|"delete",
                "before": {...}|null, "after": {...}|null}],
      "session": {"user": ..., "client_addr": ..., "connection_id": ..., "db": ..., "sql_mode": ...,
                  "time_zone": ..., "charset": ...}|null}
 
-Decoders accept unknown extra keys (so a same-version producer may add optional fields) and reject a
-``v`` above :data:`VERSION`.
+Statements travel byte-exact (:mod:`dbmux.core.charsets`). ``sql`` is a JSON string when the
+statement's bytes are that string's UTF-8 (UTF-8 text in a UTF-8 character set, or ASCII in any: the
+common case, no copy and no base64), else ``{"$b": "<base64>"}``: its exact bytes, whose text the
+decoder derives (:func:`~dbmux.core.charsets.sql_text`). A statement's ``charset`` (the session's
+``character_set_client`` it was sent in) is written only when it differs from ``session.charset``;
+absent, it is the session's.
+
+Version 1 (what dbmux wrote before) has the same shape with ``"v": 1``, ``sql`` always a string and no
+statement ``charset``; it still decodes, its statements with ``charset`` None (unknown: appliers use
+utf8mb4, as they did for it). Decoders accept unknown extra keys (so a same-version producer may add
+optional fields) and reject a ``v`` above :data:`VERSION`.
 
 Values (column images and prepared-statement params)
 ----------------------------------------------------
@@ -69,8 +79,8 @@ __all__ = [
     "decode_value",
 ]
 
-VERSION = 1
-"""The highest envelope version this code writes and reads."""
+VERSION = 2
+"""The envelope version this code writes; it reads this one and every one before it."""
 
 _INT_MIN = -(2**63)
 _UINT_MAX = 2**64 - 1
@@ -219,20 +229,22 @@ def encode_event(ev: ChangeEvent) -> bytes:
     if not isinstance(ev, ChangeEvent):
         raise EnvelopeError(f"encode_event needs a ChangeEvent, got {type(ev).__name__}")
     statements = []
+    session_charset = ev.session.charset if ev.session is not None else None
     for i, st in enumerate(ev.statements):
         params = None
         if st.params is not None:
             params = _encode_values(st.params, lambda i=i: f"statements[{i}].params")
-        statements.append(
-            {
-                "sql": st.sql,
-                "params": params,
-                "insert_id": st.insert_id,
-                "last_insert_id": st.last_insert_id,
-                "unsafe": st.unsafe,
-                "kind": st.kind,
-            }
-        )
+        doc_st = {
+            "sql": st.sql if st.raw is None else _tag_bytes(st.raw),
+            "params": params,
+            "insert_id": st.insert_id,
+            "last_insert_id": st.last_insert_id,
+            "unsafe": st.unsafe,
+            "kind": st.kind,
+        }
+        if st.charset != session_charset:
+            doc_st["charset"] = st.charset
+        statements.append(doc_st)
     rows = [
         {
             "table": r.table,
@@ -315,7 +327,7 @@ def _decode_image(raw: Any, where: str) -> dict[str, Any] | None:
     return {col: decode_value(val, f"{where}.{col}") for col, val in raw.items()}  # tagged values (or garbage)
 
 
-def _decode_statement(raw: Any, where: str) -> Statement:
+def _decode_statement(raw: Any, where: str, version: int, session_charset: str | None) -> Statement:
     if not isinstance(raw, dict):
         raise EnvelopeError(f"{where}: must be an object, got {type(raw).__name__}")
     params_raw = _field(raw, "params", (list,), where, optional=True)
@@ -325,14 +337,31 @@ def _decode_statement(raw: Any, where: str) -> Statement:
     kind = _field(raw, "kind", (str,), where)
     if kind not in STATEMENT_KINDS:
         raise EnvelopeError(f"{where}: kind must be one of {sorted(STATEMENT_KINDS)}, got {kind!r}")
-    return Statement(
-        sql=_field(raw, "sql", (str,), where),
-        params=params,
-        insert_id=_field(raw, "insert_id", (int,), where),
-        last_insert_id=_field(raw, "last_insert_id", (int,), where),
-        unsafe=_field(raw, "unsafe", (bool,), where),
-        kind=kind,
-    )
+    charset: str | None = None
+    data: bytes | None = None
+    if version >= 2:
+        charset = raw.get("charset", session_charset)  # absent: the session's
+        if charset is not None and type(charset) is not str:
+            raise EnvelopeError(f"{where}: field 'charset' must be str or null, got {type(charset).__name__}")
+    sql = raw.get("sql")
+    if type(sql) is not str:
+        sql = _field(raw, "sql", (str,) if version < 2 else (str, dict), where)  # (raises unless a v2 dict)
+        data = decode_value(sql, f"{where}.sql")
+        if type(data) is not bytes:
+            raise EnvelopeError(f"{where}: field 'sql' must be a string or {{\"$b\": <base64>}}")
+    fields = {
+        "params": params,
+        "insert_id": _field(raw, "insert_id", (int,), where),
+        "last_insert_id": _field(raw, "last_insert_id", (int,), where),
+        "unsafe": _field(raw, "unsafe", (bool,), where),
+        "kind": kind,
+    }
+    try:
+        if data is not None:
+            return Statement.from_raw(data, charset, **fields)  # its text: derived from its bytes
+        return Statement(sql, charset=charset, **fields)
+    except EnvelopeError as e:
+        raise EnvelopeError(f"{where}: {e}") from None
 
 
 def _decode_row(raw: Any, where: str) -> RowChange:
@@ -429,7 +458,10 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
     db = _field(doc, "db", (str,), where, optional=True)
     statements_raw = _field(doc, "statements", (list,), where, optional=True) or []
     rows_raw = _field(doc, "rows", (list,), where, optional=True) or []
-    statements = tuple(_decode_statement(s, f"{where} statements[{i}]") for i, s in enumerate(statements_raw))
+    session = _decode_session(doc.get("session"))
+    session_charset = session.charset if session is not None else None
+    statements = tuple(_decode_statement(s, f"{where} statements[{i}]", version, session_charset)
+                       for i, s in enumerate(statements_raw))
     rows = _decode_rows(rows_raw, where)
     return ChangeEvent(
         gtid=gtid,
@@ -438,5 +470,5 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
         db=db,
         statements=statements,
         rows=rows,
-        session=_decode_session(doc.get("session")),
+        session=session,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dbmux.core.charsets import bytes_fields, is_utf8_charset, sql_text, statement_fields
 from dbmux.core.errors import DbmuxError
 from dbmux.core.gtid import Gtid
 
@@ -58,6 +59,12 @@ class Statement:
     is the first auto-increment id the statement generated (the OK packet's last_insert_id), so an
     applier can ``SET INSERT_ID=...`` first; ``last_insert_id`` is the session's LAST_INSERT_ID() before
     the statement ran, for statements that call it.
+
+    ``charset`` is the session's ``character_set_client`` the statement was sent in (None: unknown, as
+    in envelope v1 events; appliers then use utf8mb4). The statement's exact bytes are :attr:`data`:
+    ``raw`` when set, else ``sql.encode("utf-8")`` (:mod:`dbmux.core.charsets`). With ``raw`` set,
+    ``sql`` is only the text those bytes stand for (:func:`~dbmux.core.charsets.sql_text`): build such
+    a statement with :meth:`from_bytes`, and re-derive both when changing the text.
     """
 
     sql: str
@@ -66,12 +73,64 @@ class Statement:
     last_insert_id: int = 0
     unsafe: bool = False
     kind: str = "dml"
+    charset: str | None = None
+    raw: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in STATEMENT_KINDS:
             raise EnvelopeError(f"statement kind must be one of {sorted(STATEMENT_KINDS)}, got {self.kind!r}")
         if isinstance(self.params, list):
             object.__setattr__(self, "params", tuple(self.params))
+        if self.raw is not None:
+            if type(self.raw) is not bytes:
+                object.__setattr__(self, "raw", bytes(self.raw))
+            if self.sql != sql_text(self.raw, self.charset):
+                raise EnvelopeError("a statement given as bytes has the text of its bytes as sql "
+                                    "(build it with Statement.from_bytes)")
+        elif not self.sql.isascii() and not is_utf8_charset(self.charset):  # (isascii: O(1), usually true)
+            raise EnvelopeError(f"a statement in character set {self.charset} with non-ASCII text needs its "
+                                "bytes (build it with Statement.from_bytes)")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, charset: str | None, **fields: Any) -> Statement:
+        """The statement whose exact bytes are ``data`` in ``charset`` (``fields``: the others)."""
+        sql, raw = bytes_fields(data, charset)
+        return cls(sql, charset=charset, **fields) if raw is None else cls.from_raw(raw, charset, **fields)
+
+    @classmethod
+    def from_escaped(cls, escaped: str, charset: str | None, **fields: Any) -> Statement:
+        """:meth:`from_bytes` of ``escaped.encode("utf-8", "surrogateescape")`` (how the ingress holds
+        what a client sent; :func:`~dbmux.core.charsets.statement_fields`)."""
+        sql, raw = statement_fields(escaped, charset)
+        return cls(sql, charset=charset, **fields) if raw is None else cls.from_raw(raw, charset, **fields)
+
+    @classmethod
+    def from_raw(cls, raw: bytes, charset: str | None, **fields: Any) -> Statement:
+        """The statement given as ``raw`` bytes in ``charset``, its ``sql`` derived from them once (a
+        big statement's text is not decoded a second time to be checked)."""
+        st = cls("", charset=charset, **fields)  # (checks the other fields)
+        data = bytes(raw)
+        object.__setattr__(st, "raw", data)
+        object.__setattr__(st, "sql", sql_text(data, charset))
+        return st
+
+    @property
+    def data(self) -> bytes:
+        """The statement's exact bytes, in :attr:`charset`."""
+        return self.raw if self.raw is not None else self.sql.encode("utf-8")
+
+    @property
+    def is_utf8(self) -> bool:
+        """Does the statement say what its UTF-8 text and parameters say? True when :attr:`sql` is its
+        bytes (UTF-8 text, or ASCII) and no string parameter is text in another character set (bound
+        bytes beyond ASCII with a :attr:`charset` that is not UTF-8). False: only its bytes, read in its
+        character set, say what it writes -- MySQL targets apply them so; targets that read text as
+        UTF-8 (PostgreSQL) or route by its values (shards) take the row form."""
+        if self.raw is not None:
+            return False
+        if self.params is None or is_utf8_charset(self.charset):
+            return True
+        return not any(isinstance(p, (bytes, bytearray, memoryview)) and not bytes(p).isascii() for p in self.params)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ __all__ = ["PLUGIN_HASHES", "ed25519_password_hash", "native_password_hash", "ol
 
 
 def _bytes(password: str | bytes) -> bytes:
-    return password.encode() if isinstance(password, str) else password
+    # a str holding a statement's bytes as UTF-8 with surrogateescape (how the ingress holds what a
+    # client sent in any character set): the password's bytes as sent
+    return password.encode("utf-8", "surrogateescape") if isinstance(password, str) else password
 
 
 def native_password_hash(password: str | bytes) -> str:

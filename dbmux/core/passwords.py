@@ -41,7 +41,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dbmux.core.events import ChangeEvent
+from dbmux.core.events import ChangeEvent, Statement
 from dbmux.core.password_hash import PLUGIN_HASHES, native_password_hash, old_password_hash
 from dbmux.core.sqllex import LexError, Token, scan
 
@@ -296,9 +296,13 @@ def redact_event(ev: ChangeEvent) -> ChangeEvent:
     statements = []
     changed = False
     for st in ev.statements:
-        red = redact_secrets(st.sql)
+        # a statement given as bytes (dbmux.core.charsets): the secret is in them, redact those
+        red = redact_secrets(st.sql if st.raw is None else st.raw.decode("utf-8", "surrogateescape"))
         if red.changed or (red.unsafe and not st.unsafe):
-            st = dataclasses.replace(st, sql=red.sql, unsafe=st.unsafe or red.unsafe)
+            unsafe = st.unsafe or red.unsafe
+            st = dataclasses.replace(st, sql=red.sql, unsafe=unsafe) if st.raw is None else Statement.from_escaped(
+                red.sql, st.charset, params=st.params, insert_id=st.insert_id, last_insert_id=st.last_insert_id,
+                unsafe=unsafe, kind=st.kind)
             changed = True
         statements.append(st)
     return dataclasses.replace(ev, statements=tuple(statements)) if changed else ev

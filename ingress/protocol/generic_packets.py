@@ -53,9 +53,33 @@ def _first_byte(payload: bytes, what: str) -> int:
     return payload[0]
 
 
+def _info_without_session_track(payload: bytes, pos: int) -> bytes:
+    """The OK packet's human-readable info when CLIENT_SESSION_TRACK is not negotiated.
+
+    The protocol documentation calls it ``string<EOF>``, but MariaDB and MySQL servers write it as
+    ``string<lenenc>`` (when not empty) and libmysql reads it so; a client that does not (PyMySQL) sees
+    the length byte as its first character: ``b'(Rows matched: 1  Changed: 1  Warnings: 0'``. The rest
+    of the payload is taken as one length-encoded string when it is exactly that, else whole (what
+    another server may send); :meth:`OkPacket.encode` writes the length-encoded form.
+    """
+    if pos >= len(payload):
+        return b""
+    try:
+        info, end = read_lenenc_str(payload, pos)
+    except MalformedPacket:
+        end = -1
+    if end == len(payload):
+        return info
+    return read_eof_str(payload, pos)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class OkPacket:
-    """OK_Packet. ``header`` is 0x00, or 0xFE when it terminates a result set under CLIENT_DEPRECATE_EOF."""
+    """OK_Packet. ``header`` is 0x00, or 0xFE when it terminates a result set under CLIENT_DEPRECATE_EOF.
+
+    ``info`` is the text without its length prefix (``Rows matched: 1  Changed: 1  Warnings: 0``),
+    with or without CLIENT_SESSION_TRACK: the server writes it length-encoded either way.
+    """
 
     affected_rows: int = 0
     last_insert_id: int = 0
@@ -88,7 +112,7 @@ class OkPacket:
                 changes = decode_session_state(block)
             require_end(payload, pos, "OK packet")
         else:
-            info, pos = read_eof_str(payload, pos)
+            info = _info_without_session_track(payload, pos)
         return cls(affected_rows, last_insert_id, status_flags, warnings, info, changes, header)
 
     def encode(self, capabilities: int = DEFAULT_CAPABILITIES) -> bytes:
@@ -104,8 +128,8 @@ class OkPacket:
                 out += write_lenenc_str(self.info)
             if has_state:
                 out += write_lenenc_str(encode_session_state(self.session_state_changes))
-        else:
-            out += self.info
+        elif self.info:
+            out += write_lenenc_str(self.info)  # as servers write it (see _info_without_session_track)
         return bytes(out)
 
     @property

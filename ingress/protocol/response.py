@@ -213,7 +213,8 @@ class ResponseReader:
         definitions, the EOF after them, its rows and -- without CLIENT_DEPRECATE_EOF -- its EOF
         terminator (appended to ``results`` like :meth:`feed` does) change only the phase, counters
         and results, exactly as :meth:`feed` would. Anything else stops it -- OK and ERR packets, a
-        DEPRECATE_EOF terminator (an OK packet), a packet :meth:`feed` would refuse, an empty or
+        DEPRECATE_EOF terminator (an OK packet), an EOF packet flagging SERVER_SESSION_STATE_CHANGED
+        (the relay may rewrite its status), a packet :meth:`feed` would refuse, an empty or
         multi-frame payload, a rarer encoding -- and goes to :meth:`feed`. Only EOF packets are ever
         added to ``results`` here, so a caller that acts on OK/ERR results misses nothing.
         """
@@ -260,6 +261,8 @@ class ResponseReader:
                         break
                     p = pos + HEADER_BYTES
                     status = buf[p + 3] | buf[p + 4] << 8
+                    if status & c.SERVER_SESSION_STATE_CHANGED:
+                        break
                     self.results.append(EofPacket(buf[p + 1] | buf[p + 2] << 8, status))
                     pos = nxt
                     seen += 1
@@ -275,7 +278,8 @@ class ResponseReader:
                 if self._columns_left == 0:
                     phase = after_columns
             elif phase is columns_eof:
-                if header != c.EOF_HEADER or length >= c.EOF_MAX_PAYLOAD_BYTES:
+                if header != c.EOF_HEADER or length >= c.EOF_MAX_PAYLOAD_BYTES or (
+                        length >= 5 and buf[pos + HEADER_BYTES + 4] & c.SERVER_SESSION_STATE_CHANGED >> 8):
                     break
                 phase = rows
             elif phase is first:

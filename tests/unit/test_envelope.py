@@ -153,7 +153,7 @@ def test_event_round_trip_and_wire_shape():
     data = encode_event(ev)
     assert isinstance(data, bytes)
     doc = orjson.loads(data)
-    assert doc["v"] == VERSION == 1
+    assert doc["v"] == VERSION == 2
     assert doc["gtid"] == "0-1-42"
     assert doc["statements"][0]["params"] == [2**64 - 1, {"$b": "AP8="}]
     assert doc["session"]["time_zone"] == "+02:00"
@@ -225,7 +225,7 @@ GARBAGE = [
     (b"null", "JSON object"),
     (b'"x"', "JSON object"),
     (b"{}", "'v'"),
-    (_doc(v=2), "newer than supported"),
+    (_doc(v=3), "newer than supported"),
     (_doc(v=0), "invalid envelope version"),
     (_doc(v="1"), "'v' must be int"),
     (_doc(v=True), "'v' must be int"),
@@ -426,8 +426,12 @@ def _reference_encode_event(ev: ChangeEvent) -> bytes:
         params = None
         if st_.params is not None:
             params = [encode_value(p, f"{where}.params[{j}]") for j, p in enumerate(st_.params)]
-        statements.append({"sql": st_.sql, "params": params, "insert_id": st_.insert_id,
-                           "last_insert_id": st_.last_insert_id, "unsafe": st_.unsafe, "kind": st_.kind})
+        doc_st = {"sql": st_.sql if st_.raw is None else encode_value(st_.raw), "params": params,
+                  "insert_id": st_.insert_id, "last_insert_id": st_.last_insert_id, "unsafe": st_.unsafe,
+                  "kind": st_.kind}
+        if st_.charset != (ev.session.charset if ev.session is not None else None):
+            doc_st["charset"] = st_.charset  # (v2: only where it differs from the session's)
+        statements.append(doc_st)
     rows = [{"table": r.table, "db": r.db, "op": r.op, "before": _reference_encode_image(r.before, f"rows[{i}].before"),
              "after": _reference_encode_image(r.after, f"rows[{i}].after")} for i, r in enumerate(ev.rows)]
     session = None

@@ -36,7 +36,7 @@ def test_listen_backlog_is_validated(raw, env, fragment):
 
 
 async def test_the_listening_socket_gets_the_configured_backlog(monkeypatch):
-    cfg = parse_config(BASE, {"DBMUX_INGRESS_LISTEN_BACKLOG": "3000"})
+    cfg = parse_config(BASE, {"DBMUX_INGRESS_LISTEN_BACKLOG": "3000", "DBMUX_INGRESS_STATEMENT_SAFETY": "false"})
     server = IngressServer(cfg)
 
     async def no_kafka() -> None:

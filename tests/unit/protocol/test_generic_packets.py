@@ -26,13 +26,21 @@ TRACK = CAPS41 | c.CLIENT_SESSION_TRACK
 CHANGED = c.SERVER_SESSION_STATE_CHANGED | c.SERVER_STATUS_AUTOCOMMIT
 
 MYSQL_UUID = b"3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
+RECORDS = b"Records: 3  Duplicates: 0  Warnings: 0"
+MATCHED = b"Rows matched: 1  Changed: 1  Warnings: 0"
 
 # (payload, capabilities, expected event)
 RESPONSE_TABLE = [
     pytest.param(ok(), CAPS41, OkPacket(status_flags=2), id="plain-ok"),
+    pytest.param(  # the info text is length-encoded also without CLIENT_SESSION_TRACK (as servers send it)
+        ok(affected=3, insert_id=0x10000, status=c.SERVER_STATUS_IN_TRANS, warnings=1, rest=lstr(RECORDS)),
+        CAPS41, OkPacket(3, 0x10000, c.SERVER_STATUS_IN_TRANS, 1, RECORDS), id="ok-info-without-session-track",
+    ),  # fmt: skip
     pytest.param(
-        ok(affected=3, insert_id=0x10000, status=c.SERVER_STATUS_IN_TRANS, warnings=1, rest=b"Records: 3"),
-        CAPS41, OkPacket(3, 0x10000, c.SERVER_STATUS_IN_TRANS, 1, b"Records: 3"), id="ok-info-eof-string",
+        ok(affected=1, rest=lstr(MATCHED)), CAPS41, OkPacket(1, 0, 2, 0, MATCHED), id="ok-rows-matched-info",
+    ),  # fmt: skip
+    pytest.param(
+        ok(affected=1, status=2, rest=lstr(MATCHED)), TRACK, OkPacket(1, 0, 2, 0, MATCHED), id="track-info-only",
     ),  # fmt: skip
     pytest.param(
         ok(affected=1, insert_id=7, status=CHANGED, rest=lstr(b"") + lstr(session_sysvar(b"last_gtid", b"0-1-42"))),
@@ -80,11 +88,12 @@ def test_generic_response_table(payload, caps, expected):
 
 
 def test_ok_gtid_helpers():
-    mariadb = parse_generic_response(RESPONSE_TABLE[2].values[0], TRACK)
+    by_id = {p.id: p.values[0] for p in RESPONSE_TABLE}
+    mariadb = parse_generic_response(by_id["mariadb-last-gtid"], TRACK)
     assert mariadb.gtid == "0-1-42"
     assert mariadb.system_variables == {"last_gtid": "0-1-42"}
     assert mariadb.autocommit and not mariadb.in_transaction
-    mysql = parse_generic_response(RESPONSE_TABLE[3].values[0], TRACK)
+    mysql = parse_generic_response(by_id["mysql-session-track-gtids"], TRACK)
     assert mysql.gtid == MYSQL_UUID.decode()
     assert parse_generic_response(ok(), CAPS41).gtid is None
 
@@ -94,6 +103,28 @@ def test_session_state_ignored_without_session_track_capability():
     parsed = OkPacket.parse(payload, CAPS41)
     assert parsed.session_state_changes == ()
     assert parsed.info == payload[7:]
+
+
+def test_info_that_is_not_one_length_encoded_string_is_taken_whole():
+    """Another server's string<EOF> info is kept (and re-encoded the way MariaDB and MySQL send it)."""
+    for rest in (b"Records: 3", b"\x05abc", b"\x02ab" + b"cd"):
+        parsed = OkPacket.parse(ok(rest=rest), CAPS41)
+        assert parsed.info == rest
+        assert parsed.encode(CAPS41) == ok(rest=lstr(rest))
+    assert OkPacket.parse(ok(rest=b""), CAPS41).info == b""
+
+
+def test_an_ok_reencoded_for_a_client_without_session_track_is_what_the_server_sends_it():
+    """The ingress's upstream OK (session tracking on) re-encoded without CLIENT_SESSION_TRACK: the info
+    keeps its length prefix, the session state goes, an empty info is not written at all."""
+    tracked = ok(affected=1, status=CHANGED, rest=lstr(MATCHED) + lstr(session_sysvar(b"last_gtid", b"0-1-42")))
+    parsed = OkPacket.parse(tracked, TRACK)
+    plain = OkPacket(parsed.affected_rows, parsed.last_insert_id, c.SERVER_STATUS_AUTOCOMMIT, 0, parsed.info)
+    assert plain.encode(CAPS41) == ok(affected=1, rest=lstr(MATCHED))  # MariaDB's bytes to PyMySQL
+    assert OkPacket(1, 0, 2).encode(CAPS41) == ok(affected=1)
+    long_info = b"x" * 300  # a 2-byte length
+    assert OkPacket(info=long_info).encode(CAPS41).endswith(b"\xfc\x2c\x01" + long_info)
+    assert OkPacket.parse(OkPacket(info=long_info).encode(CAPS41), CAPS41).info == long_info
 
 
 def test_session_state_with_non_utf8_value_roundtrips():

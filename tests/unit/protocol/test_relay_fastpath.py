@@ -107,6 +107,11 @@ _MARIADB_CACHE = c.MARIADB_CLIENT_CACHE_METADATA
                  id="err-is-fed"),
     pytest.param(BASE, 0, [lenenc(300)] + [column_def(b"c")] * 300 + [eof(), eof(0, AC)], 0, id="lenenc-count-is-fed"),
     pytest.param(BASE, 0, [ok(1, 0, AC)], 0, id="ok-is-fed"),
+    # an EOF packet flagging SERVER_SESSION_STATE_CHANGED: the relay may rewrite its status
+    pytest.param(BASE, 0, [u8(1), column_def(b"a"), eof(0, AC | MORE | c.SERVER_SESSION_STATE_CHANGED)], 2,
+                 id="flagged-metadata-eof-is-fed"),
+    pytest.param(BASE, 0, [u8(1), column_def(b"a"), eof(), text_row(b"1"),
+                           eof(0, AC | MORE | c.SERVER_SESSION_STATE_CHANGED)], 4, id="flagged-terminator-is-fed"),
     pytest.param(BASE, 0, [b"\xfb" + b"file", ], 0, id="local-infile-is-fed"),
 ])
 def test_skim_takes_what_needs_no_decoding(caps, ext, payloads, skimmed):

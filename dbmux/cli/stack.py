@@ -9,19 +9,21 @@ import time
 from typing import Any
 
 from dbmux.cli.common import stack_dir
-from dbmux.stack.layout import DEFAULT_PORTS, Layout
+from dbmux.stack.layout import DEFAULT_PORTS, MAX_KAFKA_BROKERS, Layout
 from dbmux.stack.stack import Stack
 
 
 def _stack(args: argparse.Namespace) -> Stack:
     overrides = {k: getattr(args, k, None) for k in DEFAULT_PORTS}
-    return Stack(Layout.load(stack_dir(args.dir), overrides=overrides))
+    return Stack(Layout.load(stack_dir(args.dir), overrides=overrides,
+                             kafka_brokers=getattr(args, "kafka_brokers", None)))
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
     stack = _stack(args)
     t0 = time.monotonic()
-    started = asyncio.run(stack.up(timeout_s=args.timeout))
+    only = tuple(n.strip() for n in (args.only or "").split(",") if n.strip())
+    started = asyncio.run(stack.up(timeout_s=args.timeout, only=only))
     took = time.monotonic() - t0
     what = f"started {', '.join(started)}" if started else "already running"
     print(f"stack up in {stack.layout.root} ({what}; {took:.1f}s)")
@@ -68,11 +70,18 @@ def register(sub: Any) -> None:
         p.add_argument("--dir", help="stack state directory (default: $DBMUX_STACK_DIR or ./.stack)")
         p.set_defaults(func=fn)
         if name == "restart":
-            p.add_argument("service", help="kafka, mariadb-primary, mariadb-replica1, ... (see status)")
+            p.add_argument("service", help="kafka (kafka-1, kafka-2, ... with --kafka-brokers), mariadb-primary, "
+                                           "mariadb-replica1, ... (see status)")
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete all data of the stack")
         if name == "up":
             p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
+            p.add_argument("--only", metavar="NAMES", help="start only these services, comma-separated "
+                           "(kafka: every broker), e.g. --only kafka for Kafka alone")
+            p.add_argument("--kafka-brokers", type=int, default=None, metavar="N",
+                           help=f"Kafka brokers in the KRaft cluster, 1 .. {MAX_KAFKA_BROKERS} (default 1; env "
+                                "DBMUX_STACK_KAFKA_BROKERS): kafka-1 .. kafka-N, broker n on --kafka-port + 2(n-1), "
+                                "its controller on --kafka-controller-port + 2(n-1)")
             for key in DEFAULT_PORTS:
                 p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,
                                help=f"override the {key.replace('_', ' ')} (env DBMUX_STACK_{key.upper()})")

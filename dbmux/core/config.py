@@ -95,6 +95,9 @@ class KafkaConfig:
     topic: str = ""  # empty: dbmux.<cluster.name>.txn
     partitions: int = 1
     replication_factor: int = 1
+    # brokers that must hold an event before an acks=all write succeeds: the topic's min.insync.replicas
+    # when dbmux creates it, and the least an existing topic may have (checked at start)
+    min_insync_replicas: int = 1
     request_timeout_ms: int = 30000
     # the largest message dbmux produces: a bigger event travels as fragments (dbmux.core.fragments); it
     # must stay under the topic's max.message.bytes (checked at start) and consumers' fetch size (8 MiB)
@@ -108,6 +111,13 @@ class KafkaConfig:
                               "use letters, digits, '.', '_' and '-'")
         _check_min(f"{prefix}.partitions", self.partitions, 1)
         _check_min(f"{prefix}.replication_factor", self.replication_factor, 1)
+        _check_min(f"{prefix}.min_insync_replicas", self.min_insync_replicas, 1)
+        if self.min_insync_replicas > self.replication_factor:
+            raise ConfigError(f"{prefix}.min_insync_replicas",
+                              f"{self.min_insync_replicas} is above replication_factor = {self.replication_factor}: "
+                              "Kafka would refuse every acks=all write",
+                              f"use at most {self.replication_factor}; replication_factor - 1 keeps writes going "
+                              "while one broker is down")
         _check_min(f"{prefix}.request_timeout_ms", self.request_timeout_ms, 1)
         _check_min(f"{prefix}.fragment_bytes", self.fragment_bytes, 1024)
         if self.fragment_bytes > MAX_FRAGMENT_BYTES:

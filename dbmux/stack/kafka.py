@@ -1,4 +1,8 @@
-"""Apache Kafka broker of the local stack, in KRaft mode (combined broker + controller).
+"""Apache Kafka brokers of the local stack, in KRaft mode (each node a combined broker + controller).
+
+One broker by default; with ``--kafka-brokers N`` every node is a voter of the controller quorum (a
+majority must be up), the nodes share one cluster id (``<stack>/kafka-cluster-id``), and the internal
+topics are replicated like the generated config's topics (:func:`dbmux.stack.layout.kafka_replication`).
 
 Jars come from ``$KAFKA_HOME/libs`` when set, else Maven resolves the official artifacts from
 ``compose/kafka/pom.xml`` (pinned version) into ``~/.cache/dbmux/kafka-<version>/libs`` once.
@@ -13,14 +17,15 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka.client import AIOKafkaClient
 
 from dbmux.core.errors import MissingDependency, StackError
 from dbmux.stack.base import Service, require_binary, run_checked
-from dbmux.stack.layout import Layout
+from dbmux.stack.layout import KafkaNode, Layout, kafka_replication
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = _REPO_ROOT / "compose" / "kafka" / "pom.xml"
@@ -80,12 +85,56 @@ def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().byte
             return cluster_id
 
 
-class Kafka(Service):
-    name = "kafka"
+def cluster_id_for(path: Path) -> str:
+    """The cluster id recorded at ``path``, created on first use: every node of a cluster formats its
+    storage with the same id."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        cluster_id = new_cluster_id()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cluster_id + "\n")
+        return cluster_id
 
-    def __init__(self, layout: Layout) -> None:
+
+def broker_properties(layout: Layout, node: KafkaNode, data_dir: Path) -> str:
+    """``server.properties`` of one node of the stack's KRaft cluster."""
+    factor, min_isr = kafka_replication(layout.kafka_brokers)
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in layout.kafka_nodes)
+    return "\n".join([
+        "process.roles=broker,controller",
+        f"node.id={node.node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data_dir}",
+        "num.partitions=1",
+        "auto.create.topics.enable=true",
+        f"default.replication.factor={factor}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={factor}",
+        "offsets.topic.num.partitions=4",
+        f"transaction.state.log.replication.factor={factor}",
+        f"transaction.state.log.min.isr={min_isr}",
+        "transaction.state.log.num.partitions=4",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.hours=-1",
+        # a broker that stops heartbeating is fenced (its partitions get new leaders) after 4 s, not 9 s
+        "broker.heartbeat.interval.ms=1000",
+        "broker.session.timeout.ms=4000",
+        "",
+    ])
+
+
+class Kafka(Service):
+    def __init__(self, layout: Layout, node: KafkaNode) -> None:
         super().__init__(layout)
-        self.port = layout.ports.kafka_port
+        self.node = node
+        self.name = node.name
+        self.port = node.port
 
     def check_installed(self) -> None:
         self._java = require_binary("java", _JAVA_INSTALL)
@@ -98,28 +147,7 @@ class Kafka(Service):
         return self.dir / "server.properties"
 
     def _write_config(self) -> None:
-        p = self.layout.ports
-        self.properties.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{p.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{p.kafka_port},CONTROLLER://127.0.0.1:{p.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{p.kafka_port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={self.dir / 'data'}",
-            "num.partitions=1",
-            "auto.create.topics.enable=true",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=4",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=-1",
-            "",
-        ]))
+        self.properties.write_text(broker_properties(self.layout, self.node, self.dir / "data"))
         (self.dir / "log4j.properties").write_text("\n".join([
             "log4j.rootLogger=INFO, stdout",
             "log4j.appender.stdout=org.apache.log4j.ConsoleAppender",
@@ -138,7 +166,7 @@ class Kafka(Service):
         self._write_config()
         if (self.dir / "data" / "meta.properties").exists():
             return
-        cluster_id = new_cluster_id()
+        cluster_id = cluster_id_for(self.layout.root / "kafka-cluster-id")
         run_checked([self._java, "-cp", self._classpath(),
                      f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
                      "kafka.tools.StorageTool", "format", "-t", cluster_id,
@@ -152,15 +180,35 @@ class Kafka(Service):
                 "kafka.Kafka", str(self.properties)]
 
     async def probe(self) -> None:
-        # aiokafka logs every refused connection at ERROR; while waiting for start-up that is noise.
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        client = AIOKafkaClient(bootstrap_servers=self.layout.kafka_bootstrap(), request_timeout_ms=3000,
+        with _aiokafka_quiet():
+            await self._probe()
+
+    async def _probe(self) -> None:
+        client = AIOKafkaClient(bootstrap_servers=f"127.0.0.1:{self.port}", request_timeout_ms=3000,
                                 metadata_max_age_ms=1000)
         try:
             await client.bootstrap()
             metadata = await client.fetch_all_metadata()
-            if not metadata.brokers():
-                raise StackError("broker has not registered yet")
+            if self.node.node_id not in {b.nodeId for b in metadata.brokers()}:
+                raise StackError(f"broker {self.node.node_id} has not registered yet")
         finally:
             await client.close()
-            logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+
+
+_quiet_probes = [0]
+
+
+@contextmanager
+def _aiokafka_quiet() -> Iterator[None]:
+    """aiokafka logs every refused connection at ERROR; while brokers start that is noise. Counted:
+    the brokers of a cluster are probed concurrently."""
+    logger = logging.getLogger("aiokafka")
+    if _quiet_probes[0] == 0:
+        logger.setLevel(logging.CRITICAL)
+    _quiet_probes[0] += 1
+    try:
+        yield
+    finally:
+        _quiet_probes[0] -= 1
+        if _quiet_probes[0] == 0:
+            logger.setLevel(logging.NOTSET)

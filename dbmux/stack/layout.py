@@ -1,7 +1,14 @@
 """Where the local stack lives: directories, ports, credentials. Recorded in ``stack.json``.
 
-The first ``stack up`` records the ports (defaults, overridable by options or ``DBMUX_STACK_*``
-environment variables) so later ``env``/``status``/``down`` calls agree with the running servers.
+The first ``stack up`` records the ports and the number of Kafka brokers (defaults, overridable by
+options or ``DBMUX_STACK_*`` environment variables) so later ``env``/``status``/``down`` calls agree
+with the running servers.
+
+Kafka brokers: one broker is the service ``kafka`` on ``kafka_port`` (controller
+``kafka_controller_port``). With N > 1 brokers they are ``kafka-1`` .. ``kafka-N``, node ids 1 .. N,
+broker n on ``kafka_port + 2(n-1)`` and its controller on ``kafka_controller_port + 2(n-1)``: with the
+defaults 19092/19093, 19094/19095, 19096/19097 -- one contiguous block, so two stacks side by side
+only need ``--kafka-port``/``--kafka-controller-port`` apart by 2N.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ DEFAULT_PORTS = {
     "shard_b_port": 15433,
     "ingress_port": 16033,
 }
+MAX_KAFKA_BROKERS = 9
+_KAFKA_PORT_STRIDE = 2  # broker n's ports are the first broker's + 2(n-1): interleaved with the controllers'
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +71,61 @@ class Ports:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One broker of the stack's KRaft cluster (combined broker + controller)."""
+
+    node_id: int
+    name: str
+    port: int
+    controller_port: int
+
+
+def kafka_nodes(ports: Ports, brokers: int) -> tuple[KafkaNode, ...]:
+    """The brokers of a stack with ``brokers`` Kafka nodes (see the module docstring for the ports)."""
+    if brokers == 1:
+        return (KafkaNode(1, "kafka", ports.kafka_port, ports.kafka_controller_port),)
+    return tuple(KafkaNode(n, f"kafka-{n}", ports.kafka_port + _KAFKA_PORT_STRIDE * (n - 1),
+                           ports.kafka_controller_port + _KAFKA_PORT_STRIDE * (n - 1))
+                 for n in range(1, brokers + 1))
+
+
+def kafka_replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``brokers``: up to 3 copies, and
+    acks=all writes keep going while one broker is down."""
+    factor = min(brokers, 3)
+    return factor, max(1, factor - 1)
+
+
+def _parse_brokers(raw: str | int, source: str) -> int:
+    text = str(raw)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_KAFKA_BROKERS:
+        raise StackError(f"{source}={raw!r}: the number of Kafka brokers must be 1 .. {MAX_KAFKA_BROKERS}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
 class Layout:
     root: Path
     ports: Ports = field(default_factory=Ports)
+    kafka_brokers: int = 1
+
+    def __post_init__(self) -> None:
+        _parse_brokers(self.kafka_brokers, "kafka_brokers")
+        named = {k: v for k, v in asdict(self.ports).items() if not k.startswith("kafka_")}
+        for node in self.kafka_nodes:
+            named[f"{node.name} port"] = node.port
+            named[f"{node.name} controller port"] = node.controller_port
+        bad = {k: v for k, v in named.items() if not 0 < v < 65536}
+        if bad:
+            raise StackError(f"stack ports out of range: {bad} (Kafka broker n uses --kafka-port + "
+                             f"{_KAFKA_PORT_STRIDE}(n-1) and --kafka-controller-port + {_KAFKA_PORT_STRIDE}(n-1))")
+        if len(set(named.values())) != len(named):
+            raise StackError(f"stack ports must be distinct, got {named} (Kafka broker n uses --kafka-port + "
+                             f"{_KAFKA_PORT_STRIDE}(n-1) and --kafka-controller-port + {_KAFKA_PORT_STRIDE}(n-1))")
+
+    @property
+    def kafka_nodes(self) -> tuple[KafkaNode, ...]:
+        return kafka_nodes(self.ports, self.kafka_brokers)
 
     @property
     def state_file(self) -> Path:
@@ -87,26 +148,37 @@ class Layout:
 
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps({"ports": asdict(self.ports)}, indent=2) + "\n")
+        self.state_file.write_text(json.dumps({"ports": asdict(self.ports), "kafka_brokers": self.kafka_brokers},
+                                              indent=2) + "\n")
 
     @classmethod
     def load(cls, root: Path, env: dict[str, str] | None = None,
-             overrides: dict[str, int | None] | None = None) -> Layout:
-        """The recorded layout when one exists (overrides must agree), else a new one."""
+             overrides: dict[str, int | None] | None = None, kafka_brokers: int | None = None) -> Layout:
+        """The recorded layout when one exists (overrides must agree), else a new one. ``kafka_brokers``
+        (else ``$DBMUX_STACK_KAFKA_BROKERS``, else 1) is the size of the Kafka cluster."""
         root = root.resolve()
         env = dict(os.environ if env is None else env)
         wanted = Ports.from_env(env, overrides or {})
+        brokers = 1
+        if kafka_brokers is not None:
+            brokers = _parse_brokers(kafka_brokers, "--kafka-brokers")
+        elif "DBMUX_STACK_KAFKA_BROKERS" in env:
+            brokers = _parse_brokers(env["DBMUX_STACK_KAFKA_BROKERS"], "DBMUX_STACK_KAFKA_BROKERS")
         if (root / "stack.json").exists():
-            recorded = Ports(**json.loads((root / "stack.json").read_text())["ports"])
+            state = json.loads((root / "stack.json").read_text())
+            recorded = Ports(**state["ports"])
+            recorded_brokers = int(state.get("kafka_brokers", 1))
             explicit = {k: v for k, v in (overrides or {}).items() if v}
-            clash = {k: v for k, v in explicit.items() if getattr(recorded, k) != v}
+            clash = sorted(k for k, v in explicit.items() if getattr(recorded, k) != v)
+            if kafka_brokers is not None and kafka_brokers != recorded_brokers:
+                clash.append("kafka_brokers")
             if clash:
                 raise StackError(
-                    f"{root} already holds a stack with ports {asdict(recorded)}; "
-                    f"run 'dbmux stack down' and remove {root} to change {sorted(clash)}"
+                    f"{root} already holds a stack with ports {asdict(recorded)} and {recorded_brokers} Kafka "
+                    f"broker(s); run 'dbmux stack down' and remove {root} to change {clash}"
                 )
-            return cls(root, recorded)
-        return cls(root, wanted)
+            return cls(root, recorded, recorded_brokers)
+        return cls(root, wanted, brokers)
 
     # -- addresses ----------------------------------------------------------------------------
     def primary_dsn(self) -> Dsn:
@@ -124,7 +196,8 @@ class Layout:
                 for p in (self.ports.shard_a_port, self.ports.shard_b_port)]
 
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.ports.kafka_port}"
+        """Every broker, comma-separated (a client needs one of them alive to start)."""
+        return ",".join(f"127.0.0.1:{node.port}" for node in self.kafka_nodes)
 
     def ingress_listen(self) -> str:
         return f"127.0.0.1:{self.ports.ingress_port}"

@@ -84,27 +84,38 @@ def group_of(user: str | None) -> str | None:
 
 def stop(pidfile: PidFile, *, timeout_s: float = 60.0) -> bool:
     """SIGTERM the recorded process if it is ours, SIGKILL after ``timeout_s``. True if it ran."""
-    pid = pidfile.read()
-    if pid is None:
-        pidfile.remove()
-        return False
+    return stop_together([pidfile], timeout_s=timeout_s)[0]
+
+
+def stop_together(pidfiles: list[PidFile], *, timeout_s: float = 60.0) -> list[bool]:
+    """:func:`stop` for processes that must go down at the same time (the nodes of a KRaft quorum: one
+    stopped after the others' majority is gone waits for a controller that never answers). SIGTERM
+    every one that is ours, then wait for all; SIGKILL what is left after ``timeout_s``."""
+    pids = [pf.read() for pf in pidfiles]
     # Ownership is checked once, before signalling. Afterwards wait for the pid itself to be gone:
     # an exiting process's cmdline reads empty while it still holds its sockets.
-    _signal(pid, signal.SIGTERM)
+    running = [pid for pid in pids if pid is not None]
+    for pid in running:
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        running = [pid for pid in running if _alive(pid)]
+        if not running:
             break
-        _reap(pid)
+        for pid in running:
+            _reap(pid)
         time.sleep(0.1)
     else:
-        log.warning("pid %s did not stop within %.0fs; sending SIGKILL", pid, timeout_s)
-        _signal(pid, signal.SIGKILL)
-        while _alive(pid):
-            _reap(pid)
+        for pid in running:
+            log.warning("pid %s did not stop within %.0fs; sending SIGKILL", pid, timeout_s)
+            _signal(pid, signal.SIGKILL)
+        while running := [pid for pid in running if _alive(pid)]:
+            for pid in running:
+                _reap(pid)
             time.sleep(0.05)
-    pidfile.remove()
-    return True
+    for pf in pidfiles:
+        pf.remove()
+    return [pid is not None for pid in pids]
 
 
 def _alive(pid: int) -> bool:

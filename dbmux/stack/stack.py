@@ -1,4 +1,5 @@
-"""``dbmux stack``: the whole local stack on 127.0.0.1 (Kafka, MariaDB primary + 2 replicas, 2 PostgreSQL).
+"""``dbmux stack``: the whole local stack on 127.0.0.1 (Kafka -- one broker, or a KRaft cluster of
+``kafka-1`` .. ``kafka-N`` --, MariaDB primary + 2 replicas, 2 PostgreSQL).
 
 ``up`` is idempotent and returns only when every service answers a real request; ``down`` stops
 exactly the processes recorded in pid files (checked against their command line), never others.
@@ -43,7 +44,7 @@ class Stack:
         self.layout = layout
         p = layout.ports
         self.services: list[Service] = [
-            Kafka(layout),
+            *(Kafka(layout, node) for node in layout.kafka_nodes),
             MariaDB(layout, "mariadb-primary", p.primary_port, 1, primary=True),
             MariaDB(layout, "mariadb-replica1", p.replica1_port, 11, primary=False),
             MariaDB(layout, "mariadb-replica2", p.replica2_port, 12, primary=False),
@@ -51,29 +52,48 @@ class Stack:
             Postgres(layout, "pg-shard-b", p.shard_b_port),
         ]
 
-    async def up(self, timeout_s: float = 180.0) -> list[str]:
-        """Start what is not running, wait until all answer. Returns the names it started."""
-        for svc in self.services:  # fail fast, before starting anything
+    async def up(self, timeout_s: float = 180.0, only: tuple[str, ...] = ()) -> list[str]:
+        """Start what is not running, wait until all answer. Returns the names it started. ``only``:
+        just these services (a name, or ``kafka`` for every broker), e.g. Kafka alone for a test."""
+        services = self.select(only)
+        for svc in services:  # fail fast, before starting anything
             svc.check_installed()
         self.layout.save()
         started: list[str] = []
-        for svc in self.services:
+        for svc in services:
             if svc.pidfile.read() is not None:
                 continue
             _refuse_busy_port(svc)
             await asyncio.to_thread(svc.prepare)
             process.spawn(svc.argv(), svc.log_path, svc.pidfile, user=svc.user)
             started.append(svc.name)
-        await asyncio.gather(*(svc.wait_ready(timeout_s) for svc in self.services))
+        await asyncio.gather(*(svc.wait_ready(timeout_s) for svc in services))
         self.write_pipeline_config()
         return started
+
+    def select(self, only: tuple[str, ...]) -> list[Service]:
+        """The services ``only`` names (all when empty); ``kafka`` names every broker."""
+        if not only:
+            return list(self.services)
+        chosen = [s for s in self.services if any(s.name == n or s.name.startswith(f"{n}-") for n in only)]
+        unknown = [n for n in only if not any(s.name == n or s.name.startswith(f"{n}-") for s in self.services)]
+        if unknown:
+            raise StackError(f"no service {', '.join(map(repr, unknown))}; services: "
+                             f"{', '.join(s.name for s in self.services)}")
+        return chosen
 
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop what the pid files name; with ``purge`` also delete every data directory."""
         stopped = []
+        brokers = [svc for svc in self.services if isinstance(svc, Kafka)]
         for svc in reversed(self.services):
+            if isinstance(svc, Kafka):
+                continue
             if process.stop(svc.pidfile):
                 stopped.append(svc.name)
+        # all brokers at once: the last of a KRaft quorum stopped alone would wait for a majority that is gone
+        ran = process.stop_together([svc.pidfile for svc in brokers])
+        stopped += [svc.name for svc, was in zip(reversed(brokers), reversed(ran), strict=True) if was]
         if purge:
             for svc in self.services:
                 svc.purge()
@@ -84,7 +104,7 @@ class Stack:
         """Stop one service (SIGTERM, clean shutdown) and start it again on the same data."""
         svc = self.service(name)
         process.stop(svc.pidfile)
-        await self.up(timeout_s)
+        await self.up(timeout_s, only=(name,))
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -104,7 +124,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         lay = self.layout
         return {
-            "DBMUX_KAFKA": lay.kafka_bootstrap(),
+            "DBMUX_KAFKA": lay.kafka_bootstrap(),  # every broker
             "DBMUX_PRIMARY_URL": lay.primary_dsn().url(),
             "DBMUX_PRIMARY_BINLOG_URL": lay.binlog_dsn().url(),
             "DBMUX_REPLICA_URLS": ",".join(d.url() for d in lay.replica_dsns()),

@@ -248,6 +248,9 @@ def test_override_path_agrees_with_the_loader_for_every_schema_key(env_name: str
         probe = as_env(not before)
     elif path[-1] == "max_held_bytes":  # minimum 65536 (0 on a target: the default)
         probe = str(max(before, 65536) * 2)
+    elif path == ("kafka", "min_insync_replicas"):  # at most kafka.replication_factor
+        probe = str(before + 7)
+        env["DBMUX_KAFKA_REPLICATION_FACTOR"] = probe
     elif isinstance(before, int):
         probe = str(before + 7 if before >= 0 else 1)
     elif isinstance(before, tuple):

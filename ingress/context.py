@@ -63,7 +63,9 @@ class ConnectionContext:
                 elif change.name == "character_set_client":
                     self.charset = change.value
             elif isinstance(change, SchemaChange):
-                self.db = change.schema
+                # an empty name is "no database selected" (reported e.g. when a CALL returns to a session
+                # that had none): None, never "" -- a table filter reads "" as a database it does not select
+                self.db = change.schema or None
 
     @staticmethod
     def client_tracks(change: SessionChange) -> bool:

@@ -4,8 +4,10 @@ Patterns are ``db.table`` fnmatch patterns (case-sensitive); ``*`` selects every
 nothing. A row change is kept when its table is selected. A statement is kept when any table it
 names is selected; a statement whose tables cannot be determined (unparsable, or naming none, e.g.
 ``CREATE DATABASE``) is kept when its database is selected by some pattern, so filtering never drops
-what it cannot see. The filtered event keeps its GTID: an event left empty still advances the
-target's position (the transaction is accounted for, deliberately not applied).
+what it cannot see. An ``unsafe`` statement is always kept: its transaction is applied from the row
+copy (filtered by table), and dropping it would turn the event into an empty one that "applies" the
+GTID and makes the row copy a skipped duplicate. The filtered event keeps its GTID: an event left
+empty still advances the target's position (the transaction is accounted for, deliberately not applied).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def filter_event(ev: ChangeEvent, patterns: Sequence[str]) -> ChangeEvent:
     default_db = ev.db or (ev.session.db if ev.session else None)
     statements = []
     for st in ev.statements:
+        if st.unsafe:
+            # applied from the row copy, whose rows are filtered by table above: dropping it here would leave
+            # an empty "applied" event and make the row copy a duplicate, skipped -- a lost transaction
+            statements.append(st)
+            continue
         tables = statement_tables(st.sql)
         if not tables:
             keep = _db_selected(patterns, default_db if tables is None else _target_db(st.sql, default_db))

@@ -38,3 +38,14 @@ def test_row_filtering_keeps_only_selected_tables():
             RowChange("users", "crm", "insert", after={"id": 2})]
     out = filter_event(_ev(rows=rows), ["shop.*"])
     assert [(r.db, r.table) for r in out.rows] == [("shop", "orders")]
+
+
+@pytest.mark.parametrize("db", [None, "", "crm"])
+def test_unsafe_statements_are_never_filtered_away(db):
+    """The lost update the real-traffic suite found: an unsafe ``CALL`` in a session whose database the
+    primary reported as "" was dropped by the filter; the empty event "applied" its GTID and the binlog
+    copy holding the procedure's row changes was skipped as a duplicate."""
+    ev = ChangeEvent(Gtid.parse("0-1-9"), "ingress", 0, db=db,
+                     statements=(Statement("CALL shop.bump()", unsafe=True),), session=SessionContext(db=db))
+    out = filter_event(ev, ["shop.*"])
+    assert out.unsafe and out.statements == ev.statements

@@ -34,10 +34,11 @@ def primary_connections(stack):
         conn.close()
 
 
-async def test_500_simultaneous_clients_all_connect_and_query(stack, ingress, primary_connections):
-    dsn = ingress.dsn(stack.primary)
+async def connect_burst(dsn, n: int, timeout_s: float = STEP_TIMEOUT_S) -> list:
+    """``n`` clients created in one go (every connect sent in the same event-loop turn), each running one
+    query; all sessions stay open until every client has its answer. Returns the failures as (i, what)."""
     answered = 0
-    everyone = asyncio.Event()  # all sessions stay open until every client has its answer
+    everyone = asyncio.Event()
 
     async def client(i: int) -> object:
         nonlocal answered
@@ -46,23 +47,26 @@ async def test_500_simultaneous_clients_all_connect_and_query(stack, ingress, pr
             async def session() -> object:
                 nonlocal conn
                 conn = await aiomysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                              connect_timeout=STEP_TIMEOUT_S)
+                                              connect_timeout=timeout_s)
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT %s", (i,))
                     return (await cur.fetchall())[0][0]
 
-            result = await asyncio.wait_for(session(), STEP_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            result = await asyncio.wait_for(session(), timeout_s)
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted by the caller
             result = exc
         answered += 1
-        if answered == CLIENTS:
+        if answered == n:
             everyone.set()
         await everyone.wait()
         if conn is not None:
             conn.close()
         return result
 
-    # created in one go: every connect is sent in the same event-loop turn
-    results = await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-    failures = [(i, r) for i, r in enumerate(results) if r != i]
+    results = await asyncio.gather(*(client(i) for i in range(n)))
+    return [(i, r) for i, r in enumerate(results) if r != i]
+
+
+async def test_500_simultaneous_clients_all_connect_and_query(stack, ingress, primary_connections):
+    failures = await connect_burst(ingress.dsn(stack.primary), CLIENTS)
     assert not failures, f"{len(failures)} of {CLIENTS} clients failed, e.g. {failures[:5]}"

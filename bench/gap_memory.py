@@ -32,10 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.environment import free_port, loadavg, run_meta, stack_env  # noqa: E402
-from harness.errors import BenchError, Prereq  # noqa: E402
+from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, publish_report, report_head  # noqa: E402
+from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 
 from dbmux.core.dsn import Dsn  # noqa: E402
 
@@ -169,15 +169,7 @@ def main() -> int:
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args()
     args.meta = run_meta()
-    try:
-        report = run(args)
-    except Prereq as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    return publish_report(report, no_results=args.no_results)
+    return run_and_publish(run, args)
 
 
 if __name__ == "__main__":

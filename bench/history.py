@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules (run as bench/<script>.py)
 
 from harness.environment import REPO, loadavg, run_meta, stack_env  # noqa: E402
-from harness.errors import BenchError, Prereq  # noqa: E402
-from harness.results import command_line, publish_report, report_head  # noqa: E402
+from harness.errors import BenchError  # noqa: E402
+from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.topics import delete_topic  # noqa: E402
 
 from dbmux.core.codec import encode_event  # noqa: E402
@@ -147,15 +147,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args()
-    try:
-        report = run(args)
-    except Prereq as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    return publish_report(report, no_results=args.no_results)
+    return run_and_publish(run, args)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,20 @@ def publish_report(report: str, *, no_results: bool, section: str = "", marker: 
             f.write("\n" + report)
         print(f"appended to {RESULTS.relative_to(REPO)}")
     return 0
+
+
+def run_and_publish(run, args) -> int:
+    """The end of a bench whose ``run(args)`` returns its report: exit 2 when a prerequisite is missing
+    (:class:`Prereq`, said on stderr), 1 when the bench itself failed (:class:`BenchError`), else the
+    report is published (``args.no_results``) and 0 returned."""
+    from .errors import BenchError, Prereq
+
+    try:
+        report = run(args)
+    except Prereq as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    return publish_report(report, no_results=args.no_results)

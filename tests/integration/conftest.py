@@ -247,3 +247,17 @@ async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_
                         events.append(decode_event(whole[0]))
     finally:
         await consumer.stop()
+
+
+def verify_until_equal(cfg: Path, timeout_s: float = 600.0, *args: str):
+    """``dbmux verify`` again until it passes or ``timeout_s`` is over; the last result. (``--wait`` waits
+    only for targets that have started: one whose replicator has not yet stored a position is compared
+    by content at once.)"""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        res = run_dbmux("verify", "-c", str(cfg), "--wait", "10", *args, check=False, timeout=300)
+        if res.returncode == 0 or time.monotonic() > deadline:
+            return res
+        time.sleep(2)

@@ -20,7 +20,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dbmux.core.fragments import is_fragment
 
-from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import (
+    pipeline_config,
+    start_binlog_reader,
+    start_ingress,
+    stop_ingress,
+    stop_processes,
+    verify_until_equal,
+)
 from .test_replicator_mysql import _conn, _start_replicator
 
 MIB = 1024 * 1024
@@ -96,7 +103,7 @@ def test_transactions_over_the_message_limit_reach_every_target(stack, tmp_path)
 
         for target in ("bigmy", "bigpg"):
             procs.append(_start_replicator(cfg, target, tmp_path / f"{target}.log"))
-        res = run_dbmux("verify", "-c", str(cfg), "--wait", "240", check=False, timeout=400)
+        res = verify_until_equal(cfg, 900)
         assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr
 
         events = asyncio.run(read_topic(stack.kafka, ing.topic, min_count=1))

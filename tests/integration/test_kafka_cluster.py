@@ -3,8 +3,9 @@ replication factor 3 and ``min.insync.replicas`` 2, acks=all publishing and cons
 the partition leader (SIGKILL), ``dbmux stack restart kafka-N`` brings it back; and the start-up checks
 stop on a topic below the config, naming the key and the fix.
 
-Runs its own stack (own directory, ports 36092.. -- brokers 36092/36094/36096, controllers
-36093/36095/36097), through the real CLI, only its Kafka brokers (``--only kafka``: the databases are not
+Runs its own stack (own directory, ports 28092.. -- outside the kernel's ephemeral range 32768-60999, where a
+client socket of another test could hold them -- brokers 28092/28094/28096, controllers
+28093/28095/28097), through the real CLI, only its Kafka brokers (``--only kafka``: the databases are not
 needed here), and stops it at the end.
 """
 
@@ -30,10 +31,10 @@ from dbmux.core.kafka_topics import TOPIC_CONFIG, ensure_topic, topic_facts, top
 
 from .conftest import run_dbmux
 
-PORTS = {"--kafka-port": 36092, "--kafka-controller-port": 36093, "--primary-port": 36306,
-         "--replica1-port": 36307, "--replica2-port": 36308, "--shard-a-port": 36432,
-         "--shard-b-port": 36433, "--ingress-port": 36033}
-BOOTSTRAP = "127.0.0.1:36092,127.0.0.1:36094,127.0.0.1:36096"
+PORTS = {"--kafka-port": 28092, "--kafka-controller-port": 28093, "--primary-port": 28306,
+         "--replica1-port": 28307, "--replica2-port": 28308, "--shard-a-port": 28432,
+         "--shard-b-port": 28433, "--ingress-port": 28033}
+BOOTSTRAP = "127.0.0.1:28092,127.0.0.1:28094,127.0.0.1:28096"
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +115,11 @@ def test_three_brokers_replicate_dbmux_topics_and_survive_losing_the_leader(clus
     status = _status(d)
     brokers = {name: row for name, row in status.items() if name.startswith("kafka")}
     assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
-    assert [row[0] for _, row in sorted(brokers.items())] == [36092, 36094, 36096]
+    assert [row[0] for _, row in sorted(brokers.items())] == [28092, 28094, 28096]
     assert all(row[1] and row[2] == "up" for row in brokers.values()), status
     assert {name: row[0] for name, row in status.items() if name not in brokers} == {
-        "mariadb-primary": 36306, "mariadb-replica1": 36307, "mariadb-replica2": 36308,
-        "pg-shard-a": 36432, "pg-shard-b": 36433}  # recorded, not started (--only kafka)
+        "mariadb-primary": 28306, "mariadb-replica1": 28307, "mariadb-replica2": 28308,
+        "pg-shard-a": 28432, "pg-shard-b": 28433}  # recorded, not started (--only kafka)
     assert f"export DBMUX_KAFKA={BOOTSTRAP}\n" in run_dbmux("stack", "env", "--dir", str(d)).stdout
 
     config = load_config(d / "dbmux.toml", env={})  # the generated pipeline config

@@ -23,7 +23,7 @@ import mysql.connector
 import pymysql
 from pymysql.constants import CLIENT
 
-from .conftest import run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes, verify_until_equal
 from .test_ingress_backlog import connect_burst, primary_connections  # noqa: F401 - the fixture, used below
 from .test_passwords import _raw_records, _sql_quote
 from .test_replicator_mysql import _conn, _start_replicator
@@ -163,7 +163,7 @@ def test_real_traffic_reaches_every_target(stack, tmp_path, primary_connections)
         app.close()
         direct.close()
 
-        res = run_dbmux("verify", "-c", str(cfg), "--wait", "600", check=False, timeout=900)
+        res = verify_until_equal(cfg, 900)
         tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-2000:]}" for n, p in logs.items())
         if res.returncode != 0:  # what differs, for the failure message
             for where in (stack.primary, *stack.replicas):

@@ -35,7 +35,7 @@ from dbmux.core.events import ChangeEvent, SessionContext, Statement
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
 from dbmux.replicator.errors import ApplyError, TargetLocked
-from dbmux.replicator.mysql_sql import interpolate, literal, quote_ident, row_sql
+from dbmux.replicator.mysql_sql import count_keys_sql, interpolate, literal, quote_ident, row_sql, upsert_sql
 from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 
@@ -387,6 +387,75 @@ class MySQLApplier:
             self._pk_cache[key] = tuple(r[0] for r in await cur.fetchall())
         return self._pk_cache[key]
 
+    async def primary_key(self, db: str, table: str) -> tuple[str, ...]:
+        pk = self._pk_cache.get((db, table))
+        if pk is None:
+            async with self.connection.cursor() as cur:
+                pk = await self._primary_key(cur, db, table)
+        return pk
+
+    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]]) -> dict[int, str]:
+        """Self-verification (:mod:`replicator.self_verify`): which ``items`` -- (db, table, primary key,
+        key, the row it must hold or None for none) -- the target does not hold exactly, index -> what
+        differs. The images are written in a transaction that is rolled back; a row already equal is
+        not changed (affected rows 0), so the server compares, byte for byte. Nothing is left changed."""
+        parts: list[tuple[str, list[int]]] = []  # (statement, the items it covers)
+        groups: dict[tuple, list[int]] = {}
+        for i, (db, table, pk, _, image) in enumerate(items):
+            groups.setdefault((db, table, pk, None if image is None else tuple(image)), []).append(i)
+        for idx in groups.values():
+            for n in range(0, len(idx), 500):
+                part = idx[n:n + 500]
+                parts.append((_verify_sql(items[part[0]], [items[i] for i in part]), part))
+        counts = await self._rolled_back([sql for sql, _ in parts])
+        suspects = [(sql, part) for (sql, part), n in zip(parts, counts, strict=True) if n != 0]
+        if not suspects:
+            return {}
+        # which rows: each on its own (few: a difference is rare)
+        singles = [i for _, part in suspects for i in part]
+        single_counts = await self._rolled_back([_verify_sql(items[i], [items[i]]) for i in singles])
+        out: dict[int, str] = {}
+        for i, got in zip(singles, single_counts, strict=True):
+            if isinstance(got, str):
+                out[i] = got
+            elif items[i][4] is None and got:
+                out[i] = "the target still has the row the row copy deleted"
+            elif items[i][4] is not None and got == 1:
+                out[i] = "the target has no such row"
+            elif items[i][4] is not None and got:
+                out[i] = "the target's row differs from the row copy"
+        return out
+
+    async def _rolled_back(self, statements: list[str]) -> list[int | str]:
+        """Run ``statements`` in one rolled-back transaction, in the session row images are applied in,
+        without foreign-key checks; per statement its affected rows (a SELECT: its first value), or, when
+        it failed, the error (each statement then runs on its own)."""
+        head = ["START TRANSACTION", f"SET SESSION sql_mode = {literal(ROW_SESSION[0])}, "
+                f"time_zone = {literal(ROW_SESSION[1])}",
+                "SET @dbmux_fkc = @@foreign_key_checks, foreign_key_checks = 0"]
+        self._session = ()
+        out: list[int | str] = []
+        try:
+            async with self.connection.cursor() as cur:
+                await cur.execute(";\n".join([*head, *statements, "ROLLBACK", "SET foreign_key_checks = @dbmux_fkc"]))
+                for n in range(len(head) + len(statements)):
+                    if n:
+                        await cur.nextset()
+                    if n >= len(head):
+                        out.append((await cur.fetchone())[0] if cur.description else cur.rowcount)
+                while await cur.nextset():
+                    pass
+            return out
+        except pymysql.err.MySQLError as exc:
+            await self._rollback()
+            if is_transient(exc):
+                raise ApplyError(f"self-verification: {exc}", errno=mysql_errno(exc), retriable=True) from exc
+            async with self.connection.cursor() as cur:
+                await cur.execute("SET foreign_key_checks = @dbmux_fkc")
+            if len(statements) == 1:
+                return [f"error {mysql_errno(exc)}: {exc.args[1] if len(exc.args) > 1 else exc}"]
+        return [r for sql in statements for r in await self._rolled_back([sql])]
+
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         for sql in self._position_sql(position, last):
             await cur.execute(sql)
@@ -404,6 +473,14 @@ def _wanted_session(ev: ChangeEvent) -> tuple:
     if ctx is not None:
         return (ctx.sql_mode, ctx.time_zone)
     return ROW_SESSION if ev.rows else ()
+
+
+def _verify_sql(first: tuple, items: list[tuple]) -> str:
+    """The statement checking ``items`` (all of ``first``'s table and image columns): see differing_rows."""
+    db, table, pk, _, image = first
+    if image is None:
+        return count_keys_sql(db, table, pk, [it[3] for it in items])
+    return upsert_sql(db, table, tuple(image), [it[4] for it in items])
 
 
 class _KeyUnknown(Exception):

@@ -103,3 +103,20 @@ def row_sql(db: str, table: str, op: str, before: dict[str, Any] | None, after: 
         assert before is not None
         return f"DELETE FROM {name} WHERE {_match(before, pk)}{limit}"
     raise ValueError(f"unknown row op {op!r}")
+
+
+def upsert_sql(db: str, table: str, cols: tuple[str, ...], images: list[dict[str, Any]]) -> str:
+    """``images`` written over what the table holds: each row is inserted, or its existing row (by a
+    unique key) set to it. Affected rows (without CLIENT_FOUND_ROWS): 0 for a row already equal."""
+    names = ", ".join(quote_ident(c) for c in cols)
+    values = ", ".join("(" + ", ".join(literal(image[c]) for c in cols) + ")" for image in images)
+    sets = ", ".join(f"{quote_ident(c)} = VALUES({quote_ident(c)})" for c in cols)
+    return (f"INSERT INTO {quote_ident(db)}.{quote_ident(table)} ({names}) VALUES {values} "
+            f"ON DUPLICATE KEY UPDATE {sets}")
+
+
+def count_keys_sql(db: str, table: str, pk: tuple[str, ...], keys: list[tuple[Any, ...]]) -> str:
+    """How many of ``keys`` the table has a row for."""
+    wanted = " OR ".join("(" + " AND ".join(f"{quote_ident(c)} = {literal(v)}" for c, v in zip(pk, key, strict=True))
+                         + ")" for key in keys)
+    return f"SELECT COUNT(*) FROM {quote_ident(db)}.{quote_ident(table)} WHERE {wanted}"

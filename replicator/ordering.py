@@ -8,7 +8,8 @@ arrive twice and out of order. :class:`GtidOrderer` releases events strictly in 
 * seq > last applied + 1: held until the missing ones arrive; never skipped. ``gaps()`` reports
   how long each domain has waited so the replicator can alert.
 
-An ingress event flagged ``unsafe`` cannot be applied from its statements: it is *not* released and
+When both copies of a GTID are held, the binlog reader's (row images: the primary's truth) is the one
+released. An ingress event flagged ``unsafe`` cannot be applied from its statements: it is *not* released and
 its GTID stays open until the row form (the binlog reader's copy of the same GTID) arrives.
 
 Memory bound (``max_held_bytes``, 0 = none). Held events are only a shortcut: they are all in Kafka.
@@ -128,6 +129,8 @@ class GtidOrderer(Generic[P]):
             if -seq in held:
                 self._unhold(held, -seq)
                 self.unsafe_waiting -= 1
+            if seq in held and event.source == "binlog" and held[seq].event.source == "ingress":
+                self._unhold(held, seq)  # both copies wait: the row copy, the primary's truth, is applied
             if seq not in held:
                 self._hold(held, seq, _Held(event, offset, partition, size))
         ready = self._release(domain)

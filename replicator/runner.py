@@ -43,6 +43,7 @@ from dbmux.replicator.mysql_applier import MySQLApplier
 from dbmux.replicator.ordering import Gap, GtidOrderer
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
+from dbmux.replicator.self_verify import SelfVerifier
 from dbmux.replicator.shard_target import ShardTarget
 from dbmux.shardmap.model import VERSIONS_DB
 
@@ -257,7 +258,10 @@ class Replicator:
         last_lag_commit = 0.0
         name = self.target.name
         row_form_if = getattr(applier, "needs_row_form", None)
-        units: asyncio.Queue[_Unit | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        mode = self.config.replicator.self_verify
+        verifier = SelfVerifier(name, mode) if mode != "off" and isinstance(applier, MySQLApplier) \
+            and self.shard is None else None
+        units: asyncio.Queue[_Unit | SelfVerifier | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         apply_task = asyncio.ensure_future(self._apply_units(units, applier, dlq, position))
         try:
             while not stop.is_set() and not apply_task.done():
@@ -281,6 +285,8 @@ class Replicator:
                                                                           offset=offset), value)
                             continue
                         ev = filter_event(ev, self.tables)
+                        if verifier is not None:
+                            verifier.observed(ev)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         if self.shard is not None:  # decides now whether it needs the row form
@@ -297,6 +303,8 @@ class Replicator:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self.shard.release(e), off) for e, off in released]
+                        elif verifier is not None:
+                            verifier.released(released)
                         ready.extend((e, key, off) for e, off in released)
                 if fragments.pending_offsets():  # sets of GTIDs applied meanwhile (another copy) are garbage
                     fragments.forget(lambda g: _applied(orderer, g))
@@ -347,6 +355,9 @@ class Replicator:
                     # everything below the planned offsets; held events lie at or above them
                     floor = planned.offsets
                     self._sizes = {k: v for k, v in self._sizes.items() if k[1] >= floor.get(k[0], 0)}
+                if verifier is not None and not ready and not verifier.queued and verifier.due():
+                    verifier.queued = True  # checks what arrived, once everything released so far is applied
+                    await _hand_over(units, verifier, apply_task)
                 if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records):
                     committed_for_lag, last_lag_commit = dict(position.offsets), now
                     await _commit_for_lag(consumer, committed_for_lag)
@@ -356,6 +367,9 @@ class Replicator:
             if position.offsets != committed_for_lag:
                 await _commit_for_lag(consumer, dict(position.offsets))
         finally:
+            if verifier is not None:
+                log.info("target %s: self-verified %d transactions applied from statements, %d differences",
+                         name, verifier.verified, verifier.mismatches)
             if not apply_task.done():
                 apply_task.cancel()
                 try:
@@ -387,7 +401,7 @@ class Replicator:
             units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
         return units
 
-    async def _apply_units(self, units: asyncio.Queue[_Unit | None], applier, dlq,
+    async def _apply_units(self, units: asyncio.Queue[_Unit | SelfVerifier | None], applier, dlq,
                            position: TargetPosition) -> None:
         """The apply task: units in order until the None that ends the stream (or an error)."""
         while True:
@@ -395,6 +409,16 @@ class Replicator:
             try:
                 if unit is None:
                     return
+                if isinstance(unit, SelfVerifier):
+                    unit.queued = False
+                    differences = await unit.run(applier, dict(position.gtids))
+                    for problem in differences:
+                        log.error("target %s: self-verification: %s (applied from its statements; the row copy "
+                                  "is the primary's truth)", self.target.name, problem)
+                    if differences and unit.mode == "halt":
+                        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+                        await self._halt(applier, ApplyError(f"self-verification: {differences[0]}{more}"))
+                    continue
                 await self._apply_unit(applier, dlq, unit, position)
             finally:
                 units.task_done()
@@ -453,6 +477,10 @@ class Replicator:
             if pos is not None and isinstance(event, ChangeEvent):
                 await applier.apply([], pos, {event.gtid.domain: event})  # position only: recorded as handled
             return
+        await self._halt(applier, exc, problem)
+
+    async def _halt(self, applier, exc: ApplyError, problem: str | None = None) -> None:
+        problem = redact_text(str(exc)) if problem is None else problem
         self.halted = exc
         log.error("target %s HALTED on a permanent error: %s", self.target.name, problem)
         try:
@@ -519,7 +547,8 @@ class _Unit:
     prepared: object = None  # the applier's ready-made form of it (applier.prepare), or None
 
 
-async def _hand_over(units: asyncio.Queue[_Unit | None], unit: _Unit | None, apply_task: asyncio.Future) -> None:
+async def _hand_over(units: asyncio.Queue[_Unit | SelfVerifier | None], unit: _Unit | SelfVerifier | None,
+                     apply_task: asyncio.Future) -> None:
     """Queue ``unit`` for the apply task; if that task ends first, raise what ended it."""
     if not apply_task.done() and not units.full():
         units.put_nowait(unit)
@@ -527,7 +556,7 @@ async def _hand_over(units: asyncio.Queue[_Unit | None], unit: _Unit | None, app
     await _race(units.put(unit), apply_task)
 
 
-async def _drained(units: asyncio.Queue[_Unit | None], apply_task: asyncio.Future) -> None:
+async def _drained(units: asyncio.Queue[_Unit | SelfVerifier | None], apply_task: asyncio.Future) -> None:
     """Wait until every queued unit is applied (or raise what stopped the apply task)."""
     await _race(units.join(), apply_task)
 

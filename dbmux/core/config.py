@@ -189,6 +189,7 @@ class IngressConfig:
 
 
 ON_ERROR = ("halt", "dead-letter")
+SELF_VERIFY = ("halt", "log", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ class ReplicatorDefaults:
     gap_alert_ms: int = 30000
     max_held_bytes: int = 64 * 1024 * 1024  # events held in memory behind a GTID gap, at most
     on_error: str = "halt"
+    self_verify: str = "halt"  # a statement-applied transaction differing from its row copy: halt, log, off
     metrics_port: int = 0
 
     def validate(self, prefix: str) -> None:
@@ -208,6 +210,7 @@ class ReplicatorDefaults:
         _check_min(f"{prefix}.gap_alert_ms", self.gap_alert_ms, 1)
         _check_min(f"{prefix}.max_held_bytes", self.max_held_bytes, 65536)
         _check_choice(f"{prefix}.on_error", self.on_error, ON_ERROR)
+        _check_choice(f"{prefix}.self_verify", self.self_verify, SELF_VERIFY)
         _check_min(f"{prefix}.metrics_port", self.metrics_port, 0)
 
 

@@ -13,12 +13,14 @@ the rules, the trigger's and the clock defaults' rows differ on the replicas.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pymysql
+import pytest
 
 from dbmux.core.dsn import Dsn
 
@@ -142,16 +144,38 @@ def _rows(dsn: Dsn, db: str, table: str) -> list[tuple]:
     return rows
 
 
-def _replicate(stack, tmp_path: Path, scenario, *, rules: bool) -> tuple[str, list[str]]:
+def _wait_halted(replica: Dsn, target: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> str:
+    """Until ``target``'s replicator has halted (and exited 3); returns the status row's detail."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"replicator {target} did not halt:\n{log.read_text()[-3000:]}") from exc
+    assert proc.returncode == 3, log.read_text()[-3000:]
+    c = _conn(replica)
+    with c.cursor() as cur:
+        cur.execute("SELECT state, detail FROM dbmux_meta.status WHERE target = %s", (target,))
+        state, detail = cur.fetchone()
+    c.close()
+    assert state == "halted", (state, detail)
+    return detail
+
+
+def _replicate(stack, tmp_path: Path, scenario, *, rules: bool, self_verify: str = "halt",
+               logs_out: dict[str, str] | None = None) -> tuple[str, list[str]]:
     """Run ``scenario(cursor)`` through an ingress (rules on or off), then the binlog reader and one
     replicator per replica until both have applied everything; returns the database and, per replica,
-    the tables that differ from the primary."""
+    the tables that differ from the primary -- or, with ``self_verify = "expect-halt"``, each replica's
+    halt detail (self-verification on). ``logs_out``: filled with each replicator's log."""
     overrides = {} if rules else {"DBMUX_INGRESS_STATEMENT_SAFETY": "false"}
     ing = start_ingress(stack, tmp_path, **overrides)
     db = f"ss_{uuid.uuid4().hex[:8]}"
     targets = {f"ss{i}{uuid.uuid4().hex[:6]}": dsn for i, dsn in enumerate(stack.replicas[:2])}
-    cfg = pipeline_config(tmp_path / "ss.toml", stack, ing.topic, targets, tables=f"{db}.*")
+    expect_halt = self_verify == "expect-halt"
+    mode = "halt" if expect_halt else self_verify
+    cfg = pipeline_config(tmp_path / "ss.toml", stack, ing.topic, targets, tables=f"{db}.*",
+                          extra=f'self_verify = "{mode}"')
     procs: list[subprocess.Popen] = []
+    logs = {name: tmp_path / f"{name}.log" for name in targets}
     try:
         procs.append(start_binlog_reader(cfg, tmp_path / "binlog.log"))
         c = _conn(ing.dsn(stack.primary))
@@ -160,9 +184,10 @@ def _replicate(stack, tmp_path: Path, scenario, *, rules: bool) -> tuple[str, li
             scenario(cur)
         c.close()
         end = _primary_position(stack.primary)
-        logs = {name: tmp_path / f"{name}.log" for name in targets}
         reps = {name: _start_replicator(cfg, name, logs[name]) for name in targets}
         procs += reps.values()
+        if expect_halt:
+            return db, [_wait_halted(dsn, name, reps[name], logs[name]) for name, dsn in targets.items()]
         for name, dsn in targets.items():
             _wait_applied(dsn, name, ing.topic, end, reps[name], logs[name])
         differing = [f"{name}: {table}" for name, dsn in targets.items() for table in TABLES
@@ -171,6 +196,8 @@ def _replicate(stack, tmp_path: Path, scenario, *, rules: bool) -> tuple[str, li
     finally:
         stop_processes(procs)
         stop_ingress(ing)
+        if logs_out is not None:
+            logs_out.update({name: path.read_text() for name, path in logs.items()})
 
 
 def _all_classes(cur) -> None:
@@ -180,8 +207,12 @@ def _all_classes(cur) -> None:
 
 
 def test_unsafe_statements_reach_both_replicas_as_the_primary_wrote_them(stack, tmp_path):
-    db, differing = _replicate(stack, tmp_path, _all_classes, rules=RULES_ON)
+    logs: dict[str, str] = {}
+    db, differing = _replicate(stack, tmp_path, _all_classes, rules=RULES_ON, logs_out=logs)
     assert differing == [], f"replicas differ from the primary in {differing}"
+    for name, text in logs.items():  # the safe statements were checked against their row copies, equal
+        found = re.search(r"self-verified (\d+) transactions applied from statements, (\d+) differences", text)
+        assert found and int(found[1]) >= 1 and found[2] == "0", (name, text[-3000:])
     rows = _rows(stack.primary, db, "tt_target")
     assert [r[1] for r in rows] == [10, 20, 30, 1999, 7]  # (what the scenario means: the shadow was read)
     assert len(_rows(stack.primary, db, "audit")) == 5
@@ -195,9 +226,22 @@ def test_without_the_rules_trigger_and_clock_default_rows_differ(stack, tmp_path
         _triggers(cur)
         _implicit_values(cur)
 
-    _, differing = _replicate(stack, tmp_path, silent_classes, rules=False)
+    _, differing = _replicate(stack, tmp_path, silent_classes, rules=False, self_verify="off")
     assert {d.split(": ")[1] for d in differing} >= {"audit", "stamped"}, differing
     assert not any(d.endswith(("items", "real_t")) for d in differing), differing
+
+
+@pytest.mark.parametrize("scenario, table, what", [
+    (_triggers, "audit", "the target has no such row"),  # the trigger's row: only in the row copy
+    (_implicit_values, "stamped", "the target's row differs from the row copy"),  # the replicator's clock
+])
+def test_self_verification_halts_on_what_the_rules_would_have_prevented(stack, tmp_path, scenario, table, what):
+    """Without the rules, each silent class is applied from its statements and differs: the check
+    against the row copy finds it and halts the target, naming the GTID, table and key."""
+    _, details = _replicate(stack, tmp_path, scenario, rules=False, self_verify="expect-halt")
+    for detail in details:
+        assert re.search(rf"self-verification: gtid 0-\d+-\d+ table ss_\w+\.{table} key \(id=\d+\): {what}",
+                         detail), details
 
 
 def test_the_ingress_flags_each_class_unsafe_and_publishes_nothing_for_temporary_only_transactions(stack, tmp_path):

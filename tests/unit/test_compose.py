@@ -231,7 +231,7 @@ def _schema_env_names() -> list[str]:
 _PROBES = {
     "url": "mysql://u:p@probe-host:3306", "binlog_url": "mysql://u:p@probe-host:3306",
     "bootstrap": "probe-host:9092", "listen": "0.0.0.0:1234", "durability": "async",
-    "on_error": "dead-letter", "placement": "ring", "default_rule": "none",
+    "on_error": "dead-letter", "self_verify": "log", "placement": "ring", "default_rule": "none",
     "name": "probe", "topic": "probe.topic", "tls": "disabled",
     "unsharded": "all", "default_shard": "shard_b", "tables": "shop.orders=customer_id",
 }

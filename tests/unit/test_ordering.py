@@ -174,3 +174,19 @@ def test_offsets_of_spilled_events_do_not_accumulate():
         offsets.remove(off)
     assert offsets.lowest() == 5
     assert len(offsets._heap) <= 2 * 1 + 64
+
+
+@pytest.mark.parametrize("arrivals, source", [
+    (["0-1-6", "0-1-6b", "0-1-5"], "binlog"),  # both copies held behind a gap: the row copy is applied
+    (["0-1-6b", "0-1-6", "0-1-5"], "binlog"),
+    (["0-1-5", "0-1-6", "0-1-6b"], "ingress"),  # released before its row copy arrived
+])
+def test_the_row_copy_wins_when_both_copies_are_held(arrivals, source):
+    o = GtidOrderer({"0": 4})
+    out = []
+    for i, a in enumerate(arrivals):
+        e = ev(a.rstrip("b"), source="binlog" if a.endswith("b") else "ingress")
+        out += [(str(r.gtid), r.source) for r, _ in o.offer(e, i, "p")]
+    assert out == [("0-1-5", "ingress"), ("0-1-6", source)]
+    assert o.held_events == 0
+    assert o.needed_offsets() == {}

@@ -1,0 +1,241 @@
+"""Self-verification: each transaction a MySQL target applied from its statement form is checked
+against its row copy (the binlog reader's row images of the same GTID: the primary's truth) when that
+copy arrives -- divergence is found within seconds, not at the next ``dbmux verify``.
+
+The check (:meth:`SelfVerifier.run`) runs in the replicator's apply task between two units, so the
+target is at a known position F: everything cut so far is applied. For every key the row copy touched,
+its last image in the copy (no row, after a delete) must be what the target holds. The target compares
+(:meth:`MySQLApplier.differing_rows`): it writes the images in a transaction it rolls back and counts
+the rows that changed, so the comparison is the server's own, byte for byte, whatever the types.
+
+A transaction applied after the checked one, up to F, may have changed the same key legitimately. Which
+ones did is known only from their row copies, which arrive later (binlog copies come in commit order).
+So a difference is *pending*: it is confirmed once the binlog copies up to F have been seen and none
+after the checked one touched the key (one that did supersedes it: that transaction's own check, or
+its row copy applied as such, covers the key). Confirmed: the target halts, naming the GTID, table and
+key (``replicator.self_verify = "halt"``, the default), or it is logged and counted (``"log"``).
+
+Bounds: GTIDs applied from statements and waiting for their row copy (``MAX_WAITING``; the oldest are
+forgotten, counted as unverified: e.g. no binlog reader runs), binlog rows kept to decide pending
+differences (``MAX_RECENT_ROWS``), rows per check (``MAX_CHECK_ROWS``; a bigger row copy is counted as
+skipped and logged). Not checked: tables without a primary key, PostgreSQL and shard targets (their own
+``dbmux verify``), transactions applied before a restart whose row copy arrives after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+from dbmux.core.events import ChangeEvent
+from dbmux.core.gtid import Gtid
+
+log = logging.getLogger(__name__)
+
+MODES = ("halt", "log", "off")
+MAX_WAITING = 200_000
+MAX_RECENT_ROWS = 1_000_000
+MAX_CHECK_ROWS = 50_000
+PENDING_GIVE_UP_S = 600.0  # a difference still undecided after this is dropped as inconclusive (logged)
+
+VERIFIED = Counter("dbmux_replicator_self_verified_total",
+                   "Transactions applied from statements and checked against their row copy", ["target"])
+MISMATCHES = Counter("dbmux_replicator_self_verify_mismatches_total",
+                     "Keys whose target row differed from the row copy of the statement-applied transaction",
+                     ["target"])
+UNVERIFIED = Counter("dbmux_replicator_self_verify_skipped_total",
+                     "Statement-applied transactions not checked, by reason", ["target", "reason"])
+
+Key = tuple[Any, ...]
+Image = dict[str, Any] | None  # None: the key holds no row
+
+
+class RowComparer(Protocol):
+    async def primary_key(self, db: str, table: str) -> tuple[str, ...]: ...
+
+    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], Key, Image]]) -> dict[int, str]: ...
+
+
+@dataclass(slots=True)
+class _Check:
+    serial: int  # arrival order of its row copy among binlog copies
+    event: ChangeEvent
+
+
+@dataclass(slots=True)
+class _Pending:
+    serial: int
+    gtid: Gtid
+    db: str
+    table: str
+    pk: tuple[str, ...]
+    key: Key
+    frontier: dict[str, int]  # the target's position when it was found
+    detail: str
+    since: float
+
+    def describe(self) -> str:
+        key = ", ".join(f"{c}={v!r}" for c, v in zip(self.pk, self.key, strict=True))
+        return f"gtid {self.gtid} table {self.db}.{self.table} key ({key}): {self.detail}"
+
+
+class SelfVerifier:
+    """One target's checks (see the module docstring). Fed by the consume loop (:meth:`released`,
+    :meth:`observed`), run by the apply task (:meth:`run`) whenever :meth:`due`."""
+
+    def __init__(self, target: str, mode: str) -> None:
+        assert mode in ("halt", "log"), mode
+        self.target = target
+        self.mode = mode
+        self.verified = 0
+        self.mismatches = 0
+        self.queued = False  # handed to the apply task, not run yet
+        self._waiting: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._checks: list[_Check] = []
+        self._pending: list[_Pending] = []
+        self._recent: deque[tuple[int, ChangeEvent]] = deque()
+        self._recent_rows = 0
+        self._lost_after = 0  # binlog copies with a serial up to this were dropped from _recent unseen by checks
+        self._serial = 0
+        self._seen: dict[str, int] = {}  # domain -> highest binlog-copy seq seen
+
+    def released(self, events: list[tuple[ChangeEvent, int]]) -> None:
+        """Events the orderer released: those to be applied from statements wait for their row copy."""
+        for ev, _ in events:
+            if ev.source == "ingress" and not ev.rows and not ev.unsafe and any(st.kind == "dml"
+                                                                                  for st in ev.statements):
+                self._waiting[(ev.gtid.domain, ev.gtid.seq)] = None
+                if len(self._waiting) > MAX_WAITING:
+                    self._waiting.popitem(last=False)
+                    UNVERIFIED.labels(self.target, "no row copy").inc()
+
+    def observed(self, ev: ChangeEvent) -> None:
+        """Every binlog copy consumed (filtered to the target's tables), before the orderer sees it."""
+        if ev.source != "binlog":
+            return
+        self._serial += 1
+        domain, seq = ev.gtid.domain, ev.gtid.seq
+        if seq > self._seen.get(domain, -1):
+            self._seen[domain] = seq
+        if not ev.rows:
+            self._waiting.pop((domain, seq), None)
+        elif self._waiting.pop((domain, seq), 0) is None:  # applied from its statements: check it
+            if len(ev.rows) > MAX_CHECK_ROWS:
+                UNVERIFIED.labels(self.target, "too many rows").inc()
+                log.warning("target %s gtid %s: not self-verified: %d rows (more than %d)",
+                                       self.target, ev.gtid, len(ev.rows), MAX_CHECK_ROWS)
+            else:
+                self._checks.append(_Check(self._serial, ev))
+        if (self._checks or self._pending) and (ev.rows or ev.statements):
+            self._recent.append((self._serial, ev))
+            self._recent_rows += len(ev.rows)
+            while self._recent_rows > MAX_RECENT_ROWS and len(self._recent) > 1:
+                self._drop_oldest_recent()
+
+    def due(self) -> bool:
+        return bool(self._checks) or any(self._decidable(p) for p in self._pending)
+
+    async def run(self, target: RowComparer, frontier: dict[str, int]) -> list[str]:
+        """Check what arrived (the target at ``frontier``); return the differences confirmed now."""
+        checks, self._checks = self._checks, []
+        start = 0
+        while start < len(checks):
+            end, rows = start, 0
+            while end < len(checks) and (end == start or rows + len(checks[end].event.rows) <= MAX_CHECK_ROWS):
+                rows += len(checks[end].event.rows)
+                end += 1
+            await self._check(target, checks[start:end], frontier)
+            start = end
+        confirmed = []
+        now = time.monotonic()
+        for p in list(self._pending):
+            if self._superseded(p):
+                self._pending.remove(p)
+            elif self._decidable(p):
+                self._pending.remove(p)
+                confirmed.append(p.describe())
+            elif now - p.since > PENDING_GIVE_UP_S:
+                self._pending.remove(p)
+                UNVERIFIED.labels(self.target, "inconclusive").inc()
+                log.warning("target %s: self-verification inconclusive after %.0fs (binlog copies up to the "
+                            "target's position not seen): %s", self.target, now - p.since, p.describe())
+        self.mismatches += len(confirmed)
+        MISMATCHES.labels(self.target).inc(len(confirmed))
+        self._prune()
+        return confirmed
+
+    async def _check(self, target: RowComparer, checks: list[_Check], frontier: dict[str, int]) -> None:
+        # the net effect per key: the last image in commit order, with the check it came from
+        final: dict[tuple[str, str, Key], tuple[Image, _Check, tuple[str, ...]]] = {}
+        unkeyed = set()
+        for check in checks:
+            for row in check.event.rows:
+                pk = await target.primary_key(row.db, row.table)
+                if not pk:
+                    unkeyed.add(check.event.gtid)
+                    continue
+                if row.before is not None:
+                    final[(row.db, row.table, tuple(row.before.get(c) for c in pk))] = (None, check, pk)
+                if row.after is not None:
+                    final[(row.db, row.table, tuple(row.after.get(c) for c in pk))] = (row.after, check, pk)
+        for gtid in unkeyed:
+            UNVERIFIED.labels(self.target, "no primary key").inc()
+            log.warning("target %s gtid %s: rows of a table without a primary key are not self-verified",
+                                   self.target, gtid)
+        entries = list(final.items())
+        items = [(db, table, pk, key, image) for (db, table, key), (image, _, pk) in entries]
+        differing = await target.differing_rows(items) if items else {}
+        now = time.monotonic()
+        for i, detail in differing.items():
+            (db, table, key), (_, check, pk) = entries[i]
+            p = _Pending(check.serial, check.event.gtid, db, table, pk, key, dict(frontier), detail, now)
+            if check.serial <= self._lost_after:
+                UNVERIFIED.labels(self.target, "inconclusive").inc()
+                log.warning("target %s: self-verification inconclusive (binlog copies after it were not kept): %s",
+                            self.target, p.describe())
+            elif not self._superseded(p):
+                self._pending.append(p)
+        self.verified += len(checks)
+        VERIFIED.labels(self.target).inc(len(checks))
+
+    def _decidable(self, p: _Pending) -> bool:
+        """Have the binlog copies of everything applied when ``p`` was found arrived?"""
+        return all(self._seen[d] >= seq for d, seq in p.frontier.items() if d in self._seen)
+
+    def _superseded(self, p: _Pending) -> bool:
+        return any(serial > p.serial and _touches(ev, p) for serial, ev in self._recent)
+
+    def _drop_oldest_recent(self) -> None:
+        serial, ev = self._recent.popleft()
+        self._recent_rows -= len(ev.rows)
+        self._lost_after = serial
+        self._pending = [p for p in self._pending if not (serial > p.serial and _touches(ev, p))]
+
+    def _prune(self) -> None:
+        """Binlog copies no check or pending difference can need any more."""
+        oldest = min([c.serial for c in self._checks] + [p.serial for p in self._pending], default=None)
+        if oldest is None:
+            self._recent.clear()
+            self._recent_rows = 0
+            return
+        while self._recent and self._recent[0][0] <= oldest:
+            _, ev = self._recent.popleft()
+            self._recent_rows -= len(ev.rows)
+
+
+def _touches(ev: ChangeEvent, p: _Pending) -> bool:
+    """May ``ev`` have changed ``p``'s key? A statement in a binlog copy (DDL: a table dropped, altered,
+    truncated) may have, whatever it names."""
+    if ev.statements:
+        return True
+    for row in ev.rows:
+        if row.table == p.table and row.db == p.db:
+            for image in (row.before, row.after):
+                if image is not None and tuple(image.get(c) for c in p.pk) == p.key:
+                    return True
+    return False

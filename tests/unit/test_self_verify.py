@@ -1,0 +1,139 @@
+"""Self-verification's bookkeeping (pure: the target's comparison is a dict here; the real one,
+MySQLApplier.differing_rows, is exercised by tests/integration/test_statement_safety.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.gtid import Gtid
+from dbmux.replicator.self_verify import SelfVerifier
+
+
+class FakeTarget:
+    """Rows by (table, id); compares the way the server does: equal images or not."""
+
+    def __init__(self, rows: dict[tuple[str, int], dict] | None = None) -> None:
+        self.rows = dict(rows or {})
+        self.asked: list[tuple] = []
+
+    async def primary_key(self, db: str, table: str) -> tuple[str, ...]:
+        return () if table == "nopk" else ("id",)
+
+    async def differing_rows(self, items):
+        self.asked += items
+        out = {}
+        for i, (_, table, _, key, image) in enumerate(items):
+            have = self.rows.get((table, key[0]))
+            if have != image:
+                out[i] = "differs"
+        return out
+
+
+def statement(seq: int, *, unsafe: bool = False) -> ChangeEvent:
+    return ChangeEvent(Gtid.parse(f"0-1-{seq}"), "ingress", 0, statements=(
+        Statement("UPDATE t SET v = v + 1", kind="dml", unsafe=unsafe),))
+
+
+def rows(seq: int, *changes: tuple[str, int, int | None, str]) -> ChangeEvent:
+    """Binlog copy: (table, id, v or None for a delete, op)."""
+    out = []
+    for table, id_, v, op in changes:
+        before = {"id": id_, "v": 0} if op in ("update", "delete") else None
+        after = {"id": id_, "v": v} if op != "delete" else None
+        out.append(RowChange(table, "d", op, before=before, after=after))
+    return ChangeEvent(Gtid.parse(f"0-1-{seq}"), "binlog", 0, rows=tuple(out))
+
+
+def run(v: SelfVerifier, target: FakeTarget, applied: int) -> list[str]:
+    return asyncio.run(v.run(target, {"0": applied}))
+
+
+def test_a_statement_applied_transaction_equal_to_its_row_copy_is_verified():
+    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 1): {"id": 1, "v": 5}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "update")))
+    assert v.due()
+    assert run(v, t, 5) == []
+    assert (v.verified, v.mismatches, v.due()) == (1, 0, False)
+    assert [it[3] for it in t.asked] == [(1,)]
+
+
+def test_a_difference_is_confirmed_when_nothing_later_touched_the_key():
+    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 1): {"id": 1, "v": 4}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "update")))
+    (problem,) = run(v, t, 5)
+    assert "gtid 0-1-5 table d.t key (id=1): differs" == problem
+    assert v.mismatches == 1
+
+
+@pytest.mark.parametrize("later, confirmed", [
+    ([rows(6, ("t", 1, 7, "update"))], False),  # a later transaction set the key: superseded
+    ([rows(6, ("t", 2, 7, "update"))], True),  # a later transaction, another key
+    ([rows(6, ("u", 1, 7, "update"))], True),  # the same id in another table
+    ([rows(6, ("t", 1, None, "delete"))], False),
+])
+def test_a_difference_waits_for_the_row_copies_up_to_the_targets_position(later, confirmed):
+    """The target applied 5 (from its statements) and 6 before 5's row copy was checked: the key may
+    differ from 5's image because 6 changed it, which only 6's row copy tells."""
+    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 1): {"id": 1, "v": 7}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "update")))
+    assert run(v, t, 6) == []  # pending: 6's row copy not seen yet
+    assert not v.due()
+    for e in later:
+        v.observed(e)
+    problems = run(v, t, 6)
+    assert bool(problems) == confirmed, problems
+
+
+def test_a_later_row_copy_seen_before_the_check_runs_supersedes_at_once():
+    v, t = SelfVerifier("r", "log"), FakeTarget({("t", 1): {"id": 1, "v": 7}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "update")))
+    v.observed(rows(6, ("t", 1, 7, "update")))  # applied from rows (not released from statements)
+    assert run(v, t, 6) == []
+    assert v.verified == 1 and not v.due()
+
+
+@pytest.mark.parametrize("released", [
+    [],  # applied from its own row copy (it came first, or the statements were unsafe)
+    [(statement(5, unsafe=True), 0)],
+])
+def test_only_statement_applied_transactions_are_checked(released):
+    v, t = SelfVerifier("r", "halt"), FakeTarget()
+    v.released(released)
+    v.observed(rows(5, ("t", 1, 5, "insert")))
+    assert not v.due()
+    assert run(v, t, 5) == [] and t.asked == []
+
+
+def test_the_net_effect_per_key_is_checked():
+    """Insert then update then delete in one transaction: the key must hold no row; a key inserted and
+    updated holds the last image."""
+    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 2): {"id": 2, "v": 9}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 1, "insert"), ("t", 1, 2, "update"), ("t", 1, None, "delete"),
+                    ("t", 2, 3, "insert"), ("t", 2, 9, "update")))
+    assert run(v, t, 5) == []
+    assert sorted((it[3], it[4]) for it in t.asked) == [((1,), None), ((2,), {"id": 2, "v": 9})]
+
+
+def test_tables_without_a_primary_key_are_skipped_not_compared():
+    v, t = SelfVerifier("r", "halt"), FakeTarget()
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("nopk", 1, 5, "insert")))
+    assert run(v, t, 5) == [] and t.asked == []
+
+
+def test_a_later_statement_in_the_binlog_supersedes_a_difference():
+    """DDL after the checked transaction (TRUNCATE, DROP, ALTER) may explain any difference."""
+    v, t = SelfVerifier("r", "halt"), FakeTarget()
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "insert")))
+    assert run(v, t, 6) == []
+    v.observed(ChangeEvent(Gtid.parse("0-1-6"), "binlog", 0, statements=(Statement("TRUNCATE TABLE t", kind="ddl"),)))
+    assert run(v, t, 6) == [] and v.mismatches == 0

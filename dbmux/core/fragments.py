@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -101,6 +102,9 @@ class _Partial(Generic[K]):
     held: int = 0
 
 
+MAX_IGNORED = 10_000  # sending ids remembered to drop their remaining fragments quietly
+
+
 class Reassembler(Generic[K]):
     """Collects fragment messages per sending (``id``) until the whole event is there.
 
@@ -110,6 +114,9 @@ class Reassembler(Generic[K]):
     def __init__(self, where: str = "consumer") -> None:
         self._where = where
         self._partials: dict[str, _Partial[K]] = {}
+        # sendings whose later fragments are dropped quietly: forgotten (applied from another copy) or
+        # already reported broken -- one warning per set, not one per fragment
+        self._ignored: OrderedDict[str, None] = OrderedDict()
         self.broken = 0  # fragment sets that cannot be completed (a missing fragment, or started inside)
         self.assembled = 0
 
@@ -123,10 +130,13 @@ class Reassembler(Generic[K]):
             return value, offset
         head, start = _header(value)
         fid, i = head["id"], head["i"]
+        if fid in self._ignored:
+            return None
         part = self._partials.get(fid)
         if part is None:
             if i != 0:  # started reading inside this set, or its first fragment went missing
                 self._broken(head, key, offset, "its first fragment was not read")
+                self._ignore(fid)
                 return None
             # the same producer sending the same event again (after a failed send): the old set is abandoned
             for other_id, other in list(self._partials.items()):
@@ -140,6 +150,7 @@ class Reassembler(Generic[K]):
         elif i != len(part.chunks):
             del self._partials[fid]
             self._broken(head, key, part.first_offset, f"fragment {len(part.chunks)} is missing")
+            self._ignore(fid)
             return None
         body = value[start:]
         part.chunks.append(body)
@@ -178,4 +189,10 @@ class Reassembler(Generic[K]):
         gone = [fid for fid, p in self._partials.items() if done(p.gtid)]
         for fid in gone:
             del self._partials[fid]
+            self._ignore(fid)
         return len(gone)
+
+    def _ignore(self, fid: str) -> None:
+        self._ignored[fid] = None
+        if len(self._ignored) > MAX_IGNORED:
+            self._ignored.popitem(last=False)

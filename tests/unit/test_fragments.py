@@ -86,8 +86,9 @@ def test_started_inside_a_set_is_counted_broken_not_assembled(caplog):
     r: Reassembler[int] = Reassembler("t")
     with caplog.at_level(logging.WARNING, logger="dbmux.core.fragments"):
         assert [r.add(p, 0, i) for i, p in enumerate(parts[2:])] == [None] * (len(parts) - 2)
-    assert r.broken == len(parts) - 2 and r.pending_offsets() == {}
+    assert r.broken == 1 and r.pending_offsets() == {}  # one set, one warning: not one per fragment
     assert "0-1-8" in caplog.text and "waits for another copy" in caplog.text
+    assert len(caplog.records) == 1
 
 
 def test_a_missing_fragment_breaks_the_set():
@@ -135,3 +136,14 @@ def test_forget_drops_sets_of_applied_gtids():
     assert r.pending_offsets() == {0: 50, 1: 60} and r.pending_bytes > 0
     assert r.forget(lambda g: g == "0-1-12") == 1
     assert r.pending_offsets() == {1: 60}
+
+
+def test_fragments_of_a_forgotten_set_are_dropped_quietly(caplog):
+    """Its GTID was applied from the other copy: the rest of the set is garbage, not a broken set."""
+    parts = _messages(_event(14, 4000), 1024)
+    r: Reassembler[int] = Reassembler()
+    r.add(parts[0], 0, 0)
+    assert r.forget(lambda g: g == "0-1-14") == 1
+    with caplog.at_level(logging.WARNING, logger="dbmux.core.fragments"):
+        assert [r.add(p, 0, i) for i, p in enumerate(parts[1:], 1)] == [None] * (len(parts) - 1)
+    assert r.broken == 0 and r.pending_offsets() == {} and caplog.records == []

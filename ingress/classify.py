@@ -58,6 +58,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from dbmux.core.sqllex import LexError, Token, effective_sql, scan, scan_with_markers, split_statements
+from dbmux.ingress.digests import DigestCache, digest
 from dbmux.ingress.write_shape import WriteShape, write_shape
 
 __all__ = [
@@ -385,7 +386,16 @@ def _classify_dml(tokens: list[Token], w: list[str], sql: str) -> Classification
     return Classification("dml", verb=verb, tables=tables, is_write=True, parsed=parsed, shape=write_shape(tokens))
 
 
-def _classify_tokens(sql: str, tokens: list[Token]) -> Classification:
+# A DML statement's classification depends on its shape only (tables, write shape): per digest, when
+# sqlglot parsed it (a failure may come from one literal's content)
+_DML_CLASSES: DigestCache[Classification] = DigestCache("dml_classification", CACHE_SIZE)
+
+
+def _parsed(cls: Classification) -> bool:
+    return cls.parsed
+
+
+def _classify_tokens(sql: str, tokens: list[Token], shape: str = "") -> Classification:
     if not tokens:
         return Classification("unknown", verb="", is_write=False)
     first = tokens[0]
@@ -403,6 +413,8 @@ def _classify_tokens(sql: str, tokens: list[Token]) -> Classification:
     if tcl is not None:
         return tcl
     if verb in _DML_VERBS:
+        if shape:
+            return _DML_CLASSES.get(shape, lambda: _classify_dml(tokens, w, sql), _parsed)
         return _classify_dml(tokens, w, sql)
     if verb in _DDL_VERBS:
         return _classify_ddl(tokens, w, sql)
@@ -444,14 +456,23 @@ def classify(sql: str) -> Classification:
     return _classify_lexed(sql)
 
 
+@lru_cache(maxsize=64)
+def lexed(sql: str) -> tuple[tuple[Token, ...], tuple[tuple[int, int], ...], str]:
+    """``sql``'s tokens, executable-comment markers and digest (:mod:`ingress.digests`), lexed once for
+    classification and rewriting both (raises :class:`LexError`)."""
+    tokens, markers = scan_with_markers(sql)
+    return tuple(tokens), tuple(markers), digest(tokens)
+
+
 def _classify_lexed(sql: str) -> Classification:
     try:
-        tokens, markers = scan_with_markers(sql)
+        lexed_tokens, lexed_markers, shape = lexed(sql)
     except LexError:
         return _unknown("")
+    tokens, markers = list(lexed_tokens), list(lexed_markers)
     # A trailing ';' is legal for a single statement.
     while tokens and tokens[-1].text == ";":
         tokens.pop()
     if any(t.text == ";" and t.type == "op" for t in tokens) and len(split_statements(sql)) > 1:
         return _unknown("MULTI")
-    return _classify_tokens(effective_sql(sql, markers), tokens)
+    return _classify_tokens(effective_sql(sql, markers), tokens, shape)

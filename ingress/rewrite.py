@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,7 +70,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from dbmux.ingress.classify import Classification, LexError, Token, classify, effective_sql, scan
+from dbmux.ingress.classify import Classification, LexError, Token, classify, effective_sql, lexed, scan
+from dbmux.ingress.digests import DigestCache, digest
 
 __all__ = ["RewriteResult", "rewrite_deterministic", "unsafe_forms", "DETERMINISTIC_FUNCTIONS", "UNSAFE_FUNCTIONS"]
 
@@ -303,6 +305,13 @@ def _ast_functions(sql: str, verb: str, first: Token) -> tuple[list[str], bool]:
     return reasons, True
 
 
+_FUNCTIONS: DigestCache[tuple[list[str], bool]] = DigestCache("write_functions")
+
+
+def _clean(answer: tuple[list[str], bool]) -> bool:
+    return answer[1] and not answer[0]
+
+
 def _token_functions(tokens: list[Token]) -> list[str]:
     reasons = []
     for j, t in enumerate(tokens):
@@ -395,9 +404,10 @@ def rewrite_deterministic(
     if cls.kind == "unknown":
         return RewriteResult(sql, False, True, (f"statement kind unknown ({cls.verb or 'unlexable'}); not analysed",))
     try:
-        tokens = scan(sql)
+        lexed_tokens, _, shape = lexed(sql)
     except LexError:  # pragma: no cover - classify already returned unknown
         return RewriteResult(sql, False, True, ("statement could not be lexed",))
+    tokens = list(lexed_tokens)
     if cls.kind == "ddl":
         # DDL is never rewritten: CURRENT_TIMESTAMP in a column DEFAULT must stay a function.
         if any(t.upper == "SELECT" for t in tokens) and _token_functions(tokens) + [
@@ -415,6 +425,10 @@ def rewrite_deterministic(
         wall = now_utc.astimezone(zone).replace(tzinfo=None)
         if zone.utcoffset(wall.replace(fold=0)) != zone.utcoffset(wall.replace(fold=1)):
             reasons.append(f"local time {wall} is ambiguous in {session_time_zone} (DST change)")
+    if shape in _UNCHANGED:  # a shape seen before: nothing to replace, nothing unsafe
+        _UNCHANGED.move_to_end(shape)
+        return RewriteResult(sql, False, bool(reasons), tuple(reasons))
+    moment_reasons = len(reasons)
     single_eval = _single_eval_ranges(tokens, cls.verb)
     replacements: list[tuple[int, int, str]] = []
     counter = 0
@@ -493,10 +507,23 @@ def rewrite_deterministic(
             reasons.append(f"user variable {tok.text} in a write")
         elif tok.type == "sysvar":
             reasons.append(f"system variable {tok.text} in a write")
-    func_reasons, parsed = _ast_functions(out, cls.verb, new_tokens[0])
+    # per statement shape: only a clean answer is kept (a reason may quote a literal; a parse failure may
+    # come from one literal's content)
+    func_reasons, parsed = _FUNCTIONS.get(digest(new_tokens), lambda: _ast_functions(out, cls.verb, new_tokens[0]),
+                                          _clean)
     if not parsed:
         func_reasons = _token_functions(new_tokens)
     reasons.extend(r for r in func_reasons if not any(r.split("(")[0] in x for x in reasons))
     reasons.extend(unsafe_forms(cls, new_tokens))
     unique = tuple(dict.fromkeys(reasons))
+    if not replacements and len(reasons) == moment_reasons:  # what the shape alone decides: nothing
+        _UNCHANGED[shape] = None
+        if len(_UNCHANGED) > 8192:
+            _UNCHANGED.popitem(last=False)
     return RewriteResult(out, bool(replacements), bool(unique), unique)
+
+
+# Shapes (digests) of DML statements with nothing to replace and nothing unsafe in their text: whether a
+# statement has either is decided by its tokens' names and structure (a function name, a variable, a
+# LIMIT...), never by a literal's value, so a statement of such a shape is answered without the analysis
+_UNCHANGED: OrderedDict[str, None] = OrderedDict()

@@ -6,7 +6,7 @@ sqlglot's tokenizer does not follow everywhere. Token offsets index the original
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dbmux.core.errors import DbmuxError
 
@@ -20,12 +20,12 @@ class LexError(DbmuxError, ValueError):
 # --------------------------------------------------------------------------------------------- lexer
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One lexical token. ``start``/``end`` index the original text (``end`` exclusive).
 
     ``type`` is one of ``word`` (keyword or bare identifier), ``ident`` (backquoted), ``string``,
-    ``number``, ``var`` (``@x``), ``sysvar`` (``@@x``), ``param`` (``?``), ``op``.
+    ``number``, ``var`` (``@x``), ``sysvar`` (``@@x``), ``param`` (``?``), ``op``. (A named tuple: the
+    ingress lexes every statement, and a tuple is built several times faster than a frozen dataclass.)
     """
 
     type: str
@@ -72,20 +72,24 @@ def _build_lexer(backslash_escapes: bool) -> re.Pattern[str]:
 
 
 _LEXERS = {True: _build_lexer(True), False: _build_lexer(False)}
+_KINDS = {group: group.rstrip("0123456789") for group in _LEXERS[True].groupindex}
 
 
 def scan_with_markers(sql: str, backslash_escapes: bool = True) -> tuple[list[Token], list[tuple[int, int]]]:
-    lexer = _LEXERS[backslash_escapes]
     tokens: list[Token] = []
     markers: list[tuple[int, int]] = []
-    pos, n, in_exec = 0, len(sql), False
-    while pos < n:
-        m = lexer.match(sql, pos)
-        if m is None:  # pragma: no cover - the op alternative matches any non-space char
-            raise LexError(f"cannot lex at offset {pos}")
-        kind = m.lastgroup.rstrip("0123456789")  # type: ignore[union-attr]  # every alternative is a named group
+    pos, in_exec, kinds, append = 0, False, _KINDS, tokens.append
+    # matches are contiguous: the ws alternative matches any blank, the op alternative any other character
+    for m in _LEXERS[backslash_escapes].finditer(sql):
+        kind = kinds[m.lastgroup]  # type: ignore[index]  # every alternative is a named group
         start, end = m.span()
-        if kind == "exec_open":
+        if start != pos:  # pragma: no cover - see above
+            raise LexError(f"cannot lex at offset {pos}")
+        if kind == "word" or kind == "op" or kind == "number" or kind == "string" or kind == "ident":
+            append(Token(kind, m.group(), start, end))
+        elif kind == "ws" or kind == "comment":
+            pass
+        elif kind == "exec_open":
             if in_exec:  # MySQL does not nest comments; treat as plain text it cannot be
                 raise LexError(f"nested executable comment at offset {start}")
             in_exec = True
@@ -99,9 +103,11 @@ def scan_with_markers(sql: str, backslash_escapes: bool = True) -> tuple[list[To
                 tokens.append(Token("op", "/", start + 1, end))
         elif kind == "bad":
             raise LexError(f"unterminated quoted text or comment at offset {start}")
-        elif kind not in ("ws", "comment"):
-            tokens.append(Token(kind, m.group(), start, end))
+        else:
+            append(Token(kind, m.group(), start, end))
         pos = end
+    if pos != len(sql):  # pragma: no cover - see above
+        raise LexError(f"cannot lex at offset {pos}")
     if in_exec:
         raise LexError("unterminated executable comment")
     return tokens, markers

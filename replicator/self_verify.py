@@ -38,8 +38,8 @@ from dbmux.core.gtid import Gtid
 log = logging.getLogger(__name__)
 
 MODES = ("halt", "log", "off")
-MAX_WAITING = 200_000
-MAX_RECENT_ROWS = 1_000_000
+MAX_WAITING = 100_000
+MAX_RECENT_ROWS = 200_000
 MAX_CHECK_ROWS = 50_000
 PENDING_GIVE_UP_S = 600.0  # a difference still undecided after this is dropped as inconclusive (logged)
 

@@ -16,7 +16,7 @@ What it does, in one run:
 4. runs ``oltp_point_select`` then ``oltp_read_write``, each against direct → haproxy → ingress
    (always this order), each preceded by a short warm-up run whose numbers are discarded;
 5. prints QPS/TPS per target, the ratios, the issue's targets (ingress >= 0.8x HAProxy on
-   point_select QPS, >= 0.9x on read_write TPS; PASS/MISS, never a non-zero exit for a MISS) and the
+   point_select QPS and read_write TPS, both protocol modes; PASS/MISS, never a non-zero exit for a MISS) and the
    number of events the ingress published during the measured read_write run vs sysbench's count;
 6. appends the same report to ``bench/RESULTS.md``.
 
@@ -62,7 +62,7 @@ HAPROXY_TEMPLATE = BENCH_DIR / "haproxy.cfg.template"
 TARGETS = ("direct", "haproxy", "ingress")
 TESTS = ("oltp_point_select", "oltp_read_write")
 # The issue's acceptance targets: ingress vs HAProxy, on the metric that matters for each test.
-GOALS = {"oltp_point_select": ("qps", 0.8), "oltp_read_write": ("tps", 0.9)}
+GOALS = {"oltp_point_select": ("qps", 0.8), "oltp_read_write": ("tps", 0.8)}  # issue 13: >= 0.8x HAProxy
 
 
 # --------------------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from dbmux.core.digests import DigestCache, digest
 from dbmux.core.sqllex import LexError, Token, effective_sql, scan, scan_with_markers, split_statements
-from dbmux.ingress.digests import DigestCache, digest
 from dbmux.ingress.write_shape import WriteShape, write_shape
 
 __all__ = [

@@ -70,8 +70,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from dbmux.core.digests import DigestCache, digest
 from dbmux.ingress.classify import Classification, LexError, Token, classify, effective_sql, lexed, scan
-from dbmux.ingress.digests import DigestCache, digest
 
 __all__ = ["RewriteResult", "rewrite_deterministic", "unsafe_forms", "DETERMINISTIC_FUNCTIONS", "UNSAFE_FUNCTIONS"]
 

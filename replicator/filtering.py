@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from collections.abc import Sequence
-from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
 
+from dbmux.core.digests import DigestCache, digest
 from dbmux.core.events import ChangeEvent
+from dbmux.core.sqllex import LexError, scan
 
 
 def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:
@@ -35,9 +36,24 @@ def _db_selected(patterns: Sequence[str], db: str | None) -> bool:
     return any(p == "*" or fnmatch.fnmatchcase(db, p.split(".", 1)[0]) for p in patterns)
 
 
-@lru_cache(maxsize=4096)
 def statement_tables(sql: str) -> tuple[tuple[str | None, str], ...] | None:
-    """(db or None, table) pairs a statement names; None when it cannot be parsed."""
+    """(db or None, table) pairs a statement names; None when it cannot be parsed. Per statement shape
+    (:mod:`dbmux.core.digests`): sqlglot parses each shape once, not every statement."""
+    try:
+        shape = digest(scan(sql))
+    except LexError:
+        return _parsed_tables(sql)
+    return _TABLES.get(shape, lambda: _parsed_tables(sql), _parsed)
+
+
+_TABLES: DigestCache[tuple[tuple[str | None, str], ...] | None] = DigestCache("filter_tables", 4096)
+
+
+def _parsed(tables: tuple[tuple[str | None, str], ...] | None) -> bool:
+    return tables is not None
+
+
+def _parsed_tables(sql: str) -> tuple[tuple[str | None, str], ...] | None:
     try:
         tree = sqlglot.parse_one(sql, read="mysql")
     except sqlglot.errors.SqlglotError:

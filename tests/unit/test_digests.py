@@ -1,5 +1,6 @@
-"""Statement digests (ingress/digests.py): a statement answered from its shape's cache gets exactly
-what a fresh analysis gives it -- classification and the deterministic rewrite -- on generated
+"""Statement digests (dbmux/core/digests.py): a statement answered from its shape's cache gets exactly
+what a fresh analysis gives it -- the ingress's classification and deterministic rewrite, a
+replicator's table filter -- on generated
 statements of many shapes with ever-new literals."""
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dbmux.core.digests import DigestCache, digest
 from dbmux.core.sqllex import scan
 from dbmux.ingress import classify as classify_mod
 from dbmux.ingress import rewrite as rewrite_mod
 from dbmux.ingress.classify import classify
-from dbmux.ingress.digests import DigestCache, digest
 from dbmux.ingress.rewrite import rewrite_deterministic
+from dbmux.replicator import filtering
+from dbmux.replicator.filtering import statement_tables
 
 TEMPLATES = [
     "UPDATE {t} SET k=k+{n} WHERE id={n}",
@@ -70,6 +73,7 @@ def _clear() -> None:
     classify_mod._DML_CLASSES.clear()
     rewrite_mod._FUNCTIONS.clear()
     rewrite_mod._UNCHANGED.clear()
+    filtering._TABLES.clear()
 
 
 NOW = dt.datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=dt.UTC)
@@ -86,10 +90,10 @@ def _rewrite(sql: str):
 def test_a_shape_answered_from_the_cache_is_answered_as_a_fresh_analysis_would(template, tables, first, second):
     a, b = _fill(template, tables, *first), _fill(template, tables, *second)
     _clear()
-    cold = (classify(b), _rewrite(b))
+    cold = (classify(b), _rewrite(b), statement_tables(b))
     _clear()
-    classify(a), _rewrite(a)  # the shape is cached now
-    warm = (classify(b), _rewrite(b))
+    classify(a), _rewrite(a), statement_tables(a)  # the shape is cached now
+    warm = (classify(b), _rewrite(b), statement_tables(b))
     assert warm == cold, (a, b)
     same_kind = [(t.type, t.text[:2].lower() in ("0x", "0b")) for t in scan(a)] == \
         [(t.type, t.text[:2].lower() in ("0x", "0b")) for t in scan(b)]

@@ -1,4 +1,5 @@
-"""Statement digests: what sqlglot finds in a statement, computed once per statement *shape*.
+"""Statement digests: what sqlglot finds in a statement, computed once per statement *shape* (the
+ingress classifying and rewriting writes, a replicator filtering statements by table).
 
 A statement's digest is its token stream with each literal -- a number, a single-quoted string --
 replaced by a placeholder of its kind (ProxySQL's query digest, without normalising anything else:
@@ -22,7 +23,7 @@ from dbmux.core.sqllex import Token
 
 __all__ = ["DigestCache", "digest"]
 
-LOOKUPS = Counter("dbmux_ingress_digest_cache_total", "Statement-shape cache lookups (sqlglot runs on a miss)",
+LOOKUPS = Counter("dbmux_digest_cache_total", "Statement-shape cache lookups (sqlglot runs on a miss)",
                   ["cache", "result"])
 
 V = TypeVar("V")

@@ -14,7 +14,8 @@ idle                  anything else                            ignored (stream r
 open                  QueryEvent ``BEGIN``                     explicit transaction: wait for end
 open (not in BEGIN)   any other QueryEvent                     a standalone statement (DDL, GRANT,
                                                                ...): kept as ``kind="ddl"``; *done*
-open (in BEGIN)       Write/Update/DeleteRowsEvent             one RowChange per row
+open (in BEGIN)       Write/Update/DeleteRowsEvent             one RowChange per row; the table's
+                                                               schema, once per table
 open (in BEGIN)       XidEvent / QueryEvent ``COMMIT``         *done*
 open (in BEGIN)       QueryEvent ``ROLLBACK``                  *done* (non-transactional changes
                                                                that stayed; the GTID is consumed)
@@ -34,7 +35,9 @@ advances the GTID (targets need every GTID to close gaps).
 
 Events are dispatched on their class name (``MariadbGtidEvent``, ``QueryEvent``, ...), so tests feed
 small stand-in objects with the same attributes as the library's events. The row images of rows
-events are decoded by :mod:`binlog.row_decoder`.
+events are decoded by :mod:`binlog.row_decoder`; each event carries the schema of the tables its rows
+change, as their table maps described them (:mod:`binlog.table_schema`), so consumers type the values
+by the table as it was at that GTID, not as the primary has it later.
 
 Passwords: MariaDB's binlog keeps ``CREATE USER u IDENTIFIED BY 'pw'`` (and ``ALTER USER``, ``GRANT ...
 IDENTIFIED BY``, ``USING PASSWORD('pw')``) as the client wrote it. Every kept statement goes through
@@ -50,7 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbmux.binlog.row_decoder import ROW_EVENT_OPS, row_changes
-from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.binlog.table_schema import table_schema
+from dbmux.core.events import ChangeEvent, RowChange, Statement, TableSchema
 from dbmux.core.gtid import Gtid
 from dbmux.core.passwords import redact_secrets
 
@@ -107,8 +111,10 @@ class _Open:
     rows: list[RowChange] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     skipped_rows: int = 0
-    # savepoint name -> (len(rows), len(statements)) when it was set
-    savepoints: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (db, table) -> its schema, in the order first seen (the event carries one per table)
+    tables: dict[tuple[str, str], TableSchema] = field(default_factory=dict)
+    # savepoint name -> (len(rows), len(statements), len(tables)) when it was set
+    savepoints: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class TransactionAssembler:
@@ -134,13 +140,19 @@ class TransactionAssembler:
         if kind == "QueryEvent":
             return self._on_query(txn, event)
         if kind in ROW_EVENT_OPS:
-            for rc in row_changes(event):
-                if rc.db.lower() in self._system:
-                    txn.skipped_rows += 1
-                    continue
-                txn.rows.append(rc)
+            changes = row_changes(event)
+            if changes and changes[0].db.lower() in self._system:  # (one rows event: one table)
+                txn.skipped_rows += len(changes)
+                return None
+            if changes:
+                txn.rows += changes
                 if txn.db is None:
-                    txn.db = rc.db
+                    txn.db = changes[0].db
+                where = (changes[0].db, changes[0].table)
+                if where not in txn.tables:
+                    schema = table_schema(event)
+                    if schema is not None:
+                        txn.tables[where] = schema
             return None
         if kind == "XidEvent":
             return self._finish()
@@ -183,7 +195,7 @@ class TransactionAssembler:
         """SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT: act on the rows; True when ``sql`` was one."""
         m = _SAVEPOINT.match(sql)
         if m:
-            txn.savepoints[_savepoint_name(m[1])] = (len(txn.rows), len(txn.statements))
+            txn.savepoints[_savepoint_name(m[1])] = (len(txn.rows), len(txn.statements), len(txn.tables))
             return True
         m = _ROLLBACK_TO.match(sql)
         if m:
@@ -194,6 +206,8 @@ class TransactionAssembler:
             else:
                 del txn.rows[mark[0]:]
                 del txn.statements[mark[1]:]
+                for key in list(txn.tables)[mark[2]:]:
+                    del txn.tables[key]
             return True
         m = _RELEASE.match(sql)
         if m:
@@ -206,4 +220,4 @@ class TransactionAssembler:
         assert txn is not None
         self._open = None
         return ChangeEvent(gtid=txn.gtid, source="binlog", ts_ms=txn.ts_ms, db=txn.db,
-                           rows=tuple(txn.rows), statements=tuple(txn.statements))
+                           rows=tuple(txn.rows), statements=tuple(txn.statements), tables=tuple(txn.tables.values()))

@@ -1,8 +1,12 @@
 """Applying change events to a PostgreSQL target (asyncpg).
 
 MySQL database ``X`` is PostgreSQL schema ``X``. Statement events are translated by
-:mod:`replicator.pg_sql`; row events become idempotent parametrised statements. PostgreSQL DDL is
-transactional, so every batch -- DDL included -- and its position commit atomically.
+:mod:`replicator.pg_sql`; row events become idempotent parametrised statements, their values typed by
+the schema the event carries (:attr:`~dbmux.core.events.ChangeEvent.tables`: the table as it was at
+that GTID, which is how this target has it when the event is applied, DDL being applied in order),
+by the source schema when it carries none. PostgreSQL DDL is transactional, so every batch -- DDL
+included -- and its position commit atomically; after DDL, asyncpg's cached statements (prepared with
+the parameter types tables had before) are dropped.
 
 An ingress event whose statements cannot be applied faithfully takes its row form, decided as it is
 consumed (:meth:`PostgresApplier.needs_row_form`); the translation made for that decision is the one
@@ -39,7 +43,7 @@ from dbmux.replicator.pg_sql import (
     row_statement,
     translate_statement,
 )
-from dbmux.replicator.pg_types import not_applied
+from dbmux.replicator.pg_types import event_value_types, not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.source_schema import load_source_schema
 
@@ -282,6 +286,9 @@ class PostgresApplier:
                             await self._run(pending)  # DDL changes the schema later statements translate against
                             await self._run(self._translate(ev, offset))
                             if _changes_schema(ev):
+                                # asyncpg's cached statements (and COPY's column types) hold the parameter
+                                # types tables had: a table re-created with others would get values encoded so
+                                await self._conn.reload_schema_state()
                                 await self._reload_schema()
                         else:
                             pending.extend(self._translate(ev, offset))
@@ -319,13 +326,11 @@ class PostgresApplier:
                 if (row.db, row.table) != where:  # rows come in runs per table
                     where = (row.db, row.table)
                     schema, table = row.db.lower(), row.table.lower()
-                    pk = self._schema.primary_key(schema, table) or ()
-                    info = self._schema.tables.get((schema, table))
-                    bits = info.bits if info is not None else None
+                    pk, bits, pg_types = self._row_typing(ev, row, schema, table)
                 if bits:  # BIT(n): the row image holds an int; BIT VARYING(n) takes n bits
                     row = RowChange(row.table, row.db, row.op, _bit_strings(row.before, bits),
                                     _bit_strings(row.after, bits))
-                st = row_statement(schema, table, row.op, row.before, row.after, pk)
+                st = row_statement(schema, table, row.op, row.before, row.after, pk, pg_types)
                 if row.op == "insert" and st.sql not in self._copy_into:
                     self._copy_into[st.sql] = (schema, table, tuple(row.after or ()))
                 out.append((st.sql, st.args, ev, offset))
@@ -349,6 +354,21 @@ class PostgresApplier:
             log.info("target %s gtid %s: not applied to PostgreSQL (no table meaning there): %s", self.target,
                      ev.gtid, ", ".join(verb for _, verb in skipped))
         return out
+
+    def _row_typing(self, ev: ChangeEvent, row: RowChange, schema: str,
+                    table: str) -> tuple[tuple[str, ...], Mapping[str, int] | None, Mapping[str, str] | None]:
+        """(primary key, BIT widths, PostgreSQL types :func:`~replicator.pg_types.to_pg_value` needs) for
+        ``row``'s table: by the schema the event carries (the table as it was at that GTID: the target,
+        which applies DDL in order, has it so now), else by the source schema (events without one:
+        statement copies, events written before events carried it)."""
+        ts = ev.table_schema(row.db, row.table) if ev.tables else None
+        if ts is None:
+            info = self._schema.tables.get((schema, table))
+            return (info.primary_key if info is not None else ()), (info.bits if info is not None else None), None
+        bits, pg_types = event_value_types(ts)
+        if ts.primary_key is not None:
+            return ts.primary_key, bits, pg_types
+        return self._schema.primary_key(schema, table) or (), bits, pg_types
 
     async def _run(self, statements: list[_Pending]) -> None:
         """Execute in order. A run of the same parametrised statement goes in one round trip: row inserts

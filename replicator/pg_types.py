@@ -58,11 +58,13 @@ from typing import Any
 
 from sqlglot import exp
 
+from dbmux.core.events import TableSchema
 from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
-           "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value", "check_written", "value_list"]
+           "event_value_types", "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value", "check_written",
+           "value_list"]
 
 _MAX_SQL_IN_ERROR = 200
 
@@ -223,6 +225,16 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     if isinstance(value, bool) and kind in INTEGER_PG_TYPES:
         return int(value)
     return value
+
+
+def event_value_types(ts: TableSchema) -> tuple[dict[str, int] | None, dict[str, str] | None]:
+    """How to type a row event's values for the table as the event carries it (its columns at that GTID):
+    ``(bits, pg_types)`` -- BIT(n) column (lowercase) -> n (row images hold an int; BIT VARYING(n) takes
+    n bits), and column -> PostgreSQL type for :func:`to_pg_value` where a value needs converting (BYTEA
+    for binary columns: an empty binary string decodes as ``""``); None where there is nothing to do."""
+    bits = {c.lower(): t.width or 1 for c, t in zip(ts.columns, ts.types, strict=True) if t.kind == "bit"}
+    pg_types = {c: "BYTEA" for c, t in zip(ts.columns, ts.types, strict=True) if t.is_binary}
+    return bits or None, pg_types or None
 
 
 # ------------------------------------------------------------------------------------------ not applied

@@ -133,13 +133,19 @@ class ShardRouter:
             name = (r.db.lower(), r.table.lower())
             rule = rules.get(name)
             if rule is None:
+                # the key as the table had it at that GTID (the event's schema), else the source schema's
+                carried = ev.table_schema(r.db, r.table) if ev.tables else None
                 info = (getattr(self.schema, "tables", None) or {}).get(name)
-                if info is None:  # its rule depends on its primary key: never guess
+                if carried is not None and carried.primary_key is not None:
+                    key = tuple(carried.primary_key)
+                elif info is None:  # its rule depends on its primary key: never guess
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: the table is unknown to the source "
                                      "schema (created after the schema was loaded?); retrying with a fresh schema",
                                      gtid=str(ev.gtid), table=f"{r.db}.{r.table}", retriable=True)
+                else:
+                    key = tuple(info.primary_key)
                 try:
-                    rule = rules[name] = self.shard_map.rule(*name, tuple(info.primary_key))
+                    rule = rules[name] = self.shard_map.rule(*name, key)
                 except MAP_ERRORS as e:
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: shard map: {e}", gtid=str(ev.gtid),
                                      table=f"{r.db}.{r.table}") from e

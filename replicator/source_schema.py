@@ -1,8 +1,10 @@
 """What the translator must know about the *source* tables (primary keys, columns, auto-increment,
 clock defaults, the columns PostgreSQL holds differently, triggers), read from the primary's
 information_schema. Reloaded after every DDL event; a replay of old events therefore sees today's
-schema (documented limitation). Triggers are those information_schema shows the ``primary.url`` user
-(its TRIGGER privilege)."""
+schema: row events type their values by the schema they carry (:class:`~dbmux.core.events.TableSchema`,
+the table as it was at that GTID) and use this one only for what they do not carry (a primary key with
+prefix parts) or when they carry none (events written before); statement events are judged against it.
+Triggers are those information_schema shows the ``primary.url`` user (its TRIGGER privilege)."""
 
 from __future__ import annotations
 

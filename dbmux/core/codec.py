@@ -9,7 +9,17 @@ Wire format (orjson, UTF-8 JSON object), envelope version 2::
      "rows": [{"table": "t", "db": "shop", "op": "insert"|"update"|"delete",
                "before": {...}|null, "after": {...}|null}],
      "session": {"user": ..., "client_addr": ..., "connection_id": ..., "db": ..., "sql_mode": ...,
-                 "time_zone": ..., "charset": ...}|null}
+                 "time_zone": ..., "charset": ...}|null,
+     "tables": [{"db": "shop", "table": "t", "columns": ["id", "v"],
+                 "types": ["int unsigned", "varchar charset utf8mb4"], "pk": ["id"]|null}]}
+
+``tables`` (binlog events) is the schema of each table the event's rows change, once per table, not
+per row: its columns' names and types as the binlog table map described them at that GTID, in the
+compact text form of :class:`~dbmux.core.events.ColumnType` (``kind[(args)][ unsigned][ charset
+NAME]``), and its primary key (``null``: not known). It is an optional field of version 2, written
+only when an event has tables: events without it (ingress events, and every event written before it
+existed) decode with ``tables`` empty, and a decoder that does not know the field ignores it (it
+types row values by the source's current schema, as before).
 
 Statements travel byte-exact (:mod:`dbmux.core.charsets`). ``sql`` is a JSON string when the
 statement's bytes are that string's UTF-8 (UTF-8 text in a UTF-8 character set, or ASCII in any: the
@@ -68,7 +78,17 @@ from typing import Any
 
 import orjson
 
-from dbmux.core.events import SOURCES, STATEMENT_KINDS, ChangeEvent, EnvelopeError, RowChange, SessionContext, Statement
+from dbmux.core.events import (
+    SOURCES,
+    STATEMENT_KINDS,
+    ChangeEvent,
+    ColumnType,
+    EnvelopeError,
+    RowChange,
+    SessionContext,
+    Statement,
+    TableSchema,
+)
 from dbmux.core.gtid import Gtid, GtidError
 
 __all__ = [
@@ -223,6 +243,30 @@ def _encode_image(image: dict[str, Any] | None, i: int, side: str) -> dict[str, 
 
 # --------------------------------------------------------------------------------------------- encode
 
+# TableSchema -> its JSON, pre-serialised: a producer hands the same TableSchema object to every event
+# of a table (the binlog reader keeps one per table map), so each is serialised once. Keyed by identity
+# (the entry holds the object, so its id is not reused while cached); bounded.
+_TABLE_WIRE: dict[int, tuple[TableSchema, orjson.Fragment]] = {}
+_TABLE_WIRE_MAX = 1024
+
+
+def _table_wire(ts: TableSchema) -> orjson.Fragment:
+    hit = _TABLE_WIRE.get(id(ts))
+    if hit is not None and hit[0] is ts:
+        return hit[1]
+    if type(ts) is not TableSchema:
+        raise EnvelopeError(f"tables: expected TableSchema, got {type(ts).__name__}")
+    doc = {"db": ts.db, "table": ts.table, "columns": list(ts.columns), "types": [t.text for t in ts.types],
+           "pk": list(ts.primary_key) if ts.primary_key is not None else None}
+    try:
+        wire = orjson.Fragment(orjson.dumps(doc))
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise EnvelopeError(f"table {ts.db}.{ts.table}: cannot encode: {e}") from None
+    if len(_TABLE_WIRE) >= _TABLE_WIRE_MAX:
+        _TABLE_WIRE.clear()
+    _TABLE_WIRE[id(ts)] = (ts, wire)
+    return wire
+
 
 def encode_event(ev: ChangeEvent) -> bytes:
     """Serialise an event to its orjson bytes. Raises :class:`EnvelopeError` on unsupported values."""
@@ -277,6 +321,8 @@ def encode_event(ev: ChangeEvent) -> bytes:
         "rows": rows,
         "session": session,
     }
+    if ev.tables:
+        doc["tables"] = [_table_wire(ts) for ts in ev.tables]
     try:
         return orjson.dumps(doc)
     except (TypeError, orjson.JSONEncodeError) as e:
@@ -413,6 +459,64 @@ def _new_row_change(table: str, db: str, op: str, before: Any, after: Any) -> Ro
     return row
 
 
+def _str_list(raw: dict[str, Any], key: str, where: str, *, optional: bool = False) -> tuple[str, ...] | None:
+    value = _field(raw, key, (list,), where, optional=optional)
+    if value is None:
+        return None
+    if not all(type(v) is str for v in value):
+        raise EnvelopeError(f"{where}: field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+# Tables decoded before, by their wire content: every event of a table carries the same one, so it is
+# checked and built once, and consumers get the same TableSchema object for each. Bounded.
+_TABLES_SEEN: dict[tuple[Any, ...], TableSchema] = {}
+_TABLES_SEEN_MAX = 1024
+
+
+def _decode_tables(raw: Any, where: str) -> tuple[TableSchema, ...]:
+    if raw is None:
+        return ()
+    if type(raw) is not list:
+        raise EnvelopeError(f"{where}: field 'tables' must be a list, got {type(raw).__name__}")
+    out = []
+    seen = _TABLES_SEEN
+    for i, t in enumerate(raw):
+        if type(t) is dict:
+            get: Callable[[str], Any] = t.get
+            columns, types, pk = get("columns"), get("types"), get("pk")
+            if type(columns) is list and type(types) is list and (pk is None or type(pk) is list):
+                key = (get("db"), get("table"), tuple(columns), tuple(types), pk if pk is None else tuple(pk))
+                try:
+                    hit = seen.get(key)
+                except TypeError:  # (something unhashable inside: not a table; the checks below say why)
+                    hit = None
+                if hit is not None:
+                    out.append(hit)
+                    continue
+                ts = _decode_table(t, f"{where} tables[{i}]")
+                if len(seen) >= _TABLES_SEEN_MAX:
+                    seen.clear()
+                seen[key] = ts
+                out.append(ts)
+                continue
+        out.append(_decode_table(t, f"{where} tables[{i}]"))
+    return tuple(out)
+
+
+def _decode_table(t: Any, at: str) -> TableSchema:
+    if type(t) is not dict:
+        raise EnvelopeError(f"{at}: must be an object, got {type(t).__name__}")
+    columns = _str_list(t, "columns", at)
+    types = _str_list(t, "types", at)
+    try:
+        return TableSchema(db=_field(t, "db", (str,), at), table=_field(t, "table", (str,), at),
+                           columns=columns or (), types=tuple(map(ColumnType.parse, types or ())),
+                           primary_key=_str_list(t, "pk", at, optional=True))
+    except EnvelopeError as e:
+        raise EnvelopeError(f"{at}: {e}") from None
+
+
 def _decode_session(raw: Any) -> SessionContext | None:
     if raw is None:
         return None
@@ -463,6 +567,7 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
     statements = tuple(_decode_statement(s, f"{where} statements[{i}]", version, session_charset)
                        for i, s in enumerate(statements_raw))
     rows = _decode_rows(rows_raw, where)
+    tables = _decode_tables(doc.get("tables"), where)
     return ChangeEvent(
         gtid=gtid,
         source=source,
@@ -471,4 +576,5 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
         statements=statements,
         rows=rows,
         session=session,
+        tables=tables,
     )

@@ -2,13 +2,16 @@
 
 Frozen dataclasses that check their own invariants: a :class:`ChangeEvent` carries the ingress form (its
 :class:`Statement` list and the :class:`SessionContext` they ran in) and/or the binlog row form (its
-:class:`RowChange` list). The wire format is :mod:`dbmux.core.codec`; the Kafka topic and message key
-are :mod:`dbmux.core.topics`.
+:class:`RowChange` list, and the :class:`TableSchema` of each table its rows change: column names and
+:class:`ColumnType` as the binlog table map described them at that GTID). The wire format is
+:mod:`dbmux.core.codec`; the Kafka topic and message key are :mod:`dbmux.core.topics`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from dbmux.core.charsets import bytes_fields, is_utf8_charset, sql_text, statement_fields
@@ -20,6 +23,8 @@ __all__ = [
     "SessionContext",
     "Statement",
     "RowChange",
+    "ColumnType",
+    "TableSchema",
     "ChangeEvent",
     "STATEMENT_KINDS",
     "SOURCES",
@@ -152,9 +157,161 @@ class RowChange:
             raise EnvelopeError(f"{self.op} row change on {self.db}.{self.table} needs an after image")
 
 
+_INTEGER_KINDS = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
+_BINARY_KINDS = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry"})
+_TEMPORAL_KINDS = frozenset({"time", "datetime", "timestamp"})
+_TYPE_TEXT = re.compile(r"([a-z][a-z0-9_]*)(?:\((.*)\))?( unsigned)?(?: charset ([A-Za-z0-9_]+))?", re.DOTALL)
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """A column's MySQL type as a row event carries it (from the binlog table map, at that GTID).
+
+    ``kind``: the MySQL type name, lowercase: ``tinyint smallint mediumint int bigint float double
+    decimal year date time datetime timestamp bit enum set json geometry char varchar binary varbinary
+    tinytext text mediumtext longtext tinyblob blob mediumblob longblob`` (the table map tells CHAR from
+    BINARY, TEXT from BLOB by the column's character set; MariaDB's JSON is ``longtext``); an unknown
+    type is ``type<code>``. ``charset``: the character set of text columns (None when not text or not
+    known); ``width``: BIT(n)'s n; ``precision``/``scale``: DECIMAL's; ``fsp``: the fractional seconds
+    of TIME, DATETIME and TIMESTAMP; ``values``: an ENUM's or SET's. String lengths are not carried
+    (the table map has bytes, not characters; values are typed without them).
+
+    :attr:`text` is the compact form the envelope carries (:meth:`parse` reads it back):
+    ``kind[(args)][ unsigned][ charset NAME]``, e.g. ``int unsigned``, ``decimal(10,2)``,
+    ``datetime(6)``, ``bit(8)``, ``enum('a','it''s')``, ``varchar charset utf8mb4``, ``longblob``.
+    """
+
+    kind: str
+    unsigned: bool = False
+    charset: str | None = None
+    width: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    fsp: int = 0
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.values, list):
+            object.__setattr__(self, "values", tuple(self.values))
+        if _parse_type(self.text) != self:  # (cached)
+            raise EnvelopeError(f"column type {self!r} cannot be written as its text form")
+
+    @property
+    def text(self) -> str:
+        """The compact text form (see the class docstring)."""
+        args = ""
+        if self.kind == "decimal" and self.precision is not None:
+            args = f"({self.precision},{self.scale or 0})"
+        elif self.kind == "bit" and self.width is not None:
+            args = f"({self.width})"
+        elif self.kind in _TEMPORAL_KINDS and self.fsp:
+            args = f"({self.fsp})"
+        elif self.kind in ("enum", "set"):
+            args = "(" + ",".join("'" + v.replace("'", "''") + "'" for v in self.values) + ")"
+        return (self.kind + args + (" unsigned" if self.unsigned else "")
+                + (f" charset {self.charset}" if self.charset is not None else ""))
+
+    @property
+    def is_binary(self) -> bool:
+        """Bytes, not text (BINARY, VARBINARY, the BLOBs, GEOMETRY)."""
+        return self.kind in _BINARY_KINDS
+
+    @property
+    def is_integer(self) -> bool:
+        return self.kind in _INTEGER_KINDS
+
+    @staticmethod
+    def parse(text: str) -> ColumnType:
+        """The type whose :attr:`text` is ``text``; :class:`EnvelopeError` when it is none."""
+        if type(text) is not str:
+            raise EnvelopeError(f"column type must be a string, got {type(text).__name__}")
+        return _parse_type(text)
+
+
+def _numbers(args: str, n: int) -> list[int]:
+    parts = args.split(",")
+    if len(parts) != n or not all(_DIGITS.fullmatch(p) for p in parts):
+        raise ValueError(f"expected {n} unsigned number{'s' if n > 1 else ''}")
+    return [int(p) for p in parts]
+
+
+@lru_cache(maxsize=4096)
+def _parse_type(text: str) -> ColumnType:
+    """ColumnType.parse (cached: every event of a table carries the same texts)."""
+    m = _TYPE_TEXT.fullmatch(text)
+    if m is None:
+        raise EnvelopeError(f"column type {text!r}: expected 'kind[(args)][ unsigned][ charset NAME]'")
+    kind, args, unsigned, charset = m[1], m[2], bool(m[3]), m[4]
+    fields: dict[str, Any] = {}
+    try:
+        if args is None:
+            pass
+        elif kind == "decimal":
+            p, s = _numbers(args, 2)
+            fields.update(precision=p, scale=s)
+        elif kind == "bit":
+            (fields["width"],) = _numbers(args, 1)
+        elif kind in _TEMPORAL_KINDS:
+            (fields["fsp"],) = _numbers(args, 1)
+        elif kind in ("enum", "set"):
+            values = [v.replace("''", "'") for v in _QUOTED.findall(args)]
+            if args != ",".join("'" + v.replace("'", "''") + "'" for v in values):
+                raise ValueError("not a list of quoted values")
+            fields["values"] = tuple(values)
+        else:
+            raise ValueError(f"{kind} takes no arguments")
+    except ValueError as e:
+        raise EnvelopeError(f"column type {text!r}: bad arguments ({e})") from None
+    out = object.__new__(ColumnType)  # (its fields are checked here: skips __post_init__'s check)
+    for name, value in (("kind", kind), ("unsigned", unsigned), ("charset", charset), ("width", None),
+                        ("precision", None), ("scale", None), ("fsp", 0), ("values", ())):
+        object.__setattr__(out, name, fields.get(name, value))
+    if out.text != text:  # one text per type (e.g. no "time(0)", no "decimal(05,2)")
+        raise EnvelopeError(f"column type {text!r}: not in its canonical form {out.text!r}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """A table as a row event carries it: its columns' names and types in table order, at that GTID.
+
+    ``primary_key``: the primary key's columns (``()``: the table has none), or None when the producer
+    could not tell (consumers then take the key from the source's schema).
+    """
+
+    db: str
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[ColumnType, ...]
+    primary_key: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("columns", "types", "primary_key"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.columns) != len(self.types):
+            raise EnvelopeError(f"table {self.db}.{self.table}: {len(self.columns)} columns but "
+                                f"{len(self.types)} types")
+        if not all(type(t) is ColumnType for t in self.types):
+            raise EnvelopeError(f"table {self.db}.{self.table}: types must be ColumnType")
+        if self.primary_key is not None and not set(self.primary_key) <= set(self.columns):
+            raise EnvelopeError(f"table {self.db}.{self.table}: primary key {list(self.primary_key)} names a "
+                                "column it does not have")
+
+    def type_of(self, column: str) -> ColumnType | None:
+        """The type of ``column`` (None: no such column)."""
+        try:
+            return self.types[self.columns.index(column)]
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """One committed source transaction."""
+    """One committed source transaction. ``tables``: the schema of the tables its rows change, one
+    entry per table (binlog events; empty for statement-only events, and in events written before)."""
 
     gtid: Gtid
     source: str
@@ -163,6 +320,7 @@ class ChangeEvent:
     statements: tuple[Statement, ...] = ()
     rows: tuple[RowChange, ...] = ()
     session: SessionContext | None = None
+    tables: tuple[TableSchema, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -173,6 +331,15 @@ class ChangeEvent:
             object.__setattr__(self, "statements", tuple(self.statements))
         if isinstance(self.rows, list):
             object.__setattr__(self, "rows", tuple(self.rows))
+        if isinstance(self.tables, list):
+            object.__setattr__(self, "tables", tuple(self.tables))
+
+    def table_schema(self, db: str, table: str) -> TableSchema | None:
+        """The schema the event carries for ``db.table`` (None: it carries none)."""
+        for ts in self.tables:
+            if ts.table == table and ts.db == db:
+                return ts
+        return None
 
     @property
     def unsafe(self) -> bool:

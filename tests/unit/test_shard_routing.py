@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
+from dbmux.core.events import ChangeEvent, ColumnType, RowChange, SessionContext, Statement, TableSchema
 from dbmux.core.gtid import Gtid
 from dbmux.replicator import shard_analysis
 from dbmux.replicator.errors import ApplyError
@@ -549,3 +549,15 @@ def test_a_split_partitions_the_rows_exactly(rows, prepared):
             assert got.params == tuple(v for row in mine for v in row)
         else:
             assert got.sql == "INSERT INTO t (id, c) VALUES " + ", ".join(f"({i}, {literal(c)})" for i, c in mine)
+
+
+@pytest.mark.parametrize("table, carried_key, shard", [
+    ("ghost", ("v",), "b"),  # unknown to today's schema: routed by the key the event carries (v=1: odd)
+    ("t", ("c",), "a"),  # today t's key is id (odd: b); at that GTID it was c (c=4: even)
+])
+def test_rows_are_routed_by_the_key_the_event_carries(table, carried_key, shard):
+    """A table re-created with another key: its old events route by the key it had then."""
+    schema = TableSchema("shop", table, ("id", "v", "c"), (ColumnType("int"),) * 3, carried_key)
+    ev = ChangeEvent(GTID, "binlog", 1, rows=(RowChange(table, "shop", "insert", after={"id": 1, "v": 1, "c": 4}),),
+                     tables=(schema,))
+    assert {s: len(ROUTERS[s].route(ev).rows) for s in MAP.shards} == {s: int(s == shard) for s in MAP.shards}

@@ -142,7 +142,9 @@ class SelfVerifier:
 
     async def run(self, target: RowComparer, frontier: dict[str, int]) -> list[str]:
         """Check what arrived (the target at ``frontier``); return the differences confirmed now."""
-        checks, self._checks = self._checks, []
+        # the checks stay queued until they are done: binlog copies consumed while the target compares
+        # must still be kept (one of them may be what changed a key after the checked transaction)
+        checks = list(self._checks)
         start = 0
         while start < len(checks):
             end, rows = start, 0
@@ -151,6 +153,7 @@ class SelfVerifier:
                 end += 1
             await self._check(target, checks[start:end], frontier)
             start = end
+        del self._checks[:len(checks)]
         confirmed = []
         now = time.monotonic()
         for p in list(self._pending):

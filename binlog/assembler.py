@@ -54,7 +54,7 @@ from typing import Any
 
 from dbmux.binlog.row_decoder import ROW_EVENT_OPS, row_changes
 from dbmux.binlog.table_schema import table_schema
-from dbmux.core.events import ChangeEvent, RowChange, Statement, TableSchema
+from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement, TableSchema
 from dbmux.core.gtid import Gtid
 from dbmux.core.passwords import redact_secrets
 
@@ -115,13 +115,40 @@ class _Open:
     tables: dict[tuple[str, str], TableSchema] = field(default_factory=dict)
     # savepoint name -> (len(rows), len(statements), len(tables)) when it was set
     savepoints: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    session: SessionContext | None = None  # a standalone statement's sql_mode and time zone
+
+
+# sql_mode's bits as the binlog carries them (Q_SQL_MODE_CODE), MariaDB's names; MySQL 8 differs in
+# bit 32 and has retired bits 4 and 8-17 and 28 (never set by it)
+_SQL_MODE_BITS = (
+    "REAL_AS_FLOAT", "PIPES_AS_CONCAT", "ANSI_QUOTES", "IGNORE_SPACE", "IGNORE_BAD_TABLE_OPTIONS",
+    "ONLY_FULL_GROUP_BY", "NO_UNSIGNED_SUBTRACTION", "NO_DIR_IN_CREATE", "POSTGRESQL", "ORACLE", "MSSQL", "DB2",
+    "MAXDB", "NO_KEY_OPTIONS", "NO_TABLE_OPTIONS", "NO_FIELD_OPTIONS", "MYSQL323", "MYSQL40", "ANSI",
+    "NO_AUTO_VALUE_ON_ZERO", "NO_BACKSLASH_ESCAPES", "STRICT_TRANS_TABLES", "STRICT_ALL_TABLES", "NO_ZERO_IN_DATE",
+    "NO_ZERO_DATE", "ALLOW_INVALID_DATES", "ERROR_FOR_DIVISION_BY_ZERO", "TRADITIONAL", "NO_AUTO_CREATE_USER",
+    "HIGH_NOT_PRECEDENCE", "NO_ENGINE_SUBSTITUTION", "PAD_CHAR_TO_FULL_LENGTH", "EMPTY_STRING_IS_NULL",
+    "SIMULTANEOUS_ASSIGNMENT", "TIME_ROUND_FRACTIONAL",
+)
+_MYSQL_SQL_MODE_BITS = {32: "TIME_TRUNCATE_FRACTIONAL"}
+
+
+def sql_mode_names(bits: int, mariadb: bool = True) -> str:
+    """A binlog query event's sql_mode bits as ``SET sql_mode`` takes them (unknown bits left out)."""
+    names = []
+    for i, name in enumerate(_SQL_MODE_BITS):
+        if bits >> i & 1:
+            if not mariadb and (i in (4, 28) or 8 <= i <= 17 or i > 32):
+                continue
+            names.append(name if mariadb else _MYSQL_SQL_MODE_BITS.get(i, name))
+    return ",".join(names)
 
 
 class TransactionAssembler:
     """Feed binlog events in order; :meth:`feed` returns a ChangeEvent when a transaction completes."""
 
-    def __init__(self, system_schemas: frozenset[str] = SYSTEM_SCHEMAS) -> None:
+    def __init__(self, system_schemas: frozenset[str] = SYSTEM_SCHEMAS, *, mariadb: bool = True) -> None:
         self._system = system_schemas
+        self._mariadb = mariadb
         self._open: _Open | None = None
         self.dropped_partial = 0
 
@@ -184,10 +211,16 @@ class TransactionAssembler:
                 txn.statements.append(_statement(sql, "other"))
                 txn.db = txn.db or schema or None
             return None
-        # A standalone statement (DDL, account management, ...) is a transaction of its own.
+        # A standalone statement (DDL, account management, ...) is a transaction of its own, applied in
+        # the sql_mode and time zone it ran in (ANSI_QUOTES: MariaDB logs `DROP TABLE "t"` so)
         if _keep_statement(sql, schema):
             txn.statements.append(_statement(sql, "ddl"))
             txn.db = schema or None
+            bits = getattr(event, "sql_mode", None)
+            if isinstance(bits, int):
+                zone = getattr(event, "time_zone", None)
+                txn.session = SessionContext(sql_mode=sql_mode_names(bits, self._mariadb),
+                                             time_zone=_text(zone) if zone else "SYSTEM")
         return self._finish()
 
     @staticmethod
@@ -220,4 +253,5 @@ class TransactionAssembler:
         assert txn is not None
         self._open = None
         return ChangeEvent(gtid=txn.gtid, source="binlog", ts_ms=txn.ts_ms, db=txn.db,
-                           rows=tuple(txn.rows), statements=tuple(txn.statements), tables=tuple(txn.tables.values()))
+                           rows=tuple(txn.rows), statements=tuple(txn.statements), tables=tuple(txn.tables.values()),
+                           session=txn.session)

@@ -180,7 +180,7 @@ class _BinlogThread(threading.Thread):
                              WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent, RotateEvent],
                 slave_heartbeat=_HEARTBEAT_S, pymysql_wrapper=self._connect, enable_logging=False,
                 freeze_schema=_FREEZE_SCHEMA)
-            assembler = TransactionAssembler()
+            assembler = TransactionAssembler(mariadb=self._mariadb)
             gtids = self._gtids
             fetchone, feed, put, stopping = self._stream.fetchone, assembler.feed, self._put, self.stopping
             debug = log.isEnabledFor(logging.DEBUG)

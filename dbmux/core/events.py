@@ -45,7 +45,8 @@ class EnvelopeError(DbmuxError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:
-    """The client session a statement ran in (ingress events only)."""
+    """The client session a statement ran in (ingress events; for a binlog event of one standalone
+    statement, DDL and the like, the sql_mode and time zone it ran in)."""
 
     user: str | None = None
     client_addr: str | None = None

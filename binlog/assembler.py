@@ -116,6 +116,10 @@ class _Open:
     # savepoint name -> (len(rows), len(statements), len(tables)) when it was set
     savepoints: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     session: SessionContext | None = None  # a standalone statement's sql_mode and time zone
+    no_fk_checks: bool = False  # a rows event of it had the NO_FOREIGN_KEY_CHECKS flag
+
+
+_NO_FOREIGN_KEY_CHECKS = 0x0002  # a rows event's flag: the session had foreign_key_checks = 0
 
 
 # sql_mode's bits as the binlog carries them (Q_SQL_MODE_CODE), MariaDB's names; MySQL 8 differs in
@@ -173,6 +177,8 @@ class TransactionAssembler:
                 return None
             if changes:
                 txn.rows += changes
+                if getattr(event, "flags", 0) & _NO_FOREIGN_KEY_CHECKS:
+                    txn.no_fk_checks = True
                 if txn.db is None:
                     txn.db = changes[0].db
                 where = (changes[0].db, changes[0].table)
@@ -254,4 +260,4 @@ class TransactionAssembler:
         self._open = None
         return ChangeEvent(gtid=txn.gtid, source="binlog", ts_ms=txn.ts_ms, db=txn.db,
                            rows=tuple(txn.rows), statements=tuple(txn.statements), tables=tuple(txn.tables.values()),
-                           session=txn.session)
+                           session=txn.session, no_fk_checks=txn.no_fk_checks)

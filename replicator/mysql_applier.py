@@ -272,6 +272,9 @@ class MySQLApplier:
                 for st in ev.statements:
                     parts.extend(_statement_sql(st, ctx))
                 continue
+            if ev.no_fk_checks:
+                flush()
+                parts.append(_FK_OFF)
             for row in ev.rows:
                 after = row.after
                 if row.op == "insert" and after is not None:
@@ -286,6 +289,9 @@ class MySQLApplier:
                 if pk is None:
                     raise _KeyUnknown(row.db, row.table)
                 parts.append(row_sql(row.db, row.table, row.op, row.before, after, pk))
+            if ev.no_fk_checks:
+                flush()
+                parts.append(_FK_RESTORE)
         flush()
         parts.extend(self._position_sql(position, last_gtids))
         parts.append("COMMIT")
@@ -316,10 +322,14 @@ class MySQLApplier:
     async def _apply_event(self, cur, ev: ChangeEvent, offset: int, *, ddl: bool) -> None:
         await self._set_session(cur, ev)
         if ev.rows:
+            if ev.no_fk_checks:
+                await cur.execute(_FK_OFF)
             for row in ev.rows:
                 pk = await self._primary_key(cur, row.db, row.table)
                 await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
                                     ev, offset, table=f"{row.db}.{row.table}")
+            if ev.no_fk_checks:
+                await cur.execute(_FK_RESTORE)
             for st in ev.statements:  # binlog events carry DDL as statements
                 if not self._skipped_trigger(st, ev):
                     await self._execute(cur, _statement_text(st), ev, offset, ddl=st.kind == "ddl")
@@ -481,6 +491,12 @@ def _verify_sql(first: tuple, items: list[tuple]) -> str:
     if image is None:
         return count_keys_sql(db, table, pk, [it[3] for it in items])
     return upsert_sql(db, table, tuple(image), [it[4] for it in items])
+
+
+# rows the primary changed with foreign_key_checks = 0 are applied so (children before parents, a
+# self-referencing table emptied in one statement); the session's own setting comes back afterwards
+_FK_OFF = "SET @dbmux_fkc = @@foreign_key_checks, foreign_key_checks = 0"
+_FK_RESTORE = "SET foreign_key_checks = @dbmux_fkc"
 
 
 class _KeyUnknown(Exception):

@@ -19,7 +19,8 @@ compact text form of :class:`~dbmux.core.events.ColumnType` (``kind[(args)][ uns
 NAME]``), and its primary key (``null``: not known). It is an optional field of version 2, written
 only when an event has tables: events without it (ingress events, and every event written before it
 existed) decode with ``tables`` empty, and a decoder that does not know the field ignores it (it
-types row values by the source's current schema, as before).
+types row values by the source's current schema, as before). Likewise ``"no_fk_checks": true`` (binlog
+events whose rows the primary changed with ``foreign_key_checks = 0``; absent: false).
 
 Statements travel byte-exact (:mod:`dbmux.core.charsets`). ``sql`` is a JSON string when the
 statement's bytes are that string's UTF-8 (UTF-8 text in a UTF-8 character set, or ASCII in any: the
@@ -323,6 +324,8 @@ def encode_event(ev: ChangeEvent) -> bytes:
     }
     if ev.tables:
         doc["tables"] = [_table_wire(ts) for ts in ev.tables]
+    if ev.no_fk_checks:
+        doc["no_fk_checks"] = True
     try:
         return orjson.dumps(doc)
     except (TypeError, orjson.JSONEncodeError) as e:
@@ -568,6 +571,7 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
                        for i, s in enumerate(statements_raw))
     rows = _decode_rows(rows_raw, where)
     tables = _decode_tables(doc.get("tables"), where)
+    no_fk_checks = _field(doc, "no_fk_checks", (bool,), where, optional=True) or False
     return ChangeEvent(
         gtid=gtid,
         source=source,
@@ -577,4 +581,5 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
         rows=rows,
         session=session,
         tables=tables,
+        no_fk_checks=no_fk_checks,
     )

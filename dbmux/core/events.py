@@ -322,6 +322,9 @@ class ChangeEvent:
     rows: tuple[RowChange, ...] = ()
     session: SessionContext | None = None
     tables: tuple[TableSchema, ...] = ()
+    # the primary ran (some of) its row changes with foreign_key_checks = 0 (the binlog rows events'
+    # NO_FOREIGN_KEY_CHECKS flag: a dump loaded children first, an ORM emptying self-referencing tables)
+    no_fk_checks: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

@@ -65,6 +65,7 @@ class WriteRowsEvent:
     rows: list[dict[str, Any]]
     schema: str = "shop"
     columns: list[Column] = field(default_factory=list)
+    flags: int = 0  # 0x0002: NO_FOREIGN_KEY_CHECKS
 
 
 @dataclass
@@ -530,3 +531,12 @@ def test_row_transactions_carry_no_session():
     """Row images are applied in the applier's own row session (UTC, NO_AUTO_VALUE_ON_ZERO)."""
     (ev,) = _feed(_txn("0-1-21", WriteRowsEvent("t", [{"values": {"id": 1}}])))
     assert ev.session is None
+
+
+@pytest.mark.parametrize("flags, expected", [((0, 0), False), ((0, 2), True), ((2 | 4, 0), True)])
+def test_rows_changed_without_foreign_key_checks_mark_the_event(flags, expected):
+    (ev,) = _feed(_txn("0-1-22", WriteRowsEvent("t", [{"values": {"id": 1}}], flags=flags[0]),
+                       DeleteRowsEvent("t", [{"values": {"id": 2}}], flags=flags[1])))
+    assert ev.no_fk_checks is expected
+    assert decode_event(encode_event(ev)).no_fk_checks is expected
+    assert (b"no_fk_checks" in encode_event(ev)) is expected  # (absent unless set: old decoders ignore it)

@@ -332,7 +332,7 @@ class PostgresApplier:
                                     _bit_strings(row.after, bits))
                 st = row_statement(schema, table, row.op, row.before, row.after, pk, pg_types)
                 if row.op == "insert" and st.sql not in self._copy_into:
-                    self._copy_into[st.sql] = (schema, table, tuple(row.after or ()))
+                    self._copy_into[st.sql] = (schema, table, tuple(c.lower() for c in row.after or ()))
                 out.append((st.sql, st.args, ev, offset))
             for s in ev.statements:
                 if (meaningless := not_applied(s.sql)) is not None:

@@ -77,6 +77,13 @@ def test_tables_dropped_and_recreated_with_other_types_reach_pg_shards(stack, tm
         assert res.returncode == 0, res.stdout + res.stderr + tails
         with c.cursor() as cur:  # and through the change while the replicators run
             _old_then_new(cur, db, "live")
+            # mixed-case column names (MySQL's are case-insensitive; PostgreSQL has them lower-case), by
+            # COPY and by single statements (a client test suite's table)
+            cur.execute(f"CREATE TABLE {db}.dc (Name CHAR(20) PRIMARY KEY, DOB DATETIME)")
+            cur.execute(f"INSERT INTO {db}.dc VALUES " + ", ".join(
+                f"('n{i}', '1990-02-06 23:04:56')" for i in range(ROWS)))
+            cur.execute(f"UPDATE {db}.dc SET DOB = '2000-01-01 00:00:00' WHERE Name = 'n1'")
+            cur.execute(f"DELETE FROM {db}.dc WHERE Name = 'n2'")
         res = verify_until_equal(cfg, 120)
         tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
         assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr + tails

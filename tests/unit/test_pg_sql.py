@@ -454,3 +454,18 @@ def test_created_table(sql, expected):
     assert (TableInfo(**got[1]) if got else None) == expected
     if got:
         assert got[0] == ("d", "n")
+
+
+@pytest.mark.parametrize("op, before, after, sql", [
+    ("insert", None, {"ID": 1, "DOB": "1990-02-06"},
+     'INSERT INTO "shop"."dc" ("id", "dob") VALUES ($1, $2) ON CONFLICT ("id") DO UPDATE SET "dob" = EXCLUDED."dob"'),
+    ("update", {"ID": 1, "DOB": None}, {"ID": 1, "DOB": "1990-02-06"},
+     'UPDATE "shop"."dc" SET "id" = $1, "dob" = $2 WHERE "id" = $3'),
+    ("delete", {"ID": 1, "DOB": None}, None, 'DELETE FROM "shop"."dc" WHERE "id" = $1'),
+])
+def test_row_images_name_columns_as_the_translated_ddl_does(op, before, after, sql):
+    """MySQL column names are case-insensitive; the PostgreSQL tables have them lower-case, and a key
+    from a schema may be spelled otherwise than the row image (a client test suite's ``DOB`` column)."""
+    st = row_statement("shop", "dc", op, before, after, ("id",))
+    assert st.sql == sql
+    assert 1 in st.args

@@ -172,18 +172,19 @@ class Connection:
                 "session_track_schema=ON")
             row = await self.internal_query(
                 "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, "
-                "@@session.last_gtid, @@global.system_time_zone")
+                "@@session.last_gtid, @@global.system_time_zone, @@session.foreign_key_checks")
         else:
             await self.internal_query(
                 f"SET SESSION session_track_gtids='OWN_GTID', session_track_system_variables='{TRACKED_VARIABLES}', "
                 "session_track_schema=ON")
             row = await self.internal_query(
                 "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, NULL, "
-                "@@global.system_time_zone")
+                "@@global.system_time_zone, @@session.foreign_key_checks")
         if not row:
             return False
         ctx = self.ctx
-        db, ctx.sql_mode, ctx.time_zone, ctx.charset, gtid, ctx.system_time_zone = row
+        db, ctx.sql_mode, ctx.time_zone, ctx.charset, gtid, ctx.system_time_zone, fk_checks = row
+        ctx.foreign_key_checks = str(fk_checks) not in ("0", "OFF")
         ctx.db = db
         self.last_gtid = gtid or None
         return True

@@ -27,8 +27,10 @@ from dbmux.ingress.protocol.generic_packets import OkPacket
 from dbmux.ingress.protocol.session_state import GtidsChange, SchemaChange, SessionChange, SystemVariableChange
 
 # System variables the primary reports in OK packets (``session_track_system_variables``).
-TRACKED_VARIABLES = "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,sql_mode"
-INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode"})  # tracked for capture only; stripped for clients
+TRACKED_VARIABLES = ("autocommit,character_set_client,character_set_connection,character_set_results,time_zone,"
+                     "sql_mode,foreign_key_checks")
+# tracked for capture only; stripped for clients
+INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode", "foreign_key_checks"})
 # (MySQL's SESSION_TRACK_GTIDS, which the ingress turns on with session_track_gtids, is stripped too: a
 # client's own default is OFF.)
 
@@ -44,6 +46,7 @@ class ConnectionContext:
     charset: str | None = None  # character_set_client: what the client's statements are bytes in (it
     # travels with each captured statement; dbmux.core.charsets)
     system_time_zone: str | None = None  # the primary's, for a session time zone of SYSTEM
+    foreign_key_checks: bool = True  # off: the session's writes are applied from their row copy
     client_caps: int = 0  # negotiated with the client
     upstream_caps: int = 0  # negotiated with the primary
     ext_caps: int = 0  # MariaDB extended capabilities (the same on both hops)
@@ -62,6 +65,8 @@ class ConnectionContext:
                     self.time_zone = change.value
                 elif change.name == "character_set_client":
                     self.charset = change.value
+                elif change.name == "foreign_key_checks":
+                    self.foreign_key_checks = change.value.upper() not in ("OFF", "0")
             elif isinstance(change, SchemaChange):
                 # an empty name is "no database selected" (reported e.g. when a CALL returns to a session
                 # that had none): None, never "" -- a table filter reads "" as a database it does not select

@@ -95,7 +95,9 @@ class CommandRelay:
         self.publisher = publisher
         self.capture = TransactionCapture(last_gtid=conn.last_gtid, late_reports=not conn.is_mariadb)
         self.prepared = PreparedStatements()
-        self.safety = SessionSafety(facts, ingress.statement_safety)  # session and schema rules for `unsafe`
+        ctx = conn.ctx
+        # session and schema rules for `unsafe`
+        self.safety = SessionSafety(facts, ingress.statement_safety, lambda: ctx.foreign_key_checks)
         self.tag = conn.tag
         self._sync = ingress.durability == "sync"
         self._publish_timeout_s = ingress.publish_timeout_ms / 1000

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from prometheus_client import Counter
 
@@ -60,9 +61,11 @@ class SessionSafety:
     """One session's statement-safety state and judgements (see the module docstring). ``facts`` None:
     no schema rules (unit tests of the relay); ``enabled`` False: no rule of this module at all."""
 
-    def __init__(self, facts: SchemaFacts | None, enabled: bool = True) -> None:
+    def __init__(self, facts: SchemaFacts | None, enabled: bool = True,
+                 foreign_key_checks: Callable[[], bool] = lambda: True) -> None:
         self.facts = facts if enabled else None
         self.enabled = enabled
+        self.foreign_key_checks = foreign_key_checks  # the session's, as the primary reports it
         self.temporary: set[_Key] = set()
         self.hidden_temporary = False  # something may have created temporary tables the ingress cannot name
         self._flux: dict[int, PendingChange] = {}
@@ -138,6 +141,9 @@ class SessionSafety:
             return None
         temporary_before = set(self.temporary)
         reason = self._temporary_rule(cls, db)
+        if reason is None and cls.kind == "dml" and not self.foreign_key_checks():
+            reason = ("foreign_key_checks", "the session has foreign_key_checks = 0: a target applying the "
+                                            "statement would check (and cascade) what the primary did not")
         facts = self.facts
         if facts is not None:
             # (DDL on the session's temporary tables only -- DROP TABLE of a temporary table shadowing a

@@ -355,7 +355,7 @@ class Replicator:
                     # everything below the planned offsets; held events lie at or above them
                     floor = planned.offsets
                     self._sizes = {k: v for k, v in self._sizes.items() if k[1] >= floor.get(k[0], 0)}
-                if verifier is not None and not ready and not verifier.queued and verifier.due():
+                if verifier is not None and not ready and not verifier.queued and verifier.due(planned.gtids):
                     verifier.queued = True  # checks what arrived, once everything released so far is applied
                     await _hand_over(units, verifier, apply_task)
                 if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records):

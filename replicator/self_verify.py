@@ -137,14 +137,19 @@ class SelfVerifier:
             while self._recent_rows > MAX_RECENT_ROWS and len(self._recent) > 1:
                 self._drop_oldest_recent()
 
-    def due(self) -> bool:
-        return bool(self._checks) or any(self._decidable(p) for p in self._pending)
+    def due(self, applied: dict[str, int]) -> bool:
+        """Is there a check of a transaction in ``applied`` (the target's planned position: everything
+        cut so far), or a difference to decide?"""
+        return any(applied.get(c.event.gtid.domain, -1) >= c.event.gtid.seq for c in self._checks) or \
+            any(self._decidable(p) for p in self._pending)
 
     async def run(self, target: RowComparer, frontier: dict[str, int]) -> list[str]:
         """Check what arrived (the target at ``frontier``); return the differences confirmed now."""
-        # the checks stay queued until they are done: binlog copies consumed while the target compares
-        # must still be kept (one of them may be what changed a key after the checked transaction)
-        checks = list(self._checks)
+        # only transactions the target has applied (a row copy can arrive, and be queued, while its own
+        # transaction is still cut or waiting behind this check: it stays queued for the next one); the
+        # checks stay queued until they are done: binlog copies consumed while the target compares must
+        # still be kept (one of them may be what changed a key after the checked transaction)
+        checks = [c for c in self._checks if frontier.get(c.event.gtid.domain, -1) >= c.event.gtid.seq]
         start = 0
         while start < len(checks):
             end, rows = start, 0
@@ -153,7 +158,8 @@ class SelfVerifier:
                 end += 1
             await self._check(target, checks[start:end], frontier)
             start = end
-        del self._checks[:len(checks)]
+        done = {id(c) for c in checks}
+        self._checks = [c for c in self._checks if id(c) not in done]
         confirmed = []
         now = time.monotonic()
         for p in list(self._pending):

@@ -30,8 +30,8 @@ CAPS = (c.CLIENT_PROTOCOL_41 | c.CLIENT_TRANSACTIONS | c.CLIENT_MULTI_RESULTS | 
 GREETING = HandshakeV10("10.11.6-MariaDB", 42, b"s" * 20, CAPS | c.CLIENT_SSL,
                         auth_plugin_name="mysql_native_password").encode()
 RESPONSE = HandshakeResponse41(CAPS, b"app", b"x" * 20, b"shop", "mysql_native_password").encode()
-SETUP_ROW = [u8(6), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz")], eof(),
-             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC"), eof()]
+SETUP_ROW = [u8(7), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz", b"fk")], eof(),
+             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1"), eof()]
 
 
 class ScriptedPrimary:

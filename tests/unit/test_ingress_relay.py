@@ -348,8 +348,8 @@ async def test_reset_connection_runs_its_round_trips_then_push_mode_resumes():
     h.answer(ok(0, 0, AC))
     await asyncio.sleep(0)
     assert b"SELECT DATABASE()" in h.to_primary()
-    h.answer(u8(6), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz")], eof(0, AC),
-             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC"), eof(0, AC))
+    h.answer(u8(7), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz", b"fk")], eof(0, AC),
+             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1"), eof(0, AC))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert h.relay.capture.last_gtid == "0-1-12" and h.relay.ctx.sql_mode == "ANSI"

@@ -400,3 +400,16 @@ def test_build_tables_from_information_schema_rows():
     assert ("d", "gone") not in facts
     legacy = build_tables(tables, columns, [], [], mariadb=True, explicit_defaults=False)
     assert legacy[("d", "t")].null_implicit == frozenset({"created", "updated"})
+
+
+def test_writes_of_a_session_without_foreign_key_checks_are_unsafe():
+    """The primary neither checked nor cascaded: a target applying the statement would (an ORM's
+    teardown emptying a self-referencing table halted the replicas with 1451)."""
+    checks = {"on": True}
+    session = SessionSafety(facts_with(), foreign_key_checks=lambda: checks["on"])
+    assert reason_of(session, "DELETE FROM plain WHERE id = 1") is None
+    checks["on"] = False
+    assert reason_of(session, "DELETE FROM plain WHERE id = 1") == "foreign_key_checks"
+    assert not run(session, "SELECT * FROM plain")  # reads are never judged
+    checks["on"] = True
+    assert reason_of(session, "DELETE FROM plain WHERE id = 1") is None

@@ -7,74 +7,28 @@ own mode halted with a syntax error), and rows changed with ``foreign_key_checks
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from .conftest import pipeline_config, start_binlog_reader, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator
 from .test_statement_safety import _primary_position, _wait_applied
 
 
-def test_ddl_in_ansi_mode_straight_to_the_primary_replicates(stack, tmp_path):
-    db = f"sm_{uuid.uuid4().hex[:8]}"
-    topic = f"dbmux.sm{uuid.uuid4().hex[:10]}.txn"
-    target = f"sm{uuid.uuid4().hex[:8]}"
+def _straight_to_the_primary(stack, tmp_path, prefix: str, writes: Callable, check: Callable) -> None:
+    """``writes(cursor, db)`` on the primary (binlog reader running), then a replicator applies them to
+    replica 1; ``check(cursor, db)`` runs on the primary and on the replica."""
+    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    topic = f"dbmux.{prefix}{uuid.uuid4().hex[:10]}.txn"
+    target = f"{prefix}{uuid.uuid4().hex[:8]}"
     replica = stack.replicas[0]
-    cfg = pipeline_config(tmp_path / "sm.toml", stack, topic, {target: replica}, tables=f"{db}.*")
+    cfg = pipeline_config(tmp_path / f"{prefix}.toml", stack, topic, {target: replica}, tables=f"{db}.*")
     log = tmp_path / "replicator.log"
     procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     try:
         c = _conn(stack.primary)
         with c.cursor() as cur:
             cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.keep (id INT PRIMARY KEY, v VARCHAR(10))")
-            cur.execute(f"CREATE TABLE {db}.gone (id INT PRIMARY KEY)")
-            cur.execute("SET SESSION sql_mode = 'ANSI'")
-            cur.execute(f'DROP TABLE "{db}"."gone"')
-            cur.execute(f'ALTER TABLE "{db}"."keep" ADD COLUMN "w" INT DEFAULT 7')
-            cur.execute(f"INSERT INTO {db}.keep (id, v) VALUES (1, 'a' || 'b')")  # || concatenates in ANSI
-        c.close()
-        end = _primary_position(stack.primary)
-        procs.append(_start_replicator(cfg, target, log))
-        _wait_applied(replica, target, topic, end, procs[-1], log)
-        r = _conn(replica)
-        with r.cursor() as cur:
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (db,))
-            assert [t for (t,) in cur.fetchall()] == ["keep"]
-            cur.execute(f"SELECT id, v, w FROM {db}.keep")
-            assert cur.fetchall() == ((1, "ab", 7),)
-        r.close()
-    finally:
-        stop_processes(procs)
-        c = _conn(stack.primary)
-        with c.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db}")
-        c.close()
-
-
-def test_rows_changed_without_foreign_key_checks_replicate(stack, tmp_path):
-    db = f"fk_{uuid.uuid4().hex[:8]}"
-    topic = f"dbmux.fk{uuid.uuid4().hex[:10]}.txn"
-    target = f"fk{uuid.uuid4().hex[:8]}"
-    replica = stack.replicas[0]
-    cfg = pipeline_config(tmp_path / "fk.toml", stack, topic, {target: replica}, tables=f"{db}.*")
-    log = tmp_path / "replicator.log"
-    procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
-    try:
-        c = _conn(stack.primary)
-        with c.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.n (id INT PRIMARY KEY, parent_id INT, "
-                        f"FOREIGN KEY (parent_id) REFERENCES {db}.n (id)) ENGINE=InnoDB")
-            cur.execute(f"CREATE TABLE {db}.p (id INT PRIMARY KEY) ENGINE=InnoDB")
-            cur.execute(f"CREATE TABLE {db}.c (id INT PRIMARY KEY, p_id INT NOT NULL, "
-                        f"FOREIGN KEY (p_id) REFERENCES {db}.p (id) ON DELETE CASCADE) ENGINE=InnoDB")
-            cur.execute(f"INSERT INTO {db}.n VALUES (1, NULL), (2, 1), (3, 2)")
-            cur.execute("SET SESSION foreign_key_checks = 0")
-            cur.execute(f"DELETE FROM {db}.n WHERE id IN (1, 2)")  # parents first: 1451 with checks on
-            cur.execute(f"INSERT INTO {db}.c VALUES (10, 5)")  # a child before its parent (a dump's order)
-            cur.execute(f"INSERT INTO {db}.p VALUES (5), (6)")
-            cur.execute("SET SESSION foreign_key_checks = 1")
-            cur.execute(f"INSERT INTO {db}.c VALUES (11, 6)")
-            cur.execute(f"DELETE FROM {db}.p WHERE id = 6")  # with checks on again: the cascade runs on targets
+            writes(cur, db)
         c.close()
         end = _primary_position(stack.primary)
         procs.append(_start_replicator(cfg, target, log))
@@ -82,10 +36,7 @@ def test_rows_changed_without_foreign_key_checks_replicate(stack, tmp_path):
         for where in (stack.primary, replica):
             r = _conn(where)
             with r.cursor() as cur:
-                cur.execute(f"SELECT id, parent_id FROM {db}.n ORDER BY id")
-                assert cur.fetchall() == ((3, 2),), where
-                cur.execute(f"SELECT id, p_id FROM {db}.c ORDER BY id")
-                assert cur.fetchall() == ((10, 5),), where
+                check(cur, db)
             r.close()
     finally:
         stop_processes(procs)
@@ -93,3 +44,46 @@ def test_rows_changed_without_foreign_key_checks_replicate(stack, tmp_path):
         with c.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
         c.close()
+
+
+def test_ddl_in_ansi_mode_straight_to_the_primary_replicates(stack, tmp_path):
+    def writes(cur, db: str) -> None:
+        cur.execute(f"CREATE TABLE {db}.keep (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.execute(f"CREATE TABLE {db}.gone (id INT PRIMARY KEY)")
+        cur.execute("SET SESSION sql_mode = 'ANSI'")
+        cur.execute(f'DROP TABLE "{db}"."gone"')
+        cur.execute(f'ALTER TABLE "{db}"."keep" ADD COLUMN "w" INT DEFAULT 7')
+        cur.execute(f"INSERT INTO {db}.keep (id, v) VALUES (1, 'a' || 'b')")  # || concatenates in ANSI
+
+    def check(cur, db: str) -> None:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (db,))
+        assert [t for (t,) in cur.fetchall()] == ["keep"]
+        cur.execute(f"SELECT id, v, w FROM {db}.keep")
+        assert cur.fetchall() == ((1, "ab", 7),)
+
+    _straight_to_the_primary(stack, tmp_path, "sm", writes, check)
+
+
+def test_rows_changed_without_foreign_key_checks_replicate(stack, tmp_path):
+    def writes(cur, db: str) -> None:
+        cur.execute(f"CREATE TABLE {db}.n (id INT PRIMARY KEY, parent_id INT, "
+                    f"FOREIGN KEY (parent_id) REFERENCES {db}.n (id)) ENGINE=InnoDB")
+        cur.execute(f"CREATE TABLE {db}.p (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"CREATE TABLE {db}.c (id INT PRIMARY KEY, p_id INT NOT NULL, "
+                    f"FOREIGN KEY (p_id) REFERENCES {db}.p (id) ON DELETE CASCADE) ENGINE=InnoDB")
+        cur.execute(f"INSERT INTO {db}.n VALUES (1, NULL), (2, 1), (3, 2)")
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute(f"DELETE FROM {db}.n WHERE id IN (1, 2)")  # parents first: 1451 with checks on
+        cur.execute(f"INSERT INTO {db}.c VALUES (10, 5)")  # a child before its parent (a dump's order)
+        cur.execute(f"INSERT INTO {db}.p VALUES (5), (6)")
+        cur.execute("SET SESSION foreign_key_checks = 1")
+        cur.execute(f"INSERT INTO {db}.c VALUES (11, 6)")
+        cur.execute(f"DELETE FROM {db}.p WHERE id = 6")  # with checks on again: the cascade runs on targets
+
+    def check(cur, db: str) -> None:
+        cur.execute(f"SELECT id, parent_id FROM {db}.n ORDER BY id")
+        assert cur.fetchall() == ((3, 2),)
+        cur.execute(f"SELECT id, p_id FROM {db}.c ORDER BY id")
+        assert cur.fetchall() == ((10, 5),)
+
+    _straight_to_the_primary(stack, tmp_path, "fk", writes, check)

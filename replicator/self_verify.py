@@ -41,6 +41,8 @@ MODES = ("halt", "log", "off")
 MAX_WAITING = 100_000
 MAX_RECENT_ROWS = 200_000
 MAX_CHECK_ROWS = 50_000
+CHECK_BATCH = 500  # checks are run once this many are ready ...
+CHECK_DELAY_S = 0.5  # ... or the oldest has waited this long: one comparison round trip per batch
 PENDING_GIVE_UP_S = 600.0  # a difference still undecided after this is dropped as inconclusive (logged)
 
 VERIFIED = Counter("dbmux_replicator_self_verified_total",
@@ -65,6 +67,7 @@ class RowComparer(Protocol):
 class _Check:
     serial: int  # arrival order of its row copy among binlog copies
     event: ChangeEvent
+    since: float = 0.0  # monotonic time its row copy arrived
 
 
 @dataclass(slots=True)
@@ -130,18 +133,22 @@ class SelfVerifier:
                 log.warning("target %s gtid %s: not self-verified: %d rows (more than %d)",
                                        self.target, ev.gtid, len(ev.rows), MAX_CHECK_ROWS)
             else:
-                self._checks.append(_Check(self._serial, ev))
+                self._checks.append(_Check(self._serial, ev, time.monotonic()))
         if (self._checks or self._pending) and (ev.rows or ev.statements):
             self._recent.append((self._serial, ev))
             self._recent_rows += len(ev.rows)
             while self._recent_rows > MAX_RECENT_ROWS and len(self._recent) > 1:
                 self._drop_oldest_recent()
 
-    def due(self, applied: dict[str, int]) -> bool:
-        """Is there a check of a transaction in ``applied`` (the target's planned position: everything
-        cut so far), or a difference to decide?"""
-        return any(applied.get(c.event.gtid.domain, -1) >= c.event.gtid.seq for c in self._checks) or \
-            any(self._decidable(p) for p in self._pending)
+    def due(self, applied: dict[str, int], now: float | None = None) -> bool:
+        """Are there checks of transactions in ``applied`` (the target's planned position: everything
+        cut so far) to run -- a batch of them, or one that waited long enough -- or a difference to
+        decide?"""
+        ready = [c for c in self._checks if applied.get(c.event.gtid.domain, -1) >= c.event.gtid.seq]
+        if ready and (len(ready) >= CHECK_BATCH or (time.monotonic() if now is None else now) - ready[0].since
+                      >= CHECK_DELAY_S):
+            return True
+        return any(self._decidable(p) for p in self._pending)
 
     async def run(self, target: RowComparer, frontier: dict[str, int]) -> list[str]:
         """Check what arrived (the target at ``frontier``); return the differences confirmed now."""

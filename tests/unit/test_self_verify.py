@@ -48,6 +48,7 @@ def rows(seq: int, *changes: tuple[str, int, int | None, str]) -> ChangeEvent:
 
 
 ALL = {"0": 10**9}  # (a planned position past every GTID of these tests)
+LATER = 10**12  # (a monotonic time past every check's delay)
 
 
 def run(v: SelfVerifier, target: FakeTarget, applied: int) -> list[str]:
@@ -58,9 +59,9 @@ def test_a_statement_applied_transaction_equal_to_its_row_copy_is_verified():
     v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 1): {"id": 1, "v": 5}})
     v.released([(statement(5), 0)])
     v.observed(rows(5, ("t", 1, 5, "update")))
-    assert v.due(ALL)
+    assert v.due(ALL, LATER)
     assert run(v, t, 5) == []
-    assert (v.verified, v.mismatches, v.due(ALL)) == (1, 0, False)
+    assert (v.verified, v.mismatches, v.due(ALL, LATER)) == (1, 0, False)
     assert [it[3] for it in t.asked] == [(1,)]
 
 
@@ -86,7 +87,7 @@ def test_a_difference_waits_for_the_row_copies_up_to_the_targets_position(later,
     v.released([(statement(5), 0)])
     v.observed(rows(5, ("t", 1, 5, "update")))
     assert run(v, t, 6) == []  # pending: 6's row copy not seen yet
-    assert not v.due(ALL)
+    assert not v.due(ALL, LATER)
     for e in later:
         v.observed(e)
     problems = run(v, t, 6)
@@ -99,7 +100,7 @@ def test_a_later_row_copy_seen_before_the_check_runs_supersedes_at_once():
     v.observed(rows(5, ("t", 1, 5, "update")))
     v.observed(rows(6, ("t", 1, 7, "update")))  # applied from rows (not released from statements)
     assert run(v, t, 6) == []
-    assert v.verified == 1 and not v.due(ALL)
+    assert v.verified == 1 and not v.due(ALL, LATER)
 
 
 @pytest.mark.parametrize("released", [
@@ -110,7 +111,7 @@ def test_only_statement_applied_transactions_are_checked(released):
     v, t = SelfVerifier("r", "halt"), FakeTarget()
     v.released(released)
     v.observed(rows(5, ("t", 1, 5, "insert")))
-    assert not v.due(ALL)
+    assert not v.due(ALL, LATER)
     assert run(v, t, 5) == [] and t.asked == []
 
 
@@ -166,8 +167,18 @@ def test_a_transaction_not_applied_yet_is_not_checked_until_it_is():
     v.released([(statement(5), 0), (statement(6), 1)])
     v.observed(rows(5, ("t", 1, 5, "insert")))
     v.observed(rows(6, ("t", 1, None, "delete")))
-    assert not v.due({"0": 4}) and v.due({"0": 5})
+    assert not v.due({"0": 4}, LATER) and v.due({"0": 5}, LATER)
     assert run(v, t, 5) == [] and v.verified == 1 and [it[3] for it in t.asked] == [(1,)]
-    assert not v.due({"0": 5}) and v.due({"0": 6})
+    assert not v.due({"0": 5}, LATER) and v.due({"0": 6}, LATER)
     t.rows.clear()  # the target applied 6
     assert run(v, t, 6) == [] and v.verified == 2 and v.mismatches == 0
+
+
+def test_checks_wait_for_a_batch_or_a_delay():
+    """One comparison round trip per batch, not per applied unit (the check's cost: bench/RESULTS.md)."""
+    v = SelfVerifier("r", "halt")
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "insert")))
+    import time as _time
+    now = _time.monotonic()
+    assert not v.due(ALL, now) and v.due(ALL, now + 1.0)

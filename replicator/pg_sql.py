@@ -6,7 +6,7 @@ lowercased. Two entry points:
 - :func:`translate_statement` — an ingress statement (rewritten MySQL text, optional ``?`` params) →
   PostgreSQL statements with ``$n`` placeholders. Constructs that cannot be translated faithfully raise
   :class:`Untranslatable` (never retriable); the applier then halts or uses the row form.
-- :func:`row_statement` (alias ``row_statements``) — a binlog row image → one idempotent statement.
+- :func:`row_statement` — a binlog row image → one idempotent statement.
 
 Statement coverage and decisions:
 
@@ -70,14 +70,16 @@ from dbmux.replicator.pg_types import (
     PgStatement,
     Untranslatable,
     check_written,
+    column_ident,
     pg_column_type,
     qualified,
     quote_ident,
+    spelled_as,
     to_pg_value,
 )
 
 __all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
-           "row_statements", "to_pg_value", "quote_ident", "qualified", "pg_column_type",
+           "to_pg_value", "quote_ident", "qualified", "pg_column_type",
            "IGNORED_SESSION_VARIABLES"]
 
 IGNORED_SESSION_VARIABLES = frozenset({
@@ -517,7 +519,7 @@ def _insert(node: exp.Insert, sql: str, schema: SchemaInfo | None, insert_id: in
 
 def _match(cols: list[str], start: int, *, null_safe: bool) -> str:
     op = "IS NOT DISTINCT FROM" if null_safe else "="
-    return " AND ".join(f"{_col(c)} {op} ${start + i}" for i, c in enumerate(cols))
+    return " AND ".join(f"{column_ident(c)} {op} ${start + i}" for i, c in enumerate(cols))
 
 
 def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
@@ -536,7 +538,7 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
     types = pg_types or {}
     image = after if op == "insert" else before
     if pk and image:
-        pk = _spelled(image, pk)
+        pk = spelled_as(image, pk)
     if op == "insert":
         if not after:
             raise Untranslatable(f"insert row on {schema}.{table} without an after image")
@@ -570,20 +572,6 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
 
 
 @lru_cache(maxsize=4096)
-def _col(name: str) -> str:
-    """A row image's column as the translated DDL named it: MySQL column names are case-insensitive, the
-    PostgreSQL tables have them lower-case (``DOB`` in a row image is column ``dob``)."""
-    return quote_ident(name.lower())
-
-
-def _spelled(image: dict[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
-    """``names`` (a key from a schema) as ``image`` spells them (MySQL column names are case-insensitive)."""
-    if all(c in image for c in names):
-        return names
-    spelling = {k.lower(): k for k in image}
-    return tuple(spelling.get(c.lower(), c) for c in names)
-
-
 def _row_shape(schema: str, table: str, op: str, after_cols: tuple[str, ...], before_cols: tuple[str, ...],
                pk: tuple[str, ...]) -> tuple[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """SQL text of one row-change shape, and the columns its arguments come from: (after image columns,
@@ -591,24 +579,22 @@ def _row_shape(schema: str, table: str, op: str, after_cols: tuple[str, ...], be
     q = qualified(schema, table)
     if op == "insert":
         cols = list(after_cols)
-        names = ", ".join(_col(c) for c in cols)
+        names = ", ".join(column_ident(c) for c in cols)
         ph = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
         sql = f"INSERT INTO {q} ({names}) VALUES ({ph})"
         if pk:
             rest = [c for c in cols if c not in pk]
-            sets = ", ".join(f"{_col(c)} = EXCLUDED.{_col(c)}" for c in rest)
-            keys = ", ".join(_col(c) for c in pk)
+            sets = ", ".join(f"{column_ident(c)} = EXCLUDED.{column_ident(c)}" for c in rest)
+            keys = ", ".join(column_ident(c) for c in pk)
             sql += f" ON CONFLICT ({keys}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
         return sql, (tuple(cols), ())
     set_cols = list(after_cols) if op == "update" else []
     head = f"DELETE FROM {q}"
     if op == "update":
-        head = f"UPDATE {q} SET " + ", ".join(f"{_col(c)} = ${i}" for i, c in enumerate(set_cols, 1))
+        head = f"UPDATE {q} SET " + ", ".join(f"{column_ident(c)} = ${i}" for i, c in enumerate(set_cols, 1))
     if pk:
         return f"{head} WHERE {_match(list(pk), len(set_cols) + 1, null_safe=False)}", (tuple(set_cols), pk)
     where = _match(list(before_cols), len(set_cols) + 1, null_safe=True)
     return (f"{head} WHERE ctid = (SELECT ctid FROM {q} WHERE {where} LIMIT 1)",
             (tuple(set_cols), before_cols))
 
-
-row_statements = row_statement

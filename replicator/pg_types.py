@@ -153,6 +153,20 @@ def _int_params(dt: exp.DataType) -> list[int]:
     return out
 
 
+def column_ident(name: str) -> str:
+    """A row image's column as the translated DDL named it: MySQL column names are case-insensitive, the
+    PostgreSQL tables have them lower-case (``DOB`` in a row image is column ``dob``)."""
+    return quote_ident(name.lower())
+
+
+def spelled_as(image: dict[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` (a key from a schema) as ``image`` spells them (MySQL column names are case-insensitive)."""
+    if all(c in image for c in names):
+        return names
+    spelling = {k.lower(): k for k in image}
+    return tuple(spelling.get(c.lower(), c) for c in names)
+
+
 def pg_column_type(dt: exp.DataType, *, auto_increment: bool = False) -> str:
     """The PostgreSQL type for a MySQL column type (see the module table). ENUM's CHECK is added by DDL."""
     t = dt.this

@@ -184,23 +184,36 @@ def test_a_failed_send_does_not_poison_the_ingress_producer(stack):
     topic = f"dbmux.poison{uuid.uuid4().hex[:8]}.txn"
     config = _config(stack, topic, 64 * 1024)
 
-    def event(seq: int, size: int) -> ChangeEvent:
-        return ChangeEvent(gtid=Gtid.parse(f"0-1-{seq}"), source="ingress", ts_ms=0,
+    def event(seq: int, size: int, server: int = 1) -> ChangeEvent:
+        return ChangeEvent(gtid=Gtid.parse(f"0-{server}-{seq}"), source="ingress", ts_ms=0,
                            statements=(Statement("INSERT INTO t VALUES ('" + "x" * size + "')"),))
 
+    async def broker_enforces(probe: Publisher, limit: int, refused: bool) -> None:
+        """The topic's config is applied by the broker after describe_configs already shows it: probe
+        (another publisher, another server id, filtered out below) until a 50 KB send gets the answer
+        the test is about to rely on."""
+        await _set_topic_limit(stack.kafka, topic, limit)
+        for n in range(1, 101):
+            if await probe.publish_within(event(n, 50_000, server=99), 20) is not refused:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"topic {topic}: the broker never enforced max.message.bytes = {limit}")
+
     async def run() -> list[bool]:
-        pub = Publisher(config)
+        pub, probe = Publisher(config), Publisher(config)
         await pub.start()
+        await probe.start()
         try:
-            await _set_topic_limit(stack.kafka, topic, 20_000)
+            await broker_enforces(probe, 20_000, refused=True)
             results = [await pub.publish_within(event(1, 50_000), 20)]  # refused: over the topic's limit
-            await _set_topic_limit(stack.kafka, topic, 1_048_588)
+            await broker_enforces(probe, 1_048_588, refused=False)
             for seq in range(2, 7):
                 results.append(await pub.publish_within(event(seq, 100), 20))
             return results
         finally:
+            await probe.stop()
             await pub.stop()
 
     assert asyncio.run(run()) == [False, True, True, True, True, True]
-    seqs = [ev.gtid.seq for ev in asyncio.run(read_topic(stack.kafka, topic, min_count=5))]
+    seqs = [ev.gtid.seq for ev in asyncio.run(read_topic(stack.kafka, topic, min_count=5)) if ev.gtid.server == "1"]
     assert seqs == [2, 3, 4, 5, 6]

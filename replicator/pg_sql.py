@@ -25,16 +25,15 @@ Statement coverage and decisions:
   not assigning an ``ON UPDATE CURRENT_TIMESTAMP`` column (as reported by :class:`SchemaInfo`), is
   Untranslatable: the target would compute a different time; apply the row form.
 - Also Untranslatable (the row form holds what MySQL computed): writing a table with triggers on the
-  source; writing a column whose MySQL type PostgreSQL holds differently (BLOB/BINARY, BIT, JSON, ENUM,
-  SET, YEAR: :data:`~replicator.pg_types.RETYPED`) with anything but a plain value
-  (:func:`~replicator.pg_types.unfaithful_value`); a function sqlglot does not know (a stored function,
-  ``INET_ATON``, ...: passed through it would fail or differ) and character set introducers.
+  source, or one the source schema (today's) does not have; writing a column whose MySQL type PostgreSQL
+  holds differently (BLOB/BINARY, BIT, JSON, ENUM, SET, YEAR: :data:`~replicator.pg_types.RETYPED`) with
+  anything but a plain value (:func:`~replicator.pg_types.unfaithful_value`); a function sqlglot does not
+  know (a stored function, ``INET_ATON``, ...: it would fail or differ) and character set introducers.
 - Single-table UPDATE/DELETE only; ORDER BY/LIMIT, multi-table forms, user/system variables → Untranslatable.
 - Session/transaction statements return ``[]`` (the applier handles session context and transaction
-  boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``,
-  ``SET CHARACTER SET``, ``SET TRANSACTION ...`` and ``SET [SESSION] <v> = ...`` for
-  :data:`IGNORED_SESSION_VARIABLES`. Any other SET (``@user`` variables, ``insert_id``, ``timestamp``,
-  GLOBAL) is Untranslatable.
+  boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``, ``SET
+  CHARACTER SET``, ``SET TRANSACTION ...`` and ``SET [SESSION] <v> = ...`` for
+  :data:`IGNORED_SESSION_VARIABLES`; any other SET (``@user``, ``insert_id``, GLOBAL) is Untranslatable.
 - DDL: see :mod:`replicator.pg_ddl`; type mapping: :mod:`replicator.pg_types`.
 - Everything else (SELECT, stored programs, triggers, views, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
   SAVEPOINT, INSERT ... SET, ...) → Untranslatable (the applier never asks for pg_types.not_applied ones).
@@ -349,9 +348,10 @@ def _target(node: exp.Expression, sql: str, schema: SchemaInfo | None) -> exp.Ta
         tbl = tbl.this
     if not isinstance(tbl, exp.Table) or node.args.get("joins") or tbl.args.get("joins"):
         raise Untranslatable("multi-table statement", sql)
-    if schema is not None and schema.has_triggers(tbl.db, tbl.name):
-        raise Untranslatable(f"writing {tbl.db}.{tbl.name}, which has triggers on the source (their changes are in "
-                             "the row form)", sql)
+    if schema is not None and (schema.has_triggers(tbl.db, tbl.name) or schema.columns(tbl.db, tbl.name) is None):
+        why = "has triggers on the source (their changes are in" if schema.columns(tbl.db, tbl.name) else \
+            "is not in the source schema (dropped since: its types are in"
+        raise Untranslatable(f"writing {tbl.db}.{tbl.name}, which {why} the row form)", sql)
     return tbl
 
 

@@ -49,6 +49,10 @@ def _ev(sql: str, tz: str | None, source: str = "ingress", kind: str = "dml") ->
     ("INSERT INTO orders (id, paid_at) VALUES (1, '2024-01-01 10:00:00')", "SYSTEM", False),  # system is UTC
     ("INSERT INTO items (id, made) VALUES (1, '2024-01-01')", "+05:00", False),  # DATETIME only: wall time
     ("INSERT INTO newer (id) VALUES (1)", "+05:00", True),  # unknown table: it may have one
+    # unknown table in any session: dropped on the source since (the schema is today's); the row form
+    # carries its column types (a BIT column written as 1 halted a PostgreSQL shard)
+    ("INSERT INTO gone (id, b) VALUES (1, 1)", "+00:00", True),
+    ("UPDATE gone SET b = 0 WHERE id = 1", "+00:00", True),
     ("DELETE FROM items WHERE id IN (SELECT id FROM orders)", "+05:00", True),
 ])
 def test_which_statement_events_take_the_row_form(sql, tz, row_form):

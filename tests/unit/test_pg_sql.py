@@ -26,6 +26,8 @@ SCHEMA = StaticSchema({
     ("d", "ts"): TableInfo(primary_key=("id",), columns=("id", "a", "upd"), time_defaults=frozenset({"upd"}),
                            on_update=frozenset({"upd"})),
     ("d", "k2"): TableInfo(primary_key=("x", "y"), columns=("x", "y", "v")),
+    ("other", "t"): TableInfo(primary_key=("a",), columns=("a",)),
+    ("x", "t"): TableInfo(primary_key=("a",), columns=("a",)),
 })
 
 Q = '"d"."t"'
@@ -169,7 +171,12 @@ def test_enough_cases():
 
 UNTRANSLATABLE = [
     ("INSERT INTO t (id, a) VALUES (1, 2) ON DUPLICATE KEY UPDATE a = 1", None, "primary key is unknown"),
-    ("REPLACE INTO nopk (a) VALUES (1)", SCHEMA, "primary key is unknown"),
+    ("REPLACE INTO nopk (a) VALUES (1)", StaticSchema({("d", "nopk"): TableInfo(columns=("a",))}),
+     "primary key is unknown"),
+    # a table dropped on the source since (the schema is today's): its row form carries its types
+    ("INSERT INTO gone (a) VALUES (1)", SCHEMA, "writing d.gone, which is not in the source schema"),
+    ("UPDATE gone SET a = 1", SCHEMA, "not in the source schema"),
+    ("DELETE FROM gone WHERE a = 1", SCHEMA, "not in the source schema"),
     ("UPDATE t SET a = 1 ORDER BY b LIMIT 1", SCHEMA, "ORDER BY/LIMIT"),
     ("DELETE FROM t WHERE a = 1 LIMIT 2", SCHEMA, "ORDER BY/LIMIT"),
     ("UPDATE t1 JOIN t2 ON t1.id = t2.id SET t1.a = 1", SCHEMA, "multi-table"),

@@ -404,6 +404,24 @@ class MySQLApplier:
                 pk = await self._primary_key(cur, db, table)
         return pk
 
+    async def cascading_parents(self, db: str, table: str) -> frozenset[tuple[str, str]]:
+        """Self-verification: the tables (db, table, lowercase) whose updates or deletes may change rows
+        of ``db.table`` through foreign keys with a CASCADE / SET NULL / SET DEFAULT rule, transitively."""
+        async with self.connection.cursor() as cur:
+            await cur.execute("SELECT CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME "
+                              "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE DELETE_RULE NOT IN "
+                              "('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')")
+            edges = [((a.lower(), b.lower()), (c.lower(), d.lower())) for a, b, c, d in await cur.fetchall()]
+        found: set[tuple[str, str]] = set()
+        todo = [(db.lower(), table.lower())]
+        while todo:
+            child = todo.pop()
+            for c, parent in edges:
+                if c == child and parent not in found:
+                    found.add(parent)
+                    todo.append(parent)
+        return frozenset(found)
+
     async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]]) -> dict[int, str]:
         """Self-verification (:mod:`replicator.self_verify`): which ``items`` -- (db, table, primary key,
         key, the row it must hold or None for none) -- the target does not hold exactly, index -> what

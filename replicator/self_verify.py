@@ -12,7 +12,10 @@ A transaction applied after the checked one, up to F, may have changed the same 
 ones did is known only from their row copies, which arrive later (binlog copies come in commit order).
 So a difference is *pending*: it is confirmed once the binlog copies up to F have been seen and none
 after the checked one touched the key (one that did supersedes it: that transaction's own check, or
-its row copy applied as such, covers the key). Confirmed: the target halts, naming the GTID, table and
+its row copy applied as such, covers the key). Foreign keys with ON DELETE/UPDATE CASCADE or SET NULL
+change child rows the binlog does not log (the server cascades on every copy): a change to an ancestor
+table by such keys (:meth:`RowComparer.cascading_parents`), in the checked transaction or a later one,
+supersedes a difference too. Confirmed: the target halts, naming the GTID, table and
 key (``replicator.self_verify = "halt"``, the default), or it is logged and counted (``"log"``).
 
 Bounds: GTIDs applied from statements and waiting for their row copy (``MAX_WAITING``; the oldest are
@@ -62,6 +65,8 @@ class RowComparer(Protocol):
 
     async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], Key, Image]]) -> dict[int, str]: ...
 
+    async def cascading_parents(self, db: str, table: str) -> frozenset[tuple[str, str]]: ...
+
 
 @dataclass(slots=True)
 class _Check:
@@ -81,6 +86,7 @@ class _Pending:
     frontier: dict[str, int]  # the target's position when it was found
     detail: str
     since: float
+    parents: frozenset[tuple[str, str]] = frozenset()  # (db, table) lowercase whose changes may cascade here
 
     def describe(self) -> str:
         key = ", ".join(f"{c}={v!r}" for c, v in zip(self.pk, self.key, strict=True))
@@ -207,9 +213,15 @@ class SelfVerifier:
         items = [(db, table, pk, key, image) for (db, table, key), (image, _, pk) in entries]
         differing = await target.differing_rows(items) if items else {}
         now = time.monotonic()
+        parents: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
         for i, detail in differing.items():
             (db, table, key), (_, check, pk) = entries[i]
-            p = _Pending(check.serial, check.event.gtid, db, table, pk, key, dict(frontier), detail, now)
+            if (db, table) not in parents:
+                parents[(db, table)] = await target.cascading_parents(db, table)
+            p = _Pending(check.serial, check.event.gtid, db, table, pk, key, dict(frontier), detail, now,
+                         parents[(db, table)])
+            if any(_cascades(row, p) for row in check.event.rows):
+                continue  # its own transaction changed a parent: the server cascaded, unlogged
             if check.serial <= self._lost_after:
                 UNVERIFIED.labels(self.target, "inconclusive").inc()
                 log.warning("target %s: self-verification inconclusive (binlog copies after it were not kept): %s",
@@ -250,8 +262,16 @@ def _touches(ev: ChangeEvent, p: _Pending) -> bool:
     if ev.statements:
         return True
     for row in ev.rows:
+        if _cascades(row, p):
+            return True
         if row.table == p.table and row.db == p.db:
             for image in (row.before, row.after):
                 if image is not None and tuple(image.get(c) for c in p.pk) == p.key:
                     return True
     return False
+
+
+def _cascades(row: Any, p: _Pending) -> bool:
+    """May ``row`` (an update or delete of a row of an ancestor table by cascading foreign keys) have
+    changed ``p``'s table without a row image of its own?"""
+    return row.before is not None and bool(p.parents) and (row.db.lower(), row.table.lower()) in p.parents

@@ -73,10 +73,13 @@ _PASS_THROUGH = frozenset({int, float, bool, bytes, decimal.Decimal, datetime.da
                            datetime.time, datetime.timedelta})
 
 
-def _image(values: dict[str, Any], columns: dict[str, Any], none_sources: dict[str, str]) -> dict[str, Any]:
+def _image(values: dict[str, Any], columns: dict[str, Any], none_sources: dict[str, str],
+           pads: dict[str, int]) -> dict[str, Any]:
     out = {}
     for name, v in values.items():
         out[name] = v if type(v) in _PASS_THROUGH else convert_value(v, columns.get(name), none_sources.get(name))
+        if name in pads and v is not None:  # BINARY(n): see _string_decoder
+            out[name] = (v if isinstance(v, bytes) else b"").ljust(pads[name], b"\0")
     return out
 
 
@@ -93,15 +96,17 @@ def _library_row_changes(event: Any) -> list[RowChange]:
     op = ROW_EVENT_OPS[type(event).__name__]
     db, table = event.schema, event.table
     columns: dict[str, Any] = {c.name: c for c in (getattr(event, "columns", None) or ()) if getattr(c, "name", None)}
+    pads = {name: c.max_length for name, c in columns.items()
+            if c.type == _T_STRING and getattr(c, "character_set_name", None) and _text_encoding(c) is None}
     out = []
     for row in event.rows:
         before: dict[str, Any] | None
         after: dict[str, Any] | None
         if op == "update":
-            before = _image(row["before_values"], columns, row.get("before_none_sources") or {})
-            after = _image(row["after_values"], columns, row.get("after_none_sources") or {})
+            before = _image(row["before_values"], columns, row.get("before_none_sources") or {}, pads)
+            after = _image(row["after_values"], columns, row.get("after_none_sources") or {}, pads)
         else:
-            image = _image(row["values"], columns, row.get("none_sources") or {})
+            image = _image(row["values"], columns, row.get("none_sources") or {}, pads)
             before, after = (None, image) if op == "insert" else (image, None)
         out.append(RowChange(table=table, db=db, op=op, before=before, after=after))
     return out
@@ -149,9 +154,11 @@ def _int24_decoder(signed: bool) -> Any:
     return dec
 
 
-def _string_decoder(length_size: int, encoding: str | None) -> Any:
+def _string_decoder(length_size: int, encoding: str | None, pad: int = 0) -> Any:
     """Length-prefixed bytes, decoded with ``encoding`` (None: kept as bytes). _RowsPlan inlines it
-    (``string``); the functions serve the tests."""
+    (``string``); the functions serve the tests. ``pad``: a BINARY(n)'s n -- the binlog packs it without
+    its trailing zero bytes, which are part of the value (MySQL's own replicas pad it back; the library
+    does not): the value is padded to n bytes (MariaDB's UUID is a BINARY(16) here)."""
     def dec(data: bytes, pos: int) -> tuple[Any, int]:
         start = pos + length_size
         end = start + int.from_bytes(data[pos:start], "little")
@@ -166,9 +173,11 @@ def _string_decoder(length_size: int, encoding: str | None) -> Any:
             raise ValueError("string beyond the packet")
         # The library's decode(<no such codec>) raises LookupError and keeps the bytes, but Python decodes
         # empty bytes to "" before it looks the codec up: an empty binary string is "".
+        if pad:
+            return data[start:end].ljust(pad, b"\0"), end
         return (data[start:end] if end > start else ""), end
     out = dec if encoding is not None else dec_raw
-    out.string = (length_size, encoding)  # type: ignore[attr-defined]
+    out.string = (length_size, encoding, pad)  # type: ignore[attr-defined]
     return out
 
 
@@ -380,7 +389,9 @@ def _column_decoder(c: Any) -> Any:
     if t == _T_DOUBLE:
         return _int_decoder("<d")
     if t in (_T_VARCHAR, _T_STRING):
-        return _string_decoder(2 if c.max_length > 255 else 1, _text_encoding(c))
+        encoding = _text_encoding(c)
+        pad = c.max_length if t == _T_STRING and encoding is None and c.max_length <= 255 else 0
+        return _string_decoder(2 if c.max_length > 255 else 1, encoding, pad)
     if t == _T_BLOB:
         if c.length_size not in (1, 2, 3, 4):
             return None
@@ -428,7 +439,7 @@ class _RowsPlan:
                 env[f"u{i}"], size = fixed
                 lines += [f"        v{i} = u{i}(data, pos)[0]", f"        pos += {size}"]
             elif string is not None:
-                length_size, encoding = string
+                length_size, encoding, pad = string
                 if length_size == 1:
                     lines += ["        start = pos + 1", "        pos = start + data[start - 1]"]
                 else:
@@ -436,6 +447,8 @@ class _RowsPlan:
                               f"        pos = start + from_bytes(data[start - {length_size}:start], 'little')"]
                 if encoding is not None:
                     lines.append(f"        v{i} = data[start:pos].decode({encoding!r})")
+                elif pad:  # see _string_decoder: BINARY(n) padded to n bytes
+                    lines.append(f"        v{i} = data[start:pos].ljust({int(pad)}, b'\\0')")
                 else:  # see _string_decoder: an empty binary string is ""
                     lines.append(f"        v{i} = data[start:pos] if pos > start else ''")
             else:

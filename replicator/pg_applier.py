@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid as _uuid
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -35,16 +36,10 @@ from dbmux.core.transient import is_transient
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_ddl import created_table
-from dbmux.replicator.pg_sql import (
-    PgStatement,
-    StaticSchema,
-    TableInfo,
-    Untranslatable,
-    row_statement,
-    translate_statement,
-)
-from dbmux.replicator.pg_types import event_value_types, not_applied
+from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
+from dbmux.replicator.pg_types import event_value_types, not_applied, uuid_bytes
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.source_schema import load_source_schema
 
 log = logging.getLogger(__name__)
@@ -94,7 +89,7 @@ class PostgresApplier:
     async def connect(self) -> None:
         self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
                                            password=self.dsn.password, database=self.dsn.database or "postgres")
-        await accept_bytes_for_text(self._conn)
+        await install_mysql_codecs(self._conn)
         await self._conn.execute(f"""
             CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
             CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions (target TEXT NOT NULL, topic TEXT NOT NULL,
@@ -432,11 +427,12 @@ class PostgresApplier:
                 self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms)
 
 
-async def accept_bytes_for_text(conn: asyncpg.Connection) -> None:
-    """MySQL clients bind string parameters as bytes (their character set is the connection's), and
-    the ingress records them so; PostgreSQL text columns take them as UTF-8 text. Invalid UTF-8 still
-    fails, loudly, as it must (the server checks text received in binary form too). Binary format, so
-    COPY (which is binary in asyncpg) takes these columns as well."""
+async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
+    """Values as MySQL sources give them. Text: MySQL clients bind string parameters as bytes (their
+    character set is the connection's), and the ingress records them so; PostgreSQL text columns take
+    them as UTF-8 text. Invalid UTF-8 still fails, loudly, as it must (the server checks text received
+    in binary form too). UUID: MariaDB's, from text or row images (:func:`~replicator.pg_types.uuid_bytes`).
+    Binary format, so COPY (which is binary in asyncpg) takes these columns as well."""
     def encode(value):
         if type(value) is str:
             return value.encode("utf-8")
@@ -449,6 +445,8 @@ async def accept_bytes_for_text(conn: asyncpg.Connection) -> None:
 
     for name in ("text", "varchar", "bpchar"):
         await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
+    await conn.set_type_codec("uuid", schema="pg_catalog", encoder=uuid_bytes, decoder=lambda b: _uuid.UUID(bytes=b),
+                              format="binary")
 
 
 _UTC_NAMES = frozenset({"utc", "etc/utc", "etc/universal", "universal", "zulu", "etc/zulu"})

@@ -10,7 +10,12 @@ Decisions (documented for the README):
 - ``KEY``/``INDEX`` inside CREATE TABLE becomes a separate ``CREATE INDEX`` statement; UNIQUE keys stay
   in the table as ``CONSTRAINT "<table>_<name>" UNIQUE (...)``. Prefix lengths (``KEY (c(10))``) are
   dropped for plain indexes (the whole value is indexed) and Untranslatable for UNIQUE keys (uniqueness
-  would change). FULLTEXT/SPATIAL keys are Untranslatable.
+  would change). FULLTEXT keys are Untranslatable.
+- Spatial columns (GEOMETRY, POINT, LINESTRING, POLYGON, MULTI..., GEOMETRYCOLLECTION) are BYTEA holding
+  MySQL's internal form (what the row images carry: the SRID, 4 bytes little-endian, then the WKB, which
+  PostGIS reads with ``ST_GeomFromWKB(substring(g from 5))``); MySQL 8's ``SRID n`` attribute is
+  dropped (each value carries its SRID). A SPATIAL key becomes a hash index (equality only: PostgreSQL has
+  no spatial index for BYTEA; a B-tree would refuse large values), keeping its name for DROP INDEX.
 - ``ON UPDATE CURRENT_TIMESTAMP`` is dropped from the column: PostgreSQL has no such clause. Statement
   form stays faithful because :func:`replicator.pg_sql.translate_statement` refuses an UPDATE that does
   not assign such a column when the :class:`SchemaInfo` reports it (apply the row form instead, whose
@@ -175,9 +180,41 @@ class _Column:
         return " ".join(parts)
 
 
+_SPATIAL_TYPES = frozenset({"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
+                            "GEOMETRYCOLLECTION", "GEOMCOLLECTION"})
+_SPATIAL_WORD = re.compile("|".join(sorted(_SPATIAL_TYPES)) + "|SRID|SPATIAL", re.IGNORECASE)
+_CREATE_SPATIAL = re.compile(r"\s*CREATE\s+SPATIAL\s", re.IGNORECASE)
+_NAMES = (TokenType.VAR, TokenType.IDENTIFIER)
+
+
+def spatial_as_geometry(sql: str) -> str:
+    """DDL text with MySQL's spatial column types spelled GEOMETRY (the one sqlglot parses; all are one
+    BYTEA type here), MySQL 8's ``SRID n`` column attribute dropped and ``CREATE SPATIAL INDEX`` as
+    ``CREATE INDEX`` (:func:`translate_create_index` reads SPATIAL from the original). A type is a spatial
+    word right after a column name; ``CHANGE a point INT`` (a column named so) fails to parse."""
+    if not _SPATIAL_WORD.search(sql):
+        return sql
+    toks = tokens(sql)
+    out, last = [], 0
+    if _CREATE_SPATIAL.match(sql):
+        out.append(sql[:toks[1].start])
+        last = toks[1].end + 1
+    for i, t in enumerate(toks):
+        if t.token_type != TokenType.VAR or not i:
+            continue
+        word = t.text.upper()
+        if word in _SPATIAL_TYPES and toks[i - 1].token_type in _NAMES:
+            out.append(sql[last:t.start] + "GEOMETRY")
+            last = t.end + 1
+        elif word == "SRID" and i + 1 < len(toks) and toks[i + 1].token_type == TokenType.NUMBER:
+            out.append(sql[last:t.start])
+            last = toks[i + 1].end + 1
+    return "".join(out) + sql[last:]
+
+
 def _parse_create(text: str, sql: str) -> exp.Create:
     try:
-        node = sqlglot.parse_one(text, read="mysql", error_level=ErrorLevel.RAISE)
+        node = sqlglot.parse_one(spatial_as_geometry(text), read="mysql", error_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise Untranslatable(f"unparseable definition: {e}", sql) from None
     if not isinstance(node, exp.Create):
@@ -210,12 +247,13 @@ def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, de
                           f"({_key_columns(cols, sql, unique=True)})")
         elif isinstance(el, exp.IndexColumnConstraint):
             kind = (el.args.get("kind") or "").upper()
-            if kind:
+            if kind not in ("", "SPATIAL"):
                 raise Untranslatable(f"{kind} index", sql)
             cols = el.expressions
             first = cols[0].this if isinstance(cols[0], exp.Ordered) else cols[0]
             name = _name(el.this) or _name(first.this if isinstance(first, exp.Anonymous) else first)
-            after.append(f"CREATE INDEX {quote_ident(index_name(table, name))} ON {qualified(schema, table)} "
+            using = " USING hash" if kind else ""  # (see the module docstring)
+            after.append(f"CREATE INDEX {quote_ident(index_name(table, name))} ON {qualified(schema, table)}{using} "
                          f"({_key_columns(cols, sql, unique=False)})")
         elif isinstance(el, exp.Constraint) and len(el.expressions) == 1 and isinstance(
                 el.expressions[0], (exp.ForeignKey, exp.PrimaryKey, exp.CheckColumnConstraint)):
@@ -287,8 +325,9 @@ def translate_create_index(node: exp.Create, default_db: str | None, sql: str) -
         raise Untranslatable(f"CREATE {kind}", sql)
     unique = bool(node.args.get("unique"))
     schema, table = _table_ref(idx.args["table"], default_db, sql)
+    using = " USING hash" if _CREATE_SPATIAL.match(sql) else ""  # (see the module docstring)
     return [PgStatement(f"CREATE {'UNIQUE ' if unique else ''}INDEX {quote_ident(index_name(table, _name(idx.this)))} "
-                        f"ON {qualified(schema, table)} ({_key_columns(cols, sql, unique=unique)})")]
+                        f"ON {qualified(schema, table)}{using} ({_key_columns(cols, sql, unique=unique)})")]
 
 
 def _idents(toks: list[Token]) -> list[str]:
@@ -502,7 +541,7 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
 _T = exp.DataType.Type
 _RETYPED_NAMES = {_T.BLOB: "blob", _T.TINYBLOB: "tinyblob", _T.MEDIUMBLOB: "mediumblob", _T.LONGBLOB: "longblob",
                   _T.BINARY: "binary", _T.VARBINARY: "varbinary", _T.BIT: "bit", _T.JSON: "json", _T.ENUM: "enum",
-                  _T.SET: "set", _T.YEAR: "year"}  # as information_schema's DATA_TYPE names them
+                  _T.SET: "set", _T.YEAR: "year", _T.GEOMETRY: "geometry"}  # as information_schema's DATA_TYPE
 _CREATE_TABLE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\b", re.IGNORECASE)
 
 
@@ -513,7 +552,7 @@ def created_table(sql: str, default_db: str | None) -> tuple[tuple[str, str], di
     if not _CREATE_TABLE.match(sql):
         return None
     try:
-        node = sqlglot.parse_one(sql, read="mysql", error_level=ErrorLevel.RAISE)
+        node = sqlglot.parse_one(spatial_as_geometry(sql), read="mysql", error_level=ErrorLevel.RAISE)
         if not (isinstance(node, exp.Create) and (node.args.get("kind") or "").upper() == "TABLE"
                 and isinstance(node.this, exp.Schema) and node.args.get("expression") is None):
             return None
@@ -523,7 +562,7 @@ def created_table(sql: str, default_db: str | None) -> tuple[tuple[str, str], di
     columns: list[str] = []
     pk: list[str] = []
     fields: dict = {"auto_increment": None, "time_defaults": set(), "on_update": set(), "utc_columns": set(),
-                    "retyped": {}, "bits": {}}
+                    "retyped": {}, "bits": {}, "uuids": set()}
     for el in node.this.expressions:
         if isinstance(el, exp.Constraint) and len(el.expressions) == 1:
             el = el.expressions[0]
@@ -537,6 +576,8 @@ def created_table(sql: str, default_db: str | None) -> tuple[tuple[str, str], di
         t = kind.this if isinstance(kind, exp.DataType) else None
         if t in (_T.TIMESTAMP, _T.TIMESTAMPTZ):
             fields["utc_columns"].add(col)
+        if t == _T.UUID:
+            fields["uuids"].add(col)
         if isinstance(kind, exp.DataType) and t in _RETYPED_NAMES:
             values = [v.this for v in kind.expressions if isinstance(v, exp.Literal)] if t in (_T.ENUM, _T.SET) else []
             fields["retyped"][col] = (_RETYPED_NAMES[t], tuple(values))
@@ -555,5 +596,5 @@ def created_table(sql: str, default_db: str | None) -> tuple[tuple[str, str], di
             elif isinstance(k, exp.OnUpdateColumnConstraint):
                 fields["on_update"].add(col)
     fields.update(primary_key=tuple(pk), columns=tuple(columns),
-                  **{k: frozenset(fields[k]) for k in ("time_defaults", "on_update", "utc_columns")})
+                  **{k: frozenset(fields[k]) for k in ("time_defaults", "on_update", "utc_columns", "uuids")})
     return name, fields

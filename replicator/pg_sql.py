@@ -34,20 +34,18 @@ Statement coverage and decisions:
   boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``, ``SET
   CHARACTER SET``, ``SET TRANSACTION ...`` and ``SET [SESSION] <v> = ...`` for
   :data:`IGNORED_SESSION_VARIABLES`; any other SET (``@user``, ``insert_id``, GLOBAL) is Untranslatable.
-- DDL: see :mod:`replicator.pg_ddl`; type mapping: :mod:`replicator.pg_types`.
 - Everything else (SELECT, stored programs, triggers, views, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
   SAVEPOINT, INSERT ... SET, ...) → Untranslatable (the applier never asks for pg_types.not_applied ones).
 
-Hex literals (``X'0AFF'``, ``0x0AFF``) become ``DECODE('0aff', 'hex')`` (bytea; PostgreSQL's ``x'..'`` is a
-bit string). Identifiers (tables, columns, aliases) are lowercased and always double-quoted in the output.
+Hex literals (``X'0AFF'``) become ``DECODE('0aff', 'hex')`` (PostgreSQL's ``x'..'`` is a bit string); names
+(tables, columns, aliases) are lowercased and double-quoted. DDL: :mod:`replicator.pg_ddl`; types: pg_types.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -56,6 +54,7 @@ from sqlglot.tokens import TokenType
 
 from dbmux.replicator.pg_ddl import (
     pg_expr,
+    spatial_as_geometry,
     split_top_level,
     tokens,
     translate_alter,
@@ -76,10 +75,10 @@ from dbmux.replicator.pg_types import (
     spelled_as,
     to_pg_value,
 )
+from dbmux.replicator.schema_info import SchemaInfo, StaticSchema
 
 __all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
-           "to_pg_value", "quote_ident", "qualified", "pg_column_type",
-           "IGNORED_SESSION_VARIABLES"]
+           "to_pg_value", "quote_ident", "qualified", "pg_column_type", "IGNORED_SESSION_VARIABLES"]
 
 IGNORED_SESSION_VARIABLES = frozenset({
     "sql_mode", "time_zone", "names", "character_set_client", "character_set_connection",
@@ -92,81 +91,6 @@ IGNORED_SESSION_VARIABLES = frozenset({
 """Session variables whose SET means nothing to the target (the applier sets its own session)."""
 
 _PARAM_PREFIX = "__dbmux_p"
-
-
-class SchemaInfo(Protocol):
-    """What the translator needs to know about source tables (``db``/``table`` lowercased).
-
-    Each method returns ``None`` when the table is unknown.
-    """
-
-    def primary_key(self, db: str, table: str) -> tuple[str, ...] | None: ...
-
-    def columns(self, db: str, table: str) -> tuple[str, ...] | None: ...
-
-    def auto_increment_column(self, db: str, table: str) -> str | None: ...
-
-    def time_default_columns(self, db: str, table: str) -> frozenset[str]: ...
-
-    def on_update_columns(self, db: str, table: str) -> frozenset[str]: ...
-
-    def retyped_columns(self, db: str, table: str) -> Mapping[str, tuple[str, tuple[str, ...]]]: ...
-
-    def has_triggers(self, db: str, table: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    primary_key: tuple[str, ...] = ()
-    columns: tuple[str, ...] = ()
-    auto_increment: str | None = None
-    time_defaults: frozenset[str] = frozenset()
-    on_update: frozenset[str] = frozenset()
-    utc_columns: frozenset[str] = frozenset()  # MySQL TIMESTAMP columns (stored in UTC, shown in the session's zone)
-    # column -> (MySQL DATA_TYPE, ENUM/SET values) for the types PostgreSQL holds differently (pg_types.RETYPED)
-    retyped: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, hash=False)
-    triggers: bool = False  # the source table has triggers
-    bits: Mapping[str, int] = field(default_factory=dict, hash=False)  # BIT(n) column -> n
-
-
-@dataclass
-class StaticSchema:
-    """A dict-backed :class:`SchemaInfo`: ``{(db, table): TableInfo}``; ``system_time_zone``: the
-    source's @@system_time_zone (what a session's ``SYSTEM`` time zone is)."""
-
-    tables: Mapping[tuple[str, str], TableInfo] = field(default_factory=dict)
-    system_time_zone: str = "UTC"
-
-    def _get(self, db: str, table: str) -> TableInfo | None:
-        return self.tables.get((db, table))
-
-    def primary_key(self, db: str, table: str) -> tuple[str, ...] | None:
-        t = self._get(db, table)
-        return t.primary_key or None if t else None
-
-    def columns(self, db: str, table: str) -> tuple[str, ...] | None:
-        t = self._get(db, table)
-        return t.columns or None if t else None
-
-    def auto_increment_column(self, db: str, table: str) -> str | None:
-        t = self._get(db, table)
-        return t.auto_increment if t else None
-
-    def time_default_columns(self, db: str, table: str) -> frozenset[str]:
-        t = self._get(db, table)
-        return t.time_defaults if t else frozenset()
-
-    def on_update_columns(self, db: str, table: str) -> frozenset[str]:
-        t = self._get(db, table)
-        return t.on_update if t else frozenset()
-
-    def retyped_columns(self, db: str, table: str) -> Mapping[str, tuple[str, tuple[str, ...]]]:
-        t = self._get(db, table)
-        return t.retyped if t else {}
-
-    def has_triggers(self, db: str, table: str) -> bool:
-        t = self._get(db, table)
-        return t.triggers if t else False
 
 
 # ------------------------------------------------------------------------------------------ statements
@@ -226,7 +150,8 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
     if replace:
         text = text[:toks[0].start] + "INSERT" + text[toks[0].end + 1:]
     try:
-        node = sqlglot.parse_one(text, read="mysql", error_level=ErrorLevel.RAISE)
+        node = sqlglot.parse_one(spatial_as_geometry(text) if w[0] == "CREATE" else text, read="mysql",
+                                 error_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise Untranslatable(f"statement sqlglot cannot parse ({str(e).splitlines()[0]})", sql) from None
     args = tuple(to_pg_value(p) for p in (params or ()))

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import uuid as _uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,8 @@ from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
-           "event_value_types", "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value", "check_written",
-           "value_list"]
+           "event_value_types", "uuid_bytes", "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value",
+           "check_written", "value_list"]
 
 _MAX_SQL_IN_ERROR = 200
 
@@ -140,6 +141,8 @@ _FIXED = {
     T.SET: "TEXT",
     T.ENUM: "TEXT",
     T.JSON: "JSONB",
+    T.GEOMETRY: "BYTEA",  # every spatial type (pg_ddl.spatial_as_geometry): MySQL's internal form, SRID + WKB
+    T.UUID: "UUID",  # MariaDB's UUID
 }
 
 
@@ -239,6 +242,21 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     if isinstance(value, bool) and kind in INTEGER_PG_TYPES:
         return int(value)
     return value
+
+
+def uuid_bytes(value: Any) -> bytes:
+    """A MariaDB UUID value for a PostgreSQL uuid column (asyncpg's binary codec, pg_applier): text (statements'
+    parameters), a ``uuid.UUID``, 16 bytes, or a row image's bytes: MariaDB packs a UUID in the binlog like a
+    BINARY(16), in its text byte order, without trailing zero bytes (the nil UUID is ``""``)."""
+    if isinstance(value, _uuid.UUID):
+        return value.bytes
+    if isinstance(value, str):
+        return _uuid.UUID(value).bytes if value else bytes(16)
+    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 16:
+        return bytes(value).ljust(16, b"\0")
+    if isinstance(value, (bytes, bytearray)):  # text bound as bytes
+        return _uuid.UUID(bytes(value).decode("ascii")).bytes
+    raise TypeError(f"a UUID value must be text, bytes or uuid.UUID, got {type(value).__name__}")
 
 
 def event_value_types(ts: TableSchema) -> tuple[dict[str, int] | None, dict[str, str] | None]:
@@ -364,7 +382,9 @@ def _set_kind(toks: list[Token], w: list[str]) -> tuple[str, str] | None:
 # ------------------------------------------------------------------------------------------ written values
 
 BYTEA_SOURCE_TYPES = frozenset({"tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary"})
-RETYPED = BYTEA_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year"})
+SPATIAL_SOURCE_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+                                  "multipolygon", "geometrycollection"})
+RETYPED = BYTEA_SOURCE_TYPES | SPATIAL_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year"})
 """MySQL column types (information_schema ``DATA_TYPE``) that PostgreSQL holds differently (BYTEA, BIT
 VARYING, JSONB, TEXT for ENUM/SET, SMALLINT for YEAR): a statement writes such a column faithfully only
 with a value :func:`unfaithful_value` accepts; anything else is applied from the row form."""
@@ -401,7 +421,8 @@ def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values
     would not store on PostgreSQL what MySQL stores; None when it would (or the type is not in
     :data:`RETYPED`). Faithful: NULL and DEFAULT anywhere; BLOB/BINARY: X'..' literals, bytes
     parameters and string literals without a backslash (PostgreSQL reads ``\\x..`` and other escapes
-    in BYTEA input); JSON: string literals and text parameters; ENUM: exactly one of its values; SET:
+    in BYTEA input); spatial types (BYTEA here: MySQL's internal form, SRID + WKB): X'..' literals and
+    bytes parameters; JSON: string literals and text parameters; ENUM: exactly one of its values; SET:
     its values as MySQL stores them (definition order, no repeats); YEAR: 0, 1901..2155 as a number or
     four digits. BIT: nothing else. Expressions never (MySQL computes them with MySQL's types)."""
     form, v = _written(node, params)
@@ -414,6 +435,8 @@ def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values
     if data_type in BYTEA_SOURCE_TYPES:
         ok = form == "hex" or (form == "param" and isinstance(v, (bytes, bytearray, memoryview))) or (
             form == "string" and "\\" not in v)
+    elif data_type in SPATIAL_SOURCE_TYPES:
+        ok = form == "hex" or (form == "param" and isinstance(v, (bytes, bytearray, memoryview)))
     elif data_type == "json":
         ok = form == "string" or (form == "param" and isinstance(v, str))
     elif data_type == "enum":

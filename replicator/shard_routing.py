@@ -88,10 +88,17 @@ from typing import Any
 
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.replicator.errors import ApplyError
-from dbmux.replicator.pg_sql import StaticSchema
+from dbmux.replicator.schema_info import StaticSchema
 from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
 from dbmux.replicator.shard_shapes import SessionStatement
-from dbmux.replicator.shard_statements import MAP_ERRORS, Decision, Split, plan_statement, route_statement
+from dbmux.replicator.shard_statements import (
+    MAP_ERRORS,
+    Decision,
+    Split,
+    plan_statement,
+    route_statement,
+    typed_key_values,
+)
 from dbmux.shardmap import ShardMap, ShardMapError, TableRule
 
 __all__ = ["Decision", "ShardRouter", "route_statement", "ShardMapError"]
@@ -133,15 +140,16 @@ class ShardRouter:
             name = (r.db.lower(), r.table.lower())
             rule = rules.get(name)
             if rule is None:
-                # the key as the table had it at that GTID (the event's schema), else the source schema's
+                # the key as the table had it at that GTID (the event's schema), else the source schema's;
+                # a table the source schema lacks is looked up again first (its key's column types: UUID)
                 carried = ev.table_schema(r.db, r.table) if ev.tables else None
                 info = (getattr(self.schema, "tables", None) or {}).get(name)
-                if carried is not None and carried.primary_key is not None:
-                    key = tuple(carried.primary_key)
-                elif info is None:  # its rule depends on its primary key: never guess
+                if info is None:  # its rule depends on its primary key: never guess
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: the table is unknown to the source "
                                      "schema (created after the schema was loaded?); retrying with a fresh schema",
                                      gtid=str(ev.gtid), table=f"{r.db}.{r.table}", retriable=True)
+                if carried is not None and carried.primary_key is not None:
+                    key = tuple(carried.primary_key)
                 else:
                     key = tuple(info.primary_key)
                 try:
@@ -188,8 +196,10 @@ class ShardRouter:
                 raise ApplyError(f"cannot route a row of {r.db}.{r.table}: shard-key column {col!r} is not in its "
                                  "image", gtid=str(ev.gtid), table=f"{r.db}.{r.table}")
             values.append(lower[col])
+        info = (getattr(self.schema, "tables", None) or {}).get((r.db.lower(), r.table.lower()))
+        key = typed_key_values(rule.key, values, info.uuids if info is not None else frozenset())
         try:
-            return self.shard_map.locate(r.db.lower(), r.table.lower(), tuple(values))
+            return self.shard_map.locate(r.db.lower(), r.table.lower(), key)
         except MAP_ERRORS as e:
             raise ApplyError(f"cannot route a row of {r.db}.{r.table}: shard map: {e}", gtid=str(ev.gtid),
                              table=f"{r.db}.{r.table}") from e

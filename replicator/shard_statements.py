@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 
 from dbmux.core.sqllex import LexError, scan, scan_with_markers
 from dbmux.replicator.mysql_sql import interpolate
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_analysis import analyze
 from dbmux.replicator.shard_shapes import DEFAULT, Const, Ddl, Dml, NeedRows, SessionStatement, Skip, Slot, TableName
 from dbmux.replicator.shard_skeleton import Skeleton
@@ -79,6 +80,39 @@ def _row_form(reason: str) -> Decision:
 
 
 # ------------------------------------------------------------------------------------------ key values
+
+
+def uuid_key(value: Any) -> tuple[bool, Any]:
+    """(usable, canonical text) of a MariaDB UUID key value: the text the primary shows (lower case,
+    hyphens; what ``dbmux verify`` places rows by), from any text MariaDB takes, or a row image's 16 bytes
+    (fewer: an image written before the binlog reader padded BINARY(16) back)."""
+    try:
+        if isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 16:
+            return True, str(uuid.UUID(bytes=bytes(value).ljust(16, b"\0")))
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("ascii")
+        if isinstance(value, str):
+            return True, str(uuid.UUID(value) if value else uuid.UUID(int=0))
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return False, None
+
+
+def typed_key_values(columns: tuple[str, ...], values: tuple[Any, ...] | list[Any], uuids: frozenset[str]) -> tuple:
+    """Key values as the shard map hashes them: a UUID column's as its canonical text (:func:`uuid_key`;
+    one it cannot read as it is), the rest as they are."""
+    if not uuids:
+        return tuple(values)
+    out = []
+    for c, v in zip(columns, values, strict=True):
+        ok, text = uuid_key(v) if c in uuids and v is not None else (False, None)
+        out.append(text if ok else v)
+    return tuple(out)
+
+
+def _typed_key(column: str, value: Any, info: TableInfo) -> tuple[bool, Any]:
+    """_key_value, or uuid_key for a UUID column."""
+    return uuid_key(value) if column in info.uuids else _key_value(value)
 
 
 def _key_value(value: Any) -> tuple[bool, Any]:
@@ -193,10 +227,10 @@ def _route_dml(shape: Dml, ctx: _Ctx, sql: str) -> Decision | Split:
         return _row_form(f"assigns shard-key column {sorted(shape.assigned & set(key))[0]} (rows may move shards)")
     if shape.verb == "insert":
         return _route_insert(shape, ctx, sql, key, info)
-    return _route_modify(shape, ctx, key, rule)
+    return _route_modify(shape, ctx, key, rule, info)
 
 
-def _route_modify(shape: Dml, ctx: _Ctx, key: tuple[str, ...], rule: TableRule) -> Decision:
+def _route_modify(shape: Dml, ctx: _Ctx, key: tuple[str, ...], rule: TableRule, info: TableInfo) -> Decision:
     verb = shape.verb.upper()
     pins = dict(shape.pins)
     why = ""
@@ -208,7 +242,7 @@ def _route_modify(shape: Dml, ctx: _Ctx, key: tuple[str, ...], rule: TableRule) 
             values = []
             for spec in pins[k]:
                 ok, v = ctx.value(spec)
-                ok, v = _key_value(v) if ok else (False, None)
+                ok, v = _typed_key(k, v, info) if ok else (False, None)
                 if not ok:
                     why = f"value of {k} is not an exact key"
                     break
@@ -268,7 +302,7 @@ def _route_insert(shape: Dml, ctx: _Ctx, sql: str, key: tuple[str, ...], info: T
                 continue
             if spec is DEFAULT:
                 return _row_form(f"shard-key column {k} takes its default")
-            ok, v = _key_value(v) if ok else (False, None)
+            ok, v = _typed_key(k, v, info) if ok else (False, None)
             if not ok:
                 return _row_form(f"shard-key column {k} is not a literal exact key")
             combo.append(v)

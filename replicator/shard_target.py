@@ -27,8 +27,9 @@ from dbmux.core.config import Config, TargetConfig
 from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.replicator.errors import ApplyError
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_routing import ShardRouter
+from dbmux.replicator.shard_statements import typed_key_values
 from dbmux.replicator.source_schema import load_source_schema
 from dbmux.shardmap import ShardMap
 from dbmux.shardmap.errors import ShardMapError
@@ -152,13 +153,13 @@ class ShardTarget:
         except ApplyError as exc:
             if not exc.retriable:
                 raise
-            # still unknown: the table is gone from the primary (dropped later). Without its key it is
-            # placed like a table without a primary key (the default shard, or every shard).
+            # still unknown: the table is gone from the primary (dropped later). It is placed by the key its
+            # row events carry; without one like a table without a primary key (the default shard, or every shard).
             tables = dict(self.router.schema.tables)
             for r in ev.rows:
                 tables.setdefault((r.db.lower(), r.table.lower()), TableInfo())
-            log.warning("shard %s gtid %s: rows of a table the primary no longer has; placed as unsharded",
-                        self.shard, ev.gtid)
+            log.warning("shard %s gtid %s: rows of a table the primary no longer has; placed by the key their "
+                        "events carry, or as unsharded", self.shard, ev.gtid)
             self.router.schema = StaticSchema(tables)
             return self.router.route(ev)
 
@@ -243,7 +244,8 @@ async def shard_owners(config: Config, targets) -> dict[str, Any]:
             if missing:
                 raise ShardMapError(f"{db}.{table}: shard key column {missing[0]} is not part of the primary key, "
                                     "so verify cannot place rows by key")
-            return shard_map.locate(db, table, tuple(values[c] for c in rule.key)) == shard
+            key = typed_key_values(rule.key, [values[c] for c in rule.key], info.uuids if info else frozenset())
+            return shard_map.locate(db, table, key) == shard
         return owns
 
     return {t.name: make(t.shard) for t in shard_targets}

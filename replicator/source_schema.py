@@ -13,8 +13,8 @@ from collections import defaultdict
 
 from dbmux.core.dsn import Dsn
 from dbmux.core.mysql_connect import connect_aiomysql
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
 from dbmux.replicator.pg_types import RETYPED, value_list
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 _SYSTEM = "('mysql', 'information_schema', 'performance_schema', 'sys', 'dbmux_meta')"
 _BIT_WIDTH = re.compile(r"bit\((\d+)\)", re.IGNORECASE)
@@ -50,6 +50,7 @@ async def load_source_schema(dsn: Dsn) -> StaticSchema:
     utc: dict[tuple[str, str], set[str]] = defaultdict(set)
     retyped: dict[tuple[str, str], dict[str, tuple[str, tuple[str, ...]]]] = defaultdict(dict)
     bits: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    uuids: dict[tuple[str, str], set[str]] = defaultdict(set)
     for db, table, col, _key, extra, default, data_type, column_type in rows:
         k = (db.lower(), table.lower())
         c = col.lower()
@@ -68,6 +69,8 @@ async def load_source_schema(dsn: Dsn) -> StaticSchema:
             data_type = "json"
         if data_type in RETYPED:
             retyped[k][c] = (data_type, value_list(str(column_type)) if data_type in ("enum", "set") else ())
+        if data_type == "uuid":
+            uuids[k].add(c)
         if data_type == "bit":
             m = _BIT_WIDTH.search(str(column_type))
             bits[k][c] = int(m[1]) if m else 1
@@ -77,7 +80,8 @@ async def load_source_schema(dsn: Dsn) -> StaticSchema:
     return StaticSchema({k: TableInfo(primary_key=tuple(pks.get(k, ())), columns=tuple(v), auto_increment=auto.get(k),
                                       time_defaults=frozenset(clock[k]), on_update=frozenset(on_update[k]),
                                       utc_columns=frozenset(utc[k]), retyped=retyped.get(k, {}),
-                                      triggers=k in triggered, bits=bits.get(k, {}))
+                                      triggers=k in triggered, bits=bits.get(k, {}),
+                                      uuids=frozenset(uuids.get(k, ())))
                          for k, v in cols.items()}, system_time_zone=str(system_time_zone or ""))
 
 

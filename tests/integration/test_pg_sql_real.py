@@ -11,7 +11,8 @@ import asyncpg
 import pymysql
 import pytest
 
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo, row_statement, translate_statement
+from dbmux.replicator.pg_sql import row_statement, translate_statement
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 DDL = """CREATE TABLE alltypes (
   id INT NOT NULL AUTO_INCREMENT, ti TINYINT, tb TINYINT(1), tu TINYINT UNSIGNED, si SMALLINT,

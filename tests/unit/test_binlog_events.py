@@ -11,7 +11,7 @@ import pytest
 
 from dbmux.binlog.assembler import TransactionAssembler
 from dbmux.binlog.position import BinlogPosition, advance_with
-from dbmux.binlog.row_decoder import convert_value
+from dbmux.binlog.row_decoder import _text_encoding, convert_value
 from dbmux.core.codec import decode_event, encode_event
 from dbmux.core.gtid import Gtid
 
@@ -306,7 +306,10 @@ def _library_value(column: Any, data: bytes) -> tuple[Any, int]:
     ev.table_map = {1: Table(1, "s", "t", [column], primary_key="")}
     value = ev._RowsEvent__read_values_name(column, b"\x00", 0, False, b"\x01", column.unsigned, 0)
     none_source = ev._RowsEvent__none_sources.get(column.name) if value is None else None
-    return convert_value(value, column, none_source), wrapper.read_bytes
+    value = convert_value(value, column, none_source)
+    if column.type == 254 and value is not None and _text_encoding(column) is None and column.max_length <= 255:
+        value = (value if isinstance(value, bytes) else b"").ljust(column.max_length, b"\0")  # BINARY(n): padded
+    return value, wrapper.read_bytes
 
 
 def _fast_value(column: Any, data: bytes) -> tuple[Any, int] | None:

@@ -13,8 +13,8 @@ from dbmux.core.passwords import redact_event
 from dbmux.ingress.capture import StatementOutcome, TransactionCapture
 from dbmux.replicator.mysql_applier import MySQLApplier, _statement_steps
 from dbmux.replicator.pg_applier import PostgresApplier
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
 from dbmux.replicator.positions import PartitionKey, TargetPosition
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 ISSUE_BYTES = b"INSERT INTO t (v) VALUES ('caf\xc3\xa9')"  # issue 20 #4: valid UTF-8, sent after SET NAMES latin1
 BINARY_LITERAL = b"INSERT INTO t (b) VALUES (_binary'\xff\x00\x80', X'FF00')"  # issue 12 #6

@@ -24,7 +24,7 @@ from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, ColumnType, EnvelopeError, RowChange, Statement, TableSchema
 from dbmux.core.gtid import Gtid
 from dbmux.replicator.pg_applier import PostgresApplier
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 G = Gtid("0", "1", 7)
 T = ColumnType.parse

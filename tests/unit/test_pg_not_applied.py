@@ -11,8 +11,8 @@ from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
 from dbmux.core.gtid import Gtid
 from dbmux.replicator.pg_applier import PostgresApplier
-from dbmux.replicator.pg_sql import StaticSchema, TableInfo
 from dbmux.replicator.pg_types import not_applied
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 CLASSIFIED = [
     # accounts

@@ -11,8 +11,6 @@ from hypothesis import strategies as st
 from dbmux.replicator.pg_ddl import created_table
 from dbmux.replicator.pg_sql import (
     PgStatement,
-    StaticSchema,
-    TableInfo,
     Untranslatable,
     quote_ident,
     row_statement,
@@ -20,6 +18,7 @@ from dbmux.replicator.pg_sql import (
     translate_statement,
 )
 from dbmux.replicator.pg_types import value_list
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 
 SCHEMA = StaticSchema({
     ("d", "t"): TableInfo(primary_key=("id",), columns=("id", "a", "b"), auto_increment="id"),
@@ -143,6 +142,22 @@ CASES = [
     ("ALTER TABLE t RENAME INDEX i TO j, RENAME COLUMN a TO c",
      ['ALTER INDEX "d"."t_i" RENAME TO "t_j"', f'ALTER TABLE {Q} RENAME COLUMN "a" TO "c"']),
     ("ALTER TABLE t ENGINE=InnoDB", []),
+    # --- spatial columns: BYTEA (MySQL's internal form, SRID + WKB); SPATIAL keys: hash indexes (same names)
+    ("CREATE TABLE t2 (g GEOMETRY)", ['CREATE TABLE "d"."t2" ("g" BYTEA)']),
+    ("CREATE TABLE i363 (id INTEGER PRIMARY KEY, geom LINESTRING NOT NULL /* 80003 SRID 0 */, SPATIAL KEY geom (geom))"
+     " ENGINE=MyISAM", ['CREATE TABLE "d"."i363" ("id" INTEGER PRIMARY KEY, "geom" BYTEA NOT NULL)',
+                        'CREATE INDEX "i363_geom" ON "d"."i363" USING hash ("geom")']),
+    ("CREATE TABLE g (`p` POINT SRID 4326 NOT NULL, point INT, c GEOMCOLLECTION, m MULTIPOLYGON, SPATIAL INDEX (p))",
+     ['CREATE TABLE "d"."g" ("p" BYTEA NOT NULL, "point" INTEGER, "c" BYTEA, "m" BYTEA)',
+      'CREATE INDEX "g_p" ON "d"."g" USING hash ("p")']),
+    ("CREATE SPATIAL INDEX sp ON g (p)", ['CREATE INDEX "g_sp" ON "d"."g" USING hash ("p")']),
+    ("ALTER TABLE g ADD COLUMN q POLYGON, ADD SPATIAL INDEX sq (q)",
+     ['ALTER TABLE "d"."g" ADD COLUMN "q" BYTEA', 'CREATE INDEX "g_sq" ON "d"."g" USING hash ("q")']),
+    ("ALTER TABLE g MODIFY q MULTILINESTRING NOT NULL",
+     ['ALTER TABLE "d"."g" ALTER COLUMN "q" TYPE BYTEA USING "q"::BYTEA',
+      'ALTER TABLE "d"."g" ALTER COLUMN "q" SET NOT NULL', 'ALTER TABLE "d"."g" ALTER COLUMN "q" DROP DEFAULT']),
+    # MariaDB's UUID: PostgreSQL's uuid
+    ("CREATE TABLE u (id UUID PRIMARY KEY, v UUID)", ['CREATE TABLE "d"."u" ("id" UUID PRIMARY KEY, "v" UUID)']),
     # --- session / transaction: nothing to do on the target
     ("SET NAMES utf8mb4", []),
     ("SET CHARACTER SET utf8", []),
@@ -200,7 +215,7 @@ UNTRANSLATABLE = [
     ("SAVEPOINT s", SCHEMA, "SAVEPOINT"),
     ("SELECT 1", SCHEMA, "SELECT"),
     ("INSERT INTO t SET a = 1", SCHEMA, "cannot parse"),
-    ("CREATE TABLE t2 (g GEOMETRY)", SCHEMA, "column type GEOMETRY"),
+    ("CREATE TABLE t2 (a INT, FULLTEXT KEY f (a), SPATIAL KEY g (a))", SCHEMA, "FULLTEXT index"),
     ("CREATE TABLE t2 (a INT, FULLTEXT KEY f (a))", SCHEMA, "FULLTEXT index"),
     ("CREATE TABLE t2 (a VARCHAR(100), UNIQUE KEY u (a(10)))", SCHEMA, "UNIQUE key on a column prefix"),
     ("CREATE TABLE t2 LIKE t", SCHEMA, "LIKE"),

@@ -21,7 +21,6 @@ that has triggers of its own is warned about when the replicator connects.
 from __future__ import annotations
 
 import logging
-import re
 
 import aiomysql
 import pymysql
@@ -31,11 +30,18 @@ from pymysql.constants import CLIENT
 from sqlglot import exp
 
 from dbmux.core.dsn import Dsn
-from dbmux.core.events import ChangeEvent, SessionContext, Statement
+from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
 from dbmux.replicator.errors import ApplyError, TargetLocked
-from dbmux.replicator.mysql_sql import count_keys_sql, interpolate, literal, quote_ident, row_sql, upsert_sql
+from dbmux.replicator.mysql_sql import count_keys_sql, literal, quote_ident, row_sql, upsert_sql
+from dbmux.replicator.mysql_statements import (
+    APPLIER_CHARSET,
+    charset_sql,
+    statement_sql,
+    statement_steps,
+    statement_text,
+)
 from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 
@@ -47,7 +53,6 @@ TRIGGERS_SKIPPED = Counter("dbmux_replicator_trigger_statements_skipped_total",
 
 # Errors an already-applied DDL gives when replayed after a crash between DDL and position write.
 _DDL_REPLAY_ERRNOS = frozenset({1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1826})
-_LAST_INSERT_ID = re.compile(r"(?i)\bLAST_INSERT_ID\s*\(\s*\)")
 
 
 class MySQLApplier:
@@ -59,6 +64,9 @@ class MySQLApplier:
         self._session: tuple = ()
         self._db: str | None = None
         self._pk_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+        # generated columns per table, looked up with the key: row images carry their values (MariaDB and
+        # MySQL log them), which the target computes itself and refuses to be given (error 1906)
+        self._generated: dict[tuple[str, str], frozenset[str]] = {}
 
     async def connect(self) -> None:
         self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset=APPLIER_CHARSET,
@@ -184,6 +192,7 @@ class MySQLApplier:
                     await self._apply_event(cur, ev, offset, ddl=has_ddl)
                 if has_ddl:
                     self._pk_cache.clear()  # a DDL may have changed a primary key
+                    self._generated.clear()
                     await cur.execute("START TRANSACTION")
                 await self._write_position(cur, position, last_gtids)
             await conn.commit()
@@ -270,13 +279,19 @@ class MySQLApplier:
             if not ev.rows:
                 flush()
                 for st in ev.statements:
-                    parts.extend(_statement_sql(st, ctx))
+                    parts.extend(statement_sql(st, ctx))
                 continue
             if ev.no_fk_checks:
                 flush()
                 parts.append(_FK_OFF)
             for row in ev.rows:
                 after = row.after
+                generated = self._generated.get((row.db, row.table))
+                if generated is None:
+                    raise _KeyUnknown(row.db, row.table)
+                if generated:
+                    row = _without(row, generated)
+                    after = row.after
                 if row.op == "insert" and after is not None:
                     key = (row.db, row.table, tuple(after))
                     if key != run_key:
@@ -315,7 +330,7 @@ class MySQLApplier:
             if self._conn is not None:
                 await self._conn.rollback()
                 async with self._conn.cursor() as cur:  # a statement may have failed in its own character set
-                    await cur.execute(_charset_sql(APPLIER_CHARSET))
+                    await cur.execute(charset_sql(APPLIER_CHARSET))
         except Exception:  # noqa: BLE001 - the connection may be gone; reconnect follows
             pass
 
@@ -326,18 +341,20 @@ class MySQLApplier:
                 await cur.execute(_FK_OFF)
             for row in ev.rows:
                 pk = await self._primary_key(cur, row.db, row.table)
+                if self._generated[(row.db, row.table)]:
+                    row = _without(row, self._generated[(row.db, row.table)])
                 await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
                                     ev, offset, table=f"{row.db}.{row.table}")
             if ev.no_fk_checks:
                 await cur.execute(_FK_RESTORE)
             for st in ev.statements:  # binlog events carry DDL as statements
                 if not self._skipped_trigger(st, ev):
-                    await self._execute(cur, _statement_text(st), ev, offset, ddl=st.kind == "ddl")
+                    await self._execute(cur, statement_text(st), ev, offset, ddl=st.kind == "ddl")
             return
         for st in ev.statements:
             if self._skipped_trigger(st, ev):
                 continue
-            preamble, sql, after = _statement_steps(st, ev.session)
+            preamble, sql, after = statement_steps(st, ev.session)
             for pre in preamble:
                 await cur.execute(pre)
             await self._execute(cur, sql, ev, offset, ddl=st.kind == "ddl")
@@ -394,7 +411,13 @@ class MySQLApplier:
             await cur.execute(
                 "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
                 "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION", (db, table))
-            self._pk_cache[key] = tuple(r[0] for r in await cur.fetchall())
+            pk = tuple(r[0] for r in await cur.fetchall())
+            await cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                "AND (EXTRA LIKE '%%VIRTUAL GENERATED%%' OR EXTRA LIKE '%%STORED GENERATED%%' "
+                "OR EXTRA LIKE '%%PERSISTENT GENERATED%%')", (db, table))
+            self._generated[key] = frozenset(r[0] for r in await cur.fetchall())
+            self._pk_cache[key] = pk
         return self._pk_cache[key]
 
     async def primary_key(self, db: str, table: str) -> tuple[str, ...]:
@@ -430,6 +453,9 @@ class MySQLApplier:
         parts: list[tuple[str, list[int]]] = []  # (statement, the items it covers)
         groups: dict[tuple, list[int]] = {}
         for i, (db, table, pk, _, image) in enumerate(items):
+            if image is not None and self._generated.get((db, table)):  # (primary_key() looked them up)
+                image = {c: v for c, v in image.items() if c not in self._generated[(db, table)]}
+                items[i] = (db, table, pk, items[i][3], image)
             groups.setdefault((db, table, pk, None if image is None else tuple(image)), []).append(i)
         for idx in groups.values():
             for n in range(0, len(idx), 500):
@@ -517,52 +543,14 @@ _FK_OFF = "SET @dbmux_fkc = @@foreign_key_checks, foreign_key_checks = 0"
 _FK_RESTORE = "SET foreign_key_checks = @dbmux_fkc"
 
 
+def _without(row: RowChange, columns: frozenset[str]) -> RowChange:
+    """``row`` without ``columns`` (generated ones) in its images; the key stays in the before image."""
+    after = {c: v for c, v in row.after.items() if c not in columns} if row.after is not None else None
+    return RowChange(row.table, row.db, row.op, row.before, after)
+
+
 class _KeyUnknown(Exception):
     """A table's primary key is needed and not cached yet: args are (db, table)."""
-
-
-def _statement_sql(st: Statement, ctx: SessionContext | None) -> list[str]:
-    """:func:`_statement_steps` as one list, for a multi-statement request."""
-    before, sql, after = _statement_steps(st, ctx)
-    return [*before, sql, *after]
-
-
-def _statement_steps(st: Statement, ctx: SessionContext | None) -> tuple[list[str], str, list[str]]:
-    """An ingress statement as the target runs it: (the session values it depends on, the statement
-    with its bound parameters as literals, what restores the applier's session after it).
-
-    The statement goes as the exact bytes the primary ran (:func:`_statement_text`), read in the
-    character set they were sent in (the statement's ``charset``: ``character_set_client`` and
-    ``character_set_connection``, as ``SET NAMES`` sets them; utf8mb4 again afterwards). String
-    parameters are text in that character set, as the primary took them; the statement's own literals
-    are read with the session's NO_BACKSLASH_ESCAPES setting."""
-    before = []
-    if st.insert_id:
-        before.append(f"SET insert_id = {int(st.insert_id)}")
-    if st.last_insert_id and _LAST_INSERT_ID.search(st.sql):
-        before.append(f"DO LAST_INSERT_ID({int(st.last_insert_id)})")
-    text = _statement_text(st)
-    if st.params is not None:
-        charset = st.charset if st.charset is not None else (ctx.charset if ctx else None)  # (v1 events: none)
-        text = interpolate(text, st.params, charset=charset,
-                           backslash_escapes="NO_BACKSLASH_ESCAPES" not in ((ctx.sql_mode or "") if ctx else ""))
-    if st.charset is None or st.charset.lower() == APPLIER_CHARSET:
-        return before, text, []
-    return [*before, _charset_sql(st.charset)], text, [_charset_sql(APPLIER_CHARSET)]
-
-
-APPLIER_CHARSET = "utf8mb4"  # what the applier's connection speaks (connect())
-
-
-def _statement_text(st: Statement) -> str:
-    """The statement's exact bytes as a str the driver sends unchanged: the connection encodes queries
-    as UTF-8 with ``surrogateescape``, which turns the bytes' ``surrogateescape`` decoding back into them."""
-    return st.sql if st.raw is None else st.raw.decode("utf-8", "surrogateescape")
-
-
-def _charset_sql(charset: str) -> str:
-    """Read what follows in ``charset`` (results stay utf8mb4, as the driver decodes them)."""
-    return f"SET character_set_client = {literal(charset)}, character_set_connection = {literal(charset)}"
 
 
 def table_of(sql: str, default_db: str | None) -> str:

@@ -33,11 +33,11 @@ from prometheus_client import Counter
 from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.transient import is_transient
+from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
-from dbmux.replicator.pg_ddl import created_table
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
-from dbmux.replicator.pg_types import event_value_types, not_applied, uuid_bytes
+from dbmux.replicator.pg_types import event_value_types, not_applied, time_micros, time_of_micros, uuid_bytes
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.source_schema import load_source_schema
@@ -432,6 +432,7 @@ async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
     character set is the connection's), and the ingress records them so; PostgreSQL text columns take
     them as UTF-8 text. Invalid UTF-8 still fails, loudly, as it must (the server checks text received
     in binary form too). UUID: MariaDB's, from text or row images (:func:`~replicator.pg_types.uuid_bytes`).
+    TIME (targets created before MySQL TIME became INTERVAL): ``timedelta`` values too (:func:`time_micros`).
     Binary format, so COPY (which is binary in asyncpg) takes these columns as well."""
     def encode(value):
         if type(value) is str:
@@ -446,6 +447,8 @@ async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
     for name in ("text", "varchar", "bpchar"):
         await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
     await conn.set_type_codec("uuid", schema="pg_catalog", encoder=uuid_bytes, decoder=lambda b: _uuid.UUID(bytes=b),
+                              format="binary")
+    await conn.set_type_codec("time", schema="pg_catalog", encoder=time_micros, decoder=time_of_micros,
                               format="binary")
 
 

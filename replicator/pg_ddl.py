@@ -39,7 +39,8 @@ from sqlglot.tokens import Token, TokenType
 from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident
 
 __all__ = ["translate_create_table", "translate_create_index", "translate_alter", "translate_rename",
-           "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level", "created_table"]
+           "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level", "parseable_ddl"]
+
 
 class _Tokenizer(MySQL.Tokenizer):
     COMMANDS: set = set()  # tokenize RENAME/REPLACE statements fully instead of as one command string
@@ -115,6 +116,12 @@ def _key_columns(cols: list[exp.Expression], sql: str, *, unique: bool) -> str:
 # ------------------------------------------------------------------------------------------ columns
 
 
+def _generated(k: exp.Expression | None) -> bool:
+    """A generated column's ``[GENERATED ALWAYS] AS (expr) [VIRTUAL|STORED|PERSISTENT]``."""
+    return isinstance(k, exp.ComputedColumnConstraint) or (
+        isinstance(k, exp.GeneratedAsIdentityColumnConstraint) and k.args.get("expression") is not None)
+
+
 class _Column:
     def __init__(self, cdef: exp.ColumnDef, schema: str, table: str, sql: str) -> None:
         self.name = _name(cdef.this)
@@ -143,7 +150,7 @@ class _Column:
             elif isinstance(k, exp.CheckColumnConstraint):
                 self.checks.append(f"CHECK ({pg_expr(k.this, sql)})")
             elif isinstance(k, (exp.OnUpdateColumnConstraint, exp.CharacterSetColumnConstraint,
-                                exp.CollateColumnConstraint, exp.CommentColumnConstraint)):
+                                exp.CollateColumnConstraint, exp.CommentColumnConstraint)) or _generated(k):
                 continue  # dropped on purpose (module docstring)
             else:
                 raise Untranslatable(f"column attribute {cc.sql('mysql')}", sql)
@@ -182,14 +189,15 @@ class _Column:
 
 _SPATIAL_TYPES = frozenset({"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
                             "GEOMETRYCOLLECTION", "GEOMCOLLECTION"})
-_SPATIAL_WORD = re.compile("|".join(sorted(_SPATIAL_TYPES)) + "|SRID|SPATIAL", re.IGNORECASE)
+_SPATIAL_WORD = re.compile("|".join(sorted(_SPATIAL_TYPES)) + "|SRID|SPATIAL|PERSISTENT", re.IGNORECASE)
 _CREATE_SPATIAL = re.compile(r"\s*CREATE\s+SPATIAL\s", re.IGNORECASE)
 _NAMES = (TokenType.VAR, TokenType.IDENTIFIER)
 
 
-def spatial_as_geometry(sql: str) -> str:
+def parseable_ddl(sql: str) -> str:
     """DDL text with MySQL's spatial column types spelled GEOMETRY (the one sqlglot parses; all are one
-    BYTEA type here), MySQL 8's ``SRID n`` column attribute dropped and ``CREATE SPATIAL INDEX`` as
+    BYTEA type here), MariaDB's ``PERSISTENT`` (generated columns) as ``STORED``, MySQL 8's ``SRID n`` column
+    attribute dropped and ``CREATE SPATIAL INDEX`` as
     ``CREATE INDEX`` (:func:`translate_create_index` reads SPATIAL from the original). A type is a spatial
     word right after a column name; ``CHANGE a point INT`` (a column named so) fails to parse."""
     if not _SPATIAL_WORD.search(sql):
@@ -206,6 +214,9 @@ def spatial_as_geometry(sql: str) -> str:
         if word in _SPATIAL_TYPES and toks[i - 1].token_type in _NAMES:
             out.append(sql[last:t.start] + "GEOMETRY")
             last = t.end + 1
+        elif word == "PERSISTENT" and toks[i - 1].token_type == TokenType.R_PAREN:
+            out.append(sql[last:t.start] + "STORED")
+            last = t.end + 1
         elif word == "SRID" and i + 1 < len(toks) and toks[i + 1].token_type == TokenType.NUMBER:
             out.append(sql[last:t.start])
             last = toks[i + 1].end + 1
@@ -214,7 +225,7 @@ def spatial_as_geometry(sql: str) -> str:
 
 def _parse_create(text: str, sql: str) -> exp.Create:
     try:
-        node = sqlglot.parse_one(spatial_as_geometry(text), read="mysql", error_level=ErrorLevel.RAISE)
+        node = sqlglot.parse_one(parseable_ddl(text), read="mysql", error_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise Untranslatable(f"unparseable definition: {e}", sql) from None
     if not isinstance(node, exp.Create):
@@ -532,69 +543,3 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
         else:
             raise Untranslatable(f"ALTER TABLE {action[:60]}", sql)
     return [PgStatement(s) for s in out]
-
-
-
-
-# ------------------------------------------------------------------------------------------ created tables
-
-_T = exp.DataType.Type
-_RETYPED_NAMES = {_T.BLOB: "blob", _T.TINYBLOB: "tinyblob", _T.MEDIUMBLOB: "mediumblob", _T.LONGBLOB: "longblob",
-                  _T.BINARY: "binary", _T.VARBINARY: "varbinary", _T.BIT: "bit", _T.JSON: "json", _T.ENUM: "enum",
-                  _T.SET: "set", _T.YEAR: "year", _T.GEOMETRY: "geometry"}  # as information_schema's DATA_TYPE
-_CREATE_TABLE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\b", re.IGNORECASE)
-
-
-def created_table(sql: str, default_db: str | None) -> tuple[tuple[str, str], dict] | None:
-    """``((db, table), fields)`` of the table a plain CREATE TABLE statement creates: what the source schema
-    will say about it once reloaded (``fields``: :class:`replicator.pg_sql.TableInfo`'s keyword arguments);
-    None for anything else (LIKE, ... SELECT, unparseable)."""
-    if not _CREATE_TABLE.match(sql):
-        return None
-    try:
-        node = sqlglot.parse_one(spatial_as_geometry(sql), read="mysql", error_level=ErrorLevel.RAISE)
-        if not (isinstance(node, exp.Create) and (node.args.get("kind") or "").upper() == "TABLE"
-                and isinstance(node.this, exp.Schema) and node.args.get("expression") is None):
-            return None
-        name = _table_ref(node.this.this, default_db, sql)
-    except (SqlglotError, Untranslatable):
-        return None
-    columns: list[str] = []
-    pk: list[str] = []
-    fields: dict = {"auto_increment": None, "time_defaults": set(), "on_update": set(), "utc_columns": set(),
-                    "retyped": {}, "bits": {}, "uuids": set()}
-    for el in node.this.expressions:
-        if isinstance(el, exp.Constraint) and len(el.expressions) == 1:
-            el = el.expressions[0]
-        if isinstance(el, exp.PrimaryKey):
-            pk = [_name(c.this if isinstance(c, exp.Ordered) else c) for c in el.expressions]
-        if not isinstance(el, exp.ColumnDef):
-            continue
-        col = _name(el.this)
-        columns.append(col)
-        kind = el.args.get("kind")
-        t = kind.this if isinstance(kind, exp.DataType) else None
-        if t in (_T.TIMESTAMP, _T.TIMESTAMPTZ):
-            fields["utc_columns"].add(col)
-        if t == _T.UUID:
-            fields["uuids"].add(col)
-        if isinstance(kind, exp.DataType) and t in _RETYPED_NAMES:
-            values = [v.this for v in kind.expressions if isinstance(v, exp.Literal)] if t in (_T.ENUM, _T.SET) else []
-            fields["retyped"][col] = (_RETYPED_NAMES[t], tuple(values))
-            if t == _T.BIT:
-                fields["bits"][col] = int(kind.expressions[0].name) if kind.expressions else 1
-        for cc in el.args.get("constraints") or []:
-            k = cc.args.get("kind")
-            clock = isinstance(getattr(k, "this", None), exp.CurrentTimestamp) or (
-                isinstance(getattr(k, "this", None), exp.Anonymous) and k.this.name.upper() == "NOW")
-            if isinstance(k, exp.AutoIncrementColumnConstraint):
-                fields["auto_increment"] = col
-            elif isinstance(k, exp.PrimaryKeyColumnConstraint):
-                pk.append(col)
-            elif isinstance(k, exp.DefaultColumnConstraint) and clock:
-                fields["time_defaults"].add(col)
-            elif isinstance(k, exp.OnUpdateColumnConstraint):
-                fields["on_update"].add(col)
-    fields.update(primary_key=tuple(pk), columns=tuple(columns),
-                  **{k: frozenset(fields[k]) for k in ("time_defaults", "on_update", "utc_columns", "uuids")})
-    return name, fields

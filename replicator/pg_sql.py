@@ -53,8 +53,8 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import TokenType
 
 from dbmux.replicator.pg_ddl import (
+    parseable_ddl,
     pg_expr,
-    spatial_as_geometry,
     split_top_level,
     tokens,
     translate_alter,
@@ -150,7 +150,7 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
     if replace:
         text = text[:toks[0].start] + "INSERT" + text[toks[0].end + 1:]
     try:
-        node = sqlglot.parse_one(spatial_as_geometry(text) if w[0] == "CREATE" else text, read="mysql",
+        node = sqlglot.parse_one(parseable_ddl(text) if w[0] == "CREATE" else text, read="mysql",
                                  error_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise Untranslatable(f"statement sqlglot cannot parse ({str(e).splitlines()[0]})", sql) from None
@@ -273,10 +273,9 @@ def _target(node: exp.Expression, sql: str, schema: SchemaInfo | None) -> exp.Ta
         tbl = tbl.this
     if not isinstance(tbl, exp.Table) or node.args.get("joins") or tbl.args.get("joins"):
         raise Untranslatable("multi-table statement", sql)
-    if schema is not None and (schema.has_triggers(tbl.db, tbl.name) or schema.columns(tbl.db, tbl.name) is None):
-        why = "has triggers on the source (their changes are in" if schema.columns(tbl.db, tbl.name) else \
-            "is not in the source schema (dropped since: its types are in"
-        raise Untranslatable(f"writing {tbl.db}.{tbl.name}, which {why} the row form)", sql)
+    why = schema.needs_rows(tbl.db, tbl.name) if schema is not None else None
+    if why:
+        raise Untranslatable(f"writing {tbl.db}.{tbl.name}, which {why}", sql)
     return tbl
 
 

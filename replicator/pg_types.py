@@ -31,8 +31,9 @@ BINARY(n), VARBINARY(n)          BYTEA                       MySQL pads BINARY(n
 DATETIME(p)                      TIMESTAMP(p)                DATETIME = TIMESTAMP(0) (MySQL's default fsp 0)
 TIMESTAMP(p)                     TIMESTAMP(p)                without time zone: values as the session saw them
 DATE                             DATE                        zero dates ('0000-00-00') are Untranslatable
-TIME(p)                          TIME(p)                     MySQL TIME spans -838:59:59..838:59:59; values
-                                                             outside 00:00..24:00 are Untranslatable
+TIME(p)                          INTERVAL(p)                 MySQL TIME spans -838:59:59..838:59:59 (PostgreSQL
+                                                             TIME only 00:00..24:00); statements writing other
+                                                             than 'HH:MM[:SS[.f]]' text: row form
 YEAR                             SMALLINT                    (two-digit years: row form)
 ENUM('a', ...)                   TEXT + CHECK (c IN (...))   the ENUM's index order/number semantics are lost
                                                              (statements writing numbers: row form)
@@ -40,7 +41,9 @@ SET('a', ...)                    TEXT                        comma-separated tex
 JSON                             JSONB                       JSONB normalises key order and whitespace
 BIT(n)                           BIT VARYING(n)              n bits (row images' ints); statements writing
                                                              anything but NULL take the row form
-GEOMETRY etc., other types       Untranslatable
+GEOMETRY, POINT, ... (spatial)   BYTEA                       MySQL's internal form: SRID + WKB (pg_ddl)
+UUID (MariaDB)                   UUID
+other types                      Untranslatable
 ===============================  ==========================  ==============================================
 
 CHARACTER SET / COLLATE clauses are dropped: PostgreSQL compares with the database collation (usually
@@ -64,8 +67,8 @@ from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
-           "event_value_types", "uuid_bytes", "INTEGER_PG_TYPES", "RETYPED", "not_applied", "unfaithful_value",
-           "check_written", "value_list"]
+           "event_value_types", "uuid_bytes", "time_micros", "time_of_micros", "INTEGER_PG_TYPES", "RETYPED",
+           "not_applied", "unfaithful_value", "check_written", "value_list"]
 
 _MAX_SQL_IN_ERROR = 200
 
@@ -141,7 +144,7 @@ _FIXED = {
     T.SET: "TEXT",
     T.ENUM: "TEXT",
     T.JSON: "JSONB",
-    T.GEOMETRY: "BYTEA",  # every spatial type (pg_ddl.spatial_as_geometry): MySQL's internal form, SRID + WKB
+    T.GEOMETRY: "BYTEA",  # every spatial type (pg_ddl.parseable_ddl): MySQL's internal form, SRID + WKB
     T.UUID: "UUID",  # MariaDB's UUID
 }
 
@@ -196,7 +199,7 @@ def pg_column_type(dt: exp.DataType, *, auto_increment: bool = False) -> str:
     if t in (T.DATETIME, T.TIMESTAMP, T.TIMESTAMPTZ, T.DATETIME64):
         return f"TIMESTAMP({params[0] if params else 0})"
     if t == T.TIME:
-        return f"TIME({params[0] if params else 0})"
+        return f"INTERVAL({params[0] if params else 0})"
     if t == T.BIT:
         return f"BIT VARYING({params[0] if params else 1})"
     raise Untranslatable(f"column type {dt.sql('mysql')}")
@@ -215,8 +218,9 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     - MySQL zero dates (``'0000-00-00'``, ``'0000-00-00 00:00:00'``, or dates with zero month/day as
       strings) raise :class:`Untranslatable`: PostgreSQL has no such value and NULL would be a silent
       change.
-    - ``timedelta`` (how drivers deliver MySQL TIME) → ``datetime.time`` when within [0, 24h); outside
-      that range → :class:`Untranslatable`. Kept as ``timedelta`` when ``pg_type`` is INTERVAL.
+    - ``timedelta`` (how drivers deliver MySQL TIME) stays a ``timedelta`` (INTERVAL columns; the
+      applier's codec takes it for TIME columns of targets created before TIME became INTERVAL); for a
+      ``pg_type`` TIME a ``datetime.time`` when within [0, 24h), else :class:`Untranslatable`.
     - ``bool`` → ``int`` for integer columns (MySQL BOOL is TINYINT).
     - ``str`` for BYTEA columns → UTF-8 bytes.
     """
@@ -226,7 +230,7 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, _dt.timedelta):
-        if kind.startswith("INTERVAL"):
+        if not kind.startswith("TIME"):
             return value
         if _dt.timedelta(0) <= value < _dt.timedelta(days=1):
             secs = value.seconds
@@ -242,6 +246,28 @@ def to_pg_value(value: Any, pg_type: str | None = None) -> Any:
     if isinstance(value, bool) and kind in INTEGER_PG_TYPES:
         return int(value)
     return value
+
+
+def time_micros(value: Any) -> bytes:
+    """A PostgreSQL TIME in binary form (microseconds, int64) from a ``datetime.time`` or a MySQL TIME's
+    ``timedelta`` within [0, 24h) (another is :class:`Untranslatable`: PostgreSQL TIME has no such value)."""
+    if isinstance(value, _dt.timedelta):
+        if not _dt.timedelta(0) <= value < _dt.timedelta(days=1):
+            raise Untranslatable(f"TIME value {value} outside PostgreSQL TIME's 00:00:00..24:00:00 (a table "
+                                 "created before dbmux mapped MySQL TIME to INTERVAL: ALTER its column TYPE INTERVAL)")
+        return (value // _dt.timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+    if isinstance(value, _dt.time):
+        return ((value.hour * 3600 + value.minute * 60 + value.second) * 1_000_000 + value.microsecond).to_bytes(
+            8, "big", signed=True)
+    raise TypeError(f"a TIME value must be datetime.time or timedelta, got {type(value).__name__}")
+
+
+def time_of_micros(data: bytes) -> _dt.time:
+    us = int.from_bytes(data, "big", signed=True)
+    if us >= 86_400_000_000:  # PostgreSQL's 24:00:00
+        return _dt.time.max
+    secs, frac = divmod(us, 1_000_000)
+    return _dt.time(secs // 3600, secs % 3600 // 60, secs % 60, frac)
 
 
 def uuid_bytes(value: Any) -> bytes:
@@ -384,7 +410,7 @@ def _set_kind(toks: list[Token], w: list[str]) -> tuple[str, str] | None:
 BYTEA_SOURCE_TYPES = frozenset({"tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary"})
 SPATIAL_SOURCE_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                                   "multipolygon", "geometrycollection"})
-RETYPED = BYTEA_SOURCE_TYPES | SPATIAL_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year"})
+RETYPED = BYTEA_SOURCE_TYPES | SPATIAL_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year", "time"})
 """MySQL column types (information_schema ``DATA_TYPE``) that PostgreSQL holds differently (BYTEA, BIT
 VARYING, JSONB, TEXT for ENUM/SET, SMALLINT for YEAR): a statement writes such a column faithfully only
 with a value :func:`unfaithful_value` accepts; anything else is applied from the row form."""
@@ -423,7 +449,8 @@ def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values
     parameters and string literals without a backslash (PostgreSQL reads ``\\x..`` and other escapes
     in BYTEA input); spatial types (BYTEA here: MySQL's internal form, SRID + WKB): X'..' literals and
     bytes parameters; JSON: string literals and text parameters; ENUM: exactly one of its values; SET:
-    its values as MySQL stores them (definition order, no repeats); YEAR: 0, 1901..2155 as a number or
+    its values as MySQL stores them (definition order, no repeats); TIME: 'HH:MM[:SS[.f]]' text and TIME
+    parameters; YEAR: 0, 1901..2155 as a number or
     four digits. BIT: nothing else. Expressions never (MySQL computes them with MySQL's types)."""
     form, v = _written(node, params)
     if form in ("null", "default") or data_type not in RETYPED:
@@ -445,6 +472,9 @@ def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values
         ok = form in ("string", "param") and isinstance(v, str) and _canonical_set(v, values)
     elif data_type == "year":
         ok = _plain_year(form, v)
+    elif data_type == "time":  # what MySQL and an INTERVAL read alike ('1234' is 00:12:34 in MySQL, 1234 s here)
+        ok = (form in ("string", "param") and isinstance(v, str) and _PLAIN_TIME.fullmatch(v) is not None) or (
+            form == "param" and isinstance(v, _dt.timedelta))
     else:  # bit
         ok = False
     return None if ok else f"a {form} value written into {data_type.upper()} column"
@@ -468,6 +498,9 @@ def _canonical_set(text: str, values: tuple[str, ...]) -> bool:
         return True
     order = [values.index(m) if m in values else -1 for m in text.split(",")]
     return all(i >= 0 for i in order) and order == sorted(set(order))
+
+
+_PLAIN_TIME = re.compile(r"-?[0-9]{1,3}:[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?")
 
 
 def _plain_year(form: str, v: Any) -> bool:

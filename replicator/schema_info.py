@@ -32,6 +32,8 @@ class SchemaInfo(Protocol):
 
     def has_triggers(self, db: str, table: str) -> bool: ...
 
+    def needs_rows(self, db: str, table: str) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class TableInfo:
@@ -46,6 +48,7 @@ class TableInfo:
     triggers: bool = False  # the source table has triggers
     bits: Mapping[str, int] = field(default_factory=dict, hash=False)  # BIT(n) column -> n
     uuids: frozenset[str] = frozenset()  # MariaDB UUID columns (a shard key of them hashes their text form)
+    generated: frozenset[str] = frozenset()  # generated (VIRTUAL/STORED) columns: plain columns on PostgreSQL
 
 
 @dataclass
@@ -86,3 +89,14 @@ class StaticSchema:
     def has_triggers(self, db: str, table: str) -> bool:
         t = self._get(db, table)
         return t.triggers if t else False
+
+    def needs_rows(self, db: str, table: str) -> str | None:
+        """Why a statement writing the table is applied to PostgreSQL from its row form (None: it need not)."""
+        t = self._get(db, table)
+        if t is None or not t.columns:
+            return "is not in the source schema (dropped since: its types are in the row form)"
+        if t.triggers:
+            return "has triggers on the source (their changes are in the row form)"
+        if t.generated:
+            return f"has generated column {sorted(t.generated)[0]} (plain on PostgreSQL: its values are in the rows)"
+        return None

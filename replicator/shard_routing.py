@@ -88,7 +88,7 @@ from typing import Any
 
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.replicator.errors import ApplyError
-from dbmux.replicator.schema_info import StaticSchema
+from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
 from dbmux.replicator.shard_shapes import SessionStatement
 from dbmux.replicator.shard_statements import (
@@ -112,7 +112,10 @@ log = logging.getLogger(__name__)
 class ShardRouter:
     """Routes change events for one shard target. ``shard_map`` and ``schema`` (``.tables[(db, table)]``
     -> TableInfo of the *source*, lower-case names, as :func:`replicator.source_schema.load_source_schema`
-    returns) are plain attributes and may be swapped: reload the schema after DDL events."""
+    returns) are plain attributes and may be swapped: reload the schema after DDL events. ``gone``: tables
+    the primary no longer has (their rows are routed by the key their events carry, or as unsharded);
+    only row routing looks there -- DDL naming them is routed as for a table the schema lacks (every
+    shard, IF EXISTS), never as a keyless table's (one shard: the others kept a table dropped since)."""
 
     def __init__(self, shard_map: ShardMap, schema: StaticSchema, shard: str) -> None:
         if shard not in tuple(shard_map.shards):
@@ -120,6 +123,7 @@ class ShardRouter:
         self.shard_map = shard_map
         self.schema = schema
         self.shard = shard
+        self.gone: dict[tuple[str, str], TableInfo] = {}
 
     def route(self, ev: ChangeEvent) -> ChangeEvent:
         rows = self._rows(ev) if ev.rows else ()
@@ -143,7 +147,7 @@ class ShardRouter:
                 # the key as the table had it at that GTID (the event's schema), else the source schema's;
                 # a table the source schema lacks is looked up again first (its key's column types: UUID)
                 carried = ev.table_schema(r.db, r.table) if ev.tables else None
-                info = (getattr(self.schema, "tables", None) or {}).get(name)
+                info = (getattr(self.schema, "tables", None) or {}).get(name) or self.gone.get(name)
                 if info is None:  # its rule depends on its primary key: never guess
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: the table is unknown to the source "
                                      "schema (created after the schema was loaded?); retrying with a fresh schema",
@@ -196,7 +200,8 @@ class ShardRouter:
                 raise ApplyError(f"cannot route a row of {r.db}.{r.table}: shard-key column {col!r} is not in its "
                                  "image", gtid=str(ev.gtid), table=f"{r.db}.{r.table}")
             values.append(lower[col])
-        info = (getattr(self.schema, "tables", None) or {}).get((r.db.lower(), r.table.lower()))
+        name = (r.db.lower(), r.table.lower())
+        info = (getattr(self.schema, "tables", None) or {}).get(name) or self.gone.get(name)
         key = typed_key_values(rule.key, values, info.uuids if info is not None else frozenset())
         try:
             return self.shard_map.locate(r.db.lower(), r.table.lower(), key)

@@ -27,7 +27,7 @@ from dbmux.core.config import Config, TargetConfig
 from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.replicator.errors import ApplyError
-from dbmux.replicator.schema_info import StaticSchema, TableInfo
+from dbmux.replicator.schema_info import TableInfo
 from dbmux.replicator.shard_routing import ShardRouter
 from dbmux.replicator.shard_statements import typed_key_values
 from dbmux.replicator.source_schema import load_source_schema
@@ -148,6 +148,7 @@ class ShardTarget:
                 raise
         # a table the schema does not know: created since it was loaded
         self.router.schema = await load_source_schema(self.config.primary.dsn)
+        self.router.gone.clear()
         try:
             return self.router.route(ev)
         except ApplyError as exc:
@@ -155,12 +156,11 @@ class ShardTarget:
                 raise
             # still unknown: the table is gone from the primary (dropped later). It is placed by the key its
             # row events carry; without one like a table without a primary key (the default shard, or every shard).
-            tables = dict(self.router.schema.tables)
             for r in ev.rows:
-                tables.setdefault((r.db.lower(), r.table.lower()), TableInfo())
+                if (r.db.lower(), r.table.lower()) not in self.router.schema.tables:
+                    self.router.gone[(r.db.lower(), r.table.lower())] = TableInfo()
             log.warning("shard %s gtid %s: rows of a table the primary no longer has; placed by the key their "
                         "events carry, or as unsharded", self.shard, ev.gtid)
-            self.router.schema = StaticSchema(tables)
             return self.router.route(ev)
 
     async def probe(self, ev: ChangeEvent) -> ChangeEvent:

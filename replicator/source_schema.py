@@ -51,11 +51,14 @@ async def load_source_schema(dsn: Dsn) -> StaticSchema:
     retyped: dict[tuple[str, str], dict[str, tuple[str, tuple[str, ...]]]] = defaultdict(dict)
     bits: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     uuids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    generated: dict[tuple[str, str], set[str]] = defaultdict(set)
     for db, table, col, _key, extra, default, data_type, column_type in rows:
         k = (db.lower(), table.lower())
         c = col.lower()
         cols[k].append(c)
         extra = (extra or "").lower()
+        if any(g in extra for g in ("virtual generated", "stored generated", "persistent generated")):
+            generated[k].add(c)
         if "auto_increment" in extra:
             auto[k] = c
         if default and str(default).lower().startswith(("current_timestamp", "now(")):
@@ -81,7 +84,7 @@ async def load_source_schema(dsn: Dsn) -> StaticSchema:
                                       time_defaults=frozenset(clock[k]), on_update=frozenset(on_update[k]),
                                       utc_columns=frozenset(utc[k]), retyped=retyped.get(k, {}),
                                       triggers=k in triggered, bits=bits.get(k, {}),
-                                      uuids=frozenset(uuids.get(k, ())))
+                                      uuids=frozenset(uuids.get(k, ())), generated=frozenset(generated.get(k, ())))
                          for k, v in cols.items()}, system_time_zone=str(system_time_zone or ""))
 
 

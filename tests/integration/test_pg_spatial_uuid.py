@@ -4,18 +4,23 @@ halted on ``column type UUID`` and on a LINESTRING table with a SPATIAL KEY sqlg
 
 UUID columns are PostgreSQL ``uuid``; MariaDB packs them in row images like a BINARY(16) without trailing
 zero bytes (the nil UUID as an empty string), so the values below end in zero bytes and include the nil
-UUID. Spatial columns are BYTEA holding MySQL's internal form (SRID + WKB); SPATIAL keys are hash indexes.
+UUID. TIME is INTERVAL (MySQL's whole range; PostgreSQL TIME ends at 24:00; '1234' is 00:12:34 in MySQL:
+row form). Spatial columns are BYTEA holding MySQL's internal form (SRID + WKB); SPATIAL keys are hash
+indexes.
 Rows go both ways: straight to the primary (row images) and through the ingress (statements, and the
 row form for what they cannot carry faithfully, e.g. ``ST_GeomFromText``); then ``dbmux verify`` must
 pass on both shards, the shard replicators must not halt, and the values are read back from PostgreSQL.
-The MariaDB replicas stored a row image's UUID ending in zero bytes as the nil UUID (a warning, then a
-duplicate-key halt; 1292 in strict mode) and a BINARY(n) value without its trailing zero bytes, until the
-binlog reader padded them back as MySQL's own replicas do.
+Generated columns (VIRTUAL, MariaDB's PERSISTENT): row images carry their values, which a MariaDB
+target computes itself (given them: error 1906 in strict mode, else a warning); PostgreSQL holds them as
+plain columns, filled from the row form. The MariaDB replicas stored a row image's UUID ending in zero
+bytes as the nil UUID (a warning, then a duplicate-key halt; 1292 in strict mode) and a BINARY(n) value
+without its trailing zero bytes, until the binlog reader padded them back as MySQL's own replicas do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 from .conftest import (
@@ -65,6 +70,12 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
             cur.execute(f"CREATE TABLE {db}.u (id UUID PRIMARY KEY, v UUID, n INT)")
             cur.execute(f"CREATE TABLE {db}.g (id INT PRIMARY KEY, p POINT NOT NULL, l LINESTRING, "
                         "SPATIAL KEY sp (p)) ENGINE=InnoDB")
+            cur.execute(f"CREATE TABLE {db}.tm (id INT PRIMARY KEY, t TIME(3))")  # PostgreSQL INTERVAL(3)
+            cur.execute(f"INSERT INTO {db}.tm VALUES (1, '100:00:00.5'), (2, '-05:00:01'), (3, '838:59:59')")
+            cur.execute(f"CREATE TABLE {db}.gen (id INT PRIMARY KEY, n VARCHAR(10), v VARCHAR(20) AS (CONCAT(n, '!')) "
+                        "VIRTUAL, s VARCHAR(20) AS (CONCAT(n, '?')) PERSISTENT)")
+            cur.execute(f"INSERT INTO {db}.gen (id, n) VALUES (1, 'a'), (2, 'b')")
+            cur.execute(f"UPDATE {db}.gen SET n = 'c' WHERE id = 2")
             # straight to the primary: row images only
             for i, u in enumerate(UUIDS):
                 cur.execute(f"INSERT INTO {db}.u VALUES (%s, %s, %s)", (u, UUIDS[-1 - i], i))
@@ -84,6 +95,10 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
             cur.execute("DELETE FROM g WHERE id = 1")
             cur.execute("DROP INDEX sp ON g")
             cur.execute("CREATE SPATIAL INDEX sp2 ON g (p)")
+            cur.execute("INSERT INTO tm VALUES (4, '-838:59:59'), (5, '12:34'), (6, '1234'), (7, 1234)")
+            cur.execute("UPDATE tm SET t = ADDTIME(t, '30:00:00') WHERE id = 2")
+            cur.execute("INSERT INTO gen (id, n) VALUES (3, 'x')")  # generated columns: the row form
+            cur.execute("UPDATE gen SET n = 'y' WHERE id = 1")
         i.close()
         res = verify_until_equal(cfg, 120)
         tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
@@ -95,11 +110,15 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
             want_u = [(uuid.UUID(a), uuid.UUID(b) if b else None, n) for a, b, n in cur.fetchall()]
             cur.execute(f"SELECT id, p, l FROM {db}.g ORDER BY id")
             want_g = [tuple(r) for r in cur.fetchall()]
+            cur.execute(f"SELECT id, t FROM {db}.tm ORDER BY id")
+            want_tm = [tuple(r) for r in cur.fetchall()]
         got_u = sorted((r for s in shards.values() for r in asyncio.run(_pg_rows(
             s, f'SELECT id, v, n FROM "{db}"."u"'))), key=lambda r: r[2])
         got_g = sorted(r for s in shards.values() for r in asyncio.run(_pg_rows(s, f'SELECT id, p, l FROM "{db}"."g"')))
         assert [(uuid.UUID(str(a)), uuid.UUID(str(b)) if b else None, n) for a, b, n in got_u] == want_u
         assert got_g == want_g and len(want_g) == 2
+        got_tm = sorted(r for s in shards.values() for r in asyncio.run(_pg_rows(s, f'SELECT id, t FROM "{db}"."tm"')))
+        assert got_tm == want_tm and want_tm[5][1] == want_tm[6][1] == dt.timedelta(minutes=12, seconds=34)
         assert want_u[0][1] == uuid.UUID(int=0) and len(want_u) == 6
     finally:
         stop_ingress(ing)
@@ -125,6 +144,10 @@ def test_uuids_and_binary_values_ending_in_zero_bytes_reach_mariadb_replicas(sta
         with c.cursor() as cur:  # straight to the primary: only row images carry these
             cur.execute(f"CREATE DATABASE {db}")
             cur.execute(f"CREATE TABLE {db}.u (id UUID PRIMARY KEY, b4 BINARY(4), vb VARBINARY(4), n INT)")
+            cur.execute(f"CREATE TABLE {db}.gen (id INT PRIMARY KEY, n VARCHAR(10), v VARCHAR(20) AS (CONCAT(n, '!')) "
+                        "VIRTUAL, s VARCHAR(20) AS (CONCAT(n, '?')) PERSISTENT)")
+            cur.execute(f"INSERT INTO {db}.gen (id, n) VALUES (1, 'a'), (2, 'b')")
+            cur.execute(f"UPDATE {db}.gen SET n = 'c' WHERE id = 2")
             for i, u in enumerate(UUIDS):
                 cur.execute(f"INSERT INTO {db}.u VALUES (%s, %s, %s, %s)", (u, bytes([i]) + bytes(i % 4), b"v\0", i))
             cur.execute(f"UPDATE {db}.u SET b4 = x'00000000', n = n + 10 WHERE id = %s", (UUIDS[0],))

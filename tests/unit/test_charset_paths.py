@@ -11,7 +11,8 @@ from dbmux.core.events import ChangeEvent, SessionContext, Statement
 from dbmux.core.gtid import Gtid
 from dbmux.core.passwords import redact_event
 from dbmux.ingress.capture import StatementOutcome, TransactionCapture
-from dbmux.replicator.mysql_applier import MySQLApplier, _statement_steps
+from dbmux.replicator.mysql_applier import MySQLApplier
+from dbmux.replicator.mysql_statements import statement_steps
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
@@ -55,20 +56,20 @@ def _sent(sql: str) -> bytes:
 
 
 def test_mysql_target_runs_the_same_bytes_in_the_same_charset():
-    before, sql, after = _statement_steps(_latin1_event().statements[0], _latin1_event().session)
+    before, sql, after = statement_steps(_latin1_event().statements[0], _latin1_event().session)
     assert before == ["SET character_set_client = 'latin1', character_set_connection = 'latin1'"]
     assert _sent(sql) == ISSUE_BYTES
     assert after == ["SET character_set_client = 'utf8mb4', character_set_connection = 'utf8mb4'"]
     binary = Statement.from_bytes(BINARY_LITERAL, "utf8mb4")
-    assert _statement_steps(binary, None) == ([], binary.raw.decode("utf-8", "surrogateescape"), [])
-    assert _sent(_statement_steps(binary, None)[1]) == BINARY_LITERAL
+    assert statement_steps(binary, None) == ([], binary.raw.decode("utf-8", "surrogateescape"), [])
+    assert _sent(statement_steps(binary, None)[1]) == BINARY_LITERAL
     v1 = Statement("INSERT INTO t VALUES ('café')")  # charset unknown (envelope v1): the applier's own
-    assert _statement_steps(v1, SessionContext(charset="latin1")) == ([], v1.sql, [])
+    assert statement_steps(v1, SessionContext(charset="latin1")) == ([], v1.sql, [])
 
 
 def test_parameters_are_text_in_the_statements_charset():
     st_ = Statement("UPDATE t SET v = ? WHERE id = ?", (b"caf\xe9", 1), charset="cp1251")
-    _, sql, _ = _statement_steps(st_, SessionContext(charset="utf8mb4"))  # the statement's, not the commit's
+    _, sql, _ = statement_steps(st_, SessionContext(charset="utf8mb4"))  # the statement's, not the commit's
     assert sql == "UPDATE t SET v = _cp1251 X'636166e9' WHERE id = 1"
 
 

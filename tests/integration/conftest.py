@@ -249,6 +249,16 @@ async def read_topic(bootstrap: str, topic: str, *, min_count: int = 0, timeout_
         await consumer.stop()
 
 
+def assert_targets_equal(cfg: Path, logs: dict[str, Path], targets: int, timeout_s: float = 120.0) -> None:
+    """``dbmux verify`` passes (all ``targets`` equal) within ``timeout_s``, and no replicator whose log
+    is in ``logs`` halted; a failure shows verify's output and each log's tail."""
+    res = verify_until_equal(cfg, timeout_s)
+    tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
+    assert res.returncode == 0 and f"all {targets} targets equal" in res.stdout, res.stdout + res.stderr + tails
+    for name, path in logs.items():
+        assert "HALTED" not in path.read_text(errors="replace"), name + tails
+
+
 def verify_until_equal(cfg: Path, timeout_s: float = 600.0, *args: str):
     """``dbmux verify`` again until it passes or ``timeout_s`` is over; the last result. (``--wait`` waits
     only for targets that have started: one whose replicator has not yet stored a position is compared

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from dbmux.core.events import ChangeEvent
 
-from .conftest import pipeline_config, read_topic, start_binlog_reader, stop_processes, verify_until_equal
+from .conftest import assert_targets_equal, read_topic, start_binlog_reader, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator
-from .test_shard_targets import _drop_history
+from .test_shard_targets import _drop_history, two_shards
 
 ROWS = 40  # one transaction of this many inserts: the PostgreSQL applier copies them (COPY_MIN_ROWS)
 
@@ -50,14 +49,7 @@ def _wait_published(kafka: str, topic: str, table: str) -> list[ChangeEvent]:
 
 
 def test_tables_dropped_and_recreated_with_other_types_reach_pg_shards(stack, tmp_path):
-    tag = uuid.uuid4().hex[:8]
-    db = f"evs_{tag}"
-    shards = {f"e{tag}a": stack.shards[0], f"e{tag}b": stack.shards[1]}
-    topic = f"dbmux.evs{tag}.txn"
-    _drop_history(stack.primary, list(shards.values()))
-    cfg = pipeline_config(tmp_path / "evs.toml", stack, topic, shards, tables=f"{db}.*", shard="{name}",
-                          extra="[shardmap]\nshards = [" + ", ".join(f'"{n}"' for n in shards) + "]\n")
-    logs = {"binlog": tmp_path / "binlog.log", **{n: tmp_path / f"{n}.log" for n in shards}}
+    db, shards, topic, cfg, logs = two_shards(stack, tmp_path, "evs")
     procs = [start_binlog_reader(cfg, logs["binlog"])]
     c = _conn(stack.primary)
     c.autocommit(True)
@@ -72,9 +64,7 @@ def test_tables_dropped_and_recreated_with_other_types_reach_pg_shards(stack, tm
         assert [t.text for t in carried[-1].types] == ["int", "varchar charset utf8mb4", "int", "bit(4)"]
         assert carried[0].primary_key == carried[-1].primary_key == ("id",)
         procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
-        res = verify_until_equal(cfg, 120)
-        tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
-        assert res.returncode == 0, res.stdout + res.stderr + tails
+        assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:  # and through the change while the replicators run
             _old_then_new(cur, db, "live")
             # mixed-case column names (MySQL's are case-insensitive; PostgreSQL has them lower-case), by
@@ -84,11 +74,7 @@ def test_tables_dropped_and_recreated_with_other_types_reach_pg_shards(stack, tm
                 f"('n{i}', '1990-02-06 23:04:56')" for i in range(ROWS)))
             cur.execute(f"UPDATE {db}.dc SET DOB = '2000-01-01 00:00:00' WHERE Name = 'n1'")
             cur.execute(f"DELETE FROM {db}.dc WHERE Name = 'n2'")
-        res = verify_until_equal(cfg, 120)
-        tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
-        assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr + tails
-        for name in shards:
-            assert "HALTED" not in logs[name].read_text(errors="replace"), name
+        assert_targets_equal(cfg, logs, 2)
     finally:
         stop_processes(procs)
         with c.cursor() as cur:

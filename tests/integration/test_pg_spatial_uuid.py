@@ -24,15 +24,15 @@ import datetime as dt
 import uuid
 
 from .conftest import (
+    assert_targets_equal,
     pipeline_config,
     start_binlog_reader,
     start_ingress,
     stop_ingress,
     stop_processes,
-    verify_until_equal,
 )
 from .test_replicator_mysql import _conn, _start_replicator
-from .test_shard_targets import _drop_history
+from .test_shard_targets import _drop_history, two_shards
 
 UUIDS = ["11223344-5566-7788-99aa-bb0000000000", "00000000-0000-0000-0000-000000000000",
          "ffffffff-ffff-ffff-ffff-ffffffffffff", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
@@ -51,14 +51,7 @@ async def _pg_rows(dsn, sql: str) -> list[tuple]:
 
 
 def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
-    tag = uuid.uuid4().hex[:8]
-    db = f"sgu_{tag}"
-    shards = {f"s{tag}a": stack.shards[0], f"s{tag}b": stack.shards[1]}
-    topic = f"dbmux.sgu{tag}.txn"
-    _drop_history(stack.primary, list(shards.values()))
-    cfg = pipeline_config(tmp_path / "sgu.toml", stack, topic, shards, tables=f"{db}.*", shard="{name}",
-                          extra="[shardmap]\nshards = [" + ", ".join(f'"{n}"' for n in shards) + "]\n")
-    logs = {"binlog": tmp_path / "binlog.log", **{n: tmp_path / f"{n}.log" for n in shards}}
+    db, shards, topic, cfg, logs = two_shards(stack, tmp_path, "sgu")
     procs = [start_binlog_reader(cfg, logs["binlog"])]
     procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
     ing = start_ingress(stack, tmp_path, DBMUX_KAFKA_TOPIC=topic)
@@ -100,11 +93,7 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
             cur.execute("INSERT INTO gen (id, n) VALUES (3, 'x')")  # generated columns: the row form
             cur.execute("UPDATE gen SET n = 'y' WHERE id = 1")
         i.close()
-        res = verify_until_equal(cfg, 120)
-        tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
-        assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr + tails
-        for name in shards:
-            assert "HALTED" not in logs[name].read_text(errors="replace"), name
+        assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:
             cur.execute(f"SELECT id, v, n FROM {db}.u ORDER BY n")
             want_u = [(uuid.UUID(a), uuid.UUID(b) if b else None, n) for a, b, n in cur.fetchall()]
@@ -151,9 +140,7 @@ def test_uuids_and_binary_values_ending_in_zero_bytes_reach_mariadb_replicas(sta
             for i, u in enumerate(UUIDS):
                 cur.execute(f"INSERT INTO {db}.u VALUES (%s, %s, %s, %s)", (u, bytes([i]) + bytes(i % 4), b"v\0", i))
             cur.execute(f"UPDATE {db}.u SET b4 = x'00000000', n = n + 10 WHERE id = %s", (UUIDS[0],))
-        res = verify_until_equal(cfg, 120)
-        tails = "".join(f"\n--- {n}\n{p.read_text(errors='replace')[-3000:]}" for n, p in logs.items())
-        assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr + tails
+        assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:
             cur.execute(f"SELECT id, b4, vb, n FROM {db}.u ORDER BY n")
             want = cur.fetchall()
@@ -164,8 +151,6 @@ def test_uuids_and_binary_values_ending_in_zero_bytes_reach_mariadb_replicas(sta
                 assert cur.fetchall() == want
             r.close()
         assert want[-1][1] == bytes(4) and any(row[0] == UUIDS[1] for row in want)
-        for name in targets:
-            assert "HALTED" not in logs[name].read_text(errors="replace"), name
     finally:
         stop_processes(procs)
         with c.cursor() as cur:

@@ -30,6 +30,18 @@ def _config(tmp: Path, stack, topic: str, db: str, shards: dict[str, Dsn]) -> Pa
                            extra="[shardmap]\nshards = [" + ", ".join(f'"{n}"' for n in names) + "]\n")
 
 
+def two_shards(stack, tmp: Path, prefix: str) -> tuple[str, dict[str, Dsn], str, Path, dict[str, Path]]:
+    """A database name, both PostgreSQL shards as targets (shard history dropped first), their own
+    topic, the config, and a log path per process (binlog and each shard): for one test's pipeline."""
+    tag = uuid.uuid4().hex[:8]
+    db = f"{prefix}_{tag}"
+    shards = {f"{prefix}{tag}a": stack.shards[0], f"{prefix}{tag}b": stack.shards[1]}
+    _drop_history(stack.primary, list(shards.values()))
+    topic = f"dbmux.{prefix}{tag}.txn"
+    logs = {"binlog": tmp / "binlog.log", **{n: tmp / f"{n}.log" for n in shards}}
+    return db, shards, topic, _config(tmp, stack, topic, db, shards), logs
+
+
 async def _pg_keys(dsn: Dsn, db: str, table: str) -> set[int]:
     if dsn.kind == "mysql":
         c = _conn(dsn)

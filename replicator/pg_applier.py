@@ -32,10 +32,12 @@ from prometheus_client import Counter
 
 from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.sqllex import ansi_names_backquoted, has_mode
 from dbmux.core.transient import is_transient
 from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
+from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
 from dbmux.replicator.pg_types import event_value_types, not_applied, time_micros, time_of_micros, uuid_bytes
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
@@ -205,7 +207,7 @@ class PostgresApplier:
                         (info := schema.tables.get(k)) is None or info.utc_columns for k in named):
                     return self._drop_ahead(added)
             try:
-                added.append(self._translate_ahead(st, db.lower() if db else None, schema))
+                added.append(self._translate_ahead(st, default_db or None, schema, ctx.sql_mode if ctx else None))
             except Untranslatable as exc:
                 log.debug("target %s gtid %s: row form (%s)", self.target, ev.gtid, exc.construct)
                 return self._drop_ahead(added)
@@ -231,8 +233,9 @@ class PostgresApplier:
                 if created else self._schema
         return self._provisional
 
-    def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema) -> int:
-        pg = translate_statement(st.sql, db, st.params, schema=schema, insert_id=st.insert_id)
+    def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema, sql_mode: str | None) -> int:
+        pg = translate_statement(as_the_session_meant(st, sql_mode), db, st.params, schema=schema,
+                                 insert_id=st.insert_id)
         key = id(st)
         self._take_ahead(key)
         size = len(st.sql) + sum(len(p.sql) for p in pg)
@@ -291,6 +294,12 @@ class PostgresApplier:
                 await self._write_position(position, last_gtids)
         except ApplyError:
             raise
+        except asyncpg.CharacterNotInRepertoireError as exc:
+            if "0x00" not in str(exc):
+                raise
+            raise ApplyError(f"{type(exc).__name__}: {exc}: a text value holds a NUL character, which PostgreSQL text "
+                             "cannot store (MySQL's can); on_error = \"dead-letter\" sets such transactions aside",
+                             gtid=_span(batch), offset=batch[0][1] if batch else -1) from exc
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -337,7 +346,9 @@ class PostgresApplier:
                 if hit is not None and hit[0] is s and hit[1] == dbl:  # (see needs_row_form)
                     translated = hit[2]
                 else:
-                    translated = translate_statement(s.sql, dbl, s.params, schema=self._schema, insert_id=s.insert_id)
+                    translated = translate_statement(as_the_session_meant(s, ev.session.sql_mode if ev.session
+                                                                          else None), dbl, s.params,
+                                                     schema=self._schema, insert_id=s.insert_id)
                 for st in translated:
                     out.append((st.sql, tuple(st.args), ev, offset))
         except Untranslatable as exc:
@@ -425,6 +436,15 @@ class PostgresApplier:
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, topic, domain_id) DO UPDATE SET "
                 "seq = EXCLUDED.seq, last_gtid = EXCLUDED.last_gtid, ts_ms = EXCLUDED.ts_ms",
                 self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms)
+
+
+def as_the_session_meant(st: Statement, sql_mode: str | None) -> str:
+    """A statement's text as the translator must read it to mean what it meant in the session that ran
+    it: ANSI_QUOTES' double-quoted names backquoted; in DDL under REAL_AS_FLOAT, REAL as FLOAT."""
+    sql = ansi_names_backquoted(st.sql, sql_mode)
+    if st.kind == "ddl" and has_mode(sql_mode, "REAL_AS_FLOAT"):
+        sql = parseable_ddl(sql, real_as_float=True)
+    return sql
 
 
 async def install_mysql_codecs(conn: asyncpg.Connection) -> None:

@@ -87,6 +87,7 @@ import logging
 from typing import Any
 
 from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.sqllex import ansi_names_backquoted
 from dbmux.replicator.errors import ApplyError
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
@@ -243,6 +244,8 @@ class ShardRouter:
             if ingress and not st.is_utf8:  # routing reads UTF-8 text; only its bytes say what it writes
                 self._log(ev, i, "row form", f"not UTF-8 text (character set {st.charset})")
                 return None
+            if st.raw is None and (named := ansi_names_backquoted(st.sql, sql_mode)) != st.sql:
+                st = dataclasses.replace(st, sql=named)  # "t" is a name in this session: `t` in every one
             res = plan_statement(st.sql, st.params, st.insert_id, db, self.shard_map, self.schema, sql_mode)
             if isinstance(res, SessionStatement):
                 db = res.use_db or db

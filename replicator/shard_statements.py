@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dbmux.core.sqllex import LexError, scan, scan_with_markers
+from dbmux.core.sqllex import LexError, ansi_names_backquoted, scan, scan_with_markers
 from dbmux.replicator.mysql_sql import interpolate
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_analysis import analyze
@@ -421,8 +421,7 @@ def plan_statement(sql: str, params: tuple[Any, ...] | None, insert_id: int, db:
     mode = (sql_mode or "").upper()
     if "NO_BACKSLASH_ESCAPES" in mode and "\\" in sql:
         return _row_form("unparsed: NO_BACKSLASH_ESCAPES text with backslashes")
-    if "ANSI_QUOTES" in mode and '"' in sql:
-        return _row_form('unparsed: ANSI_QUOTES text with "')
+    sql = ansi_names_backquoted(sql, sql_mode)  # (the router passes it so: splits slice this text)
     shape, skel = analyze(sql)
     if isinstance(shape, NeedRows):
         return _row_form(shape.reason)

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 from dbmux.core.errors import DbmuxError
 
-__all__ = ["LexError", "Token", "effective_sql", "scan", "scan_with_markers", "split_statements"]
+__all__ = ["LexError", "Token", "ansi_names_backquoted", "has_mode", "effective_sql", "scan", "scan_with_markers",
+           "split_statements"]
 
 
 class LexError(DbmuxError, ValueError):
@@ -116,6 +117,35 @@ def scan_with_markers(sql: str, backslash_escapes: bool = True) -> tuple[list[To
 def scan(sql: str, backslash_escapes: bool = True) -> list[Token]:
     """Lex MySQL text into tokens, skipping whitespace and comments; raises :class:`LexError`."""
     return scan_with_markers(sql, backslash_escapes)[0]
+
+
+def has_mode(sql_mode: str | None, mode: str) -> bool:
+    """Does ``sql_mode`` (a session's, as SET or as the server shows it) include ``mode``, also through the
+    combination ANSI (REAL_AS_FLOAT, PIPES_AS_CONCAT, ANSI_QUOTES, IGNORE_SPACE, ONLY_FULL_GROUP_BY)?"""
+    modes = {m.strip() for m in (sql_mode or "").upper().split(",")}
+    return mode in modes or (mode in _ANSI and "ANSI" in modes)
+
+
+_ANSI = frozenset({"REAL_AS_FLOAT", "PIPES_AS_CONCAT", "ANSI_QUOTES", "IGNORE_SPACE", "ONLY_FULL_GROUP_BY"})
+
+
+def ansi_names_backquoted(sql: str, sql_mode: str | None) -> str:
+    """``sql`` as a session with ``sql_mode`` ran it, its double-quoted names (``"t"``: a name under
+    ANSI_QUOTES, as sql_mode ANSI sets) backquoted (`` `t` ``: a name in every sql_mode; parsers of MySQL
+    text read ``"t"`` as a string). Unchanged without ANSI_QUOTES, or when the text does not lex."""
+    if '"' not in sql or not has_mode(sql_mode, "ANSI_QUOTES"):
+        return sql
+    try:
+        tokens = scan(sql, "NO_BACKSLASH_ESCAPES" not in (sql_mode or "").upper())
+    except LexError:
+        return sql
+    out, last = [], 0
+    for t in tokens:
+        if t.type == "string" and t.text.startswith('"'):
+            name = t.text[1:-1].replace('""', '"').replace("`", "``")
+            out.append(f"{sql[last:t.start]}`{name}`")
+            last = t.end
+    return "".join(out) + sql[last:]
 
 
 def effective_sql(sql: str, markers: list[tuple[int, int]] | None = None) -> str:

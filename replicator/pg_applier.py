@@ -21,6 +21,7 @@ with the GTID, once per transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid as _uuid
@@ -79,6 +80,7 @@ class PostgresApplier:
         self.dsn, self.target, self.topic, self.source = dsn, target, topic, source
         self._conn: asyncpg.Connection | None = None
         self._schema = StaticSchema({})
+        self._applying_schema: StaticSchema | None = None
         self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
         # id(statement) -> (statement, db, translation, size): made at consume time, taken by prepare()
         self._ahead: dict[int, tuple[Statement, str | None, list[PgStatement], int]] = {}
@@ -306,6 +308,13 @@ class PostgresApplier:
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
 
+    def _applying(self) -> StaticSchema:
+        """The schema statements are translated with when applied: released in their statement form when
+        consumed (needs_row_form judged them), they are not judged again (the table may be gone by now)."""
+        if self._applying_schema is None or self._applying_schema.tables is not self._schema.tables:
+            self._applying_schema = dataclasses.replace(self._schema, judging=False)
+        return self._applying_schema
+
     async def _reload_schema(self) -> None:
         """The source schema again (after DDL). Every DDL event consumed before the reload is in it:
         each was committed on the primary before it reached the topic; so are the copies of those
@@ -348,7 +357,7 @@ class PostgresApplier:
                 else:
                     translated = translate_statement(as_the_session_meant(s, ev.session.sql_mode if ev.session
                                                                           else None), dbl, s.params,
-                                                     schema=self._schema, insert_id=s.insert_id)
+                                                     schema=self._applying(), insert_id=s.insert_id)
                 for st in translated:
                     out.append((st.sql, tuple(st.args), ev, offset))
         except Untranslatable as exc:

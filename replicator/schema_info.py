@@ -58,6 +58,9 @@ class StaticSchema:
 
     tables: Mapping[tuple[str, str], TableInfo] = field(default_factory=dict)
     system_time_zone: str = "UTC"
+    # statements are judged against it (needs_rows says which take the row form); False: statements
+    # already released in their statement form are translated as they are, whatever the schema says now
+    judging: bool = True
 
     def _get(self, db: str, table: str) -> TableInfo | None:
         return self.tables.get((db, table))
@@ -91,7 +94,10 @@ class StaticSchema:
         return t.triggers if t else False
 
     def needs_rows(self, db: str, table: str) -> str | None:
-        """Why a statement writing the table is applied to PostgreSQL from its row form (None: it need not)."""
+        """Why a statement writing the table is applied to PostgreSQL from its row form (None: it need not,
+        or the schema is not :attr:`judging`)."""
+        if not self.judging:
+            return None
         t = self._get(db, table)
         if t is None or not t.columns:
             return "is not in the source schema (dropped since: its types are in the row form)"

@@ -264,10 +264,14 @@ def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, de
             inline.append(col.definition())
         elif isinstance(el, exp.PrimaryKey):
             inline.append(f"PRIMARY KEY ({_key_columns(el.expressions, sql, unique=True)})")
-        elif isinstance(el, exp.UniqueColumnConstraint):
+        elif isinstance(el, exp.UniqueColumnConstraint) or (
+                isinstance(el, exp.Constraint) and len(el.expressions) == 1
+                and isinstance(el.expressions[0], exp.UniqueColumnConstraint)):
+            named = _name(el.this) if isinstance(el, exp.Constraint) else ""  # CONSTRAINT n UNIQUE (...)
+            el = el.expressions[0] if isinstance(el, exp.Constraint) else el
             sch = el.this
             cols = sch.expressions if isinstance(sch, exp.Schema) else []
-            name = _name(sch.this) if isinstance(sch, exp.Schema) and sch.this else ""
+            name = named or (_name(sch.this) if isinstance(sch, exp.Schema) and sch.this else "")
             if not cols:
                 raise Untranslatable(f"UNIQUE key {el.sql('mysql')}", sql)
             first = cols[0].this if isinstance(cols[0], exp.Ordered) else cols[0]
@@ -403,7 +407,9 @@ def translate_drop_table(sql: str, toks: list[Token], default_db: str | None) ->
             if w[i] in ("RESTRICT", "CASCADE") and i == len(toks) - 1:
                 break
             raise Untranslatable(f"DROP TABLE option {toks[i].text}", sql)
-    return [PgStatement(f"DROP TABLE {'IF EXISTS ' if exists else ''}{', '.join(names)}")]
+    # CASCADE: a foreign key of another table that still references it goes with it (PostgreSQL refuses
+    # otherwise; MySQL drops such a parent with foreign_key_checks = 0 and keeps the child as it is)
+    return [PgStatement(f"DROP TABLE {'IF EXISTS ' if exists else ''}{', '.join(names)} CASCADE")]
 
 
 def translate_drop_index(sql: str, toks: list[Token], default_db: str | None) -> list[PgStatement]:

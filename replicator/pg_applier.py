@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import re
 import uuid as _uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import NamedTuple
 
 import asyncpg
@@ -83,7 +83,7 @@ class PostgresApplier:
         self._applying_schema: StaticSchema | None = None
         self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
         # id(statement) -> (statement, db, translation, size): made at consume time, taken by prepare()
-        self._ahead: dict[int, tuple[Statement, str | None, list[PgStatement], int]] = {}
+        self._ahead: dict[Hashable, tuple[Statement, str | None, list[PgStatement], int]] = {}
         self._ahead_bytes = 0
         self._ddl_pending: dict[tuple[str, int], _PendingDdl] = {}  # DDL consumed, not in the schema yet
         self._provisional: StaticSchema | None = None  # the schema with the tables pending DDL creates
@@ -193,7 +193,7 @@ class PostgresApplier:
         schema = self._judging_schema()
         db = ev.db or (ctx.db if ctx else None)
         default_db = (db or "").lower()
-        added: list[int] = []
+        added: list[Hashable] = []
         for st in ev.statements:
             if not_applied(st.sql) is not None:
                 continue
@@ -235,10 +235,11 @@ class PostgresApplier:
                 if created else self._schema
         return self._provisional
 
-    def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema, sql_mode: str | None) -> int:
+    def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema,
+                         sql_mode: str | None) -> Hashable:
         pg = translate_statement(as_the_session_meant(st, sql_mode), db, st.params, schema=schema,
                                  insert_id=st.insert_id)
-        key = id(st)
+        key = _ahead_key(st)
         self._take_ahead(key)
         size = len(st.sql) + sum(len(p.sql) for p in pg)
         self._ahead[key] = (st, db, pg, size)
@@ -247,13 +248,13 @@ class PostgresApplier:
             self._take_ahead(next(iter(self._ahead)))  # the oldest: translated again if it is still wanted
         return key
 
-    def _take_ahead(self, key: int) -> tuple[Statement, str | None, list[PgStatement], int] | None:
+    def _take_ahead(self, key: Hashable) -> tuple[Statement, str | None, list[PgStatement], int] | None:
         hit = self._ahead.pop(key, None)
         if hit is not None:
             self._ahead_bytes -= hit[3]
         return hit
 
-    def _drop_ahead(self, keys: list[int]) -> bool:
+    def _drop_ahead(self, keys: list[Hashable]) -> bool:
         for key in keys:
             self._take_ahead(key)
         return True
@@ -351,8 +352,10 @@ class PostgresApplier:
                 if (meaningless := not_applied(s.sql)) is not None:
                     skipped.append(meaningless)
                     continue
-                hit = self._take_ahead(id(s)) if self._ahead else None
-                if hit is not None and hit[0] is s and hit[1] == dbl:  # (see needs_row_form)
+                # kept, not taken: an equal statement (a shard's copy routed again at release, the same
+                # statement in a later event) is the same translation; the limits evict the oldest
+                hit = self._ahead.get(_ahead_key(s)) if self._ahead else None
+                if hit is not None and hit[0] == s and hit[1] == dbl:  # (see needs_row_form)
                     translated = hit[2]
                 else:
                     translated = translate_statement(as_the_session_meant(s, ev.session.sql_mode if ev.session
@@ -445,6 +448,17 @@ class PostgresApplier:
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, topic, domain_id) DO UPDATE SET "
                 "seq = EXCLUDED.seq, last_gtid = EXCLUDED.last_gtid, ts_ms = EXCLUDED.ts_ms",
                 self.target, self.topic, domain, ev.gtid.seq, str(ev.gtid), ev.ts_ms)
+
+
+def _ahead_key(st: Statement) -> Hashable:
+    """What identifies a statement's translation: its text, parameters and insert id (the object itself
+    when its parameters do not hash)."""
+    key = (st.sql, st.params, st.insert_id)
+    try:
+        hash(key)
+    except TypeError:
+        return id(st)
+    return key
 
 
 def as_the_session_meant(st: Statement, sql_mode: str | None) -> str:

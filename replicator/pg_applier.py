@@ -39,6 +39,7 @@ from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_ddl import parseable_ddl
+from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
 from dbmux.replicator.pg_types import event_value_types, not_applied, time_micros, time_of_micros, uuid_bytes
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
@@ -332,11 +333,15 @@ class PostgresApplier:
     def _translate(self, ev: ChangeEvent, offset: int) -> list[_Pending]:
         db = ev.db or (ev.session.db if ev.session else None)
         dbl = db.lower() if db else None
-        out = []
+        out: list[_Pending] = []
         skipped: list[tuple[str, str]] = []
         try:
             where: tuple[str, str] | None = None
             for row in ev.rows:
+                if is_sequence_row(row.after):  # a MariaDB sequence's state (pg_sequences)
+                    out.extend((st.sql, st.args, ev, offset) for st in
+                               sequence_state(row.db.lower(), row.table.lower(), row.after or {}))
+                    continue
                 if (row.db, row.table) != where:  # rows come in runs per table
                     where = (row.db, row.table)
                     schema, table = row.db.lower(), row.table.lower()

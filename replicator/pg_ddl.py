@@ -124,7 +124,7 @@ def _generated(k: exp.Expression | None) -> bool:
 
 class _Column:
     def __init__(self, cdef: exp.ColumnDef, schema: str, table: str, sql: str) -> None:
-        self.name = _name(cdef.this)
+        self.name, self.schema = _name(cdef.this), schema
         kind = cdef.args.get("kind")
         if not isinstance(kind, exp.DataType):
             raise Untranslatable(f"column {self.name} without a type", sql)
@@ -167,6 +167,10 @@ class _Column:
             return "1" if node.this else "0"  # BOOL is SMALLINT on the target
         if isinstance(node, exp.Null):
             return "NULL"
+        if isinstance(node, exp.Anonymous) and str(node.this).upper() == "NEXTVAL" and len(node.expressions) == 1 \
+                and isinstance(seq := node.expressions[0], exp.Column):  # a MariaDB sequence (pg_sequences)
+            q = qualified((seq.table or self.schema).lower(), seq.name.lower())
+            return "nextval('" + q.replace("'", "''") + "')"
         return pg_expr(node, sql)
 
     def definition(self) -> str:

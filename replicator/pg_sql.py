@@ -64,6 +64,7 @@ from dbmux.replicator.pg_ddl import (
     translate_drop_table,
     translate_rename,
 )
+from dbmux.replicator.pg_sequences import translate_sequence_ddl
 from dbmux.replicator.pg_types import (
     PgStatement,
     Untranslatable,
@@ -141,6 +142,8 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
         return translate_drop_index(sql, toks, default_db)
     if w[:2] in (["DROP", "TABLE"], ["DROP", "TEMPORARY"]):
         return translate_drop_table(sql, toks, default_db)
+    if "SEQUENCE" in w[1:4] and w[0] in ("CREATE", "ALTER", "DROP"):
+        return translate_sequence_ddl(sql, toks, default_db)
 
     # Number the placeholders by text position: each ? becomes a unique @variable before parsing.
     text = sql

@@ -11,6 +11,7 @@ part of ``dbmux up``). Row images are always routable.
 Rows (binlog form)
 ==================  =====================================================================
 reference table     every shard
+sequence state row  every shard (MariaDB sequences: :mod:`replicator.pg_sequences`)
 single table        ``rule.shard`` only
 sharded, insert     owner of the after-image key; delete: owner of the before-image key
 sharded, update     same owner: update there; key moved to another owner: ``delete`` (before image)
@@ -89,6 +90,7 @@ from typing import Any
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.sqllex import ansi_names_backquoted
 from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.pg_sequences import is_sequence_row
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
 from dbmux.replicator.shard_shapes import SessionStatement
@@ -142,6 +144,9 @@ class ShardRouter:
         out: list[RowChange] = []
         rules: dict[tuple[str, str], TableRule] = {}
         for r in ev.rows:
+            if is_sequence_row(r.after):  # a sequence's state: every shard has the sequence (pg_sequences)
+                out.append(r)
+                continue
             name = (r.db.lower(), r.table.lower())
             rule = rules.get(name)
             if rule is None:

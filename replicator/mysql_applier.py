@@ -341,8 +341,8 @@ class MySQLApplier:
                 await cur.execute(_FK_OFF)
             for row in ev.rows:
                 pk = await self._primary_key(cur, row.db, row.table)
-                if self._generated[(row.db, row.table)]:
-                    row = _without(row, self._generated[(row.db, row.table)])
+                if generated := self._generated[(row.db, row.table)]:
+                    row = _without(row, generated)
                 await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
                                     ev, offset, table=f"{row.db}.{row.table}")
             if ev.no_fk_checks:
@@ -452,9 +452,10 @@ class MySQLApplier:
         not changed (affected rows 0), so the server compares, byte for byte. Nothing is left changed."""
         parts: list[tuple[str, list[int]]] = []  # (statement, the items it covers)
         groups: dict[tuple, list[int]] = {}
+        items = list(items)  # (the caller's list is left as it is)
         for i, (db, table, pk, _, image) in enumerate(items):
-            if image is not None and self._generated.get((db, table)):  # (primary_key() looked them up)
-                image = {c: v for c, v in image.items() if c not in self._generated[(db, table)]}
+            if image is not None and (generated := self._generated.get((db, table))):  # (primary_key() found)
+                image = {c: v for c, v in image.items() if c not in generated}
                 items[i] = (db, table, pk, items[i][3], image)
             groups.setdefault((db, table, pk, None if image is None else tuple(image)), []).append(i)
         for idx in groups.values():

@@ -83,7 +83,8 @@ class PostgresApplier:
         self._schema = StaticSchema({})
         self._applying_schema: StaticSchema | None = None
         self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
-        # id(statement) -> (statement, db, translation, size): made at consume time, taken by prepare()
+        # _ahead_key(statement) -> (statement, db, translation, size): made when judged (needs_row_form),
+        # kept and used when applied (_translate) until evicted by AHEAD_MAX / AHEAD_MAX_BYTES
         self._ahead: dict[Hashable, tuple[Statement, str | None, list[PgStatement], int]] = {}
         self._ahead_bytes = 0
         self._ddl_pending: dict[tuple[str, int], _PendingDdl] = {}  # DDL consumed, not in the schema yet

@@ -142,14 +142,16 @@ class ShardRouter:
 
     def _rows(self, ev: ChangeEvent) -> tuple[RowChange, ...]:
         out: list[RowChange] = []
-        rules: dict[tuple[str, str], TableRule] = {}
+        rules: dict[tuple[str, str], tuple[TableRule, frozenset[str]]] = {}  # (rule, UUID columns)
         for r in ev.rows:
             if is_sequence_row(r.after):  # a sequence's state: every shard has the sequence (pg_sequences)
                 out.append(r)
                 continue
             name = (r.db.lower(), r.table.lower())
-            rule = rules.get(name)
-            if rule is None:
+            known = rules.get(name)
+            if known is not None:
+                rule, uuids = known
+            else:
                 # the key as the table had it at that GTID (the event's schema), else the source schema's;
                 # a table the source schema lacks is looked up again first (its key's column types: UUID)
                 carried = ev.table_schema(r.db, r.table) if ev.tables else None
@@ -163,7 +165,7 @@ class ShardRouter:
                 else:
                     key = tuple(info.primary_key)
                 try:
-                    rule = rules[name] = self.shard_map.rule(*name, key)
+                    rule, uuids = rules[name] = self.shard_map.rule(*name, key), info.uuids
                 except MAP_ERRORS as e:
                     raise ApplyError(f"cannot route rows of {r.db}.{r.table}: shard map: {e}", gtid=str(ev.gtid),
                                      table=f"{r.db}.{r.table}") from e
@@ -175,13 +177,13 @@ class ShardRouter:
             elif rule.kind != "sharded":
                 raise ApplyError(f"unknown shard rule kind {rule.kind!r}", gtid=str(ev.gtid), table=f"{r.db}.{r.table}")
             elif r.op == "insert":
-                if self._owner(ev, r, r.after, rule) == self.shard:
+                if self._owner(ev, r, r.after, rule, uuids) == self.shard:
                     out.append(r)
             elif r.op == "delete":
-                if self._owner(ev, r, r.before, rule) == self.shard:
+                if self._owner(ev, r, r.before, rule, uuids) == self.shard:
                     out.append(r)
             else:
-                old, new = self._owner(ev, r, r.before, rule), self._owner(ev, r, r.after, rule)
+                old, new = self._owner(ev, r, r.before, rule, uuids), self._owner(ev, r, r.after, rule, uuids)
                 if old == new:
                     if old == self.shard:
                         out.append(r)
@@ -192,7 +194,8 @@ class ShardRouter:
         log.debug("shard %s gtid %s rows: kept %d of %d", self.shard, ev.gtid, len(out), len(ev.rows))
         return tuple(out)
 
-    def _owner(self, ev: ChangeEvent, r: RowChange, image: dict[str, Any] | None, rule: TableRule) -> str:
+    def _owner(self, ev: ChangeEvent, r: RowChange, image: dict[str, Any] | None, rule: TableRule,
+               uuids: frozenset[str]) -> str:
         assert image is not None
         values = []
         lower = None
@@ -206,9 +209,7 @@ class ShardRouter:
                 raise ApplyError(f"cannot route a row of {r.db}.{r.table}: shard-key column {col!r} is not in its "
                                  "image", gtid=str(ev.gtid), table=f"{r.db}.{r.table}")
             values.append(lower[col])
-        name = (r.db.lower(), r.table.lower())
-        info = (getattr(self.schema, "tables", None) or {}).get(name) or self.gone.get(name)
-        key = typed_key_values(rule.key, values, info.uuids if info is not None else frozenset())
+        key = typed_key_values(rule.key, values, uuids)
         try:
             return self.shard_map.locate(r.db.lower(), r.table.lower(), key)
         except MAP_ERRORS as e:

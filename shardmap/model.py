@@ -231,6 +231,11 @@ class ShardMap:
             return self._unsharded_rule()
         return None
 
+    def fixed_rule(self, db: str, table: str) -> TableRule | None:
+        """The rule of ``db.table`` when it does not depend on its primary key (reference pattern, explicit
+        entry, ``default_rule = "none"``); None when it does."""
+        return self._rule_without_pk(table_name(db, table))
+
     def rule(self, db: str, table: str, primary_key: tuple[str, ...]) -> TableRule:
         """How ``db.table`` is distributed, given its primary-key columns from the source schema.
 

@@ -223,10 +223,14 @@ class TransactionAssembler:
             txn.statements.append(_statement(sql, "ddl"))
             txn.db = schema or None
             bits = getattr(event, "sql_mode", None)
+            # its clock, as the primary's own replicas take it: the query's start (with its microseconds
+            # when the statement used them: Q_HRNOW), for CURRENT_TIMESTAMP columns an ALTER TABLE fills
+            ts = getattr(event, "timestamp", None)
+            clock = int(ts) * 1_000_000 + (getattr(event, "hrnow", None) or 0) if isinstance(ts, int) else None
             if isinstance(bits, int):
                 zone = getattr(event, "time_zone", None)
                 txn.session = SessionContext(sql_mode=sql_mode_names(bits, self._mariadb),
-                                             time_zone=_text(zone) if zone else "SYSTEM")
+                                             time_zone=_text(zone) if zone else "SYSTEM", timestamp_us=clock)
         return self._finish()
 
     @staticmethod

@@ -14,6 +14,8 @@ that show what they prevent, never for production):
   table the target does not have. ``CREATE/DROP TEMPORARY TABLE`` are themselves unsafe. A
   transaction that wrote only temporary tables has no GTID at all (nothing is in the binlog), so
   the ingress publishes nothing for it and no target waits;
+* **ALTER TABLE reading the clock** (``ADD COLUMN c TIMESTAMP DEFAULT CURRENT_TIMESTAMP`` fills every
+  existing row with the time it runs at): the binlog copy carries the primary's clock for it;
 * **the schema of the tables a DML statement writes** (:mod:`ingress.write_shape` finds them,
   :mod:`ingress.schema_facts` knows them): triggers; implicit column values the statement does not
   set (clock or function defaults on INSERT/REPLACE, ``DEFAULT`` as a value, ``ON UPDATE
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable
 
 from prometheus_client import Counter
@@ -55,6 +58,8 @@ UNSAFE_STATEMENTS = Counter("dbmux_ingress_unsafe_statements_total",
 
 _TABLE_DDL = ("ALTER TABLE", "RENAME TABLE", "TRUNCATE TABLE", "CREATE INDEX", "DROP INDEX", "CREATE TRIGGER")
 _Key = tuple[str, str]
+_READS_CLOCK = re.compile(r"\b(?:CURRENT_TIMESTAMP|NOW|LOCALTIME|LOCALTIMESTAMP|UTC_TIMESTAMP|SYSDATE|CURDATE|"
+                          r"CURRENT_DATE|CURTIME|CURRENT_TIME|UTC_DATE|UTC_TIME|UNIX_TIMESTAMP)\b", re.IGNORECASE)
 
 
 class SessionSafety:
@@ -141,6 +146,9 @@ class SessionSafety:
             return None
         temporary_before = set(self.temporary)
         reason = self._temporary_rule(cls, db)
+        if reason is None and cls.verb == "ALTER TABLE" and _READS_CLOCK.search(stmt.sql):
+            reason = ("clock_ddl", "ALTER TABLE reading the clock: the rows it fills take the primary's time, "
+                                   "which the binlog copy carries")
         if reason is None and cls.kind == "dml" and not self.foreign_key_checks():
             reason = ("foreign_key_checks", "the session has foreign_key_checks = 0: a target applying the "
                                             "statement would check (and cascade) what the primary did not")

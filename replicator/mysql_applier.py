@@ -267,10 +267,10 @@ class MySQLApplier:
                 flush()
                 parts.append(f"SET SESSION sql_mode = {lit(wanted[0])}, time_zone = {lit(wanted[1])}")
                 session = wanted
-            if ev.ts_ms != ts:
+            if (clock := _clock(ev)) != ts:
                 flush()
-                parts.append(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
-                ts = ev.ts_ms
+                parts.append(_set_timestamp(clock))
+                ts = clock
             ev_db = ev.db or (ctx.db if ctx else None)
             if ev_db and ev_db != db:
                 flush()
@@ -396,7 +396,7 @@ class MySQLApplier:
         if wanted and wanted != self._session:
             await cur.execute("SET SESSION sql_mode = %s, time_zone = %s", wanted)
             self._session = wanted
-        await cur.execute(f"SET timestamp = {ev.ts_ms / 1000:.6f}")
+        await cur.execute(_set_timestamp(_clock(ev)))
         db = ev.db or (ctx.db if ctx else None)
         if db and db != self._db:
             try:
@@ -520,6 +520,17 @@ class MySQLApplier:
 # it they ran in whatever an earlier ingress event had set: another time zone shifted TIMESTAMPs, and
 # NO_BACKSLASH_ESCAPES misread the escaped literals.) The same as backfill's session.
 ROW_SESSION = ("NO_AUTO_VALUE_ON_ZERO", "+00:00")
+
+
+def _clock(ev: ChangeEvent) -> int:
+    """The time ``ev``'s statements ran at on the primary, in microseconds: the statement's own clock where
+    the event carries it (binlog DDL), else its commit time."""
+    ctx = ev.session
+    return ctx.timestamp_us if ctx is not None and ctx.timestamp_us is not None else ev.ts_ms * 1000
+
+
+def _set_timestamp(us: int) -> str:
+    return f"SET timestamp = {us // 1_000_000}.{us % 1_000_000:06d}"
 
 
 def _wanted_session(ev: ChangeEvent) -> tuple:

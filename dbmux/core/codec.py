@@ -9,7 +9,7 @@ Wire format (orjson, UTF-8 JSON object), envelope version 2::
      "rows": [{"table": "t", "db": "shop", "op": "insert"|"update"|"delete",
                "before": {...}|null, "after": {...}|null}],
      "session": {"user": ..., "client_addr": ..., "connection_id": ..., "db": ..., "sql_mode": ...,
-                 "time_zone": ..., "charset": ...}|null,
+                 "time_zone": ..., "charset": ..., "timestamp_us": ...(binlog DDL only)}|null,
      "tables": [{"db": "shop", "table": "t", "columns": ["id", "v"],
                  "types": ["int unsigned", "varchar charset utf8mb4"], "pk": ["id"]|null}]}
 
@@ -312,6 +312,8 @@ def encode_event(ev: ChangeEvent) -> bytes:
             "time_zone": s.time_zone,
             "charset": s.charset,
         }
+        if s.timestamp_us is not None:
+            session["timestamp_us"] = s.timestamp_us
     doc = {
         "v": VERSION,
         "gtid": str(ev.gtid),
@@ -534,6 +536,7 @@ def _decode_session(raw: Any) -> SessionContext | None:
         sql_mode=_field(raw, "sql_mode", (str,), where, optional=True),
         time_zone=_field(raw, "time_zone", (str,), where, optional=True),
         charset=_field(raw, "charset", (str,), where, optional=True),
+        timestamp_us=_field(raw, "timestamp_us", (int,), where, optional=True),
     )
 
 

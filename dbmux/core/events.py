@@ -55,6 +55,9 @@ class SessionContext:
     sql_mode: str | None = None
     time_zone: str | None = None
     charset: str | None = None
+    # the primary's clock for the statement, microseconds since the epoch (binlog events of standalone
+    # statements: an ALTER TABLE adding a CURRENT_TIMESTAMP column fills existing rows with it)
+    timestamp_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ class QueryEvent:
     timestamp: int = 1_700_000_000
     sql_mode: int | None = None  # (the status variables python-mysql-replication reads)
     time_zone: bytes = b""
+    hrnow: int | None = None
 
 
 @dataclass
@@ -543,3 +544,18 @@ def test_rows_changed_without_foreign_key_checks_mark_the_event(flags, expected)
     assert ev.no_fk_checks is expected
     assert decode_event(encode_event(ev)).no_fk_checks is expected
     assert (b"no_fk_checks" in encode_event(ev)) is expected  # (absent unless set: old decoders ignore it)
+
+
+@pytest.mark.parametrize("hrnow, clock", [(None, 1_700_000_000_000_000), (123_456, 1_700_000_000_123_456)])
+def test_a_standalone_statement_carries_the_primary_clock_it_ran_with(hrnow, clock):
+    """An ALTER TABLE adding a CURRENT_TIMESTAMP(6) column fills every existing row with the time it ran at:
+    the query's start, with its microseconds when the statement used them (Q_HRNOW), as the primary's own
+    replicas take it. The event round-trips through the envelope with it."""
+    from dbmux.core.codec import decode_event, encode_event
+
+    asm = TransactionAssembler(mariadb=True)
+    events = [MariadbGtidEvent("0-1-21", flags=_DDL), QueryEvent(
+        "ALTER TABLE t ADD COLUMN c DATETIME(6) DEFAULT NOW(6)", sql_mode=0, hrnow=hrnow)]
+    (ev,) = [e for e in (asm.feed(x) for x in events) if e is not None]
+    assert ev.session is not None and ev.session.timestamp_us == clock
+    assert decode_event(encode_event(ev)).session == ev.session

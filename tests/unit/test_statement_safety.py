@@ -413,3 +413,17 @@ def test_writes_of_a_session_without_foreign_key_checks_are_unsafe():
     assert not run(session, "SELECT * FROM plain")  # reads are never judged
     checks["on"] = True
     assert reason_of(session, "DELETE FROM plain WHERE id = 1") is None
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("ALTER TABLE plain ADD COLUMN t TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "clock_ddl"),
+    ("alter table plain add column d datetime(6) not null default now(6)", "clock_ddl"),
+    ("ALTER TABLE plain MODIFY c DATE DEFAULT (CURDATE())", "clock_ddl"),
+    ("ALTER TABLE plain ADD COLUMN n INT DEFAULT 0", None),
+    ("ALTER TABLE plain ADD COLUMN nowhere INT", None),
+])
+def test_an_alter_table_reading_the_clock_is_unsafe(sql, expected):
+    """The rows it fills take the time it runs at: a target applying the ingress copy would use its own
+    clock (each replica's own time in a new column of every existing row), the binlog copy carries the
+    primary's."""
+    assert reason_of(SessionSafety(facts_with()), sql) == expected

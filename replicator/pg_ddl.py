@@ -167,6 +167,11 @@ class _Column:
             return "1" if node.this else "0"  # BOOL is SMALLINT on the target
         if isinstance(node, exp.Null):
             return "NULL"
+        name = str(node.this).upper() if isinstance(node, (exp.Anonymous, exp.Column)) else ""
+        if name in _CLOCKS and (isinstance(node, exp.Anonymous) or name.startswith("LOCAL")) or \
+                isinstance(node, exp.CurrentTimestamp):  # NOW(3) and LOCALTIME are not PostgreSQL's
+            p = node.expressions[0] if isinstance(node, exp.Anonymous) and node.expressions else node.this
+            return f"CURRENT_TIMESTAMP({p.name})" if isinstance(p, exp.Literal) else "CURRENT_TIMESTAMP"
         if isinstance(node, exp.Anonymous) and str(node.this).upper() == "NEXTVAL" and len(node.expressions) == 1 \
                 and isinstance(seq := node.expressions[0], exp.Column):  # a MariaDB sequence (pg_sequences)
             q = qualified((seq.table or self.schema).lower(), seq.name.lower())
@@ -191,6 +196,7 @@ class _Column:
         return " ".join(parts)
 
 
+_CLOCKS = frozenset({"NOW", "LOCALTIME", "LOCALTIMESTAMP", "CURRENT_TIMESTAMP"})
 _SPATIAL_TYPES = frozenset({"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
                             "GEOMETRYCOLLECTION", "GEOMCOLLECTION"})
 # MySQL/MariaDB type synonyms sqlglot reads otherwise (LONG as BIGINT, INT8 as TINYINT, REAL as FLOAT4) or not

@@ -34,8 +34,10 @@ Statement coverage and decisions:
   boundaries): ``USE``, ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SET NAMES``, ``SET
   CHARACTER SET``, ``SET TRANSACTION ...`` and ``SET [SESSION] <v> = ...`` for
   :data:`IGNORED_SESSION_VARIABLES`; any other SET (``@user``, ``insert_id``, GLOBAL) is Untranslatable.
-- Everything else (SELECT, stored programs, triggers, views, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
+- Everything else (SELECT, stored programs, triggers, GRANT, LOCK TABLES, LOAD DATA, CALL, XA,
   SAVEPOINT, INSERT ... SET, ...) → Untranslatable (the applier never asks for pg_types.not_applied ones).
+
+Sequences: :mod:`replicator.pg_sequences`; views: :mod:`replicator.pg_views`.
 
 Hex literals (``X'0AFF'``) become ``DECODE('0aff', 'hex')`` (PostgreSQL's ``x'..'`` is a bit string); names
 (tables, columns, aliases) are lowercased and double-quoted. DDL: :mod:`replicator.pg_ddl`; types: pg_types.
@@ -76,6 +78,7 @@ from dbmux.replicator.pg_types import (
     spelled_as,
     to_pg_value,
 )
+from dbmux.replicator.pg_views import translate_view_ddl
 from dbmux.replicator.schema_info import SchemaInfo, StaticSchema
 
 __all__ = ["Untranslatable", "PgStatement", "SchemaInfo", "StaticSchema", "translate_statement", "row_statement",
@@ -92,6 +95,8 @@ IGNORED_SESSION_VARIABLES = frozenset({
 """Session variables whose SET means nothing to the target (the applier sets its own session)."""
 
 _PARAM_PREFIX = "__dbmux_p"
+_OBJECT_WORDS = frozenset({"VIEW", "TABLE", "INDEX", "(", "SEQUENCE", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT",
+                           "DATABASE", "SCHEMA", "USER", "ROLE", "SERVER", "AS", "SELECT"})
 
 
 # ------------------------------------------------------------------------------------------ statements
@@ -144,6 +149,8 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
         return translate_drop_table(sql, toks, default_db)
     if "SEQUENCE" in w[1:4] and w[0] in ("CREATE", "ALTER", "DROP"):
         return translate_sequence_ddl(sql, toks, default_db)
+    if w[0] in ("CREATE", "ALTER", "DROP") and next((x for x in w[1:] if x in _OBJECT_WORDS), None) == "VIEW":
+        return translate_view_ddl(sql, toks, default_db, _prepare_dml)
 
     # Number the placeholders by text position: each ? becomes a unique @variable before parsing.
     text = sql

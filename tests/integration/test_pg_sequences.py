@@ -1,4 +1,4 @@
-"""MariaDB sequences reach PostgreSQL shard targets (found running SQLAlchemy's own test suite through the
+"""MariaDB sequences and MySQL views reach PostgreSQL shard targets (found running SQLAlchemy's own test suite through the
 ingress: both shards halted on ``cannot translate to PostgreSQL: CREATE SEQUENCE``).
 
 Each shard keeps a PostgreSQL sequence of the same name: CREATE/ALTER/DROP SEQUENCE are translated, and
@@ -19,7 +19,7 @@ from .test_replicator_mysql import _conn, _start_replicator
 from .test_shard_targets import _drop_history, two_shards
 
 
-def test_sequences_reach_pg_shards(stack, tmp_path):
+def test_sequences_and_views_reach_pg_shards(stack, tmp_path):
     db, shards, topic, cfg, logs = two_shards(stack, tmp_path, "seq")
     procs = [start_binlog_reader(cfg, logs["binlog"])]
     procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
@@ -49,6 +49,12 @@ def test_sequences_reach_pg_shards(stack, tmp_path):
             cur.execute("SELECT SETVAL(s2, 500)")
             cur.execute("CREATE OR REPLACE SEQUENCE s3 NOMAXVALUE ENGINE=InnoDB")
             cur.execute("DROP SEQUENCE s3")
+            # views (SQLAlchemy's suite halted a shard on its first CREATE VIEW): each shard's view shows
+            # its part of the table
+            cur.execute("CREATE VIEW big AS SELECT id, x FROM t1 WHERE x > 2")
+            cur.execute("CREATE VIEW gone AS SELECT 1 AS one")
+            cur.execute("ALTER ALGORITHM=MERGE VIEW big AS SELECT id, x, x * 2 AS x2 FROM t1 WHERE x > 2")
+            cur.execute("DROP VIEW gone")
         assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:
             cur.execute(f"SELECT id, x FROM {db}.t1 ORDER BY id")
@@ -61,6 +67,12 @@ def test_sequences_reach_pg_shards(stack, tmp_path):
         got_rows = sorted(r for s in shards.values()
                           for r in asyncio.run(_pg_rows(s, f'SELECT id, x FROM "{db}"."t1"')))
         assert got_rows == want_rows
+        with c.cursor() as cur:
+            cur.execute(f"SELECT id, x, x2 FROM {db}.big ORDER BY id")
+            want_view = [tuple(r) for r in cur.fetchall()]
+        got_view = sorted(r for s in shards.values()
+                          for r in asyncio.run(_pg_rows(s, f'SELECT id, x, x2 FROM "{db}"."big"')))
+        assert got_view == want_view and len(want_view) == 6
         for s in shards.values():  # every shard's sequences stand where the primary's do
             [(last, called)] = asyncio.run(_pg_rows(s, f'SELECT last_value, is_called FROM "{db}"."s1"'))
             assert (last, called) == (next_s1, False)
@@ -70,7 +82,7 @@ def test_sequences_reach_pg_shards(stack, tmp_path):
             assert (last, called, inc, lo, hi, cycle) == (next_s2, False, 5, 10, 1000, True) and next_s2 == 505
             [(last, called)] = asyncio.run(_pg_rows(s, f'SELECT last_value, is_called FROM "{db}"."s4"'))
             assert (last, called) == (-3, True)  # exhausted on the primary: nextval fails here too
-            assert asyncio.run(_pg_rows(s, f"SELECT 1 FROM pg_class WHERE relname = 's3' AND "
+            assert asyncio.run(_pg_rows(s, f"SELECT 1 FROM pg_class WHERE relname IN ('s3', 'gone') AND "
                                            f"relnamespace = '{db}'::regnamespace")) == []
             [(default,)] = asyncio.run(_pg_rows(
                 s, f"SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = '\"{db}\".t1'::regclass"))

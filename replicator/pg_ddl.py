@@ -10,7 +10,8 @@ Decisions (documented for the README):
 - ``KEY``/``INDEX`` inside CREATE TABLE becomes a separate ``CREATE INDEX`` statement; UNIQUE keys stay
   in the table as ``CONSTRAINT "<table>_<name>" UNIQUE (...)``. Prefix lengths (``KEY (c(10))``) are
   dropped for plain indexes (the whole value is indexed) and Untranslatable for UNIQUE keys (uniqueness
-  would change). FULLTEXT keys are Untranslatable.
+  would change). A FULLTEXT key becomes a GIN index on ``to_tsvector('simple', col || ' ' || ...)`` of the
+  same name (PostgreSQL text search; MySQL's MATCH ... AGAINST is not translated: reads are not replicated).
 - Spatial columns (GEOMETRY, POINT, LINESTRING, POLYGON, MULTI..., GEOMETRYCOLLECTION) are BYTEA holding
   MySQL's internal form (what the row images carry: the SRID, 4 bytes little-endian, then the WKB, which
   PostGIS reads with ``ST_GeomFromWKB(substring(g from 5))``); MySQL 8's ``SRID n`` attribute is
@@ -206,8 +207,9 @@ _SYNONYMS = {"LONG": "MEDIUMTEXT", "MIDDLEINT": "MEDIUMINT", "INT1": "TINYINT", 
              "REAL": "DOUBLE", "NCHAR": "CHAR", "NVARCHAR": "VARCHAR", **{t: "GEOMETRY" for t in _SPATIAL_TYPES}}
 _PAIRS = {("LONG", "VARCHAR"): "MEDIUMTEXT", ("LONG", "VARBINARY"): "MEDIUMBLOB", ("NATIONAL", "CHAR"): "CHAR",
           ("NATIONAL", "VARCHAR"): "VARCHAR", ("NATIONAL", "CHARACTER"): "CHARACTER"}
-_DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "PERSISTENT"})), re.IGNORECASE)
-_CREATE_SPATIAL = re.compile(r"\s*CREATE\s+SPATIAL\s", re.IGNORECASE)
+_DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "FULLTEXT", "PERSISTENT"})),
+                       re.IGNORECASE)
+_CREATE_SPATIAL = re.compile(r"\s*CREATE\s+(SPATIAL|FULLTEXT)\s", re.IGNORECASE)
 _NOT_COLUMN = frozenset({"KEY", "INDEX", "CONSTRAINT", "UNIQUE", "PRIMARY", "FOREIGN", "CHECK", "FULLTEXT", "SPATIAL",
                          "PERIOD"})
 _BEFORE_COLUMN = frozenset({"(", ",", "ADD", "COLUMN", "MODIFY", "EXISTS"})
@@ -290,14 +292,15 @@ def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, de
                           f"({_key_columns(cols, sql, unique=True)})")
         elif isinstance(el, exp.IndexColumnConstraint):
             kind = (el.args.get("kind") or "").upper()
-            if kind not in ("", "SPATIAL"):
+            if kind not in ("", "SPATIAL", "FULLTEXT"):
                 raise Untranslatable(f"{kind} index", sql)
             cols = el.expressions
             first = cols[0].this if isinstance(cols[0], exp.Ordered) else cols[0]
             name = _name(el.this) or _name(first.this if isinstance(first, exp.Anonymous) else first)
-            using = " USING hash" if kind else ""  # (see the module docstring)
+            using = {"": "", "SPATIAL": " USING hash", "FULLTEXT": " USING gin"}[kind]  # (module docstring)
+            keys = _fulltext(cols, sql) if kind == "FULLTEXT" else _key_columns(cols, sql, unique=False)
             after.append(f"CREATE INDEX {quote_ident(index_name(table, name))} ON {qualified(schema, table)}{using} "
-                         f"({_key_columns(cols, sql, unique=False)})")
+                         f"({keys})")
         elif isinstance(el, exp.Constraint) and len(el.expressions) == 1 and isinstance(
                 el.expressions[0], (exp.ForeignKey, exp.PrimaryKey, exp.CheckColumnConstraint)):
             body = _table_constraint(el.expressions[0], sql, default_db or schema)
@@ -368,9 +371,20 @@ def translate_create_index(node: exp.Create, default_db: str | None, sql: str) -
         raise Untranslatable(f"CREATE {kind}", sql)
     unique = bool(node.args.get("unique"))
     schema, table = _table_ref(idx.args["table"], default_db, sql)
-    using = " USING hash" if _CREATE_SPATIAL.match(sql) else ""  # (see the module docstring)
+    m = _CREATE_SPATIAL.match(sql)
+    using = f" USING {'gin' if m[1].upper() == 'FULLTEXT' else 'hash'}" if m else ""  # (see the module docstring)
+    keys = _fulltext(cols, sql) if m and m[1].upper() == "FULLTEXT" else _key_columns(cols, sql, unique=unique)
     return [PgStatement(f"CREATE {'UNIQUE ' if unique else ''}INDEX {quote_ident(index_name(table, _name(idx.this)))} "
-                        f"ON {qualified(schema, table)}{using} ({_key_columns(cols, sql, unique=unique)})")]
+                        f"ON {qualified(schema, table)}{using} ({keys})")]
+
+
+def _fulltext(cols: list[exp.Expression], sql: str) -> str:
+    """A FULLTEXT key's columns as one text search document (PostgreSQL: a GIN index on it)."""
+    names = [c.this if isinstance(c, exp.Ordered) else c for c in cols]
+    if not all(isinstance(n, exp.Column) for n in names):
+        raise Untranslatable("FULLTEXT key on an expression", sql)
+    doc = " || ' ' || ".join(f"coalesce({quote_ident(_name(n))}, '')" for n in names)
+    return f"to_tsvector('simple', {doc})"
 
 
 def _idents(toks: list[Token]) -> list[str]:

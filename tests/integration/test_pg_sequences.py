@@ -1,5 +1,5 @@
-"""MariaDB sequences and MySQL views reach PostgreSQL shard targets (found running SQLAlchemy's own test suite through the
-ingress: both shards halted on ``cannot translate to PostgreSQL: CREATE SEQUENCE``).
+"""MariaDB sequences and MySQL views reach PostgreSQL shard targets (found running SQLAlchemy's own test
+suite through the ingress: both shards halted on ``CREATE SEQUENCE``, then one on ``CREATE VIEW``).
 
 Each shard keeps a PostgreSQL sequence of the same name: CREATE/ALTER/DROP SEQUENCE are translated, and
 the sequence's state rows (the binlog holds one whenever NEXTVAL runs past the primary's cache, and on

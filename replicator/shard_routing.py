@@ -51,6 +51,7 @@ DDL on tables (CREATE/ALTER/DROP/TRUNCATE/  owners of the tables named (all shar
 RENAME TABLE, CREATE/DROP INDEX)            and reference tables); DROP TABLE and RENAME TABLE
                                             lists naming tables of different shards are split
 CREATE/ALTER/DROP DATABASE                  every shard
+CREATE/ALTER VIEW (binlog copy)             every shard holding all the tables it reads
 CREATE TABLE ... SELECT, TEMPORARY tables   row form (the binlog has their effect as rows)
 SET (session or user variables), USE        kept on every shard that gets another statement
                                             of the event
@@ -85,11 +86,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.sqllex import ansi_names_backquoted
 from dbmux.replicator.errors import ApplyError
+from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_sequences import is_sequence_row
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
@@ -111,6 +114,8 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ the router
 
+
+_VIEW_DDL = re.compile(r"\s*(?:CREATE|ALTER)\s(?:[^(;]*?\s)?VIEW\s", re.IGNORECASE)
 
 class ShardRouter:
     """Routes change events for one shard target. ``shard_map`` and ``schema`` (``.tables[(db, table)]``
@@ -268,8 +273,10 @@ class ShardRouter:
                 if ingress:
                     self._log(ev, i, "row form", res.reason)
                     return None
-                # A binlog statement (DDL and the like) has no other form: every shard applies it.
-                res = Decision(frozenset(self.shard_map.shards), f"binlog statement, no row form: {res.reason}")
+                # A binlog statement (DDL and the like) has no other form: every shard applies it (a view:
+                # every shard that has all its tables)
+                res = self._view_decision(st.sql, db) or Decision(frozenset(self.shard_map.shards),
+                                                                  f"binlog statement, no row form: {res.reason}")
                 if st.kind != "ddl":
                     log.warning("shard %s gtid %s stmt %d: %s -> every shard", self.shard, ev.gtid, i, res.reason)
             if isinstance(res, Split):
@@ -299,6 +306,27 @@ class ShardRouter:
         if not any(not session for _, session in kept):
             return ()
         return tuple(st for st, _ in kept)
+
+    def _view_decision(self, sql: str, db: str | None) -> Decision | None:
+        """CREATE/ALTER VIEW: the shards holding every table it reads (reference and sharded tables: all;
+        a single table: its shard; a name the schema does not know, a CTE's say, does not narrow it).
+        None: not such a statement."""
+        if not _VIEW_DDL.match(sql) or (names := statement_tables(sql)) is None:
+            return None
+        shards = set(self.shard_map.shards)
+        tables = getattr(self.schema, "tables", None) or {}
+        for tdb, table in names[1:]:  # (the view's own name first)
+            name = ((tdb or db or "").lower(), table.lower())
+            info = tables.get(name)
+            try:
+                rule = self.shard_map.rule(*name, tuple(info.primary_key)) if info else self.shard_map.fixed_rule(*name)
+            except MAP_ERRORS:
+                rule = None
+            if rule is not None and rule.kind == "single":
+                shards &= {rule.shard}
+        if not shards:
+            log.warning("shard %s: view over tables of different shards is created on none: %s", self.shard, sql[:200])
+        return Decision(frozenset(shards), "view: the shards holding all its tables")
 
     def _log(self, ev: ChangeEvent, i: int, action: str, reason: str) -> None:
         log.debug("shard %s gtid %s stmt %d: %s (%s)", self.shard, ev.gtid, i, action, reason)

@@ -55,6 +55,9 @@ def test_sequences_and_views_reach_pg_shards(stack, tmp_path):
             cur.execute("CREATE VIEW gone AS SELECT 1 AS one")
             cur.execute("ALTER ALGORITHM=MERGE VIEW big AS SELECT id, x, x * 2 AS x2 FROM t1 WHERE x > 2")
             cur.execute("DROP VIEW gone")
+            cur.execute("CREATE TABLE k (id INT)")  # keyless: on the default shard only, and so is its view
+            cur.execute("INSERT INTO k VALUES (1), (2)")
+            cur.execute("CREATE VIEW kv AS SELECT id FROM k")
         assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:
             cur.execute(f"SELECT id, x FROM {db}.t1 ORDER BY id")
@@ -73,6 +76,9 @@ def test_sequences_and_views_reach_pg_shards(stack, tmp_path):
         got_view = sorted(r for s in shards.values()
                           for r in asyncio.run(_pg_rows(s, f'SELECT id, x, x2 FROM "{db}"."big"')))
         assert got_view == want_view and len(want_view) == 6
+        kv = [asyncio.run(_pg_rows(s, f"SELECT count(*) FROM pg_views WHERE schemaname = '{db}' AND viewname = 'kv'"))
+              for s in shards.values()]
+        assert sorted(kv) == [[(0,)], [(1,)]]
         for s in shards.values():  # every shard's sequences stand where the primary's do
             [(last, called)] = asyncio.run(_pg_rows(s, f'SELECT last_value, is_called FROM "{db}"."s1"'))
             assert (last, called) == (next_s1, False)

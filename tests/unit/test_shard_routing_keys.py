@@ -94,3 +94,18 @@ def test_a_foreign_key_to_a_parent_the_schema_does_not_know_yet_is_kept_only_whe
     for shard in shard_map.shards:
         [st] = ShardRouter(shard_map, StaticSchema({}), shard).route(ddl).statements
         assert ("FOREIGN KEY" in st.sql) is kept and st.sql.startswith("CREATE TABLE addresses"), (shard, st.sql)
+
+
+def test_a_view_goes_to_the_shards_that_hold_all_its_tables():
+    """SQLAlchemy's suite: ``CREATE VIEW test_v AS SELECT id FROM test_t1`` over a keyless table (on the
+    default shard only) went to every shard; the other shard halted (``relation ... does not exist``)."""
+    shard_map = ShardMap(1, ("a", "b"))
+    schema = StaticSchema({("d", "k"): TableInfo((), ("id",)), ("d", "s"): TableInfo(("id",), ("id",))})
+    cases = {"CREATE ALGORITHM=UNDEFINED DEFINER=`u`@`%` SQL SECURITY DEFINER VIEW `v` AS SELECT id FROM k": {"a"},
+             "CREATE VIEW v AS SELECT s.id FROM s JOIN k USING (id)": {"a"},
+             "ALTER VIEW v AS WITH c AS (SELECT 1 AS id) SELECT s.id FROM s, c": {"a", "b"},
+             "DROP VIEW v": {"a", "b"}}
+    for sql, want in cases.items():
+        ev = ChangeEvent(GTID, "binlog", 1, session=SessionContext(db="d"), statements=(Statement(sql, kind="ddl"),))
+        got = {s for s in shard_map.shards if ShardRouter(shard_map, schema, s).route(ev).statements}
+        assert got == want, sql

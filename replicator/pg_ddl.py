@@ -22,7 +22,9 @@ Decisions (documented for the README):
   not assign such a column when the :class:`SchemaInfo` reports it (apply the row form instead, whose
   after image carries the value).
 - COMMENT, CHARACTER SET, COLLATE, column positions (FIRST/AFTER) and table options (ENGINE,
-  DEFAULT CHARSET, ROW_FORMAT, AUTO_INCREMENT=, COMMENT=, ALGORITHM=, LOCK=) are dropped.
+  DEFAULT CHARSET, ROW_FORMAT, AUTO_INCREMENT=, COMMENT=, ALGORITHM=, LOCK=, and CREATE TABLE's ``PARTITION
+  BY``: MySQL's physical layout) are dropped; ALTER TABLE's partition operations are Untranslatable (``DROP
+  PARTITION`` deletes rows the binlog does not carry).
 - ``MODIFY``/``CHANGE`` replace the whole column definition in MySQL: translated to ``ALTER COLUMN TYPE
   ... USING col::type`` plus SET/DROP NOT NULL and SET/DROP DEFAULT (and RENAME COLUMN for CHANGE).
 """

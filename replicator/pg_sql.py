@@ -160,7 +160,7 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
     if replace:
         text = text[:toks[0].start] + "INSERT" + text[toks[0].end + 1:]
     try:
-        node = sqlglot.parse_one(parseable_ddl(text) if w[0] == "CREATE" else text, read="mysql",
+        node = sqlglot.parse_one(parseable_ddl(_unpartitioned(text, w)) if w[0] == "CREATE" else text, read="mysql",
                                  error_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise Untranslatable(f"statement sqlglot cannot parse ({str(e).splitlines()[0]})", sql) from None
@@ -190,6 +190,19 @@ def _translate(sql: str, default_db: str | None, params: tuple | None, schema: S
             _delete(node, sql, schema)
         return [PgStatement(pg_expr(node, sql), args)]
     raise Untranslatable(f"{type(node).__name__.upper()} statement", sql)
+
+
+def _unpartitioned(text: str, w: list[str]) -> str:
+    """CREATE TABLE without its ``PARTITION BY ...`` clause (MySQL's physical layout, like ENGINE: a
+    PostgreSQL target holds the table whole). ``w``: the words of ``text`` (no placeholders in DDL)."""
+    if not any(x.startswith("PARTITION") for x in w) or "TABLE" not in w[1:4]:
+        return text
+    depth = 0
+    for t in tokens(text):
+        depth += (t.token_type == TokenType.L_PAREN) - (t.token_type == TokenType.R_PAREN)
+        if depth == 0 and t.text.upper().startswith("PARTITION") and t.token_type != TokenType.IDENTIFIER:
+            return text[:t.start]
+    return text
 
 
 def _translate_set(sql: str, toks: list, w: list[str]) -> list[PgStatement]:

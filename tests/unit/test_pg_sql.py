@@ -563,30 +563,3 @@ def test_ansi_quoted_names_are_backquoted(sql, sql_mode, expected):
     from dbmux.core.sqllex import ansi_names_backquoted
 
     assert ansi_names_backquoted(sql, sql_mode) == expected
-
-
-@pytest.mark.parametrize(("default", "pg"), [
-    ("now(3)", "CURRENT_TIMESTAMP(3)"), ("NOW()", "CURRENT_TIMESTAMP"), ("CURRENT_TIMESTAMP", "CURRENT_TIMESTAMP"),
-    ("current_timestamp()", "CURRENT_TIMESTAMP"), ("LOCALTIMESTAMP(2)", "CURRENT_TIMESTAMP(2)"),
-    ("localtime", "CURRENT_TIMESTAMP"), ("'2020-01-01 00:00:00'", "'2020-01-01 00:00:00'"),
-])
-def test_clock_defaults_in_postgresql_spelling(default, pg):
-    """SQLAlchemy's suite: ``thecol TIMESTAMP(3) NULL DEFAULT now(3)`` halted a shard (``function now(integer)
-    does not exist``); a bare ``localtime`` became a column reference."""
-    [st] = translate_statement(f"CREATE TABLE t (id INT PRIMARY KEY, c TIMESTAMP(3) NULL DEFAULT {default})", "d")
-    assert st.sql == f'CREATE TABLE "d"."t" ("id" INTEGER PRIMARY KEY, "c" TIMESTAMP(3) DEFAULT {pg} NULL)'
-
-
-@pytest.mark.parametrize(("mysql", "pg"), [
-    ("CREATE FULLTEXT INDEX ix_d ON cattable (description)",
-     ['CREATE INDEX "cattable_ix_d" ON "d"."cattable" USING gin '
-      '(to_tsvector(\'simple\', coalesce("description", \'\')))']),
-    ("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b VARCHAR(9), FULLTEXT KEY ft (a, b))",
-     ['CREATE TABLE "d"."t" ("id" INTEGER PRIMARY KEY, "a" TEXT, "b" VARCHAR(9))',
-      'CREATE INDEX "t_ft" ON "d"."t" USING gin (to_tsvector(\'simple\', coalesce("a", \'\') || \' \' || '
-      'coalesce("b", \'\')))']),
-])
-def test_fulltext_keys_as_gin_indexes(mysql, pg):
-    """SQLAlchemy's suite halted a shard on ``CREATE FULLTEXT INDEX``: a GIN text-search index of the same
-    name (DROP INDEX finds it)."""
-    assert [s.sql for s in translate_statement(mysql, "d")] == pg

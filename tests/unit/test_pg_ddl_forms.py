@@ -1,0 +1,46 @@
+"""MySQL DDL forms found by client suites run through the ingress, in PostgreSQL's spelling (replicator.pg_ddl,
+replicator.pg_sql): clock defaults, FULLTEXT keys, partitioning."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbmux.replicator.pg_sql import translate_statement
+
+
+@pytest.mark.parametrize(("default", "pg"), [
+    ("now(3)", "CURRENT_TIMESTAMP(3)"), ("NOW()", "CURRENT_TIMESTAMP"), ("CURRENT_TIMESTAMP", "CURRENT_TIMESTAMP"),
+    ("current_timestamp()", "CURRENT_TIMESTAMP"), ("LOCALTIMESTAMP(2)", "CURRENT_TIMESTAMP(2)"),
+    ("localtime", "CURRENT_TIMESTAMP"), ("'2020-01-01 00:00:00'", "'2020-01-01 00:00:00'"),
+])
+def test_clock_defaults_in_postgresql_spelling(default, pg):
+    """SQLAlchemy's suite: ``thecol TIMESTAMP(3) NULL DEFAULT now(3)`` halted a shard (``function now(integer)
+    does not exist``); a bare ``localtime`` became a column reference."""
+    [st] = translate_statement(f"CREATE TABLE t (id INT PRIMARY KEY, c TIMESTAMP(3) NULL DEFAULT {default})", "d")
+    assert st.sql == f'CREATE TABLE "d"."t" ("id" INTEGER PRIMARY KEY, "c" TIMESTAMP(3) DEFAULT {pg} NULL)'
+
+
+@pytest.mark.parametrize(("mysql", "pg"), [
+    ("CREATE FULLTEXT INDEX ix_d ON cattable (description)",
+     ['CREATE INDEX "cattable_ix_d" ON "d"."cattable" USING gin '
+      '(to_tsvector(\'simple\', coalesce("description", \'\')))']),
+    ("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b VARCHAR(9), FULLTEXT KEY ft (a, b))",
+     ['CREATE TABLE "d"."t" ("id" INTEGER PRIMARY KEY, "a" TEXT, "b" VARCHAR(9))',
+      'CREATE INDEX "t_ft" ON "d"."t" USING gin (to_tsvector(\'simple\', coalesce("a", \'\') || \' \' || '
+      'coalesce("b", \'\')))']),
+])
+def test_fulltext_keys_as_gin_indexes(mysql, pg):
+    """SQLAlchemy's suite halted a shard on ``CREATE FULLTEXT INDEX``: a GIN text-search index of the same
+    name (DROP INDEX finds it)."""
+    assert [s.sql for s in translate_statement(mysql, "d")] == pg
+
+
+@pytest.mark.parametrize("partitioning", [
+    "PARTITION BY HASH(MONTH(c2)) PARTITIONS 6",
+    "PARTITION BY RANGE(YEAR(c2)) SUBPARTITION BY HASH (TO_DAYS (c2)) SUBPARTITIONS 2(PARTITION p0 VALUES LESS "
+    "THAN (1990), PARTITION p1 VALUES LESS THAN MAXVALUE)",
+])
+def test_create_table_partitioning_is_dropped(partitioning):
+    """SQLAlchemy's suite halted a shard on ``PARTITION BY``: MySQL's physical layout, like ENGINE."""
+    [st] = translate_statement(f"CREATE TABLE `partition` (c1 INTEGER, c2 DATETIME)ENGINE=InnoDB {partitioning}", "d")
+    assert st.sql == 'CREATE TABLE "d"."partition" ("c1" INTEGER, "c2" TIMESTAMP(0))'

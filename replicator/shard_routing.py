@@ -115,6 +115,8 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------ the router
 
 
+_CREATE_TABLE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s", re.IGNORECASE)
+_PLACED_MAX = 10_000
 _VIEW_DDL = re.compile(r"\s*(?:CREATE|ALTER)\s(?:[^(;]*?\s)?VIEW\s", re.IGNORECASE)
 
 class ShardRouter:
@@ -132,6 +134,7 @@ class ShardRouter:
         self.schema = schema
         self.shard = shard
         self.gone: dict[tuple[str, str], TableInfo] = {}
+        self._placed: dict[tuple[str, str], frozenset[str]] = {}  # CREATE TABLE routed: the shards it went to
 
     def route(self, ev: ChangeEvent) -> ChangeEvent:
         rows = self._rows(ev) if ev.rows else ()
@@ -290,6 +293,10 @@ class ShardRouter:
                           res.reason)
                 continue
             assert isinstance(res, Decision) and res.shards is not None
+            if st.kind == "ddl" and _CREATE_TABLE.match(st.sql) and (names := statement_tables(st.sql)):
+                self._placed[((names[0][0] or db or "").lower(), names[0][1].lower())] = res.shards
+                while len(self._placed) > _PLACED_MAX:
+                    del self._placed[next(iter(self._placed))]
             if self.shard not in res.shards:
                 self._log(ev, i, "skip", res.reason)
                 continue
@@ -318,6 +325,9 @@ class ShardRouter:
         for tdb, table in names[1:]:  # (the view's own name first)
             name = ((tdb or db or "").lower(), table.lower())
             info = tables.get(name)
+            if info is None and name in self._placed:  # created since the schema was loaded, or gone since
+                shards &= self._placed[name]
+                continue
             try:
                 rule = self.shard_map.rule(*name, tuple(info.primary_key)) if info else self.shard_map.fixed_rule(*name)
             except MAP_ERRORS:

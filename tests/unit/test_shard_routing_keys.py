@@ -109,3 +109,17 @@ def test_a_view_goes_to_the_shards_that_hold_all_its_tables():
         ev = ChangeEvent(GTID, "binlog", 1, session=SessionContext(db="d"), statements=(Statement(sql, kind="ddl"),))
         got = {s for s in shard_map.shards if ShardRouter(shard_map, schema, s).route(ev).statements}
         assert got == want, sql
+
+
+def test_a_view_over_a_table_gone_from_the_primary_follows_the_table():
+    """A lagging shard routes ``CREATE TABLE test_t1 (id INTEGER)`` (keyless: the default shard) and then
+    ``CREATE VIEW test_v AS SELECT id FROM test_t1`` after the primary dropped both: the view goes where
+    the router sent the table."""
+    shard_map = ShardMap(1, ("a", "b"))
+    events = [ChangeEvent(Gtid.parse(f"0-1-{n}"), "binlog", 1, session=SessionContext(db="d"),
+                          statements=(Statement(sql, kind="ddl"),))
+              for n, sql in enumerate(("CREATE TABLE test_t1 (id INTEGER)",
+                                       "CREATE VIEW test_v AS SELECT id FROM test_t1"), 1)]
+    for shard in shard_map.shards:
+        router = ShardRouter(shard_map, StaticSchema({}), shard)
+        assert [bool(router.route(ev).statements) for ev in events] == [shard == "a"] * 2

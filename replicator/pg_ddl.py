@@ -31,22 +31,16 @@ Decisions (documented for the README):
 
 from __future__ import annotations
 
-import re
-
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import Token, TokenType
 
+from dbmux.replicator.pg_ddl_text import CREATE_KIND, parseable_ddl, tokens
 from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident
 
 __all__ = ["translate_create_table", "translate_create_index", "translate_alter", "translate_rename",
            "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level", "parseable_ddl"]
-
-
-class _Tokenizer(MySQL.Tokenizer):
-    COMMANDS: set = set()  # tokenize RENAME/REPLACE statements fully instead of as one command string
 
 
 def pg_expr(node: exp.Expression, sql: str) -> str:
@@ -55,13 +49,6 @@ def pg_expr(node: exp.Expression, sql: str) -> str:
         return node.sql(dialect="postgres", unsupported_level=ErrorLevel.RAISE, identify=True)
     except SqlglotError as e:
         raise Untranslatable(f"{node.sql('mysql')[:80]}: {e}", sql) from None
-
-
-def tokens(sql: str) -> list[Token]:
-    try:
-        return _Tokenizer().tokenize(sql)
-    except SqlglotError as e:
-        raise Untranslatable(f"unparseable statement: {e}", sql) from None
 
 
 def split_top_level(sql: str, toks: list[Token]) -> list[str]:
@@ -200,61 +187,6 @@ class _Column:
 
 
 _CLOCKS = frozenset({"NOW", "LOCALTIME", "LOCALTIMESTAMP", "CURRENT_TIMESTAMP"})
-_SPATIAL_TYPES = frozenset({"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
-                            "GEOMETRYCOLLECTION", "GEOMCOLLECTION"})
-# MySQL/MariaDB type synonyms sqlglot reads otherwise (LONG as BIGINT, INT8 as TINYINT, REAL as FLOAT4) or not
-# at all; REAL is DOUBLE unless the session's sql_mode has REAL_AS_FLOAT (real_as_float=True)
-_SYNONYMS = {"LONG": "MEDIUMTEXT", "MIDDLEINT": "MEDIUMINT", "INT1": "TINYINT", "INT2": "SMALLINT",
-             "INT3": "MEDIUMINT", "INT4": "INT", "INT8": "BIGINT", "FLOAT4": "FLOAT", "FLOAT8": "DOUBLE",
-             "REAL": "DOUBLE", "NCHAR": "CHAR", "NVARCHAR": "VARCHAR", **{t: "GEOMETRY" for t in _SPATIAL_TYPES}}
-_PAIRS = {("LONG", "VARCHAR"): "MEDIUMTEXT", ("LONG", "VARBINARY"): "MEDIUMBLOB", ("NATIONAL", "CHAR"): "CHAR",
-          ("NATIONAL", "VARCHAR"): "VARCHAR", ("NATIONAL", "CHARACTER"): "CHARACTER"}
-_DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "FULLTEXT", "PERSISTENT"})),
-                       re.IGNORECASE)
-_CREATE_SPATIAL = re.compile(r"\s*CREATE\s+(SPATIAL|FULLTEXT)\s", re.IGNORECASE)
-_NOT_COLUMN = frozenset({"KEY", "INDEX", "CONSTRAINT", "UNIQUE", "PRIMARY", "FOREIGN", "CHECK", "FULLTEXT", "SPATIAL",
-                         "PERIOD"})
-_BEFORE_COLUMN = frozenset({"(", ",", "ADD", "COLUMN", "MODIFY", "EXISTS"})
-
-
-def parseable_ddl(sql: str, *, real_as_float: bool = False) -> str:
-    """DDL text as sqlglot reads it right: type synonyms in their plain spelling (``LONG`` MEDIUMTEXT, ``INT8``
-    BIGINT, ``REAL`` DOUBLE or, ``real_as_float``, FLOAT, ``NCHAR`` CHAR, ...), MySQL's spatial types as
-    GEOMETRY (all one BYTEA type here), MariaDB's ``PERSISTENT`` (generated columns) as ``STORED``, MySQL 8's
-    ``SRID n`` column attribute dropped and ``CREATE SPATIAL INDEX`` as ``CREATE INDEX``
-    (:func:`translate_create_index` reads SPATIAL from the original). A type is a word right after a column
-    name that follows ``(``, ``,``, ADD, COLUMN, MODIFY (or CHANGE's new name)."""
-    if not _DDL_WORD.search(sql):
-        return sql
-    toks = tokens(sql)
-    out, last = [], 0
-    if _CREATE_SPATIAL.match(sql):
-        out.append(sql[:toks[1].start])
-        last = toks[1].end + 1
-    skip = -1
-    for i, t in enumerate(toks):
-        if i < 2 or i <= skip:
-            continue
-        word, prev = t.text.upper(), toks[i - 1]
-        typed = prev.text.upper() not in _NOT_COLUMN and prev.token_type not in (
-            TokenType.L_PAREN, TokenType.COMMA, TokenType.DOT, TokenType.R_PAREN) and (
-            toks[i - 2].text.upper() in _BEFORE_COLUMN or (i >= 3 and toks[i - 3].text.upper() == "CHANGE"))
-        pair = (word, toks[i + 1].text.upper()) if i + 1 < len(toks) else None
-        if typed and pair in _PAIRS:
-            out.append(sql[last:t.start] + _PAIRS[pair])
-            last, skip = toks[i + 1].end + 1, i + 1
-        elif typed and word in _SYNONYMS:
-            out.append(sql[last:t.start] + ("FLOAT" if word == "REAL" and real_as_float else _SYNONYMS[word]))
-            last = t.end + 1
-        elif word == "PERSISTENT" and prev.token_type == TokenType.R_PAREN:
-            out.append(sql[last:t.start] + "STORED")
-            last = t.end + 1
-        elif word == "SRID" and i + 1 < len(toks) and toks[i + 1].token_type == TokenType.NUMBER:
-            out.append(sql[last:t.start])
-            last = toks[i + 1].end + 1
-    return "".join(out) + sql[last:]
-
-
 def _parse_create(text: str, sql: str) -> exp.Create:
     try:
         node = sqlglot.parse_one(parseable_ddl(text), read="mysql", error_level=ErrorLevel.RAISE)
@@ -337,6 +269,10 @@ def _table_constraint(node: exp.Expression, sql: str, default_db: str) -> str:
 
 _DROPPED_TABLE_PROPERTIES = (exp.EngineProperty, exp.CharacterSetProperty, exp.CollateProperty,
                              exp.SchemaCommentProperty, exp.AutoIncrementProperty, exp.RowFormatProperty)
+_PHYSICAL_OPTIONS = frozenset({"row_format", "comment", "avg_row_length", "max_rows", "min_rows", "pack_keys",
+                               "stats_persistent", "stats_auto_recalc", "stats_sample_pages", "key_block_size",
+                               "page_checksum", "transactional", "delay_key_write", "compression", "password",
+                               "encrypted", "encryption", "encryption_key_id", "sequence"})
 
 
 def translate_create_table(node: exp.Create, default_db: str | None, sql: str) -> list[PgStatement]:
@@ -349,7 +285,7 @@ def translate_create_table(node: exp.Create, default_db: str | None, sql: str) -
         if isinstance(prop, exp.LikeProperty):
             raise Untranslatable("CREATE TABLE ... LIKE", sql)
         if not isinstance(prop, _DROPPED_TABLE_PROPERTIES) and not (
-                isinstance(prop, exp.Property) and _name(prop.this) in ("row_format", "comment")):
+                isinstance(prop, exp.Property) and _name(prop.this) in _PHYSICAL_OPTIONS):
             raise Untranslatable(f"table option {prop.sql('mysql')}", sql)
     schema, table = _table_ref(node.this.this, default_db, sql)
     inline, after, _ = _elements(schema, table, node.this.expressions, sql, default_db)
@@ -373,7 +309,7 @@ def translate_create_index(node: exp.Create, default_db: str | None, sql: str) -
         raise Untranslatable(f"CREATE {kind}", sql)
     unique = bool(node.args.get("unique"))
     schema, table = _table_ref(idx.args["table"], default_db, sql)
-    m = _CREATE_SPATIAL.match(sql)
+    m = CREATE_KIND.match(sql)
     using = f" USING {'gin' if m[1].upper() == 'FULLTEXT' else 'hash'}" if m else ""  # (see the module docstring)
     keys = _fulltext(cols, sql) if m and m[1].upper() == "FULLTEXT" else _key_columns(cols, sql, unique=unique)
     return [PgStatement(f"CREATE {'UNIQUE ' if unique else ''}INDEX {quote_ident(index_name(table, _name(idx.this)))} "

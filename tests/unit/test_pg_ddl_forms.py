@@ -44,3 +44,11 @@ def test_create_table_partitioning_is_dropped(partitioning):
     """SQLAlchemy's suite halted a shard on ``PARTITION BY``: MySQL's physical layout, like ENGINE."""
     [st] = translate_statement(f"CREATE TABLE `partition` (c1 INTEGER, c2 DATETIME)ENGINE=InnoDB {partitioning}", "d")
     assert st.sql == 'CREATE TABLE "d"."partition" ("c1" INTEGER, "c2" TIMESTAMP(0))'
+
+
+def test_physical_table_options_are_dropped():
+    """SQLAlchemy's suite halted a shard on ``AVG_ROW_LENGTH=3`` (storage hints, like ENGINE)."""
+    [st] = translate_statement("CREATE TABLE t (c1 INTEGER)ENGINE=MEMORY DEFAULT CHARSET=utf8mb4 AUTO_INCREMENT=5 "
+                               "AVG_ROW_LENGTH=3 PASSWORD='secret' MAX_ROWS=10 STATS_PERSISTENT=0 KEY_BLOCK_SIZE=8 "
+                               "COMMENT='Comment types '' \" \\\\ '''' Fun!'", "d")
+    assert st.sql == 'CREATE TABLE "d"."t" ("c1" INTEGER)'

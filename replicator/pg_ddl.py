@@ -153,6 +153,8 @@ class _Column:
         self.table = table
 
     def _default(self, node: exp.Expression, sql: str) -> str:
+        while isinstance(node, exp.Paren):  # DEFAULT (expr)
+            node = node.this
         if isinstance(node, exp.Boolean):
             return "1" if node.this else "0"  # BOOL is SMALLINT on the target
         if isinstance(node, exp.Null):

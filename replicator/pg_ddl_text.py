@@ -1,6 +1,6 @@
 """MySQL DDL text as sqlglot reads it right (pure): the tokenizer :mod:`replicator.pg_ddl` and
 :mod:`replicator.pg_sql` use, and :func:`parseable_ddl` (type synonyms, spatial types, MariaDB's
-``PERSISTENT``, MySQL 8's ``SRID n``, ``CREATE SPATIAL|FULLTEXT INDEX``)."""
+``PERSISTENT``, MySQL 8's ``SRID n``, ``ZEROFILL``, ``CREATE SPATIAL|FULLTEXT INDEX``)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,14 @@ _SYNONYMS = {"LONG": "MEDIUMTEXT", "MIDDLEINT": "MEDIUMINT", "INT1": "TINYINT", 
              "REAL": "DOUBLE", "NCHAR": "CHAR", "NVARCHAR": "VARCHAR", **{t: "GEOMETRY" for t in _SPATIAL_TYPES}}
 _PAIRS = {("LONG", "VARCHAR"): "MEDIUMTEXT", ("LONG", "VARBINARY"): "MEDIUMBLOB", ("NATIONAL", "CHAR"): "CHAR",
           ("NATIONAL", "VARCHAR"): "VARCHAR", ("NATIONAL", "CHARACTER"): "CHARACTER"}
-_DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "FULLTEXT", "PERSISTENT"})),
+_DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "FULLTEXT", "PERSISTENT",
+                                                                     "ZEROFILL"})),
                        re.IGNORECASE)
 CREATE_KIND = re.compile(r"\s*CREATE\s+(SPATIAL|FULLTEXT)\s", re.IGNORECASE)
 _NOT_COLUMN = frozenset({"KEY", "INDEX", "CONSTRAINT", "UNIQUE", "PRIMARY", "FOREIGN", "CHECK", "FULLTEXT", "SPATIAL",
                          "PERIOD"})
+_INTEGERS = frozenset({"TINYINT", "SMALLINT", "MEDIUMINT", "INT", "INTEGER", "BIGINT", "INT1", "INT2", "INT3", "INT4",
+                       "INT8", "MIDDLEINT"})
 _BEFORE_COLUMN = frozenset({"(", ",", "ADD", "COLUMN", "MODIFY", "EXISTS"})
 
 
@@ -74,6 +77,11 @@ def parseable_ddl(sql: str, *, real_as_float: bool = False) -> str:
             last = t.end + 1
         elif word == "PERSISTENT" and prev.token_type == TokenType.R_PAREN:
             out.append(sql[last:t.start] + "STORED")
+            last = t.end + 1
+        elif word == "ZEROFILL":  # display padding, and UNSIGNED (MySQL adds it): the values are the same
+            unsigned = "UNSIGNED" in (prev.text.upper(), toks[i + 1].text.upper() if i + 1 < len(toks) else "")
+            integer = any(x.text.upper() in _INTEGERS for x in toks[max(0, i - 5):i])  # (other types keep theirs)
+            out.append(sql[last:t.start] + ("UNSIGNED" if integer and not unsigned else ""))
             last = t.end + 1
         elif word == "SRID" and i + 1 < len(toks) and toks[i + 1].token_type == TokenType.NUMBER:
             out.append(sql[last:t.start])

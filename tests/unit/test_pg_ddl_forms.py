@@ -52,3 +52,17 @@ def test_physical_table_options_are_dropped():
                                "AVG_ROW_LENGTH=3 PASSWORD='secret' MAX_ROWS=10 STATS_PERSISTENT=0 KEY_BLOCK_SIZE=8 "
                                "COMMENT='Comment types '' \" \\\\ '''' Fun!'", "d")
     assert st.sql == 'CREATE TABLE "d"."t" ("c1" INTEGER)'
+
+
+def test_zerofill_and_parenthesised_defaults():
+    """SQLAlchemy's suite halted the shards on ``TINYINT(4) ZEROFILL`` (sqlglot cannot parse it; MySQL makes a
+    ZEROFILL integer UNSIGNED, so an INT ZEROFILL needs BIGINT) and on ``DEFAULT (nextval(s))`` (PostgreSQL:
+    ``cannot use column reference in DEFAULT expression``)."""
+    [st] = translate_statement("CREATE TABLE m (c2 TINYINT(4) ZEROFILL, c4 INT(11) UNSIGNED ZEROFILL, c6 INT ZEROFILL, "
+                               "c7 INT ZEROFILL UNSIGNED, c8 FLOAT ZEROFILL, c5 DECIMAL(10,2) ZEROFILL)", "d")
+    assert st.sql == ('CREATE TABLE "d"."m" ("c2" SMALLINT, "c4" BIGINT, "c6" BIGINT, "c7" BIGINT, "c8" REAL, '
+                      '"c5" NUMERIC(10,2))')
+    [st] = translate_statement("CREATE TABLE t (id INTEGER NOT NULL DEFAULT (nextval(common_sequence)), "
+                               "d DATETIME DEFAULT (now()), PRIMARY KEY (id))", "d")
+    assert st.sql == ('CREATE TABLE "d"."t" ("id" INTEGER DEFAULT nextval(\'"d"."common_sequence"\') NOT NULL, '
+                      '"d" TIMESTAMP(0) DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY ("id"))')

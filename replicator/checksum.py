@@ -51,6 +51,7 @@ MySQL collations can order text keys differently).
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import struct
 from collections.abc import Iterable, Sequence
@@ -171,7 +172,17 @@ def canonical(value: Any, kind: str = PLAIN) -> str | None:
         return ",".join("" if v is None else (canonical(v, kind) or "") for v in value)
     if isinstance(value, dict):
         return _json(value)
+    if isinstance(value, ipaddress.IPv6Address):  # a PostgreSQL inet holding a MariaDB INET6
+        return _inet6(value.packed)
     return str(value)
+
+
+def _inet6(p: bytes) -> str:
+    """MariaDB's text of an INET6: IPv4-mapped (``::ffff:a.b.c.d``) and IPv4-compatible addresses beyond
+    ``::ffff`` (``::a.b.c.d``) in mixed notation, the rest as RFC 5952 (Python's) has them."""
+    if p[:10] == bytes(10) and (p[10:12] == b"\xff\xff" or (p[10:12] == b"\0\0" and p[12:14] != b"\0\0")):
+        return ("::ffff:" if p[10:12] == b"\xff\xff" else "::") + str(ipaddress.IPv4Address(p[12:]))
+    return str(ipaddress.IPv6Address(p))
 
 
 def encode_row(values: Sequence[Any], kinds: Sequence[str]) -> bytes:

@@ -41,7 +41,15 @@ from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
-from dbmux.replicator.pg_types import event_value_types, not_applied, time_micros, time_of_micros, uuid_bytes
+from dbmux.replicator.pg_types import (
+    event_value_types,
+    inet_address,
+    inet_binary,
+    not_applied,
+    time_micros,
+    time_of_micros,
+    uuid_bytes,
+)
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 from dbmux.replicator.source_schema import load_source_schema
@@ -499,6 +507,7 @@ async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
                               format="binary")
     await conn.set_type_codec("time", schema="pg_catalog", encoder=time_micros, decoder=time_of_micros,
                               format="binary")
+    await conn.set_type_codec("inet", schema="pg_catalog", encoder=inet_binary, decoder=inet_address, format="binary")
 
 
 _UTC_NAMES = frozenset({"utc", "etc/utc", "etc/universal", "universal", "zulu", "etc/zulu"})

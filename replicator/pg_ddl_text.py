@@ -32,7 +32,8 @@ _SPATIAL_TYPES = frozenset({"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MUL
 # at all; REAL is DOUBLE unless the session's sql_mode has REAL_AS_FLOAT (real_as_float=True)
 _SYNONYMS = {"LONG": "MEDIUMTEXT", "MIDDLEINT": "MEDIUMINT", "INT1": "TINYINT", "INT2": "SMALLINT",
              "INT3": "MEDIUMINT", "INT4": "INT", "INT8": "BIGINT", "FLOAT4": "FLOAT", "FLOAT8": "DOUBLE",
-             "REAL": "DOUBLE", "NCHAR": "CHAR", "NVARCHAR": "VARCHAR", **{t: "GEOMETRY" for t in _SPATIAL_TYPES}}
+             "REAL": "DOUBLE", "NCHAR": "CHAR", "INET4": "INET", "INET6": "INET", "NVARCHAR": "VARCHAR",
+             **{t: "GEOMETRY" for t in _SPATIAL_TYPES}}
 _PAIRS = {("LONG", "VARCHAR"): "MEDIUMTEXT", ("LONG", "VARBINARY"): "MEDIUMBLOB", ("NATIONAL", "CHAR"): "CHAR",
           ("NATIONAL", "VARCHAR"): "VARCHAR", ("NATIONAL", "CHARACTER"): "CHARACTER"}
 _DDL_WORD = re.compile("|".join(sorted(set(_SYNONYMS) | {"NATIONAL", "SRID", "SPATIAL", "FULLTEXT", "PERSISTENT",

@@ -54,6 +54,7 @@ duplicates, never the reverse for the rows MySQL accepted).
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress as _ip
 import re
 import uuid as _uuid
 from collections.abc import Iterable, Mapping
@@ -67,7 +68,8 @@ from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.errors import ReplicatorError
 
 __all__ = ["Untranslatable", "PgStatement", "quote_ident", "qualified", "pg_column_type", "to_pg_value",
-           "event_value_types", "uuid_bytes", "time_micros", "time_of_micros", "INTEGER_PG_TYPES", "RETYPED",
+           "event_value_types", "uuid_bytes", "inet_binary",
+           "inet_address", "time_micros", "time_of_micros", "INTEGER_PG_TYPES", "RETYPED",
            "not_applied", "unfaithful_value", "check_written", "value_list"]
 
 _MAX_SQL_IN_ERROR = 200
@@ -146,6 +148,7 @@ _FIXED = {
     T.JSON: "JSONB",
     T.GEOMETRY: "BYTEA",  # every spatial type (pg_ddl.parseable_ddl): MySQL's internal form, SRID + WKB
     T.UUID: "UUID",  # MariaDB's UUID
+    T.INET: "INET",  # MariaDB's INET4 / INET6 (pg_ddl_text reads them as INET)
 }
 
 
@@ -268,6 +271,25 @@ def time_of_micros(data: bytes) -> _dt.time:
         return _dt.time.max
     secs, frac = divmod(us, 1_000_000)
     return _dt.time(secs // 3600, secs % 3600 // 60, secs % 60, frac)
+
+
+def inet_binary(value: Any) -> bytes:
+    """A MariaDB INET4/INET6 value for a PostgreSQL inet column (asyncpg's binary codec, pg_applier): a row
+    image's 4 or 16 bytes (statements writing such a column take the row form: RETYPED), or text (a
+    backfill's value read from the primary)."""
+    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) in (4, 16):
+        addr = _ip.ip_address(bytes(value))
+    elif isinstance(value, (str, bytes, bytearray, _ip.IPv4Address, _ip.IPv6Address)):
+        addr = _ip.ip_address(value.decode("ascii") if isinstance(value, (bytes, bytearray)) else value)
+    else:
+        raise TypeError(f"an INET value must be 4 or 16 bytes or text, got {type(value).__name__}")
+    packed = addr.packed  # PostgreSQL's inet send format: family, bits, is_cidr, length, address
+    return bytes((2 if addr.version == 4 else 3, len(packed) * 8, 0, len(packed))) + packed
+
+
+def inet_address(data: bytes) -> _ip.IPv4Address | _ip.IPv6Address:
+    """PostgreSQL's inet send format → the address (a host address: MariaDB's INET4/INET6 have no mask)."""
+    return _ip.ip_address(bytes(data[4:4 + data[3]]))
 
 
 def uuid_bytes(value: Any) -> bytes:
@@ -410,7 +432,8 @@ def _set_kind(toks: list[Token], w: list[str]) -> tuple[str, str] | None:
 BYTEA_SOURCE_TYPES = frozenset({"tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary"})
 SPATIAL_SOURCE_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                                   "multipolygon", "geometrycollection"})
-RETYPED = BYTEA_SOURCE_TYPES | SPATIAL_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year", "time"})
+RETYPED = BYTEA_SOURCE_TYPES | SPATIAL_SOURCE_TYPES | frozenset({"bit", "json", "enum", "set", "year", "time",
+                                                                  "inet4", "inet6"})
 """MySQL column types (information_schema ``DATA_TYPE``) that PostgreSQL holds differently (BYTEA, BIT
 VARYING, JSONB, TEXT for ENUM/SET, SMALLINT for YEAR): a statement writes such a column faithfully only
 with a value :func:`unfaithful_value` accepts; anything else is applied from the row form."""
@@ -475,7 +498,7 @@ def unfaithful_value(data_type: str, node: exp.Expression, params: tuple, values
     elif data_type == "time":  # what MySQL and an INTERVAL read alike ('1234' is 00:12:34 in MySQL, 1234 s here)
         ok = (form in ("string", "param") and isinstance(v, str) and _PLAIN_TIME.fullmatch(v) is not None) or (
             form == "param" and isinstance(v, _dt.timedelta))
-    else:  # bit
+    else:  # bit; inet4/inet6: row images only (their bytes), never text PostgreSQL might read otherwise
         ok = False
     return None if ok else f"a {form} value written into {data_type.upper()} column"
 

@@ -19,6 +19,7 @@ gets row values ``(a, b) > ($1, $2)``. Both servers accept either.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -400,6 +401,8 @@ def pg_param(value: Any, pg_type: str) -> Any:
         return value.encode("utf-8")
     if pg_type == "uuid" and not isinstance(value, uuid.UUID):
         return uuid.UUID(value.decode() if isinstance(value, bytes) else str(value))
+    if pg_type == "inet" and isinstance(value, (str, bytes)):  # MariaDB INET4/INET6 text; PostgreSQL: an address
+        return ipaddress.ip_address(value.decode() if isinstance(value, bytes) else value)
     return value
 
 

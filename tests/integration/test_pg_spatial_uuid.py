@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import uuid
 
 from .conftest import (
@@ -69,6 +70,10 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
                         "VIRTUAL, s VARCHAR(20) AS (CONCAT(n, '?')) PERSISTENT)")
             cur.execute(f"INSERT INTO {db}.gen (id, n) VALUES (1, 'a'), (2, 'b')")
             cur.execute(f"UPDATE {db}.gen SET n = 'c' WHERE id = 2")
+            # MariaDB INET4/INET6 (SQLAlchemy's suite halted both shards on them): PostgreSQL inet
+            cur.execute(f"CREATE TABLE {db}.ip (id INT PRIMARY KEY, a INET4, b INET6)")
+            cur.execute(f"INSERT INTO {db}.ip VALUES (1, '10.0.0.1', '::ffff:1.2.3.4'), (2, NULL, '2001:db8::1'), "
+                        "(3, '255.255.255.0', '::')")
             # straight to the primary: row images only
             for i, u in enumerate(UUIDS):
                 cur.execute(f"INSERT INTO {db}.u VALUES (%s, %s, %s)", (u, UUIDS[-1 - i], i))
@@ -92,6 +97,8 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
             cur.execute("UPDATE tm SET t = ADDTIME(t, '30:00:00') WHERE id = 2")
             cur.execute("INSERT INTO gen (id, n) VALUES (3, 'x')")  # generated columns: the row form
             cur.execute("UPDATE gen SET n = 'y' WHERE id = 1")
+            cur.execute("INSERT INTO ip VALUES (4, '192.168.1.1', 'fe80::1'), (5, %s, NULL)", ("0.0.0.0",))
+            cur.execute("UPDATE ip SET b = '::1' WHERE id = 2")
         i.close()
         assert_targets_equal(cfg, logs, 2)
         with c.cursor() as cur:
@@ -109,6 +116,12 @@ def test_uuid_and_spatial_columns_reach_pg_shards(stack, tmp_path):
         got_tm = sorted(r for s in shards.values() for r in asyncio.run(_pg_rows(s, f'SELECT id, t FROM "{db}"."tm"')))
         assert got_tm == want_tm and want_tm[5][1] == want_tm[6][1] == dt.timedelta(minutes=12, seconds=34)
         assert want_u[0][1] == uuid.UUID(int=0) and len(want_u) == 6
+        with c.cursor() as cur:
+            cur.execute(f"SELECT id, a, b FROM {db}.ip ORDER BY id")
+            want_ip = [(n, a and ipaddress.ip_address(a), b and ipaddress.ip_address(b)) for n, a, b in cur.fetchall()]
+        got_ip = sorted(r for s in shards.values()
+                        for r in asyncio.run(_pg_rows(s, f'SELECT id, a, b FROM "{db}"."ip"')))
+        assert got_ip == want_ip and len(want_ip) == 5
     finally:
         stop_ingress(ing)
         stop_processes(procs)

@@ -66,3 +66,20 @@ def test_zerofill_and_parenthesised_defaults():
                                "d DATETIME DEFAULT (now()), PRIMARY KEY (id))", "d")
     assert st.sql == ('CREATE TABLE "d"."t" ("id" INTEGER DEFAULT nextval(\'"d"."common_sequence"\') NOT NULL, '
                       '"d" TIMESTAMP(0) DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY ("id"))')
+
+
+@pytest.mark.parametrize(("text", "mariadb"), [
+    ("::1.2.3.4", "::1.2.3.4"), ("::102:304", "::1.2.3.4"), ("::0.0.255.255", "::ffff"), ("::1", "::1"), ("::2", "::2"),
+    ("::ffff:0.0.0.1", "::ffff:0.0.0.1"), ("1::ffff:1.2.3.4", "1::ffff:102:304"), ("::", "::"), ("fe80::1", "fe80::1"),
+])
+def test_an_inet6_address_compares_as_mariadb_prints_it(text, mariadb):
+    """``dbmux verify`` reads a PostgreSQL inet as an address and the primary's INET6 as MariaDB's text (the
+    expected texts are MariaDB 10.11's ``CAST(text AS INET6)``)."""
+    import ipaddress
+
+    from dbmux.replicator.checksum import canonical
+    from dbmux.replicator.pg_types import inet_address, inet_binary
+
+    assert canonical(ipaddress.ip_address(text)) == mariadb
+    assert inet_address(inet_binary(ipaddress.ip_address(text).packed)) == ipaddress.ip_address(text)
+    assert inet_address(inet_binary(text)) == inet_address(inet_binary(text.encode()))

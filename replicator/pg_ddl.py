@@ -40,7 +40,8 @@ from dbmux.replicator.pg_ddl_text import CREATE_KIND, parseable_ddl, tokens
 from dbmux.replicator.pg_types import PgStatement, Untranslatable, pg_column_type, qualified, quote_ident
 
 __all__ = ["translate_create_table", "translate_create_index", "translate_alter", "translate_rename",
-           "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level", "parseable_ddl"]
+           "translate_drop_index", "translate_drop_table", "pg_expr", "tokens", "split_top_level", "parseable_ddl",
+           "read_qualified"]
 
 
 def pg_expr(node: exp.Expression, sql: str) -> str:
@@ -347,6 +348,13 @@ def _qualify_parts(parts: list[str], default_db: str | None, sql: str) -> tuple[
     if len(parts) == 1 and default_db:
         return default_db.lower(), parts[0]
     raise Untranslatable("table name without a database and no current database", sql)
+
+
+def read_qualified(toks: list[Token], i: int, default_db: str | None, sql: str) -> tuple[str, int]:
+    """The (dotted) name starting at ``toks[i]`` as ``"schema"."name"`` (the default database when it has
+    none), and the index after it."""
+    parts, i = _read_name(toks, i)
+    return qualified(*_qualify_parts(parts, default_db, sql)), i
 
 
 def _words(toks: list[Token]) -> list[str]:

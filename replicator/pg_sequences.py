@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlglot.tokens import Token, TokenType
 
+from dbmux.replicator.pg_ddl import read_qualified
 from dbmux.replicator.pg_types import PgStatement, Untranslatable, qualified
 
 __all__ = ["SEQUENCE_COLUMNS", "is_sequence_row", "sequence_state", "translate_sequence_ddl"]
@@ -72,21 +73,6 @@ def sequence_state(schema: str, name: str, after: Mapping[str, Any]) -> list[PgS
 # ------------------------------------------------------------------------------------------ DDL
 
 _DROPPED = frozenset({"CACHE", "NOCACHE", "ENGINE", "COMMENT", "AS"})  # (each with its value, if any)
-
-
-def _name(toks: list[Token], i: int, default_db: str | None, sql: str) -> tuple[str, int]:
-    parts = [toks[i].text.lower()]
-    i += 1
-    while i + 1 < len(toks) and toks[i].token_type == TokenType.DOT:
-        parts.append(toks[i + 1].text.lower())
-        i += 2
-    if len(parts) == 1:
-        if not default_db:
-            raise Untranslatable("sequence name without a database and no current database", sql)
-        parts.insert(0, default_db.lower())
-    if len(parts) != 2:
-        raise Untranslatable("sequence name", sql)
-    return qualified(parts[0], parts[1]), i
 
 
 _KEYWORDS = frozenset({"INCREMENT", "START", "MINVALUE", "MAXVALUE", "RESTART", "NO", "NOMINVALUE", "NOMAXVALUE",
@@ -143,7 +129,7 @@ def translate_sequence_ddl(sql: str, toks: list[Token], default_db: str | None) 
         i, exists = (4, True) if w[2:4] == ["IF", "EXISTS"] else (2, False)
         names = []
         while i < len(toks):
-            q, i = _name(toks, i, default_db, sql)
+            q, i = read_qualified(toks, i, default_db, sql)
             names.append(q)
             if i < len(toks) and toks[i].token_type == TokenType.COMMA:
                 i += 1
@@ -154,7 +140,7 @@ def translate_sequence_ddl(sql: str, toks: list[Token], default_db: str | None) 
         return [PgStatement(f"DROP SEQUENCE {'IF EXISTS ' if exists else ''}{', '.join(names)} CASCADE")]
     if w[0] == "ALTER":
         i, exists = (4, True) if w[2:4] == ["IF", "EXISTS"] else (2, False)
-        q, i = _name(toks, i, default_db, sql)
+        q, i = read_qualified(toks, i, default_db, sql)
         opts = _options(toks[i:], sql, alter=True)
         return [PgStatement(f"ALTER SEQUENCE {'IF EXISTS ' if exists else ''}{q} {' '.join(opts)}")] if opts else []
     replace = w[1:3] == ["OR", "REPLACE"]
@@ -162,7 +148,7 @@ def translate_sequence_ddl(sql: str, toks: list[Token], default_db: str | None) 
     if w[i - 1] != "SEQUENCE":
         raise Untranslatable("CREATE TEMPORARY SEQUENCE" if "TEMPORARY" in w[:4] else "CREATE SEQUENCE form", sql)
     exists = w[i:i + 3] == ["IF", "NOT", "EXISTS"]
-    q, i = _name(toks, i + 3 if exists else i, default_db, sql)
+    q, i = read_qualified(toks, i + 3 if exists else i, default_db, sql)
     opts = _options(toks[i:], sql, alter=False)
     create = PgStatement(f"CREATE SEQUENCE {'IF NOT EXISTS ' if exists else ''}{q} {' '.join(opts)}".rstrip())
     return [PgStatement(f"DROP SEQUENCE IF EXISTS {q} CASCADE"), create] if replace else [create]

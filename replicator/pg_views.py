@@ -21,23 +21,10 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import Token, TokenType
 
-from dbmux.replicator.pg_ddl import pg_expr
-from dbmux.replicator.pg_types import PgStatement, Untranslatable, qualified, quote_ident
+from dbmux.replicator.pg_ddl import pg_expr, read_qualified
+from dbmux.replicator.pg_types import PgStatement, Untranslatable, quote_ident
 
 __all__ = ["translate_view_ddl"]
-
-
-def _name(toks: list[Token], i: int, default_db: str | None, sql: str) -> tuple[str, int]:
-    parts = [toks[i].text.lower()]
-    i += 1
-    while i + 1 < len(toks) and toks[i].token_type == TokenType.DOT:
-        parts.append(toks[i + 1].text.lower())
-        i += 2
-    if len(parts) == 1 and default_db:
-        parts.insert(0, default_db.lower())
-    if len(parts) != 2:
-        raise Untranslatable("view name without a database and no current database", sql)
-    return qualified(parts[0], parts[1]), i
 
 
 def translate_view_ddl(sql: str, toks: list[Token], default_db: str | None,
@@ -49,7 +36,7 @@ def translate_view_ddl(sql: str, toks: list[Token], default_db: str | None,
         i = 4 if w[2:4] == ["IF", "EXISTS"] else 2
         names = []
         while i < len(toks) and w[i] not in ("RESTRICT", "CASCADE"):
-            q, i = _name(toks, i, default_db, sql)
+            q, i = read_qualified(toks, i, default_db, sql)
             names.append(q)
             if i < len(toks) and toks[i].token_type == TokenType.COMMA:
                 i += 1
@@ -57,7 +44,7 @@ def translate_view_ddl(sql: str, toks: list[Token], default_db: str | None,
         return [PgStatement(f"DROP VIEW IF EXISTS {', '.join(names)} CASCADE")]
     at = w.index("VIEW")
     replace = w[0] == "ALTER" or w[1:3] == ["OR", "REPLACE"]
-    q, i = _name(toks, at + 1, default_db, sql)
+    q, i = read_qualified(toks, at + 1, default_db, sql)
     columns = ""
     if i < len(toks) and toks[i].token_type == TokenType.L_PAREN:
         close = next((j for j in range(i, len(toks)) if toks[j].token_type == TokenType.R_PAREN), None)

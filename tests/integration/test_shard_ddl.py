@@ -21,7 +21,7 @@ from .conftest import (
     verify_until_equal,
 )
 from .test_replicator_mysql import _conn, _start_replicator
-from .test_shard_targets import _drop_history, _pg_keys, two_shards
+from .test_shard_targets import _drop_history, _pg_keys, shard_pipeline, two_shards
 
 
 def test_foreign_keys_and_drop_table_on_pg_shards(stack, tmp_path):
@@ -130,29 +130,22 @@ def test_a_foreign_key_to_a_table_created_while_the_shards_run(stack, tmp_path):
     kept the foreign key and halted on the first address whose user lives on the other shard."""
     import asyncio
 
-    db, shards, topic, cfg, logs = two_shards(stack, tmp_path, "fkn")
-    procs = [start_binlog_reader(cfg, logs["binlog"])]
-    procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
-    ing = start_ingress(stack, tmp_path, DBMUX_KAFKA_TOPIC=topic)
-    c = _conn(ing.dsn(stack.primary))
-    try:
-        with c.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"USE {db}")
-            cur.execute("CREATE TABLE users (id INTEGER NOT NULL AUTO_INCREMENT, name VARCHAR(30), PRIMARY KEY (id))")
-            cur.execute("CREATE TABLE addresses (id INTEGER NOT NULL AUTO_INCREMENT, user_id INTEGER, "
-                        "email VARCHAR(50), PRIMARY KEY (id), FOREIGN KEY(user_id) REFERENCES users (id))")
-            cur.execute("INSERT INTO users (id, name) VALUES " + ", ".join(f"({i}, 'u{i}')" for i in range(1, 21)))
-            cur.execute("INSERT INTO addresses (id, user_id, email) VALUES "
-                        + ", ".join(f"({i}, {21 - i}, 'a{i}')" for i in range(1, 21)))
-        c.commit()
-        assert_targets_equal(cfg, logs, 2)
-        held = [asyncio.run(_pg_keys(dsn, db, "addresses")) for dsn in shards.values()]
-        assert all(held) and set.union(*held) == set(range(1, 21))
-    finally:
-        c.close()
-        stop_ingress(ing)
-        stop_processes(procs)
-        with _conn(stack.primary).cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db}")
-        _drop_history(stack.primary, list(shards.values()))
+    with shard_pipeline(stack, tmp_path, "fkn") as (db, shards, cfg, logs, ing):
+        c = _conn(ing.dsn(stack.primary))
+        try:
+            with c.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {db}")
+                cur.execute(f"USE {db}")
+                cur.execute("CREATE TABLE users (id INTEGER NOT NULL AUTO_INCREMENT, name VARCHAR(30), "
+                            "PRIMARY KEY (id))")
+                cur.execute("CREATE TABLE addresses (id INTEGER NOT NULL AUTO_INCREMENT, user_id INTEGER, "
+                            "email VARCHAR(50), PRIMARY KEY (id), FOREIGN KEY(user_id) REFERENCES users (id))")
+                cur.execute("INSERT INTO users (id, name) VALUES " + ", ".join(f"({i}, 'u{i}')" for i in range(1, 21)))
+                cur.execute("INSERT INTO addresses (id, user_id, email) VALUES "
+                            + ", ".join(f"({i}, {21 - i}, 'a{i}')" for i in range(1, 21)))
+            c.commit()
+            assert_targets_equal(cfg, logs, 2)
+            held = [asyncio.run(_pg_keys(dsn, db, "addresses")) for dsn in shards.values()]
+            assert all(held) and set.union(*held) == set(range(1, 21))
+        finally:
+            c.close()

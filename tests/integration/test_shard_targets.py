@@ -6,9 +6,12 @@ workload runs, and the property holds for three shards with only the planned key
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -40,6 +43,27 @@ def two_shards(stack, tmp: Path, prefix: str) -> tuple[str, dict[str, Dsn], str,
     topic = f"dbmux.{prefix}{tag}.txn"
     logs = {"binlog": tmp / "binlog.log", **{n: tmp / f"{n}.log" for n in shards}}
     return db, shards, topic, _config(tmp, stack, topic, db, shards), logs
+
+
+@contextlib.contextmanager
+def shard_pipeline(stack, tmp: Path, prefix: str) -> Iterator[tuple[str, dict[str, Dsn], Path, dict[str, Path], Any]]:
+    """:func:`two_shards` running: the binlog reader, a replicator per shard and an ingress on their topic.
+    Yields (database, shards, config, logs, ingress); afterwards all stopped, the database and this
+    test's map history dropped."""
+    db, shards, topic, cfg, logs = two_shards(stack, tmp, prefix)
+    procs = [start_binlog_reader(cfg, logs["binlog"])]
+    procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
+    ing = start_ingress(stack, tmp, DBMUX_KAFKA_TOPIC=topic)
+    try:
+        yield db, shards, cfg, logs, ing
+    finally:
+        stop_ingress(ing)
+        stop_processes(procs)
+        c = _conn(stack.primary)
+        with c.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")
+        c.close()
+        _drop_history(stack.primary, list(shards.values()))
 
 
 async def _pg_keys(dsn: Dsn, db: str, table: str) -> set[int]:

@@ -287,10 +287,11 @@ class Replicator:
                         ev = filter_event(ev, self.tables)
                         if verifier is not None:
                             verifier.observed(ev)
-                        if row_form_if is not None and not ev.unsafe and row_form_if(ev):
-                            ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self.shard.probe(ev)
+                        # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
+                        if row_form_if is not None and not ev.unsafe and row_form_if(ev):
+                            ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         before, spilled = orderer.duplicates, orderer.spilled_events
                         released = orderer.offer(ev, offset, key, size=len(value) * HELD_MEMORY_FACTOR)
                         if orderer.duplicates != before:

@@ -87,6 +87,8 @@ def uuid_key(value: Any) -> tuple[bool, Any]:
     hyphens; what ``dbmux verify`` places rows by), from any text MariaDB takes, or a row image's 16 bytes
     (fewer: an image written before the binlog reader padded BINARY(16) back)."""
     try:
+        if isinstance(value, uuid.UUID):  # read back from a PostgreSQL shard (resharding)
+            return True, str(value)
         if isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 16:
             return True, str(uuid.UUID(bytes=bytes(value).ljust(16, b"\0")))
         if isinstance(value, (bytes, bytearray)):

@@ -211,7 +211,7 @@ class ShardTarget:
             moved = 0
             for row in rows:
                 values: dict[str, Any] = dict(zip(cols, row, strict=True))  # (SELECT cols)
-                key = tuple(values[c] for c in rule.key)
+                key = typed_key_values(rule.key, [values[c] for c in rule.key], info.uuids)
                 if new.locate(db, table, key) != self.shard:
                     deletes.append(RowChange(table, db, "delete", before={c: values[c] for c in pk}))
                     moved += 1

@@ -51,7 +51,7 @@ from dbmux.replicator.pg_types import (
     uuid_bytes,
 )
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
-from dbmux.replicator.schema_info import StaticSchema, TableInfo
+from dbmux.replicator.schema_info import StaticSchema, TableInfo, remember_gone
 from dbmux.replicator.source_schema import load_source_schema
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class PostgresApplier:
         self._conn: asyncpg.Connection | None = None
         self._schema = StaticSchema({})
         self._applying_schema: StaticSchema | None = None
+        self._applying_of: object = None  # the schema's tables _applying_schema was made from
+        self._gone: dict[tuple[str, str], TableInfo] = {}  # tables the primary dropped since they were known
         self._copy_into: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # row-insert SQL -> (schema, table, columns)
         # _ahead_key(statement) -> (statement, db, translation, size): made when judged (needs_row_form),
         # kept and used when applied (_translate) until evicted by AHEAD_MAX / AHEAD_MAX_BYTES
@@ -219,7 +221,9 @@ class PostgresApplier:
                         (info := schema.tables.get(k)) is None or info.utc_columns for k in named):
                     return self._drop_ahead(added)
             try:
-                added.append(self._translate_ahead(st, default_db or None, schema, ctx.sql_mode if ctx else None))
+                key = self._translate_ahead(st, default_db or None, schema, ctx.sql_mode if ctx else None)
+                if key is not None:
+                    added.append(key)
             except Untranslatable as exc:
                 log.debug("target %s gtid %s: row form (%s)", self.target, ev.gtid, exc.construct)
                 return self._drop_ahead(added)
@@ -246,17 +250,19 @@ class PostgresApplier:
         return self._provisional
 
     def _translate_ahead(self, st: Statement, db: str | None, schema: StaticSchema,
-                         sql_mode: str | None) -> Hashable:
+                         sql_mode: str | None) -> Hashable | None:
+        """Translate ``st`` and keep it; its key when this made the entry (None: it replaced one an earlier
+        event's equal statement made, which a row-form verdict on this event must not take away)."""
         pg = translate_statement(as_the_session_meant(st, sql_mode), db, st.params, schema=schema,
                                  insert_id=st.insert_id)
         key = _ahead_key(st)
-        self._take_ahead(key)
+        existed = self._take_ahead(key) is not None
         size = len(st.sql) + sum(len(p.sql) for p in pg)
         self._ahead[key] = (st, db, pg, size)
         self._ahead_bytes += size
         while len(self._ahead) > AHEAD_MAX or self._ahead_bytes > AHEAD_MAX_BYTES:
             self._take_ahead(next(iter(self._ahead)))  # the oldest: translated again if it is still wanted
-        return key
+        return None if existed else key
 
     def _take_ahead(self, key: Hashable) -> tuple[Statement, str | None, list[PgStatement], int] | None:
         hit = self._ahead.pop(key, None)
@@ -320,10 +326,13 @@ class PostgresApplier:
                              retriable=True) from exc
 
     def _applying(self) -> StaticSchema:
-        """The schema statements are translated with when applied: released in their statement form when
-        consumed (needs_row_form judged them), they are not judged again (the table may be gone by now)."""
-        if self._applying_schema is None or self._applying_schema.tables is not self._schema.tables:
-            self._applying_schema = dataclasses.replace(self._schema, judging=False)
+        """The schema statements are translated with when applied (a translation made when they were
+        judged is used where kept): released in their statement form when consumed (needs_row_form judged
+        them), they are not judged again; tables dropped on the primary since stay known (``_gone``)."""
+        if self._applying_schema is None or self._applying_of is not self._schema.tables:
+            tables = {**self._gone, **self._schema.tables} if self._gone else self._schema.tables
+            self._applying_schema = dataclasses.replace(self._schema, tables=tables, judging=False)
+            self._applying_of = self._schema.tables
         return self._applying_schema
 
     async def _reload_schema(self) -> None:
@@ -331,7 +340,10 @@ class PostgresApplier:
         each was committed on the primary before it reached the topic; so are the copies of those
         consumed meanwhile (the other producer's)."""
         covered = list(self._ddl_pending)
+        before = {k: v for key in covered for k, v in self._ddl_pending[key].created.items()}
+        before.update(self._schema.tables)
         self._schema = await load_source_schema(self.source)
+        remember_gone(self._gone, before, self._schema.tables)
         for domain, seq in covered:
             self._reflected[domain] = max(seq, self._reflected.get(domain, -1))
         for domain, seq in list(self._ddl_pending):

@@ -106,3 +106,23 @@ class StaticSchema:
         if t.generated:
             return f"has generated column {sorted(t.generated)[0]} (plain on PostgreSQL: its values are in the rows)"
         return None
+
+
+GONE_MAX = 10_000
+
+
+def remember_gone(gone: dict[tuple[str, str], TableInfo], before: Mapping[tuple[str, str], TableInfo],
+                  after: Mapping[tuple[str, str], TableInfo], limit: int = GONE_MAX) -> None:
+    """Keep in ``gone`` the tables ``before`` knew (a schema, and tables DDL consumed since creates) that a
+    reloaded schema ``after`` lacks -- dropped on the primary meanwhile -- for statements judged while
+    they existed and applied after the reload; the oldest first out beyond ``limit``. A table ``after``
+    has is not gone."""
+    for k, info in before.items():
+        if k not in after:
+            gone.pop(k, None)
+            gone[k] = info
+    for k in after:
+        gone.pop(k, None)
+    while len(gone) > limit:
+        del gone[next(iter(gone))]
+

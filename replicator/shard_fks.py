@@ -17,11 +17,12 @@ stays byte for byte as the primary ran it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from dbmux.core.sqllex import LexError, Token, scan
 from dbmux.replicator.shard_shapes import TableName
 
-__all__ = ["foreign_keys", "without_foreign_keys", "drop_foreign_key_if_exists"]
+__all__ = ["ForeignKey", "foreign_keys", "without_foreign_keys", "drop_foreign_key_if_exists"]
 
 
 def _word(t: Token) -> str:
@@ -36,9 +37,17 @@ def _name(tokens: list[Token], i: int) -> TableName | None:
     return None, tokens[i].name.lower()
 
 
-def _clauses(sql: str) -> tuple[list[Token], int, list[tuple[int, int, TableName | None]]] | None:
+class ForeignKey(NamedTuple):
+    """One FOREIGN KEY clause: the parent table (None: unreadable), its own columns, the parent's."""
+
+    parent: TableName | None
+    columns: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+
+def _clauses(sql: str) -> tuple[list[Token], int, list[tuple[int, int, ForeignKey]]] | None:
     """The statement's tokens, the depth FOREIGN KEY clauses sit at, and each clause as (first token,
-    token after it, parent table). None: not a CREATE TABLE / ALTER TABLE with a FOREIGN KEY."""
+    token after it, the key). None: not a CREATE TABLE / ALTER TABLE with a FOREIGN KEY."""
     if "FOREIGN" not in sql.upper():
         return None
     try:
@@ -73,9 +82,12 @@ def _clauses(sql: str) -> tuple[list[Token], int, list[tuple[int, int, TableName
                     continue
                 start -= 1
             j, d, parent = i, depth, None
+            lists: list[list[str]] = []  # the clause's column lists: its own, then the referenced ones
             while j < len(toks):
                 if toks[j].text == "(":
                     d += 1
+                    if d == depth + 1:
+                        lists.append([])
                 elif toks[j].text == ")":
                     if d == depth:
                         break
@@ -84,8 +96,11 @@ def _clauses(sql: str) -> tuple[list[Token], int, list[tuple[int, int, TableName
                     break
                 elif w[j] == "REFERENCES" and parent is None:
                     parent = _name(toks, j + 1)
+                elif d == depth + 1 and lists and toks[j].type in ("word", "ident"):
+                    lists[-1].append(toks[j].name.lower())
                 j += 1
-            out.append((start, j, parent))
+            fk = ForeignKey(parent, tuple(lists[0]) if lists else (), tuple(lists[1]) if len(lists) > 1 else ())
+            out.append((start, j, fk))
             i = j
             continue
         i += 1
@@ -95,17 +110,17 @@ def _clauses(sql: str) -> tuple[list[Token], int, list[tuple[int, int, TableName
 def foreign_keys(sql: str) -> list[TableName | None]:
     """The parent tables of the FOREIGN KEY clauses of a CREATE/ALTER TABLE (None: unreadable parent)."""
     found = _clauses(sql)
-    return [parent for _, _, parent in found[2]] if found else []
+    return [fk.parent for _, _, fk in found[2]] if found else []
 
 
-def without_foreign_keys(sql: str, keep: Callable[[TableName], bool]) -> str | None:
-    """``sql`` without the FOREIGN KEY clauses whose parent ``keep`` rejects (an unreadable parent is
-    dropped too). None when an ALTER TABLE has nothing left to do; ``sql`` itself when nothing changes."""
+def without_foreign_keys(sql: str, keep: Callable[[ForeignKey], bool]) -> str | None:
+    """``sql`` without the FOREIGN KEY clauses ``keep`` rejects (one with an unreadable parent is dropped
+    too). None when an ALTER TABLE has nothing left to do; ``sql`` itself when nothing changes."""
     found = _clauses(sql)
     if not found:
         return sql
     toks, level, clauses = found
-    drop = [(s, e) for s, e, parent in clauses if parent is None or not keep(parent)]
+    drop = [(s, e) for s, e, fk in clauses if fk.parent is None or not keep(fk)]
     if not drop:
         return sql
     cuts: list[tuple[int, int]] = []  # character ranges to remove

@@ -95,8 +95,9 @@ from dbmux.replicator.errors import ApplyError
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_sequences import is_sequence_row
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
-from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, without_foreign_keys
-from dbmux.replicator.shard_shapes import SessionStatement
+from dbmux.replicator.shard_analysis import analyze
+from dbmux.replicator.shard_fks import ForeignKey, drop_foreign_key_if_exists, without_foreign_keys
+from dbmux.replicator.shard_shapes import Ddl, SessionStatement
 from dbmux.replicator.shard_statements import (
     MAP_ERRORS,
     Decision,
@@ -229,20 +230,35 @@ class ShardRouter:
     def _shard_ddl(self, st: Statement, db: str | None) -> Statement | None:
         """``st`` as this shard runs it: without foreign keys whose parent rows are not all here
         (:mod:`dbmux.replicator.shard_fks`), ``DROP FOREIGN KEY`` with ``IF EXISTS``; None: nothing left."""
-        def here(parent: tuple[str | None, str]) -> bool:
-            pdb = (parent[0] or db or "").lower()
-            info = (getattr(self.schema, "tables", None) or {}).get((pdb, parent[1]))
+        def rule_of(tdb: str | None, table: str, pk: tuple[str, ...] | None = None) -> TableRule | None:
+            name = ((tdb or db or "").lower(), table.lower())
+            info = (getattr(self.schema, "tables", None) or {}).get(name)
             try:
-                # a parent the schema does not know yet (created since it was loaded) is placed by its
-                # key: only a rule that needs none is certain (SQLAlchemy's suite: such a parent taken
-                # for a keyless table on the default shard kept a foreign key to a sharded table there)
-                rule = self.shard_map.rule(pdb, parent[1], tuple(info.primary_key)) if info else \
-                    self.shard_map.fixed_rule(pdb, parent[1])
+                # a table the schema does not know yet (created since it was loaded) is placed by its key:
+                # only a rule that needs none is certain (SQLAlchemy's suite: such a parent taken for a
+                # keyless table on the default shard kept a foreign key to a sharded table there)
+                if pk is None and info is not None:
+                    pk = tuple(info.primary_key)
+                return self.shard_map.rule(*name, pk) if pk is not None else self.shard_map.fixed_rule(*name)
             except MAP_ERRORS:
-                return False
+                return None
+
+        def here(fk: ForeignKey) -> bool:
+            assert fk.parent is not None  # (without_foreign_keys drops unreadable parents itself)
+            rule = rule_of(*fk.parent)
             if rule is None:
                 return False
-            return rule.kind == "reference" or (rule.kind == "single" and rule.shard == self.shard)
+            if rule.kind == "reference" or (rule.kind == "single" and rule.shard == self.shard):
+                return True
+            # a child sharded by exactly the key columns, referencing its parent's shard key: equal values,
+            # one shard (natural keys: SQLAlchemy's person/manager, whose ON UPDATE CASCADE the shard must run)
+            if rule.kind != "sharded" or not fk.columns or tuple(fk.references) != tuple(rule.key):
+                return False
+            shape, _ = analyze(st.sql)
+            if not isinstance(shape, Ddl) or not shape.tables or shape.tables[0] is None:
+                return False
+            child = rule_of(*shape.tables[0], shape.create_pk)
+            return child is not None and child.kind == "sharded" and tuple(child.key) == tuple(fk.columns)
 
         sql = without_foreign_keys(st.sql, here)
         if sql is None:

@@ -9,8 +9,8 @@ from dbmux.replicator.shard_fks import drop_foreign_key_if_exists, foreign_keys,
 HERE = {(None, "ref"), ("shop", "ref")}  # parents whose rows are all on this shard
 
 
-def keep(parent) -> bool:
-    return parent in HERE
+def keep(fk) -> bool:
+    return fk.parent in HERE
 
 
 @pytest.mark.parametrize("sql, expected", [
@@ -55,3 +55,16 @@ def test_foreign_keys_lists_parents():
 ])
 def test_drop_foreign_key_if_exists(sql, expected):
     assert drop_foreign_key_if_exists(sql) == expected
+
+
+def test_foreign_key_columns_are_read():
+    """The columns of each FOREIGN KEY clause and the parent's it references (a child keyed like its
+    parent lives on the parent's shard: the router keeps such keys)."""
+    from dbmux.replicator.shard_fks import ForeignKey
+
+    seen = []
+    without_foreign_keys("CREATE TABLE manager (name VARCHAR(20) PRIMARY KEY, a INT, b INT, "
+                         "CONSTRAINT fk FOREIGN KEY (`Name`) REFERENCES person (name) ON UPDATE CASCADE, "
+                         "FOREIGN KEY(a, b) REFERENCES shop.pair (x, y))", lambda fk: seen.append(fk) or True)
+    assert seen == [ForeignKey((None, "person"), ("name",), ("name",)),
+                    ForeignKey(("shop", "pair"), ("a", "b"), ("x", "y"))]

@@ -47,9 +47,11 @@ INSERT ... SELECT, subqueries, CTEs, joins, row form when a sharded table is inv
 multi-table UPDATE/DELETE                   reference/single tables: their owners, when every
                                             table exists on every shard that must run it
 reference / single table                    every shard / that shard
-DDL on tables (CREATE/ALTER/DROP/TRUNCATE/  owners of the tables named (all shards for sharded
-RENAME TABLE, CREATE/DROP INDEX)            and reference tables); DROP TABLE and RENAME TABLE
-                                            lists naming tables of different shards are split
+DDL on tables (CREATE/ALTER/TRUNCATE/       owners of the tables named (all shards for sharded
+RENAME TABLE, CREATE/DROP INDEX)            and reference tables; CREATE TABLE by its own key);
+                                            RENAME TABLE lists naming tables of different shards
+                                            are split
+DROP TABLE                                  every shard, IF EXISTS
 CREATE/ALTER/DROP DATABASE                  every shard
 CREATE/ALTER VIEW (binlog copy)             every shard holding all the tables it reads
 CREATE TABLE ... SELECT, TEMPORARY tables   row form (the binlog has their effect as rows)

@@ -381,9 +381,12 @@ def _split_values(sql: str, params: tuple[Any, ...] | None, owners: list[str]) -
 def _route_ddl(shape: Ddl, ctx: _Ctx, sql: str) -> Decision | Split:
     if shape.every_shard:
         return Decision(frozenset(ctx.shard_map.shards), "database DDL: every shard")
-    if shape.drop and any(ctx.info(n) is None for n in shape.tables):
-        # a table the source schema no longer has (dropped by the time this is routed): its key, so where
-        # its rows were, is unknown -- every shard, IF EXISTS (a shard that never had it must not halt)
+    if shape.drop:
+        # every shard, IF EXISTS (a shard that never had the table must not halt): where a table's rows
+        # are depends on the key it had when created, which the source schema -- today's, or loaded
+        # before the table was dropped and created again otherwise -- may not say (SQLAlchemy's suite:
+        # a re-created table's DROP went by a stale keyless definition to one shard, and the next
+        # CREATE TABLE halted the other: 'relation already exists')
         text = drop_table_if_exists(sql)
         return Split({s: SplitPart(text, None, len(shape.tables)) for s in ctx.shard_map.shards},
                      len(shape.tables), "DROP TABLE: every shard, IF EXISTS")
@@ -393,7 +396,9 @@ def _route_ddl(shape: Ddl, ctx: _Ctx, sql: str) -> Decision | Split:
     try:
         for i, n in enumerate(shape.tables):
             pk = None
-            if ctx.info(n) is None:  # a table this statement creates (or renames into)
+            if shape.create_pk is not None and not (i < len(shape.pk_from) and shape.pk_from[i] is not None):
+                pk = shape.create_pk  # CREATE TABLE: as it defines itself, whatever a stale schema says
+            elif ctx.info(n) is None:  # a table this statement creates (or renames into)
                 source = shape.pk_from[i] if i < len(shape.pk_from) else None
                 info = ctx.info(source) if source is not None else None
                 pk = tuple(info.primary_key) if info is not None else (shape.create_pk or ())

@@ -137,7 +137,8 @@ class ShardRouter:
         self.schema = schema
         self.shard = shard
         self.gone: dict[tuple[str, str], TableInfo] = {}
-        self._placed: dict[tuple[str, str], frozenset[str]] = {}  # CREATE TABLE routed: the shards it went to
+        # CREATE TABLE routed: the shards it went to, the primary key it declared
+        self._placed: dict[tuple[str, str], tuple[frozenset[str], tuple[str, ...] | None]] = {}
 
     def route(self, ev: ChangeEvent) -> ChangeEvent:
         rows = self._rows(ev) if ev.rows else ()
@@ -241,6 +242,8 @@ class ShardRouter:
                 # keyless table on the default shard kept a foreign key to a sharded table there)
                 if pk is None and info is not None:
                     pk = tuple(info.primary_key)
+                elif pk is None and name in self._placed:  # created since the schema was loaded
+                    pk = self._placed[name][1]
                 return self.shard_map.rule(*name, pk) if pk is not None else self.shard_map.fixed_rule(*name)
             except MAP_ERRORS:
                 return None
@@ -311,10 +314,13 @@ class ShardRouter:
                           res.reason)
                 continue
             assert isinstance(res, Decision) and res.shards is not None
-            if st.kind == "ddl" and _CREATE_TABLE.match(st.sql) and (names := statement_tables(st.sql)):
-                self._placed[((names[0][0] or db or "").lower(), names[0][1].lower())] = res.shards
-                while len(self._placed) > _PLACED_MAX:
-                    del self._placed[next(iter(self._placed))]
+            if st.kind == "ddl" and _CREATE_TABLE.match(st.sql):
+                shape, _ = analyze(st.sql)
+                if isinstance(shape, Ddl) and shape.tables and not any(shape.pk_from):
+                    t = shape.tables[0]
+                    self._placed[((t[0] or db or "").lower(), t[1].lower())] = (res.shards, shape.create_pk)
+                    while len(self._placed) > _PLACED_MAX:
+                        del self._placed[next(iter(self._placed))]
             if self.shard not in res.shards:
                 self._log(ev, i, "skip", res.reason)
                 continue
@@ -344,7 +350,7 @@ class ShardRouter:
             name = ((tdb or db or "").lower(), table.lower())
             info = tables.get(name)
             if info is None and name in self._placed:  # created since the schema was loaded, or gone since
-                shards &= self._placed[name]
+                shards &= self._placed[name][0]
                 continue
             try:
                 rule = self.shard_map.rule(*name, tuple(info.primary_key)) if info else self.shard_map.fixed_rule(*name)

@@ -48,7 +48,7 @@ multi-table UPDATE/DELETE                   reference/single tables: their owner
                                             table exists on every shard that must run it
 reference / single table                    every shard / that shard
 DDL on tables (CREATE/ALTER/TRUNCATE/       owners of the tables named (all shards for sharded
-RENAME TABLE, CREATE/DROP INDEX)            and reference tables; CREATE TABLE by its own key);
+RENAME TABLE, CREATE/DROP INDEX)            and reference tables);
                                             RENAME TABLE lists naming tables of different shards
                                             are split
 DROP TABLE                                  every shard, IF EXISTS

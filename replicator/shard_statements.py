@@ -396,9 +396,10 @@ def _route_ddl(shape: Ddl, ctx: _Ctx, sql: str) -> Decision | Split:
     try:
         for i, n in enumerate(shape.tables):
             pk = None
-            if shape.create_pk is not None and not (i < len(shape.pk_from) and shape.pk_from[i] is not None):
-                pk = shape.create_pk  # CREATE TABLE: as it defines itself, whatever a stale schema says
-            elif ctx.info(n) is None:  # a table this statement creates (or renames into)
+            # (a CREATE TABLE of a name the schema knows is placed as the schema says: rows of the table are
+            # routed by the same schema -- placing it by its own key sent a keyless table's rows, routed by a
+            # stale keyed definition, to a shard that never got the table)
+            if ctx.info(n) is None:  # a table this statement creates (or renames into)
                 source = shape.pk_from[i] if i < len(shape.pk_from) else None
                 info = ctx.info(source) if source is not None else None
                 pk = tuple(info.primary_key) if info is not None else (shape.create_pk or ())

@@ -162,16 +162,6 @@ def test_a_foreign_key_between_tables_keyed_alike_is_kept(ddl, kept):
         assert ("FOREIGN KEY" in st.sql) is kept, (shard, st.sql)
 
 
-def test_create_table_is_placed_by_its_own_definition_not_a_stale_one():
-    """The router's schema may hold an older table of that name (SQLAlchemy's suite re-creates tables
-    with other keys): a CREATE TABLE goes where its own primary key places it."""
-    shard_map = ShardMap(1, ("a", "b"))
-    stale = StaticSchema({("d", "version_table"): TableInfo((), ("id", "v"))})  # keyless once
-    ev = ChangeEvent(GTID, "binlog", 1, session=SessionContext(db="d"), statements=(Statement(
-        "CREATE TABLE version_table (id INTEGER NOT NULL AUTO_INCREMENT, v INT, PRIMARY KEY (id))", kind="ddl"),))
-    assert all(ShardRouter(shard_map, stale, s).route(ev).statements for s in shard_map.shards)
-
-
 def test_a_natural_key_parent_created_just_before_its_child_keeps_the_key():
     """The parent is not in the router's schema yet (created since it was loaded): the key its CREATE TABLE
     declared places it (the integration test kept or dropped the key depending on when the schema was

@@ -118,8 +118,7 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------ the router
 
 
-_CREATE_TABLE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s", re.IGNORECASE)
-_PLACED_MAX = 10_000
+_CREATED_MAX = 10_000
 _VIEW_DDL = re.compile(r"\s*(?:CREATE|ALTER)\s(?:[^(;]*?\s)?VIEW\s", re.IGNORECASE)
 
 class ShardRouter:
@@ -137,8 +136,7 @@ class ShardRouter:
         self.schema = schema
         self.shard = shard
         self.gone: dict[tuple[str, str], TableInfo] = {}
-        # CREATE TABLE routed: the shards it went to, the primary key it declared
-        self._placed: dict[tuple[str, str], tuple[frozenset[str], tuple[str, ...] | None]] = {}
+        self._created_pk: dict[tuple[str, str], tuple[str, ...]] = {}  # CREATE TABLE routed: the key it declared
 
     def route(self, ev: ChangeEvent) -> ChangeEvent:
         rows = self._rows(ev) if ev.rows else ()
@@ -233,24 +231,9 @@ class ShardRouter:
     def _shard_ddl(self, st: Statement, db: str | None) -> Statement | None:
         """``st`` as this shard runs it: without foreign keys whose parent rows are not all here
         (:mod:`dbmux.replicator.shard_fks`), ``DROP FOREIGN KEY`` with ``IF EXISTS``; None: nothing left."""
-        def rule_of(tdb: str | None, table: str, pk: tuple[str, ...] | None = None) -> TableRule | None:
-            name = ((tdb or db or "").lower(), table.lower())
-            info = (getattr(self.schema, "tables", None) or {}).get(name)
-            try:
-                # a table the schema does not know yet (created since it was loaded) is placed by its key:
-                # only a rule that needs none is certain (SQLAlchemy's suite: such a parent taken for a
-                # keyless table on the default shard kept a foreign key to a sharded table there)
-                if pk is None and info is not None:
-                    pk = tuple(info.primary_key)
-                elif pk is None and name in self._placed:  # created since the schema was loaded
-                    pk = self._placed[name][1]
-                return self.shard_map.rule(*name, pk) if pk is not None else self.shard_map.fixed_rule(*name)
-            except MAP_ERRORS:
-                return None
-
         def here(fk: ForeignKey) -> bool:
             assert fk.parent is not None  # (without_foreign_keys drops unreadable parents itself)
-            rule = rule_of(*fk.parent)
+            rule = self._rule_of(*fk.parent, db)
             if rule is None:
                 return False
             if rule.kind == "reference" or (rule.kind == "single" and rule.shard == self.shard):
@@ -262,7 +245,7 @@ class ShardRouter:
             shape, _ = analyze(st.sql)
             if not isinstance(shape, Ddl) or not shape.tables or shape.tables[0] is None:
                 return False
-            child = rule_of(*shape.tables[0], shape.create_pk)
+            child = self._rule_of(*shape.tables[0], db, shape.create_pk)
             return child is not None and child.kind == "sharded" and tuple(child.key) == tuple(fk.columns)
 
         sql = without_foreign_keys(st.sql, here)
@@ -314,13 +297,13 @@ class ShardRouter:
                           res.reason)
                 continue
             assert isinstance(res, Decision) and res.shards is not None
-            if st.kind == "ddl" and _CREATE_TABLE.match(st.sql):
+            if st.kind == "ddl":  # a CREATE TABLE (not ... LIKE): the key it declares (analyze caches by text)
                 shape, _ = analyze(st.sql)
-                if isinstance(shape, Ddl) and shape.tables and not any(shape.pk_from):
+                if isinstance(shape, Ddl) and shape.create_pk is not None and shape.tables and not any(shape.pk_from):
                     t = shape.tables[0]
-                    self._placed[((t[0] or db or "").lower(), t[1].lower())] = (res.shards, shape.create_pk)
-                    while len(self._placed) > _PLACED_MAX:
-                        del self._placed[next(iter(self._placed))]
+                    self._created_pk[((t[0] or db or "").lower(), t[1].lower())] = shape.create_pk
+                    while len(self._created_pk) > _CREATED_MAX:
+                        del self._created_pk[next(iter(self._created_pk))]
             if self.shard not in res.shards:
                 self._log(ev, i, "skip", res.reason)
                 continue
@@ -338,24 +321,30 @@ class ShardRouter:
             return ()
         return tuple(st for st, _ in kept)
 
+    def _rule_of(self, tdb: str | None, table: str, db: str | None,
+                 pk: tuple[str, ...] | None = None) -> TableRule | None:
+        """The rule of a table a DDL statement names (``pk``: the key it declares itself). One the schema
+        does not know is placed by the key its CREATE TABLE declared when the router routed that, else only
+        by a rule that needs no key (SQLAlchemy's suite: an unknown parent taken for a keyless table on the
+        default shard kept a foreign key to a sharded table there). None: not certain."""
+        name = ((tdb or db or "").lower(), table.lower())
+        info = (getattr(self.schema, "tables", None) or {}).get(name)
+        if pk is None:
+            pk = tuple(info.primary_key) if info is not None else self._created_pk.get(name)
+        try:
+            return self.shard_map.rule(*name, pk) if pk is not None else self.shard_map.fixed_rule(*name)
+        except MAP_ERRORS:
+            return None
+
     def _view_decision(self, sql: str, db: str | None) -> Decision | None:
         """CREATE/ALTER VIEW: the shards holding every table it reads (reference and sharded tables: all;
-        a single table: its shard; a name the schema does not know, a CTE's say, does not narrow it).
+        a single table: its shard; a name :meth:`_rule_of` cannot place, a CTE's say, does not narrow it).
         None: not such a statement."""
         if not _VIEW_DDL.match(sql) or (names := statement_tables(sql)) is None:
             return None
         shards = set(self.shard_map.shards)
-        tables = getattr(self.schema, "tables", None) or {}
         for tdb, table in names[1:]:  # (the view's own name first)
-            name = ((tdb or db or "").lower(), table.lower())
-            info = tables.get(name)
-            if info is None and name in self._placed:  # created since the schema was loaded, or gone since
-                shards &= self._placed[name][0]
-                continue
-            try:
-                rule = self.shard_map.rule(*name, tuple(info.primary_key)) if info else self.shard_map.fixed_rule(*name)
-            except MAP_ERRORS:
-                rule = None
+            rule = self._rule_of(tdb, table, db)
             if rule is not None and rule.kind == "single":
                 shards &= {rule.shard}
         if not shards:

@@ -52,6 +52,7 @@ from dbmux.replicator.pg_types import (
 )
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo, remember_gone
+from dbmux.replicator.shard_moves import HANDOFF_DDL, MOVE, ShardMoves, is_move, move_steps
 from dbmux.replicator.source_schema import load_source_schema
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class _PendingDdl(NamedTuple):
 
 
 class PostgresApplier:
-    def __init__(self, dsn: Dsn, target: str, topic: str, source: Dsn) -> None:
+    def __init__(self, dsn: Dsn, target: str, topic: str, source: Dsn, peers: Mapping[str, Dsn] | None = None) -> None:
+        """``peers``: the other shard targets (a shard target), for rows moving between shards."""
         self.dsn, self.target, self.topic, self.source = dsn, target, topic, source
+        self._moves = ShardMoves(target, dsn, peers or {})
         self._conn: asyncpg.Connection | None = None
         self._schema = StaticSchema({})
         self._applying_schema: StaticSchema | None = None
@@ -120,6 +123,7 @@ class PostgresApplier:
                 state TEXT NOT NULL, doc TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
             CREATE TABLE IF NOT EXISTS {META_SCHEMA}.shardmap (target TEXT PRIMARY KEY, version INT NOT NULL,
                 map TEXT NOT NULL);
+            {HANDOFF_DDL};
         """)
         self._schema = await load_source_schema(self.source)
 
@@ -149,6 +153,7 @@ class PostgresApplier:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+        await self._moves.close()
 
     async def load_position(self) -> TargetPosition:
         assert self._conn is not None
@@ -343,6 +348,7 @@ class PostgresApplier:
         before = {k: v for key in covered for k, v in self._ddl_pending[key].created.items()}
         before.update(self._schema.tables)
         self._schema = await load_source_schema(self.source)
+        self._moves.forget_schema()
         remember_gone(self._gone, before, self._schema.tables)
         for domain, seq in covered:
             self._reflected[domain] = max(seq, self._reflected.get(domain, -1))
@@ -370,6 +376,10 @@ class PostgresApplier:
                 if bits:  # BIT(n): the row image holds an int; BIT VARYING(n) takes n bits
                     row = RowChange(row.table, row.db, row.op, _bit_strings(row.before, bits),
                                     _bit_strings(row.after, bits))
+                if row.op != "update" and is_move(row):  # between shards (shard_moves)
+                    out.extend((sql, args, ev, offset) for sql, args in
+                               move_steps(schema, table, row, pk, pg_types, str(ev.gtid)))
+                    continue
                 st = row_statement(schema, table, row.op, row.before, row.after, pk, pg_types)
                 if row.op == "insert" and st.sql not in self._copy_into:
                     self._copy_into[st.sql] = (schema, table, tuple(c.lower() for c in row.after or ()))
@@ -425,10 +435,12 @@ class PostgresApplier:
         while i < len(statements):
             sql = statements[i][0]
             j = i + 1
-            while j < len(statements) and statements[j][0] == sql and statements[j][1]:
+            while sql != MOVE and j < len(statements) and statements[j][0] == sql and statements[j][1]:
                 j += 1
             try:
-                if j - i >= COPY_MIN_ROWS and sql in self._copy_into and await self._copy(sql, statements[i:j]):
+                if sql == MOVE:
+                    await self._moves.run(conn, statements[i][1][0])
+                elif j - i >= COPY_MIN_ROWS and sql in self._copy_into and await self._copy(sql, statements[i:j]):
                     pass  # copied
                 elif j - i > 1:
                     await conn.executemany(sql, [args for _, args, _, _ in statements[i:j]])

@@ -89,7 +89,8 @@ def make_applier(config: Config, target: TargetConfig, topic: str):
     dsn = target.dsn
     if dsn.kind == "mysql":
         return MySQLApplier(dsn, target.name, topic)
-    return PostgresApplier(dsn, target.name, topic, config.primary.dsn)
+    peers = {t.name: t.dsn for t in config.targets if t.shard and t.name != target.name and t.dsn.kind != "mysql"}
+    return PostgresApplier(dsn, target.name, topic, config.primary.dsn, peers if target.shard else None)
 
 
 def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62,

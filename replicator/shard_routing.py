@@ -15,7 +15,9 @@ sequence state row  every shard (MariaDB sequences: :mod:`replicator.pg_sequence
 single table        ``rule.shard`` only
 sharded, insert     owner of the after-image key; delete: owner of the before-image key
 sharded, update     same owner: update there; key moved to another owner: ``delete`` (before image)
-                    on the old owner, ``insert`` (after image) on the new one
+                    on the old owner, ``insert`` (after image) on the new one; each keeps the
+                    other image too: a PostgreSQL shard moves cascaded children with the row
+                    (:mod:`replicator.shard_moves`), other targets ignore it
 ==================  =====================================================================
 
 Key columns are found in images case-insensitively. A row whose image lacks a key column, or that the
@@ -197,10 +199,10 @@ class ShardRouter:
                 if old == new:
                     if old == self.shard:
                         out.append(r)
-                elif old == self.shard:
-                    out.append(RowChange(r.table, r.db, "delete", before=r.before))
-                elif new == self.shard:
-                    out.append(RowChange(r.table, r.db, "insert", after=r.after))
+                elif old == self.shard:  # moves out: the other image stays (children may follow: shard_moves)
+                    out.append(RowChange(r.table, r.db, "delete", before=r.before, after=r.after))
+                elif new == self.shard:  # moves in
+                    out.append(RowChange(r.table, r.db, "insert", before=r.before, after=r.after))
         log.debug("shard %s gtid %s rows: kept %d of %d", self.shard, ev.gtid, len(out), len(ev.rows))
         return tuple(out)
 

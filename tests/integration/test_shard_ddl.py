@@ -200,3 +200,57 @@ def test_a_split_insert_into_a_table_dropped_since_reaches_lagging_shards(stack,
         with _conn(stack.primary).cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
         _drop_history(stack.primary, list(shards.values()))
+
+
+def test_a_natural_key_change_moves_cascaded_children_to_the_new_shard(stack, tmp_path):
+    """SQLAlchemy's suite (shard_a halted at its GTID 3960): ``UPDATE person SET name = ...`` where
+    ``manager`` and ``owner`` follow ``person``'s name by ON UPDATE CASCADE. The binlog carries only the
+    person row; manager and owner live with it (their foreign keys kept) and must move with it when the
+    new name belongs to the other shard. The shard that had them halted on the foreign key (``"person"
+    ... is still referenced from table "manager"``), the other never got them."""
+    import asyncio
+
+    with shard_pipeline(stack, tmp_path, "mvk") as (db, shards, cfg, logs, ing):
+        c = _conn(ing.dsn(stack.primary))
+        names = [f"p{i}" for i in range(12)]
+        try:
+            with c.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {db}")
+                cur.execute(f"USE {db}")
+                cur.execute("CREATE TABLE person (name VARCHAR(20) PRIMARY KEY, type VARCHAR(20))")
+                cur.execute("CREATE TABLE manager (name VARCHAR(20) PRIMARY KEY, paperwork VARCHAR(30), "
+                            "salary DECIMAL(10, 2), hired DATETIME(6), photo BLOB, FOREIGN KEY (name) "
+                            "REFERENCES person (name) ON UPDATE CASCADE ON DELETE CASCADE)")
+                cur.execute("CREATE TABLE owner (name VARCHAR(20) PRIMARY KEY, owner_name VARCHAR(20), FOREIGN KEY "
+                            "(name) REFERENCES manager (name) ON UPDATE CASCADE ON DELETE CASCADE)")
+                for n in names:
+                    cur.execute("INSERT INTO person VALUES (%s, 'owner')", (n,))
+                    cur.execute("INSERT INTO manager VALUES (%s, %s, 1234.5, '2026-12-06 10:11:12.123456', %s)",
+                                (n, f"paper {n}", bytes([0, 255, 10]) + n.encode()))
+                    cur.execute("INSERT INTO owner VALUES (%s, 'dog')", (n,))
+            c.commit()
+            assert_targets_equal(cfg, logs, 2)
+            before = {s: asyncio.run(_pg_names(dsn, db, "owner")) for s, dsn in shards.items()}
+            with c.cursor() as cur:
+                cur.execute("UPDATE manager SET paperwork = 'changed first' WHERE name = 'p0'")  # then moved
+                for n in names:
+                    cur.execute("UPDATE person SET name = %s WHERE name = %s", (n.replace("p", "q"), n))
+            c.commit()
+            assert_targets_equal(cfg, logs, 2)
+            after = {s: asyncio.run(_pg_names(dsn, db, "owner")) for s, dsn in shards.items()}
+            moved = [n for n in names for s in shards if n in before[s] and n.replace("p", "q") not in after[s]]
+            assert moved, (before, after)  # some names changed shards (else this test proves nothing)
+            assert sorted(set.union(*after.values())) == sorted(n.replace("p", "q") for n in names)
+        finally:
+            c.close()
+
+
+async def _pg_names(dsn, db: str, table: str) -> set[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                 database=dsn.database)
+    try:
+        return {r[0] for r in await conn.fetch(f'SELECT name FROM "{db}"."{table}"')}
+    finally:
+        await conn.close()

@@ -358,10 +358,13 @@ ROWS = [
      {"a": [("update", {"id": 4, "c": "x"}, {"id": 4, "c": "y"})], "b": []}),
     (RowChange("t", "shop", "update", before={"id": 4, "c": "x"}, after={"id": 6, "c": "x"}),  # same owner
      {"a": [("update", {"id": 4, "c": "x"}, {"id": 6, "c": "x"})], "b": []}),
-    (RowChange("t", "shop", "update", before={"id": 4, "c": "x"}, after={"id": 5, "c": "x"}),  # moves a -> b
-     {"a": [("delete", {"id": 4, "c": "x"}, None)], "b": [("insert", None, {"id": 5, "c": "x"})]}),
+    # moves a -> b: each keeps the other image (a PostgreSQL shard moves cascaded children with the row)
+    (RowChange("t", "shop", "update", before={"id": 4, "c": "x"}, after={"id": 5, "c": "x"}),
+     {"a": [("delete", {"id": 4, "c": "x"}, {"id": 5, "c": "x"})],
+      "b": [("insert", {"id": 4, "c": "x"}, {"id": 5, "c": "x"})]}),
     (RowChange("orders", "shop", "update", before={"tenant": 1, "id": 9}, after={"tenant": 2, "id": 9}),
-     {"a": [("insert", None, {"tenant": 2, "id": 9})], "b": [("delete", {"tenant": 1, "id": 9}, None)]}),
+     {"a": [("insert", {"tenant": 1, "id": 9}, {"tenant": 2, "id": 9})],
+      "b": [("delete", {"tenant": 1, "id": 9}, {"tenant": 2, "id": 9})]}),
     (RowChange("ref", "shop", "insert", after={"id": 1, "x": "r"}),
      {"a": [("insert", None, {"id": 1, "x": "r"})], "b": [("insert", None, {"id": 1, "x": "r"})]}),
     (RowChange("one", "shop", "delete", before={"id": 2, "x": "r"}),

@@ -44,6 +44,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateR
 from dbmux.binlog.assembler import TransactionAssembler
 from dbmux.binlog.errors import BinlogReaderError
 from dbmux.binlog.position import BinlogPosition, PositionStore
+from dbmux.binlog.table_schema import note_table_map
 from dbmux.core.codec import encode_event
 from dbmux.core.config import Config
 from dbmux.core.dsn import Dsn
@@ -188,7 +189,9 @@ class _BinlogThread(threading.Thread):
                 binlog_event = fetchone()
                 if binlog_event is None:
                     raise ConnectionError("the primary ended the binlog stream")
-                if type(binlog_event) is RotateEvent:
+                if type(binlog_event) is TableMapEvent:
+                    note_table_map(binlog_event)
+                elif type(binlog_event) is RotateEvent:
                     # Table ids are per server run (see _FREEZE_SCHEMA): forget them at every binlog file.
                     self._stream.table_map = {}
                     log.debug("binlog: rotate to %s:%s", binlog_event.next_binlog, binlog_event.position)

@@ -35,9 +35,10 @@ from typing import Any
 
 from dbmux.core.events import ColumnType, TableSchema
 
-__all__ = ["table_schema", "column_type"]
+__all__ = ["table_schema", "column_type", "note_table_map"]
 
 _SCHEMA_ATTR = "_dbmux_table_schema"  # on the library's Table; "_" keeps it out of Table.data / __eq__
+_KEYLESS_ATTR = "_dbmux_keyless"  # on the library's Table: its table map names no primary key at all
 _FIXED = {1: "tinyint", 2: "smallint", 9: "mediumint", 3: "int", 8: "bigint", 4: "float", 5: "double",
           13: "year", 10: "date", 14: "date", 245: "json", 255: "geometry"}
 _NUMERIC = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "float", "double", "decimal"})
@@ -84,14 +85,28 @@ def column_type(c: Any) -> ColumnType:
     return ColumnType(f"type{int(code)}")
 
 
-def _build(db: str, table: str, columns: list[Any]) -> TableSchema | None:
+def note_table_map(event: Any) -> None:
+    """On a TableMapEvent: record on its table whether the map says the table has no primary key. With
+    ``binlog_row_metadata=FULL`` a table map names a primary key in SIMPLE_PRIMARY_KEY or, when a part
+    has a prefix length, PRIMARY_KEY_WITH_PREFIX; neither: the table has none. (Consumers took an
+    unnamed key for unknown and used the source's schema: a stale definition of a name re-created
+    without a key routed its rows by a key the rows did not have.)"""
+    meta, table = getattr(event, "optional_metadata", None), getattr(event, "table_obj", None)
+    if meta is None or table is None:
+        return
+    table.__dict__[_KEYLESS_ATTR] = not (getattr(meta, "simple_primary_key_list", None)
+                                         or getattr(meta, "primary_keys_with_prefix", None))
+
+
+def _build(db: str, table: str, columns: list[Any], keyless: bool = False) -> TableSchema | None:
     names = [c.name for c in columns]
     if not names or not all(type(n) is str and n for n in names) or len(set(names)) != len(names):
         return None  # no names (binlog_row_metadata is not FULL): the event carries no schema
     key = tuple(c.name for c in columns if getattr(c, "is_primary", False))
-    # The table map names only a primary key without prefix parts (SIMPLE_PRIMARY_KEY): none named may be
-    # a key with a prefix, or none at all -- unknown, consumers take the source schema's.
-    return TableSchema(db, table, tuple(names), tuple(column_type(c) for c in columns), key or None)
+    # The library marks only a primary key without prefix parts (SIMPLE_PRIMARY_KEY): none marked is a
+    # key with a prefix (unknown: consumers take the source schema's), or none at all (note_table_map).
+    return TableSchema(db, table, tuple(names), tuple(column_type(c) for c in columns),
+                       key or (() if keyless else None))
 
 
 def table_schema(event: Any) -> TableSchema | None:
@@ -105,7 +120,8 @@ def table_schema(event: Any) -> TableSchema | None:
     if cached is not None and cached[0] is columns:
         return cached[1]
     try:
-        schema = _build(event.schema, event.table, columns)
+        schema = _build(event.schema, event.table, columns,
+                        table.__dict__.get(_KEYLESS_ATTR, False) if table is not None else False)
     except Exception:  # noqa: BLE001 - metadata not as expected: the event carries no schema for it
         schema = None
     if table is not None:

@@ -289,7 +289,7 @@ class Replicator:
                         if verifier is not None:
                             verifier.observed(ev)
                         if self.shard is not None:  # decides now whether it needs the row form
-                            ev = await self.shard.probe(ev)
+                            ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
@@ -304,7 +304,8 @@ class Replicator:
                         if released and not ready:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event
-                            released = [(await self.shard.release(e), off) for e, off in released]
+                            released = [(await self._routed(self.shard.release, e, applier, units, apply_task), off)
+                                        for e, off in released]
                         elif verifier is not None:
                             verifier.released(released)
                         ready.extend((e, key, off) for e, off in released)
@@ -480,6 +481,18 @@ class Replicator:
                 await applier.apply([], pos, {event.gtid.domain: event})  # position only: recorded as handled
             return
         await self._halt(applier, exc, problem)
+
+    async def _routed(self, route, ev: ChangeEvent, applier, units, apply_task) -> ChangeEvent:
+        """A shard's routing of ``ev``; a permanent error halts the target as an apply error does (the
+        status says so), after what is already cut is applied."""
+        try:
+            return await route(ev)
+        except ApplyError as exc:
+            if exc.retriable:
+                raise
+            await _drained(units, apply_task)
+            await self._halt(applier, exc)
+            raise  # (_halt raised)
 
     async def _halt(self, applier, exc: ApplyError, problem: str | None = None) -> None:
         problem = redact_text(str(exc)) if problem is None else problem

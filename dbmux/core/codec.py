@@ -16,11 +16,12 @@ Wire format (orjson, UTF-8 JSON object), envelope version 2::
 ``tables`` (binlog events) is the schema of each table the event's rows change, once per table, not
 per row: its columns' names and types as the binlog table map described them at that GTID, in the
 compact text form of :class:`~dbmux.core.events.ColumnType` (``kind[(args)][ unsigned][ charset
-NAME]``), and its primary key (``null``: not known). It is an optional field of version 2, written
-only when an event has tables: events without it (ingress events, and every event written before it
-existed) decode with ``tables`` empty, and a decoder that does not know the field ignores it (it
-types row values by the source's current schema, as before). Likewise ``"no_fk_checks": true`` (binlog
-events whose rows the primary changed with ``foreign_key_checks = 0``; absent: false).
+NAME]``), and its primary key (``[]``: the table has none; ``null``: not known). It is an optional
+field of version 2, written only when an event has tables: events without it (ingress events, and
+every event written before it existed) decode with ``tables`` empty, and a decoder that does not know
+the field ignores it (it types row values by the source's current schema, as before). Likewise
+``"no_fk_checks": true`` (binlog events whose rows the primary changed with ``foreign_key_checks = 0``;
+absent: false).
 
 Statements travel byte-exact (:mod:`dbmux.core.charsets`). ``sql`` is a JSON string when the
 statement's bytes are that string's UTF-8 (UTF-8 text in a UTF-8 character set, or ASCII in any: the

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pymysqlreplication.column import Column as LibColumn
 
 from dbmux.binlog.assembler import TransactionAssembler
-from dbmux.binlog.table_schema import column_type, table_schema
+from dbmux.binlog.table_schema import column_type, note_table_map, table_schema
 from dbmux.core import codec
 from dbmux.core.codec import decode_event, encode_event
 from dbmux.core.dsn import Dsn
@@ -304,6 +304,19 @@ def test_no_schema_without_usable_column_names(columns):
 
 def test_a_table_without_a_named_key_has_an_unknown_key():
     assert table_schema(_rows_event_like([_col(3, "a"), _col(3, "b")])).primary_key is None
+
+
+@pytest.mark.parametrize("simple, with_prefix, key", [
+    ([], {}, ()),  # the table map names no primary key: the table has none
+    ([], {1: 10}, None),  # a key with a prefix part: the library marks no column; unknown
+    ([0], {}, ("a",)),
+])
+def test_the_table_map_says_when_a_table_has_no_primary_key(simple, with_prefix, key):
+    cols = [_col(3, "a", is_primary=bool(simple)), _col(15, "b", max_length=20)]
+    ev = _rows_event_like(cols)
+    note_table_map(SimpleNamespace(table_obj=ev.table_map[5], optional_metadata=SimpleNamespace(
+        simple_primary_key_list=simple, primary_keys_with_prefix=with_prefix)))
+    assert table_schema(ev).primary_key == key
 
 
 class MariadbGtidEvent(SimpleNamespace):

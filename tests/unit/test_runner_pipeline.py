@@ -169,6 +169,42 @@ def test_an_apply_error_stops_the_loop_with_it():
     asyncio.run(main())
 
 
+class _UnroutableShard:
+    """A shard target whose router cannot place the event with ``bad_seq`` (a permanent error)."""
+
+    def __init__(self, bad_seq: int) -> None:
+        self.bad_seq = bad_seq
+
+    async def probe(self, ev):
+        if ev.gtid.seq == self.bad_seq:
+            raise ApplyError("cannot route a row of d.t: shard-key column 'id' is not in its image",
+                             gtid=str(ev.gtid), table="d.t")
+        return ev
+
+    async def release(self, ev):
+        return ev
+
+    def is_switch(self, ev) -> bool:
+        return False
+
+
+def test_a_routing_error_halts_the_target_with_its_status_saying_so():
+    """A shard's router refusing an event stopped the replicator with 'halted' nowhere: `dbmux status`
+    said "behind" (found in SQLAlchemy's suite). What was cut before it is applied first."""
+    async def main():
+        rep = _replicator(max_txns=2)
+        rep.shard = _UnroutableShard(bad_seq=3)  # type: ignore[assignment]
+        source = Source([_row_event(i) for i in range(1, 7)], per_call=2)
+        applier = Applier()
+        with pytest.raises(Exception) as ei:
+            await _run(rep, source, applier, until_applied=6)
+        assert "not in its image" in str(ei.value)
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"]]
+        assert ("status", "halted") in applier.log
+
+    asyncio.run(main())
+
+
 def test_stopping_applies_what_was_cut():
     async def main():
         rep = _replicator(max_txns=2)

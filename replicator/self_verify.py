@@ -195,9 +195,12 @@ class SelfVerifier:
         # the net effect per key: the last image in commit order, with the check it came from
         final: dict[tuple[str, str, Key], tuple[Image, _Check, tuple[str, ...]]] = {}
         unkeyed = set()
+        keys: dict[tuple[str, str], tuple[str, ...]] = {}
         for check in checks:
             for row in check.event.rows:
-                pk = await target.primary_key(row.db, row.table)
+                pk = keys.get((row.db, row.table))
+                if pk is None:
+                    pk = keys[(row.db, row.table)] = await target.primary_key(row.db, row.table)
                 if not pk:
                     unkeyed.add(check.event.gtid)
                     continue
@@ -205,6 +208,11 @@ class SelfVerifier:
                     final[(row.db, row.table, tuple(row.before.get(c) for c in pk))] = (None, check, pk)
                 if row.after is not None:
                     final[(row.db, row.table, tuple(row.after.get(c) for c in pk))] = (row.after, check, pk)
+        # a key a later binlog copy changed again is that copy's to hold (its own check, if any): comparing
+        # it would find a difference only to see it superseded, after a second round trip per row
+        later = await self._touched_since(target, min(c.serial for c in checks), keys)
+        if later:
+            final = {k: v for k, v in final.items() if max(later.get(k, 0), later.get(None, 0)) <= v[1].serial}
         for gtid in unkeyed:
             UNVERIFIED.labels(self.target, "no primary key").inc()
             log.warning("target %s gtid %s: rows of a table without a primary key are not self-verified",
@@ -230,6 +238,27 @@ class SelfVerifier:
                 self._pending.append(p)
         self.verified += len(checks)
         VERIFIED.labels(self.target).inc(len(checks))
+
+    async def _touched_since(self, target: RowComparer, serial: int,
+                             keys: dict[tuple[str, str], tuple[str, ...]]) -> dict[Any, int]:
+        """(db, table, key) -> the last serial of a binlog copy after ``serial`` that changed it; under None,
+        the last that held a statement (it may have changed any key)."""
+        out: dict[Any, int] = {}
+        for later, ev in self._recent:
+            if later <= serial:
+                continue
+            if ev.statements:
+                out[None] = later
+            for row in ev.rows:
+                pk = keys.get((row.db, row.table))
+                if pk is None:
+                    pk = keys[(row.db, row.table)] = await target.primary_key(row.db, row.table)
+                if not pk:
+                    continue
+                for image in (row.before, row.after):
+                    if image is not None:
+                        out[(row.db, row.table, tuple(image.get(c) for c in pk))] = later
+        return out
 
     def _decidable(self, p: _Pending) -> bool:
         """Have the binlog copies of everything applied when ``p`` was found arrived?"""

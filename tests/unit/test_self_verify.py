@@ -173,10 +173,11 @@ def test_a_transaction_not_applied_yet_is_not_checked_until_it_is():
     v.observed(rows(5, ("t", 1, 5, "insert")))
     v.observed(rows(6, ("t", 1, None, "delete")))
     assert not v.due({"0": 4}, LATER) and v.due({"0": 5}, LATER)
-    assert run(v, t, 5) == [] and v.verified == 1 and [it[3] for it in t.asked] == [(1,)]
+    # key 1 is 6's to hold (6 changes it again): not compared for 5, where the target still has 5's row
+    assert run(v, t, 5) == [] and v.verified == 1 and t.asked == []
     assert not v.due({"0": 5}, LATER) and v.due({"0": 6}, LATER)
     t.rows.clear()  # the target applied 6
-    assert run(v, t, 6) == [] and v.verified == 2 and v.mismatches == 0
+    assert run(v, t, 6) == [] and v.verified == 2 and v.mismatches == 0 and [it[3] for it in t.asked] == [(1,)]
 
 
 def test_checks_wait_for_a_batch_or_a_delay():
@@ -208,3 +209,20 @@ def test_changes_cascading_from_a_parent_table_supersede_a_difference(parents, o
     found = run(v, t, 6 if later else 5)
     assert (found == ["gtid 0-1-5 table d.child key (id=1): differs"]) is confirmed
     assert v.mismatches == (1 if confirmed else 0)
+
+
+@pytest.mark.parametrize("later, asked", [
+    (rows(6, ("t", 1, 9, "update")), [(2,)]),  # key 1 changed again later: only key 2 compared
+    (rows(6, ("t", 3, 9, "update")), [(1,), (2,)]),  # another key: both compared
+    (ChangeEvent(Gtid.parse("0-1-6"), "binlog", 0, statements=(Statement("TRUNCATE t", kind="ddl"),)), []),
+])
+def test_keys_a_later_copy_changed_again_are_not_compared(later, asked):
+    """The bench's hot rows (sysbench): most checked keys had been changed again by the time the target was
+    compared; each such key looked different, then was found superseded -- after a second round trip
+    comparing every row of its batch on its own (self-verification cost 0.82x of the apply without it)."""
+    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 1): {"id": 1, "v": 5}, ("t", 2): {"id": 2, "v": 5}})
+    v.released([(statement(5), 0)])
+    v.observed(rows(5, ("t", 1, 5, "update"), ("t", 2, 5, "update")))
+    v.observed(later)
+    run(v, t, 6)
+    assert sorted(it[3] for it in t.asked) == asked and v.verified == 1 and v.mismatches == 0

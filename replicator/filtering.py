@@ -38,15 +38,26 @@ def _db_selected(patterns: Sequence[str], db: str | None) -> bool:
 
 def statement_tables(sql: str) -> tuple[tuple[str | None, str], ...] | None:
     """(db or None, table) pairs a statement names; None when it cannot be parsed. Per statement shape
-    (:mod:`dbmux.core.digests`): sqlglot parses each shape once, not every statement."""
+    (:mod:`dbmux.core.digests`): sqlglot parses each shape once, not every statement; a text seen
+    recently (a prepared statement's, executed again) is not even scanned again."""
+    found = _BY_TEXT.get(sql, _UNSEEN)
+    if found is not _UNSEEN:
+        return found  # type: ignore[return-value]  # (what this function returned for the same text)
     try:
-        shape = digest(scan(sql))
+        found = _TABLES.get(digest(scan(sql)), lambda: _parsed_tables(sql), _parsed)
     except LexError:
-        return _parsed_tables(sql)
-    return _TABLES.get(shape, lambda: _parsed_tables(sql), _parsed)
+        found = _parsed_tables(sql)
+    if len(sql) <= _TEXT_MAX:
+        if len(_BY_TEXT) >= _TEXTS:
+            _BY_TEXT.clear()
+        _BY_TEXT[sql] = found
+    return found
 
 
 _TABLES: DigestCache[tuple[tuple[str | None, str], ...] | None] = DigestCache("filter_tables", 4096)
+_UNSEEN = object()
+_BY_TEXT: dict[str, object] = {}  # statement text -> statement_tables(text); emptied when full
+_TEXTS, _TEXT_MAX = 4096, 2048
 
 
 def _parsed(tables: tuple[tuple[str | None, str], ...] | None) -> bool:

@@ -38,6 +38,7 @@ from dbmux.core.transient import is_transient
 from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
+from dbmux.replicator.pg_clock import at_primary_clock, is_utc
 from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
@@ -397,6 +398,8 @@ class PostgresApplier:
                     translated = translate_statement(as_the_session_meant(s, ev.session.sql_mode if ev.session
                                                                           else None), dbl, s.params,
                                                      schema=self._applying(), insert_id=s.insert_id)
+                if s.kind == "ddl":  # ADD COLUMN ... DEFAULT CURRENT_TIMESTAMP: existing rows at the primary's time
+                    translated = at_primary_clock(translated, ev.session, self._schema.system_time_zone)
                 for st in translated:
                     out.append((st.sql, tuple(st.args), ev, offset))
         except Untranslatable as exc:
@@ -532,19 +535,6 @@ async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("time", schema="pg_catalog", encoder=time_micros, decoder=time_of_micros,
                               format="binary")
     await conn.set_type_codec("inet", schema="pg_catalog", encoder=inet_binary, decoder=inet_address, format="binary")
-
-
-_UTC_NAMES = frozenset({"utc", "etc/utc", "etc/universal", "universal", "zulu", "etc/zulu"})
-_ZERO_OFFSET = re.compile(r"[+-]0?0:00")
-
-
-def is_utc(time_zone: str | None, system_time_zone: str) -> bool:
-    """Is a MySQL session time zone (``SYSTEM`` = the server's ``system_time_zone``) UTC all year?
-    (``GMT`` is not taken for UTC: some systems report Europe/London so in winter.)"""
-    tz = (time_zone or "").strip()
-    if tz.upper() == "SYSTEM":
-        tz = system_time_zone.strip()
-    return tz.lower() in _UTC_NAMES or bool(_ZERO_OFFSET.fullmatch(tz))
 
 
 def _changes_schema(ev: ChangeEvent) -> bool:

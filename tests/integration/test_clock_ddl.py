@@ -10,8 +10,11 @@ first in the topic: only the flag keeps the replicas from applying it.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
+
+import asyncpg
 
 from .conftest import (
     assert_targets_equal,
@@ -28,6 +31,8 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
     db = f"clk_{uuid.uuid4().hex[:8]}"
     topic = f"dbmux.clk{uuid.uuid4().hex[:10]}.txn"
     targets = {f"clk{i}{uuid.uuid4().hex[:6]}": dsn for i, dsn in enumerate(stack.replicas[:2])}
+    pg = f"clkpg{uuid.uuid4().hex[:6]}"  # a PostgreSQL target: the literal default, then the clock again
+    targets[pg] = stack.shards[0]
     cfg = pipeline_config(tmp_path / "clk.toml", stack, topic, targets, tables=f"{db}.*")
     logs = {name: tmp_path / f"{name}.log" for name in targets}
     reader = start_binlog_reader(cfg, tmp_path / "binlog.log")
@@ -54,7 +59,7 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
         c.close()
         with d.cursor() as cur:  # straight to the primary: the binlog copy only
             cur.execute(f"ALTER TABLE {db}.a ADD COLUMN d6 TIMESTAMP(6) NOT NULL DEFAULT NOW(6)")
-        assert_targets_equal(cfg, {"binlog": tmp_path / "binlog.log", **logs}, 2)
+        assert_targets_equal(cfg, {"binlog": tmp_path / "binlog.log", **logs}, 3)
         with d.cursor() as cur:
             cur.execute(f"SELECT id, t6, t0, d6 FROM {db}.a ORDER BY id")
             want = cur.fetchall()
@@ -65,6 +70,7 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
                 cur.execute(f"SELECT id, t6, t0, d6 FROM {db}.a ORDER BY id")
                 assert cur.fetchall() == want
             r.close()
+        assert tuple(asyncio.run(_pg_rows(stack.shards[0], f'SELECT id, t6, t0, d6 FROM "{db}"."a" ORDER BY id'))) == want
     finally:
         if ing is not None:
             stop_ingress(ing)
@@ -72,3 +78,18 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
         with d.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
         d.close()
+        asyncio.run(_pg_rows(stack.shards[0], f'DROP SCHEMA IF EXISTS "{db}" CASCADE'))
+        for r in stack.replicas[:2]:  # (the replicators stopped before the drop reached them)
+            c = _conn(r)
+            with c.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {db}")
+            c.close()
+
+
+async def _pg_rows(dsn, sql: str) -> list[tuple]:
+    conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
+                                 database=dsn.database)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()

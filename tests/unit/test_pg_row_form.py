@@ -12,7 +12,8 @@ from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, SessionContext, Statement
 from dbmux.core.gtid import Gtid
 from dbmux.replicator import pg_applier
-from dbmux.replicator.pg_applier import PostgresApplier, is_utc
+from dbmux.replicator.pg_applier import PostgresApplier
+from dbmux.replicator.pg_clock import is_utc
 from dbmux.replicator.runner import as_unsafe
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
 

@@ -14,8 +14,6 @@ import asyncio
 import signal
 import uuid
 
-import asyncpg
-
 from .conftest import (
     assert_targets_equal,
     pipeline_config,
@@ -24,6 +22,7 @@ from .conftest import (
     stop_ingress,
     stop_processes,
 )
+from .test_pg_spatial_uuid import _pg_rows
 from .test_replicator_mysql import _conn, _start_replicator
 
 
@@ -70,7 +69,8 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
                 cur.execute(f"SELECT id, t6, t0, d6 FROM {db}.a ORDER BY id")
                 assert cur.fetchall() == want
             r.close()
-        assert tuple(asyncio.run(_pg_rows(stack.shards[0], f'SELECT id, t6, t0, d6 FROM "{db}"."a" ORDER BY id'))) == want
+        pg_rows = asyncio.run(_pg_rows(stack.shards[0], f'SELECT id, t6, t0, d6 FROM "{db}"."a" ORDER BY id'))
+        assert tuple(pg_rows) == want
     finally:
         if ing is not None:
             stop_ingress(ing)
@@ -84,12 +84,3 @@ def test_an_alter_table_filling_rows_with_the_clock_reaches_replicas_equal(stack
             with c.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
             c.close()
-
-
-async def _pg_rows(dsn, sql: str) -> list[tuple]:
-    conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                 database=dsn.database)
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()

@@ -21,6 +21,7 @@ from .conftest import (
     stop_processes,
     verify_until_equal,
 )
+from .test_pg_spatial_uuid import _pg_rows
 from .test_replicator_mysql import _conn, _start_replicator
 from .test_shard_targets import _drop_history, _pg_keys, shard_pipeline, two_shards
 
@@ -246,14 +247,7 @@ def test_a_natural_key_change_moves_cascaded_children_to_the_new_shard(stack, tm
 
 
 async def _pg_names(dsn, db: str, table: str) -> set[str]:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                 database=dsn.database)
-    try:
-        return {r[0] for r in await conn.fetch(f'SELECT name FROM "{db}"."{table}"')}
-    finally:
-        await conn.close()
+    return {r[0] for r in await _pg_rows(dsn, f'SELECT name FROM "{db}"."{table}"')}
 
 
 def test_rows_of_a_table_re_created_without_a_key_are_placed_as_keyless(stack, tmp_path):

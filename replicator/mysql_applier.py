@@ -445,7 +445,8 @@ class MySQLApplier:
                     todo.append(parent)
         return frozenset(found)
 
-    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]]) -> dict[int, str]:
+    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]],
+                             events: list | None = None) -> dict[int, str]:
         """Self-verification (:mod:`replicator.self_verify`): which ``items`` -- (db, table, primary key,
         key, the row it must hold or None for none) -- the target does not hold exactly, index -> what
         differs. The images are written in a transaction that is rolled back; a row already equal is

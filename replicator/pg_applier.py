@@ -43,6 +43,7 @@ from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
 from dbmux.replicator.pg_types import (
+    bit_strings,
     event_value_types,
     inet_address,
     inet_binary,
@@ -51,6 +52,7 @@ from dbmux.replicator.pg_types import (
     time_of_micros,
     uuid_bytes,
 )
+from dbmux.replicator.pg_verify import PgRowComparer
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo, remember_gone
 from dbmux.replicator.shard_moves import HANDOFF_DDL, MOVE, ShardMoves, is_move, move_steps
@@ -86,7 +88,7 @@ class _PendingDdl(NamedTuple):
     created: dict[tuple[str, str], TableInfo]  # tables it creates, as the reloaded schema will show them
 
 
-class PostgresApplier:
+class PostgresApplier(PgRowComparer):
     def __init__(self, dsn: Dsn, target: str, topic: str, source: Dsn, peers: Mapping[str, Dsn] | None = None) -> None:
         """``peers``: the other shard targets (a shard target), for rows moving between shards."""
         self.dsn, self.target, self.topic, self.source = dsn, target, topic, source
@@ -365,6 +367,8 @@ class PostgresApplier:
         skipped: list[tuple[str, str]] = []
         try:
             where: tuple[str, str] | None = None
+            if ev.no_fk_checks and ev.rows:  # the checks at the end of its rows (module pg_ddl: DEFERRABLE)
+                out.append(("SET CONSTRAINTS ALL DEFERRED", (), ev, offset))
             for row in ev.rows:
                 if is_sequence_row(row.after):  # a MariaDB sequence's state (pg_sequences)
                     out.extend((st.sql, st.args, ev, offset) for st in
@@ -375,8 +379,8 @@ class PostgresApplier:
                     schema, table = row.db.lower(), row.table.lower()
                     pk, bits, pg_types = self._row_typing(ev, row, schema, table)
                 if bits:  # BIT(n): the row image holds an int; BIT VARYING(n) takes n bits
-                    row = RowChange(row.table, row.db, row.op, _bit_strings(row.before, bits),
-                                    _bit_strings(row.after, bits))
+                    row = RowChange(row.table, row.db, row.op, bit_strings(row.before, bits),
+                                    bit_strings(row.after, bits))
                 if row.op != "update" and is_move(row):  # between shards (shard_moves)
                     out.extend((sql, args, ev, offset) for sql, args in
                                move_steps(schema, table, row, pk, pg_types, str(ev.gtid)))
@@ -385,6 +389,8 @@ class PostgresApplier:
                 if row.op == "insert" and st.sql not in self._copy_into:
                     self._copy_into[st.sql] = (schema, table, tuple(c.lower() for c in row.after or ()))
                 out.append((st.sql, st.args, ev, offset))
+            if ev.no_fk_checks and ev.rows:
+                out.append(("SET CONSTRAINTS ALL IMMEDIATE", (), ev, offset))
             for s in ev.statements:
                 if (meaningless := not_applied(s.sql)) is not None:
                     skipped.append(meaningless)
@@ -540,13 +546,6 @@ async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
 def _changes_schema(ev: ChangeEvent) -> bool:
     """Can ``ev``'s DDL change what the source schema says (not: accounts, routines, FLUSH, ...)?"""
     return any((na := not_applied(st.sql)) is None or na[0] == "trigger" for st in ev.statements)
-
-
-def _bit_strings(image: dict | None, bits: Mapping[str, int]) -> dict | None:
-    if not image:
-        return image
-    return {k: asyncpg.BitString.from_int(v, length=bits[k.lower()]) if type(v) is int and k.lower() in bits else v
-            for k, v in image.items()}
 
 
 def _pending_ddl(ev: ChangeEvent) -> _PendingDdl | None:

@@ -200,12 +200,15 @@ def _parse_create(text: str, sql: str) -> exp.Create:
     return node
 
 
-def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, default_db: str | None
-              ) -> tuple[list[str], list[str], list[_Column]]:
-    """Table elements → (inline definitions, follow-up statements, columns)."""
+def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, default_db: str | None,
+              adding: bool = False) -> tuple[list[str], list[str], list[_Column]]:
+    """Table elements → (inline definitions, follow-up statements, columns). An unnamed FOREIGN KEY gets
+    InnoDB's name, ``<table>_ibfk_<n>`` (``ALTER TABLE ... DROP FOREIGN KEY`` names it so): n counts in a
+    CREATE TABLE, and is one more than the highest the table has when ``adding`` (ALTER TABLE ADD)."""
     inline: list[str] = []
     after: list[str] = []
     columns: list[_Column] = []
+    unnamed_fks = 0
     for el in elems:
         if isinstance(el, exp.ColumnDef):
             col = _Column(el, schema, table, sql)
@@ -242,11 +245,27 @@ def _elements(schema: str, table: str, elems: list[exp.Expression], sql: str, de
                 el.expressions[0], (exp.ForeignKey, exp.PrimaryKey, exp.CheckColumnConstraint)):
             body = _table_constraint(el.expressions[0], sql, default_db or schema)
             inline.append(f"CONSTRAINT {quote_ident(_name(el.this))} {body}")
-        elif isinstance(el, (exp.ForeignKey, exp.CheckColumnConstraint)):
+        elif isinstance(el, exp.ForeignKey) and adding:
+            after.append(_add_next_ibfk(schema, table, _table_constraint(el, sql, default_db or schema)))
+        elif isinstance(el, exp.ForeignKey):
+            unnamed_fks += 1
+            inline.append(f"CONSTRAINT {quote_ident(f'{table}_ibfk_{unnamed_fks}')} "
+                          + _table_constraint(el, sql, default_db or schema))
+        elif isinstance(el, exp.CheckColumnConstraint):
             inline.append(_table_constraint(el, sql, default_db or schema))
         else:
             raise Untranslatable(f"table element {el.sql('mysql')[:80]}", sql)
     return inline, after, columns
+
+
+def _add_next_ibfk(schema: str, table: str, body: str) -> str:
+    """``ALTER TABLE ... ADD CONSTRAINT <table>_ibfk_<highest + 1> <body>``, the number found when it runs."""
+    prefix, name = (t.replace("'", "''") for t in (f"{table}_ibfk_", qualified(schema, table)))
+    add = f"ALTER TABLE {qualified(schema, table)} ADD CONSTRAINT %I {body}".replace("'", "''")
+    at = len(table) + 7  # (where the number starts in the name)
+    return (f"DO $dbmux$ DECLARE n int; BEGIN SELECT coalesce(max(substr(conname, {at})::int), 0) + 1 INTO n "
+            f"FROM pg_constraint WHERE conrelid = to_regclass('{name}') AND starts_with(conname, '{prefix}') "
+            f"AND substr(conname, {at}) ~ '^[0-9]+$'; EXECUTE format('{add}', '{prefix}' || n); END $dbmux$")
 
 
 def _table_constraint(node: exp.Expression, sql: str, default_db: str) -> str:
@@ -265,7 +284,10 @@ def _table_constraint(node: exp.Expression, sql: str, default_db: str) -> str:
     for word in ("MATCH", "SET DEFAULT"):
         if word in opts:
             raise Untranslatable(f"foreign key option {opts}", sql)
-    return f"FOREIGN KEY ({cols}) REFERENCES {qualified(rdb, rtable)} ({rcols})" + (f" {opts}" if opts else "")
+    # DEFERRABLE (checked at once unless deferred): rows the primary changed with foreign_key_checks = 0
+    # (an ORM emptying a self-referencing table parent first) are applied with the checks deferred
+    return (f"FOREIGN KEY ({cols}) REFERENCES {qualified(rdb, rtable)} ({rcols})" + (f" {opts}" if opts else "")
+            + " DEFERRABLE INITIALLY IMMEDIATE")
 
 
 # ------------------------------------------------------------------------------------------ statements
@@ -473,7 +495,7 @@ def translate_alter(sql: str, toks: list[Token], default_db: str | None) -> list
             j = 2 if len(w) > 1 and w[1] == "COLUMN" else 1
             if w[j] in _ADD_ELEMENT_WORDS:
                 node = _parse_create(f"CREATE TABLE _dbmux_x ({action[at[1].start:]})", sql)
-                inline, after, _ = _elements(schema, table, node.this.expressions, sql, default_db)
+                inline, after, _ = _elements(schema, table, node.this.expressions, sql, default_db, adding=True)
                 out.extend(f"ALTER TABLE {q} ADD {d}" for d in inline)
                 out.extend(after)
             elif w[j] == "(":

@@ -61,6 +61,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlglot import exp
 
 from dbmux.core.events import TableSchema
@@ -534,3 +535,11 @@ def _plain_year(form: str, v: Any) -> bool:
     else:
         return False
     return text.isdigit() and (int(text) == 0 or 1901 <= int(text) <= 2155)
+
+
+def bit_strings(image: dict | None, bits: Mapping[str, int]) -> dict | None:
+    """``image`` with its BIT(n) columns' ints as PostgreSQL bit strings of n bits (``bits``: column -> n)."""
+    if not image:
+        return image
+    return {k: asyncpg.BitString.from_int(v, length=bits[k.lower()]) if type(v) is int and k.lower() in bits else v
+            for k, v in image.items()}

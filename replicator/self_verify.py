@@ -63,7 +63,8 @@ Image = dict[str, Any] | None  # None: the key holds no row
 class RowComparer(Protocol):
     async def primary_key(self, db: str, table: str) -> tuple[str, ...]: ...
 
-    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], Key, Image]]) -> dict[int, str]: ...
+    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], Key, Image]],
+                             events: list[ChangeEvent] | None = None) -> dict[int, str]: ...
 
     async def cascading_parents(self, db: str, table: str) -> frozenset[tuple[str, str]]: ...
 
@@ -205,9 +206,9 @@ class SelfVerifier:
                     unkeyed.add(check.event.gtid)
                     continue
                 if row.before is not None:
-                    final[(row.db, row.table, tuple(row.before.get(c) for c in pk))] = (None, check, pk)
-                if row.after is not None:
-                    final[(row.db, row.table, tuple(row.after.get(c) for c in pk))] = (row.after, check, pk)
+                    final[(row.db, row.table, key_of(row.before, pk))] = (None, check, pk)
+                if row.after is not None and row.op != "delete":  # (a shard's row moving out keeps its after image)
+                    final[(row.db, row.table, key_of(row.after, pk))] = (row.after, check, pk)
         # a key a later binlog copy changed again is that copy's to hold (its own check, if any): comparing
         # it would find a difference only to see it superseded, after a second round trip per row
         later = await self._touched_since(target, min(c.serial for c in checks), keys)
@@ -219,7 +220,7 @@ class SelfVerifier:
                                    self.target, gtid)
         entries = list(final.items())
         items = [(db, table, pk, key, image) for (db, table, key), (image, _, pk) in entries]
-        differing = await target.differing_rows(items) if items else {}
+        differing = await target.differing_rows(items, [v[1].event for _, v in entries]) if items else {}
         now = time.monotonic()
         parents: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
         for i, detail in differing.items():
@@ -257,7 +258,7 @@ class SelfVerifier:
                     continue
                 for image in (row.before, row.after):
                     if image is not None:
-                        out[(row.db, row.table, tuple(image.get(c) for c in pk))] = later
+                        out[(row.db, row.table, key_of(image, pk))] = later
         return out
 
     def _decidable(self, p: _Pending) -> bool:
@@ -285,6 +286,16 @@ class SelfVerifier:
             self._recent_rows -= len(ev.rows)
 
 
+def key_of(image: dict[str, Any], pk: tuple[str, ...]) -> Key:
+    """``image``'s values of the key columns ``pk`` (found case-insensitively: a target may name them in
+    lower case, the row image as the table does)."""
+    try:
+        return tuple(image[c] for c in pk)
+    except KeyError:
+        lowered = {k.lower(): v for k, v in image.items()}
+        return tuple(lowered.get(c.lower()) for c in pk)
+
+
 def _touches(ev: ChangeEvent, p: _Pending) -> bool:
     """May ``ev`` have changed ``p``'s key? A statement in a binlog copy (DDL: a table dropped, altered,
     truncated) may have, whatever it names."""
@@ -295,7 +306,7 @@ def _touches(ev: ChangeEvent, p: _Pending) -> bool:
             return True
         if row.table == p.table and row.db == p.db:
             for image in (row.before, row.after):
-                if image is not None and tuple(image.get(c) for c in p.pk) == p.key:
+                if image is not None and key_of(image, p.pk) == p.key:
                     return True
     return False
 

@@ -83,3 +83,23 @@ def test_an_inet6_address_compares_as_mariadb_prints_it(text, mariadb):
     assert canonical(ipaddress.ip_address(text)) == mariadb
     assert inet_address(inet_binary(ipaddress.ip_address(text).packed)) == ipaddress.ip_address(text)
     assert inet_address(inet_binary(text)) == inet_address(inet_binary(text.encode()))
+
+
+def test_unnamed_foreign_keys_get_innodb_names_that_drop_foreign_key_finds():
+    """SQLAlchemy's suite on a PostgreSQL target: ``ALTER TABLE a DROP FOREIGN KEY a_ibfk_1`` halted it
+    (``constraint "a_ibfk_1" of relation "a" does not exist``): PostgreSQL had named the key itself."""
+    from dbmux.replicator.pg_sql import translate_statement
+
+    (create,) = translate_statement("CREATE TABLE a (id INT PRIMARY KEY, b INT, c INT, FOREIGN KEY (b) REFERENCES b "
+                                    "(id), CONSTRAINT kept FOREIGN KEY (c) REFERENCES c (id), FOREIGN KEY (c) "
+                                    "REFERENCES c (id))", "d")
+    assert 'CONSTRAINT "a_ibfk_1" FOREIGN KEY ("b")' in create.sql and 'CONSTRAINT "kept" FOREIGN KEY' in create.sql
+    assert 'CONSTRAINT "a_ibfk_2" FOREIGN KEY ("c")' in create.sql
+    (add,) = translate_statement("ALTER TABLE a ADD FOREIGN KEY (b) REFERENCES b (id)", "d")
+    # one more than the highest the table has when it runs (InnoDB's rule)
+    assert add.sql.startswith("DO $dbmux$") and "starts_with(conname, 'a_ibfk_')" in add.sql
+    assert """format('ALTER TABLE "d"."a" ADD CONSTRAINT %I FOREIGN KEY ("b") REFERENCES "d"."b" ("id") DEFERRABLE""" \
+        in add.sql
+    (named,) = translate_statement("ALTER TABLE a ADD CONSTRAINT x FOREIGN KEY (b) REFERENCES b (id)", "d")
+    assert named.sql == ('ALTER TABLE "d"."a" ADD CONSTRAINT "x" FOREIGN KEY ("b") REFERENCES "d"."b" ("id") '
+                         "DEFERRABLE INITIALLY IMMEDIATE")

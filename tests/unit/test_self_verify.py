@@ -27,7 +27,7 @@ class FakeTarget:
     async def primary_key(self, db: str, table: str) -> tuple[str, ...]:
         return () if table == "nopk" else ("id",)
 
-    async def differing_rows(self, items):
+    async def differing_rows(self, items, events=None):
         self.asked += items
         out = {}
         for i, (_, table, _, key, image) in enumerate(items):
@@ -155,7 +155,7 @@ def test_a_row_copy_consumed_while_the_target_compares_is_kept():
     v = SelfVerifier("r", "halt")
 
     class Slow(FakeTarget):
-        async def differing_rows(self, items):
+        async def differing_rows(self, items, events=None):
             v.observed(rows(6, ("t", 1, None, "delete")))  # arrives during the comparison
             return await super().differing_rows(items)
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import asyncpg
 
 from dbmux.core.events import ChangeEvent, RowChange
+from dbmux.replicator.pg_sequences import is_sequence_row
 from dbmux.replicator.pg_sql import row_statement
 from dbmux.replicator.pg_types import bit_strings
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
@@ -72,6 +73,8 @@ class PgRowComparer:
         assert conn is not None
         out: dict[int, str] = {}
         for i, (db, table, pk, key, image) in enumerate(items):
+            if is_sequence_row(image):  # a MariaDB sequence's state: a PostgreSQL sequence here (pg_sequences)
+                continue
             schema, name = db.lower(), table.lower()
             info = self._table_info(db, table)
             if image is not None and info is not None and info.generated:

@@ -260,7 +260,7 @@ class Replicator:
         name = self.target.name
         row_form_if = getattr(applier, "needs_row_form", None)
         mode = self.config.replicator.self_verify
-        verifier = SelfVerifier(name, mode) if mode != "off" and self.shard is None else None
+        verifier = SelfVerifier(name, mode) if mode != "off" else None
         units: asyncio.Queue[_Unit | SelfVerifier | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         apply_task = asyncio.ensure_future(self._apply_units(units, applier, dlq, position))
         try:
@@ -285,10 +285,10 @@ class Replicator:
                                                                           offset=offset), value)
                             continue
                         ev = filter_event(ev, self.tables)
-                        if verifier is not None:
-                            verifier.observed(ev)
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
+                        if verifier is not None:  # (a shard's part: the rows it holds)
+                            verifier.observed(ev)
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
@@ -305,7 +305,9 @@ class Replicator:
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self._routed(self.shard.release, e, applier, units, apply_task), off)
                                         for e, off in released]
-                        elif verifier is not None:
+                        if verifier is not None:
+                            if self.shard is not None and any(self.shard.is_switch(e) for e, _ in released):
+                                verifier.forget("shard map switch")
                             verifier.released(released)
                         ready.extend((e, key, off) for e, off in released)
                 if fragments.pending_offsets():  # sets of GTIDs applied meanwhile (another copy) are garbage

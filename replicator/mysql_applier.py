@@ -44,6 +44,7 @@ from dbmux.replicator.mysql_statements import (
 )
 from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
+from dbmux.replicator.self_verify import ancestors
 
 log = logging.getLogger(__name__)
 
@@ -434,16 +435,7 @@ class MySQLApplier:
             await cur.execute("SELECT CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME "
                               "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE DELETE_RULE NOT IN "
                               "('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')")
-            edges = [((a.lower(), b.lower()), (c.lower(), d.lower())) for a, b, c, d in await cur.fetchall()]
-        found: set[tuple[str, str]] = set()
-        todo = [(db.lower(), table.lower())]
-        while todo:
-            child = todo.pop()
-            for c, parent in edges:
-                if c == child and parent not in found:
-                    found.add(parent)
-                    todo.append(parent)
-        return frozenset(found)
+            return ancestors(await cur.fetchall(), db, table)
 
     async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]],
                              events: list | None = None) -> dict[int, str]:

@@ -23,7 +23,7 @@ from dbmux.replicator.pg_sequences import is_sequence_row
 from dbmux.replicator.pg_sql import row_statement
 from dbmux.replicator.pg_types import bit_strings
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
-from dbmux.replicator.self_verify import UNVERIFIED
+from dbmux.replicator.self_verify import UNVERIFIED, ancestors
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +54,7 @@ class PgRowComparer:
 
     async def cascading_parents(self, db: str, table: str) -> frozenset[tuple[str, str]]:
         assert self._conn is not None
-        edges = [((a.lower(), b.lower()), (c.lower(), d.lower())) for a, b, c, d in await self._conn.fetch(_CASCADING)]
-        found: set[tuple[str, str]] = set()
-        todo = [(db.lower(), table.lower())]
-        while todo:
-            child = todo.pop()
-            for c, parent in edges:
-                if c == child and parent not in found:
-                    found.add(parent)
-                    todo.append(parent)
-        return frozenset(found)
+        return ancestors(await self._conn.fetch(_CASCADING), db, table)
 
     async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]],
                              events: list[ChangeEvent] | None = None) -> dict[int, str]:

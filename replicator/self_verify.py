@@ -298,6 +298,21 @@ class SelfVerifier:
             self._recent_rows -= len(ev.rows)
 
 
+def ancestors(edges: Any, db: str, table: str) -> frozenset[tuple[str, str]]:
+    """The tables (db, table, lowercase) whose changes cascade into ``db.table``, transitively; ``edges``:
+    rows of (child db, child table, parent db, parent table), one per cascading foreign key."""
+    pairs = [((a.lower(), b.lower()), (c.lower(), d.lower())) for a, b, c, d in edges]
+    found: set[tuple[str, str]] = set()
+    todo = [(db.lower(), table.lower())]
+    while todo:
+        child = todo.pop()
+        for c, parent in pairs:
+            if c == child and parent not in found:
+                found.add(parent)
+                todo.append(parent)
+    return frozenset(found)
+
+
 def key_of(image: dict[str, Any], pk: tuple[str, ...]) -> Key:
     """``image``'s values of the key columns ``pk`` (found case-insensitively: a target may name them in
     lower case, the row image as the table does)."""

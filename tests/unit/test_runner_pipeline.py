@@ -205,44 +205,6 @@ def test_a_routing_error_halts_the_target_with_its_status_saying_so():
     asyncio.run(main())
 
 
-def test_a_shard_target_self_verifies_its_own_part():
-    """Shard targets are self-verified too (issue 20 deliver #6): the verifier observes the shard's routed
-    part of each row copy, and a map switch drops the checks not run yet."""
-    from dbmux.replicator.self_verify import SelfVerifier
-
-    class Shard:
-        def __init__(self) -> None:
-            self.switch_at = 4
-
-        async def probe(self, ev):
-            return ev
-
-        async def release(self, ev):
-            return ev
-
-        def is_switch(self, ev) -> bool:
-            return ev.gtid.seq == self.switch_at
-
-        async def with_moved_rows_deleted(self, ev, applier):
-            return ev
-
-    async def main():
-        rep = _replicator(max_txns=2)
-        rep.shard = Shard()  # type: ignore[assignment]
-        seen: list[int] = []
-        forgotten: list[str] = []
-        orig_observed, orig_forget = SelfVerifier.observed, SelfVerifier.forget
-        SelfVerifier.observed = lambda self, ev: (seen.append(ev.gtid.seq), orig_observed(self, ev))[1]
-        SelfVerifier.forget = lambda self, reason: (forgotten.append(reason), orig_forget(self, reason))[1]
-        try:
-            await _run(rep, Source([_row_event(i) for i in range(1, 7)], per_call=2), Applier(), until_applied=6)
-        finally:
-            SelfVerifier.observed, SelfVerifier.forget = orig_observed, orig_forget
-        assert seen == [1, 2, 3, 4, 5, 6] and forgotten == ["shard map switch"]
-
-    asyncio.run(main())
-
-
 def test_stopping_applies_what_was_cut():
     async def main():
         rep = _replicator(max_txns=2)

@@ -286,10 +286,10 @@ class Replicator:
                                                                           offset=offset), value)
                             continue
                         ev = filter_event(ev, self.tables)
+                        if verifier is not None:
+                            verifier.observed(ev)
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
-                        if verifier is not None:  # (a shard's part: the rows it holds)
-                            verifier.observed(ev)
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
@@ -306,9 +306,7 @@ class Replicator:
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self._routed(self.shard.release, e, applier, units, apply_task), off)
                                         for e, off in released]
-                        if verifier is not None:
-                            if self.shard is not None and any(self.shard.is_switch(e) for e, _ in released):
-                                verifier.forget("shard map switch")
+                        elif verifier is not None:
                             verifier.released(released)
                         ready.extend((e, key, off) for e, off in released)
                 if fragments.pending_offsets():  # sets of GTIDs applied meanwhile (another copy) are garbage

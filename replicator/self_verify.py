@@ -274,18 +274,6 @@ class SelfVerifier:
         self._lost_after = serial
         self._pending = [p for p in self._pending if not (serial > p.serial and _touches(ev, p))]
 
-    def forget(self, reason: str) -> None:
-        """Drop every check not run yet (counted under ``reason``): what was applied before is compared no
-        more (a shard map switch moves rows away without row copies of its own)."""
-        dropped = len(self._waiting) + len(self._checks) + len(self._pending)
-        if dropped:
-            UNVERIFIED.labels(self.target, reason).inc(dropped)
-            log.warning("target %s: %d transactions not self-verified: %s", self.target, dropped, reason)
-        self._waiting.clear()
-        self._checks.clear()
-        self._pending.clear()
-        self._prune()
-
     def _prune(self) -> None:
         """Binlog copies no check or pending difference can need any more."""
         oldest = min([c.serial for c in self._checks] + [p.serial for p in self._pending], default=None)

@@ -228,20 +228,6 @@ def test_keys_a_later_copy_changed_again_are_not_compared(later, asked):
     assert sorted(it[3] for it in t.asked) == asked and v.verified == 1 and v.mismatches == 0
 
 
-def test_a_shard_map_switch_drops_the_checks_not_run_yet():
-    """A switch moves rows away (deletes without row copies): a check of what was applied before would
-    find them missing. What was waiting is dropped, counted; checks after the switch run as before."""
-    v, t = SelfVerifier("r", "halt"), FakeTarget({("t", 2): {"id": 2, "v": 5}})
-    v.released([(statement(5), 0), (statement(6), 1)])
-    v.observed(rows(5, ("t", 1, 5, "insert")))  # row 1 moved away at the switch
-    v.forget("shard map switch")
-    v.observed(rows(6, ("t", 1, 5, "update")))  # its statements were released before the switch: not checked
-    assert not v.due(ALL, LATER) and run(v, t, 6) == [] and t.asked == []
-    v.released([(statement(7), 2)])
-    v.observed(rows(7, ("t", 2, 5, "insert")))
-    assert run(v, t, 7) == [] and [it[3] for it in t.asked] == [(2,)] and v.mismatches == 0
-
-
 def test_binlog_copies_arriving_while_the_check_looks_up_a_key_do_not_break_it():
     """SQLAlchemy's suite: the consume loop observed a copy while the check awaited a table's primary key
     (a new table: a query), and the check died on 'deque mutated during iteration' -- the replicators

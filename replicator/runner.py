@@ -260,8 +260,7 @@ class Replicator:
         name = self.target.name
         row_form_if = getattr(applier, "needs_row_form", None)
         mode = self.config.replicator.self_verify
-        # (shard targets: not yet -- a map switch moves rows away, and checks near it found false differences)
-        verifier = SelfVerifier(name, mode) if mode != "off" and self.shard is None else None
+        verifier = SelfVerifier(name, mode) if mode != "off" else None
         units: asyncio.Queue[_Unit | SelfVerifier | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         apply_task = asyncio.ensure_future(self._apply_units(units, applier, dlq, position))
         try:
@@ -286,10 +285,10 @@ class Replicator:
                                                                           offset=offset), value)
                             continue
                         ev = filter_event(ev, self.tables)
-                        if verifier is not None:
-                            verifier.observed(ev)
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
+                        if verifier is not None:  # (a shard: its part; a map switch moves rows unlogged)
+                            verifier.observed(ev, barrier=self.shard is not None and self.shard.changes_map(ev))
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
                         if row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
@@ -306,7 +305,7 @@ class Replicator:
                         if self.shard is not None:  # in GTID order, with the map in force at each event
                             released = [(await self._routed(self.shard.release, e, applier, units, apply_task), off)
                                         for e, off in released]
-                        elif verifier is not None:
+                        if verifier is not None:
                             verifier.released(released)
                         ready.extend((e, key, off) for e, off in released)
                 if fragments.pending_offsets():  # sets of GTIDs applied meanwhile (another copy) are garbage

@@ -1,4 +1,4 @@
-"""Self-verification: each transaction a MySQL target applied from its statement form is checked
+"""Self-verification: each transaction a target applied from its statement form is checked
 against its row copy (the binlog reader's row images of the same GTID: the primary's truth) when that
 copy arrives -- divergence is found within seconds, not at the next ``dbmux verify``.
 
@@ -21,8 +21,14 @@ key (``replicator.self_verify = "halt"``, the default), or it is logged and coun
 Bounds: GTIDs applied from statements and waiting for their row copy (``MAX_WAITING``; the oldest are
 forgotten, counted as unverified: e.g. no binlog reader runs), binlog rows kept to decide pending
 differences (``MAX_RECENT_ROWS``), rows per check (``MAX_CHECK_ROWS``; a bigger row copy is counted as
-skipped and logged). Not checked: tables without a primary key, PostgreSQL and shard targets (their own
-``dbmux verify``), transactions applied before a restart whose row copy arrives after it.
+skipped and logged). Not checked: tables without a primary key, transactions applied before a restart
+whose row copy arrives after it.
+
+Shard targets check their part: the verifier observes each binlog copy as routed to the shard (its
+rows under the map in force when it was consumed, a map at least as new as the one the checked
+transaction was applied with: maps only add shards, so that part holds only keys the shard still owns).
+A map switch deletes the rows a new shard takes over, with no row images in the stream: its binlog copy
+is a *barrier* that supersedes every difference found before it, as a statement (DDL) in a binlog copy does.
 """
 
 from __future__ import annotations
@@ -113,6 +119,7 @@ class SelfVerifier:
         self._lost_after = 0  # binlog copies with a serial up to this were dropped from _recent unseen by checks
         self._serial = 0
         self._seen: dict[str, int] = {}  # domain -> highest binlog-copy seq seen
+        self._barriers: set[int] = set()  # serials of binlog copies that may change any key (observed())
 
     def released(self, events: list[tuple[ChangeEvent, int]]) -> None:
         """Events the orderer released: those to be applied from statements wait for their row copy."""
@@ -124,11 +131,15 @@ class SelfVerifier:
                     self._waiting.popitem(last=False)
                     UNVERIFIED.labels(self.target, "no row copy").inc()
 
-    def observed(self, ev: ChangeEvent) -> None:
-        """Every binlog copy consumed (filtered to the target's tables), before the orderer sees it."""
+    def observed(self, ev: ChangeEvent, barrier: bool = False) -> None:
+        """Every binlog copy consumed (filtered to the target's tables; a shard's part), before the orderer
+        sees it. ``barrier``: applying it may change any key without row images of its own (a shard map
+        switch deletes the rows a new shard takes over), like a statement."""
         if ev.source != "binlog":
             return
         self._serial += 1
+        if barrier:
+            self._barriers.add(self._serial)
         domain, seq = ev.gtid.domain, ev.gtid.seq
         if seq > self._seen.get(domain, -1):
             self._seen[domain] = seq
@@ -141,7 +152,7 @@ class SelfVerifier:
                                        self.target, ev.gtid, len(ev.rows), MAX_CHECK_ROWS)
             else:
                 self._checks.append(_Check(self._serial, ev, time.monotonic()))
-        if (self._checks or self._pending) and (ev.rows or ev.statements):
+        if (self._checks or self._pending) and (ev.rows or ev.statements or barrier):
             self._recent.append((self._serial, ev))
             self._recent_rows += len(ev.rows)
             while self._recent_rows > MAX_RECENT_ROWS and len(self._recent) > 1:
@@ -248,7 +259,7 @@ class SelfVerifier:
         for later, ev in list(self._recent):  # (a copy: the consume loop appends while this awaits a key)
             if later <= serial:
                 continue
-            if ev.statements:
+            if ev.statements or later in self._barriers:
                 out[None] = later
             for row in ev.rows:
                 pk = keys.get((row.db, row.table))
@@ -266,13 +277,15 @@ class SelfVerifier:
         return all(self._seen[d] >= seq for d, seq in p.frontier.items() if d in self._seen)
 
     def _superseded(self, p: _Pending) -> bool:
-        return any(serial > p.serial and _touches(ev, p) for serial, ev in self._recent)
+        return any(serial > p.serial and (serial in self._barriers or _touches(ev, p)) for serial, ev in self._recent)
 
     def _drop_oldest_recent(self) -> None:
         serial, ev = self._recent.popleft()
         self._recent_rows -= len(ev.rows)
         self._lost_after = serial
-        self._pending = [p for p in self._pending if not (serial > p.serial and _touches(ev, p))]
+        self._pending = [p for p in self._pending
+                         if not (serial > p.serial and (serial in self._barriers or _touches(ev, p)))]
+        self._barriers.discard(serial)
 
     def _prune(self) -> None:
         """Binlog copies no check or pending difference can need any more."""
@@ -280,10 +293,12 @@ class SelfVerifier:
         if oldest is None:
             self._recent.clear()
             self._recent_rows = 0
+            self._barriers.clear()
             return
         while self._recent and self._recent[0][0] <= oldest:
-            _, ev = self._recent.popleft()
+            serial, ev = self._recent.popleft()
             self._recent_rows -= len(ev.rows)
+            self._barriers.discard(serial)
 
 
 def ancestors(edges: Any, db: str, table: str) -> frozenset[tuple[str, str]]:

@@ -189,6 +189,11 @@ class ShardTarget:
     def is_switch(self, ev: ChangeEvent) -> bool:
         return (ev.gtid.domain, ev.gtid.seq) in self._switches
 
+    @staticmethod
+    def changes_map(ev: ChangeEvent) -> bool:
+        """Does ``ev`` record a map version (a switch: rows move between shards without row images)?"""
+        return any(r.db.lower() == VERSIONS_DB and r.table.lower() == VERSIONS_TABLE for r in ev.rows)
+
     async def with_moved_rows_deleted(self, ev: ChangeEvent, applier) -> ChangeEvent:
         """The switch event plus a delete for every row this shard holds that the new version places
         elsewhere (read now: every earlier event is applied)."""

@@ -125,3 +125,62 @@ def test_a_row_changed_on_postgresql_before_its_row_copy_halts_the_target(stack,
         assert re.search(rf"self-verification: gtid 0-\d+-\d+ table {db}\.t key \(id=2\): the target's row differs "
                          "from the row copy", detail or ""), detail
 
+
+def test_each_postgresql_shard_checks_its_own_part(stack, tmp_path):
+    """Shard targets too: each shard compares the rows its part of a row copy holds. A row changed on one
+    shard behind dbmux's back halts that shard, naming the key; the other shard's checks pass."""
+    from .test_shard_targets import _drop_history, two_shards
+
+    db, shards, topic, cfg, logs = two_shards(stack, tmp_path, "svs")
+    reader = start_binlog_reader(cfg, logs["binlog"])
+    procs, ing = [reader], None
+    try:
+        d = _conn(stack.primary)  # the schema first, so the ingress knows it
+        with d.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(20))")
+        d.close()
+        procs += [_start_replicator(cfg, n, logs[n]) for n in shards]
+        created = _primary_position(stack.primary)
+        for n, dsn in shards.items():
+            _until(f"{n} created the table", lambda n=n, dsn=dsn: _state(dsn, n, topic)[0] >= created, logs[n])
+        ing = start_ingress(stack, tmp_path, DBMUX_KAFKA_TOPIC=topic)
+        reader.send_signal(signal.SIGSTOP)  # the ingress's copies first: applied from their statements
+        try:
+            c = _conn(ing.dsn(stack.primary))
+            with c.cursor() as cur:
+                cur.execute(f"INSERT INTO {db}.t VALUES " + ", ".join(f"({i}, 'v{i}')" for i in range(1, 9)))
+            c.commit()
+            with c.cursor() as cur:
+                cur.execute(f"UPDATE {db}.t SET v = 'two' WHERE id = 2")
+            c.commit()
+            c.close()
+            end = _primary_position(stack.primary)
+            for n, dsn in shards.items():
+                _until(f"{n} applied", lambda n=n, dsn=dsn: _state(dsn, n, topic)[0] >= end, logs[n])
+            holder = next(n for n, dsn in shards.items()
+                          if asyncio.run(_pg(dsn, f'SELECT 1 FROM "{db}"."t" WHERE id = 2')))
+            asyncio.run(_pg(shards[holder], f'UPDATE "{db}"."t" SET v = $1 WHERE id = 2', "changed"))
+        finally:
+            reader.send_signal(signal.SIGCONT)
+        other = next(n for n in shards if n != holder)
+        _, _, detail = _until("halted", lambda: (s := _state(shards[holder], holder, topic))[1] == "halted" and s,
+                              logs[holder])
+        assert re.search(rf"self-verification: gtid 0-\d+-\d+ table {db}\.t key \(id=2\): the target's row differs",
+                         detail or ""), detail
+        stop_processes(procs)
+        procs = []
+        found = re.search(r"self-verified (\d+) transactions applied from statements, (\d+) differences",
+                          logs[other].read_text())
+        assert found and int(found[1]) >= 1 and found[2] == "0", logs[other].read_text()[-3000:]
+    finally:
+        stop_processes(procs)
+        if ing is not None:
+            stop_ingress(ing)
+        d = _conn(stack.primary)
+        with d.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")
+        d.close()
+        _drop_history(stack.primary, list(shards.values()))
+        for dsn in shards.values():
+            asyncio.run(_pg(dsn, f'DROP SCHEMA IF EXISTS "{db}" CASCADE'))

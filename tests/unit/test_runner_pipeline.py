@@ -187,6 +187,10 @@ class _UnroutableShard:
     def is_switch(self, ev) -> bool:
         return False
 
+    @staticmethod
+    def changes_map(ev) -> bool:
+        return False
+
 
 def test_a_routing_error_halts_the_target_with_its_status_saying_so():
     """A shard's router refusing an event stopped the replicator with 'halted' nowhere: `dbmux status`
@@ -201,6 +205,41 @@ def test_a_routing_error_halts_the_target_with_its_status_saying_so():
         assert "not in its image" in str(ei.value)
         assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"]]
         assert ("status", "halted") in applier.log
+
+    asyncio.run(main())
+
+
+def test_a_shard_target_self_verifies_its_routed_part_with_map_switches_as_barriers():
+    """Shard targets are self-verified (issue 20 deliver #6): the verifier observes the shard's part of
+    each row copy (not rows routed to other shards), and a copy recording a map switch as a barrier."""
+    import dataclasses
+
+    from dbmux.replicator.self_verify import SelfVerifier
+
+    class Shard(_UnroutableShard):
+        async def probe(self, ev):  # this shard holds the even ids
+            return dataclasses.replace(ev, rows=tuple(r for r in ev.rows if r.after["id"] % 2 == 0))
+
+        @staticmethod
+        def changes_map(ev) -> bool:
+            return ev.gtid.seq == 4
+
+    async def main():
+        rep = _replicator(max_txns=2)
+        rep.shard = Shard(bad_seq=0)  # type: ignore[assignment]
+        seen: list[tuple[int, list[int], bool]] = []
+        orig = SelfVerifier.observed
+
+        def observed(self, ev, barrier=False):
+            seen.append((ev.gtid.seq, [r.after["id"] for r in ev.rows], barrier))
+            return orig(self, ev, barrier)
+
+        SelfVerifier.observed = observed  # type: ignore[method-assign]
+        try:
+            await _run(rep, Source([_row_event(i) for i in range(1, 6)], per_call=2), Applier(), until_applied=5)
+        finally:
+            SelfVerifier.observed = orig  # type: ignore[method-assign]
+        assert seen == [(1, [], False), (2, [2], False), (3, [], False), (4, [4], True), (5, [], False)]
 
     asyncio.run(main())
 

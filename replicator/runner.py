@@ -45,6 +45,7 @@ from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import SelfVerifier
 from dbmux.replicator.shard_target import ShardTarget
+from dbmux.replicator.units import Item, chunks_for_commit, later_items, position_after
 from dbmux.shardmap.model import VERSIONS_DB
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ SPILLED = Counter("dbmux_replicator_spilled_total",
                   "Events left in Kafka at the memory bound (replicator.max_held_bytes), read again later", ["target"])
 REWINDS = Counter("dbmux_replicator_rewinds_total", "Seeks back to read spilled events again", ["target"])
 
-Item = tuple[ChangeEvent, PartitionKey, int]
 # What a held event costs in memory per byte of its encoding: its decoded objects (measured with
 # bench/gap_memory.py: RSS grew 2.25-2.3x the encoded bytes held), so max_held_bytes bounds memory
 HELD_MEMORY_FACTOR = 3
@@ -91,35 +91,6 @@ def make_applier(config: Config, target: TargetConfig, topic: str):
         return MySQLApplier(dsn, target.name, topic)
     peers = {t.name: t.dsn for t in config.targets if t.shard and t.name != target.name and t.dsn.kind != "mysql"}
     return PostgresApplier(dsn, target.name, topic, config.primary.dsn, peers if target.shard else None)
-
-
-def chunks_for_commit(items: list[Item], max_txns: int, max_bytes: int = 1 << 62,
-                      sizes: dict[tuple[PartitionKey, int], int] | None = None,
-                      alone=lambda ev: False) -> list[list[Item]]:
-    """Group-commit chunks: at most ``max_txns`` events and ``max_bytes`` of event payload (always at
-    least one event); an event with DDL, or one ``alone(event)`` is true for, is a chunk of its own."""
-    out: list[list[Item]] = []
-    cur: list[Item] = []
-    cur_bytes = 0
-    for item in items:
-        size = (sizes or {}).get((item[1], item[2]), 0)
-        if cur and cur_bytes + size > max_bytes:
-            out.append(cur)
-            cur, cur_bytes = [], 0
-        if item[0].has_ddl or alone(item[0]):
-            if cur:
-                out.append(cur)
-                cur = []
-            out.append([item])
-            continue
-        cur.append(item)
-        cur_bytes += size
-        if len(cur) >= max_txns:
-            out.append(cur)
-            cur, cur_bytes = [], 0
-    if cur:
-        out.append(cur)
-    return out
 
 
 class Replicator:
@@ -161,8 +132,24 @@ class Replicator:
                 log.error("target %s: %s", name, exc)
             else:
                 log.exception("target %s: stopped on an unexpected error", name)
+            await self._record_stop(exc)
             return 3
         return 0
+
+    async def _record_stop(self, exc: Exception) -> None:
+        """A permanent error outside an apply (start-up, a bug): `dbmux status` says "halted" and why, not
+        "behind" (best effort: the target may be what failed)."""
+        applier = make_applier(self.config, self.target, self.topic)
+        try:
+            await asyncio.wait_for(applier.connect(), 10)
+            await applier.set_status("halted", redact_text(f"stopped on {type(exc).__name__}: {exc}"))
+        except Exception:  # noqa: BLE001 - unreachable target: the log says it
+            log.warning("target %s: could not record the stop in the target's status", self.target.name)
+        finally:
+            try:
+                await applier.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         applier = make_applier(self.config, self.target, self.topic)
@@ -524,26 +511,6 @@ def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
 def _applied(orderer: GtidOrderer[PartitionKey], gtid_text: str) -> bool:
     gtid = Gtid.parse(gtid_text)
     return orderer.applied.get(gtid.domain, -1) >= gtid.seq
-
-
-def later_items(chunk: list[Item], item: Item) -> list[Item]:
-    return chunk[chunk.index(item) + 1:]
-
-
-def position_after(base: TargetPosition, chunk: list[Item], later: list[Item], held: dict[PartitionKey, int],
-                   consumed: dict[PartitionKey, int]) -> TargetPosition:
-    """The position once ``chunk`` is applied on top of ``base``: per partition the lowest offset still
-    needed -- one past the last consumed, or an event cut ``later``, or one the orderer still needs
-    (``held``: held, spilled or to be read again)."""
-    pos = base.copy()
-    for key, nxt in consumed.items():
-        candidates = [nxt, *(off for _, k, off in later if k == key)]
-        if key in held:
-            candidates.append(held[key])
-        pos.offsets[key] = min(candidates)
-    for ev, _, _ in chunk:
-        pos.gtids[ev.gtid.domain] = ev.gtid.seq
-    return pos
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.gtid import Gtid
 from dbmux.replicator.ordering import GtidOrderer
 from dbmux.replicator.positions import PartitionKey
-from dbmux.replicator.runner import chunks_for_commit
+from dbmux.replicator.units import chunks_for_commit
 
 
 def ev(gtid: str, *, source: str = "ingress", unsafe: bool = False) -> ChangeEvent:

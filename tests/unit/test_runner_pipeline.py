@@ -65,6 +65,7 @@ class Applier:
         self.release = asyncio.Event()
         self.release.set()
         self.fail_at_gtid = fail_at_gtid
+        self.details: list[str] = []  # set_status() details
 
     def prepare(self, batch, position, last):
         self.log.append(("prepare", str(batch[0][0].gtid)))
@@ -83,6 +84,7 @@ class Applier:
 
     async def set_status(self, state, detail) -> None:
         self.log.append(("status", state))
+        self.details.append(detail)
 
 
 def _replicator(max_txns: int) -> Replicator:
@@ -287,3 +289,36 @@ def test_duplicates_leave_nothing_behind():
         assert rep._sizes == {}
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("error", [RuntimeError("an unexpected bug"), ApplyError("shard 'c' is not in the map")])
+def test_a_permanent_error_outside_an_apply_says_halted_in_the_status(monkeypatch, error):
+    """A replicator stopped by an unexpected error (or a permanent one at start-up) left `dbmux status`
+    at "behind" with nothing to say why (found in SQLAlchemy's suite): it records "halted" and the error."""
+    import dbmux.replicator.runner as runner
+
+    applier = Applier()
+    calls: list[str] = []
+
+    async def connect():
+        calls.append("connect")
+
+    async def close():
+        calls.append("close")
+
+    applier.connect, applier.close = connect, close  # type: ignore[attr-defined]
+
+    async def no_topic(*a, **k):
+        return None
+
+    async def fails(stop):
+        raise error
+
+    monkeypatch.setattr(runner, "ensure_topic", no_topic)
+    monkeypatch.setattr(runner, "make_applier", lambda *a: applier)
+    rep = _replicator(max_txns=2)
+    monkeypatch.setattr(rep, "_run_once", fails)
+    assert asyncio.run(rep.run(asyncio.Event())) == 3
+    assert calls == ["connect", "close"]
+    assert [e for e in applier.log if e[0] == "status"] == [("status", "halted")]
+    assert str(error) in applier.details[0], applier.details

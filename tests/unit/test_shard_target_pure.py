@@ -8,8 +8,8 @@ import pytest
 from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.core.gtid import Gtid
 from dbmux.replicator.positions import PartitionKey
-from dbmux.replicator.runner import chunks_for_commit
 from dbmux.replicator.shard_target import switch_map
+from dbmux.replicator.units import chunks_for_commit
 from dbmux.shardmap import ShardMap
 
 V1 = ShardMap(version=1, shards=("a", "b"))

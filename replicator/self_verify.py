@@ -119,6 +119,7 @@ class SelfVerifier:
         self._lost_after = 0  # binlog copies with a serial up to this were dropped from _recent unseen by checks
         self._serial = 0
         self._seen: dict[str, int] = {}  # domain -> highest binlog-copy seq seen
+        self._unkeyed_told: set[tuple[str, str]] = set()  # keyless tables already logged
         self._barriers: set[int] = set()  # serials of binlog copies that may change any key (observed())
 
     def released(self, events: list[tuple[ChangeEvent, int]]) -> None:
@@ -206,7 +207,7 @@ class SelfVerifier:
     async def _check(self, target: RowComparer, checks: list[_Check], frontier: dict[str, int]) -> None:
         # the net effect per key: the last image in commit order, with the check it came from
         final: dict[tuple[str, str, Key], tuple[Image, _Check, tuple[str, ...]]] = {}
-        unkeyed = set()
+        unkeyed: dict[Gtid, set[tuple[str, str]]] = {}
         keys: dict[tuple[str, str], tuple[str, ...]] = {}
         for check in checks:
             for row in check.event.rows:
@@ -214,7 +215,7 @@ class SelfVerifier:
                 if pk is None:
                     pk = keys[(row.db, row.table)] = await target.primary_key(row.db, row.table)
                 if not pk:
-                    unkeyed.add(check.event.gtid)
+                    unkeyed.setdefault(check.event.gtid, set()).add((row.db, row.table))
                     continue
                 if row.before is not None:
                     final[(row.db, row.table, key_of(row.before, pk))] = (None, check, pk)
@@ -225,10 +226,13 @@ class SelfVerifier:
         later = await self._touched_since(target, min(c.serial for c in checks), keys)
         if later:
             final = {k: v for k, v in final.items() if max(later.get(k, 0), later.get(None, 0)) <= v[1].serial}
-        for gtid in unkeyed:
+        for tables in unkeyed.values():
             UNVERIFIED.labels(self.target, "no primary key").inc()
-            log.warning("target %s gtid %s: rows of a table without a primary key are not self-verified",
-                                   self.target, gtid)
+            for db, table in sorted(tables - self._unkeyed_told):  # once per table, not per transaction
+                self._unkeyed_told.add((db, table))
+                log.warning("target %s: %s.%s has no primary key: its rows are not self-verified (counted in "
+                            "dbmux_replicator_self_verify_skipped_total{reason=\"no primary key\"})",
+                            self.target, db, table)
         entries = list(final.items())
         items = [(db, table, pk, key, image) for (db, table, key), (image, _, pk) in entries]
         differing = await target.differing_rows(items, [v[1].event for _, v in entries]) if items else {}

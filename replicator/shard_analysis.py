@@ -6,6 +6,8 @@ their :mod:`~replicator.shard_skeleton`; DDL is read from its tokens. Shapes are
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import _CacheInfo, lru_cache
@@ -29,7 +31,7 @@ from dbmux.replicator.shard_shapes import (
     Slot,
     TableName,
 )
-from dbmux.replicator.shard_skeleton import DML_VERBS, INT_TEXT, Skeleton, skeleton, slot_number
+from dbmux.replicator.shard_skeleton import DML_VERBS, INT_TEXT, SLOT_PREFIX, Skeleton, skeleton, slot_number
 
 __all__ = ["analyze", "shape_cache_info"]
 
@@ -185,7 +187,44 @@ class _DmlCommon(TypedDict):
 
 def _dml_shape(text: str, n_slots: int) -> Shape:
     """The shape of a DML skeleton; cached (a skeleton is shared by every execution of a statement)."""
-    return _dml_shape_cached(text, n_slots) if len(text) <= 8 * _CACHED_CHARS else _dml_shape_text(text, n_slots)
+    if len(text) <= 8 * _CACHED_CHARS:
+        return _dml_shape_cached(text, n_slots)
+    return _bulk_insert_shape(text, n_slots) or _dml_shape_text(text, n_slots)
+
+
+_SLOT = f"@{SLOT_PREFIX}"
+_VALUES_SLOTS = re.compile(rf"\bVALUES (?=\( {_SLOT}0 )", re.IGNORECASE)
+_SLOT_TUPLE = re.compile(rf"\( ({_SLOT}\d+(?: , {_SLOT}\d+)*) \)")
+
+
+def _bulk_insert_shape(text: str, n_slots: int) -> Shape | None:
+    """A bulk ``INSERT ... VALUES (?, ?), (?, ?), ...`` (every row only values, the same width, nothing
+    else numbered): the shape of its first row, cached, repeated for every row -- sqlglot took 2.5 s for
+    one 20,000-row statement. None for any other statement (parsed whole)."""
+    m = _VALUES_SLOTS.search(text)
+    if m is None or _SLOT in text[:m.start()]:
+        return None
+    pos, slot, width, n_rows, first_end = m.end(), 0, 0, 0, 0
+    while (t := _SLOT_TUPLE.match(text, pos)) is not None:
+        items = t.group(1).split(" , ")
+        width = width or len(items)
+        if len(items) != width or items != [f"{_SLOT}{i}" for i in range(slot, slot + width)]:
+            return None
+        slot += width
+        n_rows += 1
+        pos = t.end()
+        first_end = first_end or pos
+        if not text.startswith(" , ", pos):
+            break
+        pos += 3
+    suffix = text[pos:]
+    if n_rows < 2 or slot != n_slots or _SLOT in suffix or (suffix and not suffix.startswith(" ")):
+        return None
+    one = _dml_shape(text[:first_end] + suffix, width)
+    if not isinstance(one, Dml) or one.verb != "insert" or one.rows != (tuple(Slot(i) for i in range(width)),):
+        return None
+    return dataclasses.replace(one, rows=tuple(tuple(Slot(r * width + c) for c in range(width))
+                                               for r in range(n_rows)))
 
 
 @lru_cache(maxsize=4096)

@@ -196,6 +196,23 @@ def stop_processes(procs: list) -> None:
                 p.wait()
 
 
+def stop_pipeline(primary: Dsn, procs: list, ing: IngressProc | None, *databases: str) -> None:
+    """A test's teardown: its processes and ingress stopped, its databases dropped on the primary."""
+    import pymysql
+
+    stop_processes(procs)
+    if ing is not None:
+        stop_ingress(ing)
+    c = pymysql.connect(host=primary.host, port=primary.port, user=primary.user, password=primary.password,
+                        autocommit=True)
+    try:
+        with c.cursor() as cur:
+            for db in databases:
+                cur.execute(f"DROP DATABASE IF EXISTS {db}")
+    finally:
+        c.close()
+
+
 @pytest.fixture(scope="module")
 def ingress(stack, tmp_path_factory):
     ing = start_ingress(stack, tmp_path_factory.mktemp("ingress"))

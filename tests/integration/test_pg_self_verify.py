@@ -17,7 +17,14 @@ from collections.abc import Iterator
 
 import asyncpg
 
-from .conftest import free_port, pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import (
+    free_port,
+    pipeline_config,
+    start_binlog_reader,
+    start_ingress,
+    stop_pipeline,
+    stop_processes,
+)
 from .test_replicator_mysql import _conn, _start_replicator
 from .test_statement_safety import _primary_position
 
@@ -99,13 +106,7 @@ def _statement_applied(stack, tmp_path, *, tamper: bool) -> Iterator[tuple[str, 
             reader.send_signal(signal.SIGCONT)
         yield db, target, log, port, topic
     finally:
-        stop_processes(procs)
-        if ing is not None:
-            stop_ingress(ing)
-        d = _conn(stack.primary)
-        with d.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db}")
-        d.close()
+        stop_pipeline(stack.primary, procs, ing, db)
         asyncio.run(_pg(pg, f'DROP SCHEMA IF EXISTS "{db}" CASCADE'))
 
 
@@ -174,13 +175,7 @@ def test_each_postgresql_shard_checks_its_own_part(stack, tmp_path):
                           logs[other].read_text())
         assert found and int(found[1]) >= 1 and found[2] == "0", logs[other].read_text()[-3000:]
     finally:
-        stop_processes(procs)
-        if ing is not None:
-            stop_ingress(ing)
-        d = _conn(stack.primary)
-        with d.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db}")
-        d.close()
+        stop_pipeline(stack.primary, procs, ing, db)
         _drop_history(stack.primary, list(shards.values()))
         for dsn in shards.values():
             asyncio.run(_pg(dsn, f'DROP SCHEMA IF EXISTS "{db}" CASCADE'))

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import uuid
 
-from .conftest import pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import pipeline_config, start_binlog_reader, start_ingress, stop_pipeline
 from .test_replicator_mysql import _conn, _start_replicator
 from .test_statement_safety import _primary_position, _wait_applied
 
@@ -88,13 +88,7 @@ def test_fast_insert_delete_and_an_orm_teardown_self_verify_clean(stack, tmp_pat
             r.close()
     finally:
         reader.send_signal(signal.SIGCONT)
-        stop_processes(procs)
-        if ing is not None:
-            stop_ingress(ing)
-        c = _conn(stack.primary)
-        with c.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db}")
-        c.close()
+        stop_pipeline(stack.primary, procs, ing, db)
     for name in targets:
         text = logs[name].read_text(errors="replace")
         found = re.search(r"self-verified (\d+) transactions applied from statements, (\d+) differences", text)

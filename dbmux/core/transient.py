@@ -20,7 +20,10 @@ replicator's runner restarts on it, the binlog reader reconnects on it.
   (insufficient resources: too many connections, out of memory, disk full), ``57P`` (operator
   intervention: admin/crash shutdown, cannot connect now, idle session timeout; not ``57P04``, database
   dropped) and ``55P03`` (lock not available); and asyncpg's client-side ``InterfaceError``
-  except its ``DataError`` (a value that cannot be encoded: permanent, so the target halts naming it).
+  except its ``DataError`` (a value that cannot be encoded: permanent, so the target halts naming it),
+  and its ``InternalClientError`` "another operation is in progress": the protocol is still consuming
+  an error the server sent unasked -- a server crashing or shut down under an idle connection (found by
+  the chaos suite: a PostgreSQL shard SIGKILLed between two transactions stopped its replicator).
 * Everything else: permanent.
 """
 
@@ -82,6 +85,8 @@ def is_transient(exc: BaseException) -> bool:
         return isinstance(exc, pymysql.err.InterfaceError) or mysql_errno(exc) in MYSQL_TRANSIENT_ERRNOS
     if isinstance(exc, asyncpg.PostgresError):
         return pg_sqlstate_is_transient(getattr(exc, "sqlstate", None))
+    if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+        return "another operation" in str(exc) and "in progress" in str(exc)
     # asyncpg's client-side DataError (an InterfaceError and a ValueError): a value it cannot encode;
     # retrying the same value can never help
     return isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError)

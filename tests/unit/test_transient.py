@@ -82,6 +82,10 @@ my = pymysql.err
     (pgx.UndefinedTableError("x"), False),  # 42P01
     (asyncpg.InterfaceError("connection is closed"), True),
     (asyncpg.exceptions._base.DataError("invalid input for query argument $1"), False),  # client encoding
+    # an error the server sent unasked (it crashed under an idle connection) is still being consumed
+    (asyncpg.exceptions._base.InternalClientError("cannot switch to state 15; another operation (2) is in "
+                                                  "progress"), True),
+    (asyncpg.exceptions._base.InternalClientError("unexpected codec state"), False),
     # anything else: permanent (a bug, bad data)
     (ValueError("bad"), False),
     (KeyError("k"), False),

@@ -125,6 +125,17 @@ def _server_pids(stack: StackEnv, service: str) -> list[int]:
     return [pid, *map(int, children)]
 
 
+def _gone(pid: int) -> bool:
+    """Has process ``pid`` ended and been reaped? A server the test session's own stack fixture started is
+    a child of this process: reaped here (nothing else would, and PostgreSQL will not start while the old
+    postmaster's pid exists, even as a zombie)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not ours: its parent (or init) reaps it
+        pass
+    return not Path(f"/proc/{pid}").exists()
+
+
 def _crash_server(stack: StackEnv, service: str) -> None:
     """SIGKILL every process of ``service`` (children first: none outlives its parent), wait until they
     are gone (a server refuses to start while its old pid exists), then start it again."""
@@ -135,7 +146,7 @@ def _crash_server(stack: StackEnv, service: str) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 60
-    while (alive := [p for p in pids if Path(f"/proc/{p}").exists()]) and time.monotonic() < deadline:
+    while (alive := [p for p in pids if not _gone(p)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive, f"{service}: processes {alive} still there a minute after SIGKILL"
     run_dbmux("stack", "up", "--dir", str(_stack_dir(stack)), timeout=180)

@@ -33,7 +33,6 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pymysql
 
 from dbmux.core.dsn import Dsn
@@ -45,6 +44,7 @@ from tests.integration.conftest import (
     stop_pipeline,
     verify_until_equal,
 )
+from tests.integration.test_pg_spatial_uuid import _pg_rows
 from tests.integration.test_replicator_mysql import _start_replicator
 
 ROUNDS = int(os.environ.get("DBMUX_CHAOS_ROUNDS", "1"))
@@ -151,15 +151,6 @@ def _crash_server(stack: StackEnv, service: str) -> None:
         time.sleep(0.05)
     assert not alive, f"{service}: processes {alive} still there a minute after SIGKILL"
     run_dbmux("stack", "up", "--dir", str(_stack_dir(stack)), timeout=180)
-
-
-async def _pg_rows(dsn: Dsn, sql: str) -> list[tuple]:
-    conn = await asyncpg.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
-                                 database=dsn.database)
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
 
 
 def _mysql_rows(dsn: Dsn, sql: str) -> list[tuple]:

@@ -139,8 +139,6 @@ class SelfVerifier:
         if ev.source != "binlog":
             return
         self._serial += 1
-        if barrier:
-            self._barriers.add(self._serial)
         domain, seq = ev.gtid.domain, ev.gtid.seq
         if seq > self._seen.get(domain, -1):
             self._seen[domain] = seq
@@ -155,6 +153,8 @@ class SelfVerifier:
                 self._checks.append(_Check(self._serial, ev, time.monotonic()))
         if (self._checks or self._pending) and (ev.rows or ev.statements or barrier):
             self._recent.append((self._serial, ev))
+            if barrier:  # (kept with its copy: nothing to supersede when no check waits)
+                self._barriers.add(self._serial)
             self._recent_rows += len(ev.rows)
             while self._recent_rows > MAX_RECENT_ROWS and len(self._recent) > 1:
                 self._drop_oldest_recent()

@@ -271,6 +271,8 @@ class Replicator:
                             await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
                                                                           offset=offset), value)
                             continue
+                        if ev.source == "snapshot":  # dbmux snapshot's copy: the target has those rows already
+                            continue  # (it replicated them, or was backfilled): for rebuild and history only
                         ev = filter_event(ev, self.tables)
                         if self.shard is not None:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)

@@ -3,7 +3,8 @@
 Each change is a row change of a transaction's binlog copy (the primary's row images: every write
 is there, through the ingress or around it, each GTID once); for a transaction that came through
 the ingress its copy adds the client's user, address, connection id and statements. Printed as JSON
-lines: ``gtid``, ``ts_ms``, ``op`` (insert, update, delete), ``before``, ``after`` (values in the
+lines: ``gtid``, ``ts_ms``, ``op`` (insert, update, delete; ``snapshot``: the row as a ``dbmux snapshot``
+copied it, at that snapshot's GTID), ``before``, ``after`` (values in the
 event wire form, :mod:`dbmux.core.codec`), and ``user``, ``client_addr``, ``connection_id``,
 ``statements`` (null for writes that bypassed the ingress). Needs the binlog reader's copies: a
 transaction only the ingress published (binlog reader not running) has no row images to show.
@@ -28,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dbmux.cli.common import add_config_arg, load_command_config, run_async
 from dbmux.cli.event_filters import parse_time
-from dbmux.cli.history_index import HistoryIndex, key_text
+from dbmux.cli.history_index import SNAPSHOT_IDX, HistoryIndex, key_text
 from dbmux.core.codec import decode_event, encode_value
 from dbmux.core.config import Config
 from dbmux.core.errors import ConfigError
@@ -133,8 +134,9 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
             raise ConfigError("KEY", f"{table}'s primary key is ({', '.join(cols)}): give {len(cols)} value(s)")
         for domain, seq, idx, ts_ms, part, off in index.changes(db, tbl, key_text(key), since_ms, until_ms):
             ev = await _fetch(consumer, config.topic, part, off)
-            row = ev.rows[idx]
-            line: dict[str, Any] = {"gtid": str(ev.gtid), "ts_ms": ts_ms, "op": row.op, "before": _wire(row.before),
+            row = ev.rows[idx % SNAPSHOT_IDX]
+            op = "snapshot" if idx >= SNAPSHOT_IDX else row.op
+            line: dict[str, Any] = {"gtid": str(ev.gtid), "ts_ms": ts_ms, "op": op, "before": _wire(row.before),
                                     "after": _wire(row.after), "user": None, "client_addr": None,
                                     "connection_id": None, "statements": None}
             where = index.session_of(domain, seq)

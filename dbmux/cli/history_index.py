@@ -4,9 +4,10 @@ An SQLite file per topic, kept by reading the topic from where it last stopped (
 one-off; later queries read only what was published since):
 
 * ``changes``: one entry per row change of a **binlog** copy (the row images are the primary's truth,
-  and there is exactly one binlog copy per GTID that counts: the first one read), keyed by database,
-  table and the row's primary-key values as text (``\\x1f``-joined, see :func:`key_text`), with the
-  GTID, the commit time and the message's partition and offset (of its first fragment);
+  and there is exactly one binlog copy per GTID that counts: the first one read), and per row of a
+  ``dbmux snapshot`` (op ``snapshot``), keyed by database, table and the row's primary-key values as
+  text (``\\x1f``-joined, see :func:`key_text`), with the GTID, the commit time and the message's
+  partition and offset (of its first fragment);
 * ``sessions``: where the **ingress** copy of a GTID is, for who did it (user, client, statements);
 * ``positions``: per partition, the next offset to index.
 
@@ -25,7 +26,11 @@ from typing import Any
 
 from dbmux.core.events import ChangeEvent
 
-__all__ = ["HistoryIndex", "key_text"]
+__all__ = ["HistoryIndex", "key_text", "SNAPSHOT_IDX"]
+
+SNAPSHOT_IDX = 1 << 40
+"""A snapshot event's rows are indexed at ``SNAPSHOT_IDX + i`` (op ``snapshot``): at its position's GTID,
+after that transaction's own changes (the snapshot shows the row as it was after it)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS positions (part INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
@@ -85,8 +90,11 @@ class HistoryIndex:
         if ev.source == "ingress":
             self.db.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)", (domain, seq, part, offset))
             return
+        if ev.snapshot is not None and ev.snapshot.part != "rows":
+            return
+        base = SNAPSHOT_IDX if ev.snapshot is not None else 0
         rows: list[tuple[Any, ...]] = []
-        for idx, r in enumerate(ev.rows):
+        for idx, r in enumerate(ev.rows, base):
             image = r.after if r.after is not None else r.before
             assert image is not None  # (RowChange checks its images)
             lower = {k.lower(): v for k, v in image.items()}

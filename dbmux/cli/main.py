@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from dbmux.cli import events, history, pipeline, shardmap, stack, targets
+from dbmux.cli import audit, events, history, pipeline, shardmap, stack, targets
 from dbmux.core import lograte
 from dbmux.core.errors import DbmuxError
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbmux", description="MySQL database multiplexer")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (pipeline, targets, events, history, shardmap, stack):
+    for module in (pipeline, targets, events, history, audit, shardmap, stack):
         module.register(sub)
     return parser
 

@@ -21,7 +21,8 @@ field of version 2, written only when an event has tables: events without it (in
 every event written before it existed) decode with ``tables`` empty, and a decoder that does not know
 the field ignores it (it types row values by the source's current schema, as before). Likewise
 ``"no_fk_checks": true`` (binlog events whose rows the primary changed with ``foreign_key_checks = 0``;
-absent: false).
+absent: false), and ``"snapshot": {"id", "table", "part", "position", "chunk", "create_sql",
+"primary_key", "rows_total"}`` (``"source": "snapshot"`` events only, :class:`~dbmux.core.events.SnapshotPart`).
 
 Statements travel byte-exact (:mod:`dbmux.core.charsets`). ``sql`` is a JSON string when the
 statement's bytes are that string's UTF-8 (UTF-8 text in a UTF-8 character set, or ASCII in any: the
@@ -69,17 +70,12 @@ it means a tagged object can never be confused with a user dict. Any other type 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as _dt
-import decimal
-import math
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from dbmux.core.codec_values import decode_value, encode_image, encode_value, encode_values, tag_bytes
 from dbmux.core.events import (
     SOURCES,
     STATEMENT_KINDS,
@@ -88,6 +84,7 @@ from dbmux.core.events import (
     EnvelopeError,
     RowChange,
     SessionContext,
+    SnapshotPart,
     Statement,
     TableSchema,
 )
@@ -103,145 +100,6 @@ __all__ = [
 
 VERSION = 2
 """The envelope version this code writes; it reads this one and every one before it."""
-
-_INT_MIN = -(2**63)
-_UINT_MAX = 2**64 - 1
-
-
-# --------------------------------------------------------------------------------------------- values
-
-
-def encode_value(value: Any, where: str = "value") -> Any:
-    """Turn one column/param value into its JSON form (see the module docstring for the tags)."""
-    if value is None or value is True or value is False or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        if _INT_MIN <= value <= _UINT_MAX:
-            return int(value)
-        return {"$i": str(int(value))}
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return {"$f": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, decimal.Decimal):
-        return {"$d": str(value)}
-    if isinstance(value, _dt.datetime):  # before date: datetime is a date subclass
-        return {"$dt": value.isoformat()}
-    if isinstance(value, _dt.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, _dt.time):
-        return {"$time": value.isoformat()}
-    if isinstance(value, _dt.timedelta):
-        micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-        return {"$td": micros if _INT_MIN <= micros < 2**63 else str(micros)}
-    raise EnvelopeError(
-        f"{where}: unsupported value type {type(value).__name__} "
-        "(dict/list are rejected; JSON columns travel as str/bytes)"
-    )
-
-
-def _tag_decoder(tag: str, payload: Any, where: str) -> Any:
-    if tag == "$b" and isinstance(payload, str):
-        return base64.b64decode(payload.encode("ascii"), validate=True)
-    if tag == "$d" and isinstance(payload, str):
-        return decimal.Decimal(payload)
-    if tag == "$dt" and isinstance(payload, str):
-        return _dt.datetime.fromisoformat(payload)
-    if tag == "$date" and isinstance(payload, str):
-        return _dt.date.fromisoformat(payload)
-    if tag == "$time" and isinstance(payload, str):
-        return _dt.time.fromisoformat(payload)
-    if tag == "$td" and (type(payload) is int or (isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload))):
-        return _dt.timedelta(microseconds=int(payload))
-    if tag == "$i" and isinstance(payload, str) and re.fullmatch(r"-?[0-9]+", payload):
-        return int(payload)
-    if tag == "$f" and payload in ("nan", "inf", "-inf"):
-        return float(payload)
-    raise EnvelopeError(f"{where}: unknown or malformed tagged value {{{tag!r}: {payload!r}}}")
-
-
-def decode_value(raw: Any, where: str = "value") -> Any:
-    """Inverse of :func:`encode_value`."""
-    if raw is None or isinstance(raw, (bool, int, float, str)):
-        return raw
-    if isinstance(raw, dict) and len(raw) == 1:
-        ((tag, payload),) = raw.items()
-        try:
-            return _tag_decoder(tag, payload, where)
-        except EnvelopeError:
-            raise
-        except (ValueError, TypeError, OverflowError, binascii.Error, decimal.InvalidOperation) as e:
-            raise EnvelopeError(f"{where}: bad {tag} value {payload!r}: {e}") from None
-    raise EnvelopeError(f"{where}: expected a scalar or a tagged value, got {type(raw).__name__}")
-
-
-# Encoders for values of these *exact* types (the common ones); each returns exactly what
-# :func:`encode_value` returns for them. Anything else (subclasses, bytearray, memoryview, timedelta, ...)
-# goes through encode_value. Only speed differs: no isinstance chain, no error text built per value.
-def _tag_bytes(v: bytes) -> Any:
-    return {"$b": binascii.b2a_base64(v, newline=False).decode("ascii")}  # = base64.b64encode
-
-
-def _tag_float(v: float) -> Any:
-    return v if math.isfinite(v) else encode_value(v)
-
-
-def _tag_int(v: int) -> Any:
-    return v if _INT_MIN <= v <= _UINT_MAX else {"$i": str(v)}
-
-
-def _tag_datetime(v: _dt.datetime) -> Any:
-    # orjson writes a naive datetime exactly as isoformat() does (tests/unit/test_envelope.py), faster
-    return {"$dt": v if v.tzinfo is None else v.isoformat()}
-
-
-_EXACT_ENCODERS: dict[type, Any] = {
-    int: _tag_int,
-    float: _tag_float,
-    bytes: _tag_bytes,
-    decimal.Decimal: lambda v: {"$d": str(v)},
-    _dt.datetime: _tag_datetime,
-    _dt.date: lambda v: {"$date": v},  # orjson: isoformat() too
-    _dt.time: lambda v: {"$time": v.isoformat()},
-}
-_PLAIN = frozenset({str, bool, type(None)})  # JSON-native, written as they are
-
-
-def _encode_values(values: Any, where: Any) -> list[Any]:
-    """encode_value over ``values``; ``where()`` builds the error location only when one is raised."""
-    out = []
-    enc = _EXACT_ENCODERS.get
-    for j, val in enumerate(values):
-        t = type(val)
-        if t in _PLAIN:
-            out.append(val)
-        else:
-            f = enc(t)
-            out.append(f(val) if f is not None else encode_value(val, f"{where()}[{j}]"))
-    return out
-
-
-def _encode_image(image: dict[str, Any] | None, i: int, side: str) -> dict[str, Any] | None:
-    """A row image's JSON form (same as ``{col: encode_value(val)}``); errors name ``rows[i].side.col``."""
-    if image is None:
-        return None
-    if not isinstance(image, dict):
-        raise EnvelopeError(f"rows[{i}].{side}: row image must be a dict, got {type(image).__name__}")
-    out = {}
-    enc = _EXACT_ENCODERS.get
-    for col, val in image.items():
-        if type(col) is not str and not isinstance(col, str):
-            raise EnvelopeError(f"rows[{i}].{side}: column names must be str, got {col!r}")
-        t = type(val)
-        if t in _PLAIN:
-            out[col] = val
-        else:
-            f = enc(t)
-            out[col] = f(val) if f is not None else encode_value(val, f"rows[{i}].{side}.{col}")
-    return out
-
 
 # --------------------------------------------------------------------------------------------- encode
 
@@ -279,9 +137,9 @@ def encode_event(ev: ChangeEvent) -> bytes:
     for i, st in enumerate(ev.statements):
         params = None
         if st.params is not None:
-            params = _encode_values(st.params, lambda i=i: f"statements[{i}].params")
+            params = encode_values(st.params, lambda i=i: f"statements[{i}].params")
         doc_st = {
-            "sql": st.sql if st.raw is None else _tag_bytes(st.raw),
+            "sql": st.sql if st.raw is None else tag_bytes(st.raw),
             "params": params,
             "insert_id": st.insert_id,
             "last_insert_id": st.last_insert_id,
@@ -296,8 +154,8 @@ def encode_event(ev: ChangeEvent) -> bytes:
             "table": r.table,
             "db": r.db,
             "op": r.op,
-            "before": _encode_image(r.before, i, "before"),
-            "after": _encode_image(r.after, i, "after"),
+            "before": encode_image(r.before, i, "before"),
+            "after": encode_image(r.after, i, "after"),
         }
         for i, r in enumerate(ev.rows)
     ]
@@ -329,6 +187,8 @@ def encode_event(ev: ChangeEvent) -> bytes:
         doc["tables"] = [_table_wire(ts) for ts in ev.tables]
     if ev.no_fk_checks:
         doc["no_fk_checks"] = True
+    if ev.snapshot is not None:
+        doc["snapshot"] = snapshot_wire(ev.snapshot)
     try:
         return orjson.dumps(doc)
     except (TypeError, orjson.JSONEncodeError) as e:
@@ -576,6 +436,7 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
     rows = _decode_rows(rows_raw, where)
     tables = _decode_tables(doc.get("tables"), where)
     no_fk_checks = _field(doc, "no_fk_checks", (bool,), where, optional=True) or False
+    snapshot = _decode_snapshot(_field(doc, "snapshot", (dict,), where, optional=True), where)
     return ChangeEvent(
         gtid=gtid,
         source=source,
@@ -586,4 +447,22 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
         session=session,
         tables=tables,
         no_fk_checks=no_fk_checks,
+        snapshot=snapshot,
     )
+
+
+def snapshot_wire(sp: SnapshotPart) -> dict[str, Any]:
+    return {"id": sp.id, "table": sp.table, "part": sp.part, "position": sp.position, "chunk": sp.chunk,
+            "create_sql": sp.create_sql, "primary_key": list(sp.primary_key), "rows_total": sp.rows_total}
+
+
+def _decode_snapshot(raw: dict[str, Any] | None, where: str) -> SnapshotPart | None:
+    if raw is None:
+        return None
+    at = f"{where} snapshot"
+    return SnapshotPart(
+        id=_field(raw, "id", (str,), at), table=_field(raw, "table", (str,), at), part=_field(raw, "part", (str,), at),
+        position=_field(raw, "position", (str,), at), chunk=_field(raw, "chunk", (int,), at),
+        create_sql=_field(raw, "create_sql", (str,), at, optional=True),
+        primary_key=_str_list(raw, "primary_key", at) or (),
+        rows_total=_field(raw, "rows_total", (int,), at, optional=True))

@@ -26,13 +26,15 @@ __all__ = [
     "ColumnType",
     "TableSchema",
     "ChangeEvent",
+    "SnapshotPart",
     "STATEMENT_KINDS",
     "SOURCES",
     "ROW_OPS",
 ]
 
 STATEMENT_KINDS = frozenset({"dml", "ddl", "other"})
-SOURCES = frozenset({"ingress", "binlog"})
+SOURCES = frozenset({"ingress", "binlog", "snapshot"})
+SNAPSHOT_PARTS = ("begin", "rows", "end")
 ROW_OPS = frozenset({"insert", "update", "delete"})
 
 
@@ -313,6 +315,39 @@ class TableSchema:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotPart:
+    """What a ``snapshot`` event is: one message of ``dbmux snapshot``'s copy of one table.
+
+    A table's snapshot is ``begin`` (its ``create_sql`` and ``primary_key``), ``rows`` messages (the
+    event's rows, all ``insert``), and ``end`` (``rows_total``: how many rows the rows messages carry);
+    ``chunk`` numbers them 0, 1, ... All of them share ``id`` (one table of one run) and ``position``:
+    the GTID position (every domain, :func:`~dbmux.core.gtid.parse_gtid_list` text) the copy reflects
+    exactly. A snapshot without its ``end`` is incomplete (the run was interrupted) and counts for nothing.
+    """
+
+    id: str
+    table: str  # "db.table"
+    part: str
+    position: str
+    chunk: int = 0
+    create_sql: str | None = None
+    primary_key: tuple[str, ...] = ()
+    rows_total: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.part not in SNAPSHOT_PARTS:
+            raise EnvelopeError(f"snapshot part must be one of {list(SNAPSHOT_PARTS)}, got {self.part!r}")
+        if "." not in self.table:
+            raise EnvelopeError(f"snapshot table must be db.table, got {self.table!r}")
+        if isinstance(self.primary_key, list):
+            object.__setattr__(self, "primary_key", tuple(self.primary_key))
+        if self.part == "begin" and self.create_sql is None:
+            raise EnvelopeError(f"snapshot {self.id} of {self.table}: its begin carries the table's definition")
+        if self.part == "end" and self.rows_total is None:
+            raise EnvelopeError(f"snapshot {self.id} of {self.table}: its end carries the row count")
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """One committed source transaction. ``tables``: the schema of the tables its rows change, one
     entry per table (binlog events; empty for statement-only events, and in events written before)."""
@@ -328,10 +363,14 @@ class ChangeEvent:
     # the primary ran (some of) its row changes with foreign_key_checks = 0 (the binlog rows events'
     # NO_FOREIGN_KEY_CHECKS flag: a dump loaded children first, an ORM emptying self-referencing tables)
     no_fk_checks: bool = False
+    # source "snapshot" only: which part of which table's snapshot this is (``dbmux snapshot``)
+    snapshot: SnapshotPart | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise EnvelopeError(f"event source must be one of {sorted(SOURCES)}, got {self.source!r}")
+        if (self.source == "snapshot") != (self.snapshot is not None):
+            raise EnvelopeError("a snapshot event (and only one) carries its snapshot part")
         if not isinstance(self.gtid, Gtid):
             raise EnvelopeError(f"event gtid must be a Gtid, got {type(self.gtid).__name__}")
         if isinstance(self.statements, list):

@@ -11,7 +11,7 @@ the definition holds.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pymysql
@@ -117,21 +117,7 @@ class MySQLTarget:
         await self.conn.commit()
 
     def _insert_sql(self, shape: TableShape, rows: list[tuple]) -> list[str]:
-        head = (f"INSERT INTO {quote_ident(shape.db)}.{quote_ident(shape.table)} "
-                f"({', '.join(quote_ident(c) for c in shape.columns)}) VALUES ")
-        out: list[str] = []
-        values: list[str] = []
-        size = 0
-        for row in rows:
-            v = "(" + ", ".join(literal(x) for x in row) + ")"
-            if values and size + len(v) > _MAX_STATEMENT_BYTES:
-                out.append(head + ", ".join(values))
-                values, size = [], 0
-            values.append(v)
-            size += len(v) + 2
-        if values:
-            out.append(head + ", ".join(values))
-        return out
+        return insert_statements(shape.db, shape.table, shape.columns, rows)
 
     async def insert_chunk(self, shape: TableShape, rows: list[tuple], record) -> None:
         await self._commit(self._insert_sql(shape, rows) + [self._save_sql(record, "copying")])
@@ -213,37 +199,18 @@ class PostgresTarget:
                     await self.conn.execute(st.sql, *st.args)
                 for st in translate_statement(create_sql, shape.db.lower()):
                     await self.conn.execute(st.sql, *st.args)
-        rows = await self.conn.fetch(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 "
-            "AND table_name = $2", shape.db.lower(), shape.table.lower())
-        self._types[shape.name] = {r["column_name"]: r["data_type"].upper() for r in rows}
+        self._types[shape.name] = await pg_column_types(self.conn, shape.db.lower(), shape.table.lower())
         return 1 if await self.conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self._name(shape)})") else 0
 
     async def truncate(self, shape: TableShape) -> None:
         await self.conn.execute(f"DELETE FROM {self._name(shape)}")
 
     def _statements(self, rows: list[RowChange], shapes: dict[str, TableShape]) -> list[tuple[str, tuple]]:
-        out = []
-        for r in rows:
-            shape = shapes[f"{r.db}.{r.table}"]
-            before = {k.lower(): v for k, v in r.before.items()} if r.before is not None else None
-            after = {k.lower(): v for k, v in r.after.items()} if r.after is not None else None
-            st = row_statement(r.db.lower(), r.table.lower(), r.op, before, after,
-                               tuple(c.lower() for c in shape.pk_names), self._types.get(shape.name))
-            out.append((st.sql, tuple(st.args)))
-        return out
+        return pg_row_statements(rows, lambda r: shapes[f"{r.db}.{r.table}"].pk_names,
+                                 lambda r: self._types.get(f"{r.db}.{r.table}"))
 
     async def _run(self, statements: list[tuple[str, tuple]]) -> None:
-        i = 0
-        while i < len(statements):
-            j = i + 1
-            while j < len(statements) and statements[j][0] == statements[i][0]:
-                j += 1
-            if j - i > 1:
-                await self.conn.executemany(statements[i][0], [a for _, a in statements[i:j]])
-            else:
-                await self.conn.execute(statements[i][0], *statements[i][1])
-            i = j
+        await run_grouped(self.conn, statements)
 
     def _inserts(self, shape: TableShape, rows: list[tuple]) -> list[RowChange]:
         return [RowChange(shape.table, shape.db, "insert", after=dict(zip(shape.columns, row, strict=True)))
@@ -283,3 +250,55 @@ class PostgresTarget:
             position = TargetPosition({PartitionKey(t, p): off for (t, p), off in offsets.items()}, {})
             await self.applier._write_position(position, _handoff_events(record))  # noqa: SLF001
             await self._save(record, "done")
+
+
+def insert_statements(db: str, table: str, columns: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    """Multi-row INSERTs of ``rows`` into a MySQL ``db.table``, each under ~4 MiB."""
+    head = (f"INSERT INTO {quote_ident(db)}.{quote_ident(table)} "
+            f"({', '.join(quote_ident(c) for c in columns)}) VALUES ")
+    out: list[str] = []
+    values: list[str] = []
+    size = 0
+    for row in rows:
+        v = "(" + ", ".join(literal(x) for x in row) + ")"
+        if values and size + len(v) > _MAX_STATEMENT_BYTES:
+            out.append(head + ", ".join(values))
+            values, size = [], 0
+        values.append(v)
+        size += len(v) + 2
+    if values:
+        out.append(head + ", ".join(values))
+    return out
+
+
+def pg_row_statements(rows: list[RowChange], pk_of: Callable[[RowChange], tuple[str, ...]],
+                      types_of: Callable[[RowChange], dict[str, str] | None]) -> list[tuple[str, tuple]]:
+    """Row changes as PostgreSQL statements (schema = the row's db, names lower-cased), with arguments."""
+    out = []
+    for r in rows:
+        before = {k.lower(): v for k, v in r.before.items()} if r.before is not None else None
+        after = {k.lower(): v for k, v in r.after.items()} if r.after is not None else None
+        st = row_statement(r.db.lower(), r.table.lower(), r.op, before, after,
+                           tuple(c.lower() for c in pk_of(r)), types_of(r))
+        out.append((st.sql, tuple(st.args)))
+    return out
+
+
+async def run_grouped(conn, statements: list[tuple[str, tuple]]) -> None:
+    """Execute ``statements`` in order on an asyncpg connection, runs of one text as one executemany."""
+    i = 0
+    while i < len(statements):
+        j = i + 1
+        while j < len(statements) and statements[j][0] == statements[i][0]:
+            j += 1
+        if j - i > 1:
+            await conn.executemany(statements[i][0], [a for _, a in statements[i:j]])
+        else:
+            await conn.execute(statements[i][0], *statements[i][1])
+        i = j
+
+
+async def pg_column_types(conn, schema: str, table: str) -> dict[str, str]:
+    rows = await conn.fetch("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 "
+                            "AND table_name = $2", schema, table)
+    return {r["column_name"]: r["data_type"].upper() for r in rows}

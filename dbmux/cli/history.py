@@ -117,6 +117,7 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
+    readers: list[AIOKafkaConsumer] = []
     try:
         tps = await topic_partitions(consumer, config.topic, attempts=3)
         if not tps:
@@ -132,8 +133,17 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
                               "has none)", "history looks rows up by primary key")
         if len(key) != len(cols):
             raise ConfigError("KEY", f"{table}'s primary key is ({', '.join(cols)}): give {len(cols)} value(s)")
-        for domain, seq, idx, ts_ms, part, off in index.changes(db, tbl, key_text(key), since_ms, until_ms):
-            ev = await _fetch(consumer, config.topic, part, off)
+        changes = index.changes(db, tbl, key_text(key), since_ms, until_ms)
+        if changes:
+            # read by a consumer of their own: this one has fetches in flight at the topic's end (a long
+            # poll), and each seek would wait for them (~40 ms a change)
+            reader = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False,
+                                      max_partition_fetch_bytes=config.kafka.fragment_bytes + 64 * 1024)
+            await reader.start()
+            readers.append(reader)
+            reader.assign(tps)
+        for domain, seq, idx, ts_ms, part, off in changes:
+            ev = await _fetch(reader, config.topic, part, off)
             row = ev.rows[idx % SNAPSHOT_IDX]
             op = "snapshot" if idx >= SNAPSHOT_IDX else row.op
             line: dict[str, Any] = {"gtid": str(ev.gtid), "ts_ms": ts_ms, "op": op, "before": _wire(row.before),
@@ -141,7 +151,7 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
                                     "connection_id": None, "statements": None}
             where = index.session_of(domain, seq)
             if where is not None:
-                ing = redact_event(await _fetch(consumer, config.topic, *where))
+                ing = redact_event(await _fetch(reader, config.topic, *where))
                 if ing.session is not None:
                     line.update(user=ing.session.user, client_addr=ing.session.client_addr,
                                 connection_id=ing.session.connection_id)
@@ -150,7 +160,8 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
         out.flush()
         return 0
     finally:
-        await consumer.stop()
+        for c in (*readers, consumer):
+            await c.stop()
         index.close()
 
 

@@ -159,3 +159,45 @@ def test_snapshot_then_rebuild_before_a_destructive_delete(stack, tmp_path, dest
         stop_pipeline(stack.primary, procs, ing, db, restored, f"x{db}")
         if dest == "postgresql":
             _drop_pg_schema(into, restored)
+
+
+def test_an_interrupted_snapshot_run_continues_with_the_tables_it_had_not_published(stack, tmp_path):
+    from aiokafka import AIOKafkaProducer
+
+    from dbmux.core.config import KafkaConfig
+    from dbmux.core.kafka_topics import ensure_topic
+    from dbmux.replicator.audit.snapshot import RUN_KEY, SnapshotRun, runs_topic
+
+    db = f"rs_{uuid.uuid4().hex[:8]}"
+    topic = f"dbmux.test{uuid.uuid4().hex[:10]}.txn"
+    cfg = pipeline_config(tmp_path / "rs.toml", stack, topic, {})
+    with _conn(stack.primary).cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        for t in ("a", "b"):
+            cur.execute(f"CREATE TABLE {db}.{t} (id INT PRIMARY KEY)")
+            cur.execute(f"INSERT INTO {db}.{t} VALUES (1), (2), (3)")
+    try:
+        async def interrupted() -> None:  # what a run killed after publishing table a leaves behind
+            kafka = KafkaConfig(bootstrap=stack.kafka, partitions=1)
+            await ensure_topic(kafka, runs_topic(topic), extra_config={"cleanup.policy": "compact"})
+            producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+            await producer.start()
+            try:
+                run = SnapshotRun("r1", [f"{db}.a", f"{db}.b"], {f"{db}.a": "0-1-1"})
+                await producer.send_and_wait(runs_topic(topic), run.dumps(), key=RUN_KEY)
+            finally:
+                await producer.stop()
+        asyncio.run(interrupted())
+
+        out = run_dbmux("snapshot", "-c", str(cfg), "--tables", f"{db}.*", "--no-progress")
+        assert f"{db}.a: published by the interrupted run before" in out.stdout
+        assert f"{db}.b: 3 rows" in out.stdout and f"{db}.a: 3 rows" not in out.stdout
+        evs = asyncio.run(read_topic(stack.kafka, topic, min_count=1))
+        assert {e.snapshot.table for e in evs if e.snapshot is not None} == {f"{db}.b"}
+        assert [e.snapshot.part for e in evs] == ["begin", "rows", "end"]
+
+        again = run_dbmux("snapshot", "-c", str(cfg), "--tables", f"{db}.*", "--no-progress")  # run r1 finished
+        assert f"{db}.a: 3 rows" in again.stdout and f"{db}.b: 3 rows" in again.stdout
+    finally:
+        with _conn(stack.primary).cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")

@@ -123,3 +123,18 @@ def test_history_indexes_snapshot_rows_after_their_gtid(tmp_path):
                                                                        after={"id": 1}),)), 0, 2)
     got = index.changes("shop", "t", "1", None, None)
     assert [(seq, idx, off) for _, seq, idx, _, _, off in got] == [(41, 0, 2), (41, SNAPSHOT_IDX, 6)]
+
+
+def test_each_command_is_registered_by_the_module_that_loads_it():
+    import argparse
+    import importlib
+
+    from dbmux.cli.main import COMMAND_MODULES, build_parser
+
+    for module in set(COMMAND_MODULES.values()):
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"dbmux.cli.{module}").register(sub)
+        assert set(sub.choices) == {c for c, m in COMMAND_MODULES.items() if m == module}, module
+    full = build_parser()
+    assert set(full._subparsers._group_actions[0].choices) == set(COMMAND_MODULES)  # type: ignore[union-attr]
+    assert set(build_parser(["-v", "history", "x"])._subparsers._group_actions[0].choices) == {"history"}

@@ -322,3 +322,29 @@ def test_a_permanent_error_outside_an_apply_says_halted_in_the_status(monkeypatc
     assert calls == ["connect", "close"]
     assert [e for e in applier.log if e[0] == "status"] == [("status", "halted")]
     assert str(error) in applier.details[0], applier.details
+
+
+def test_snapshot_events_are_skipped_not_taken_for_the_transaction_they_are_stamped_with():
+    """A `dbmux snapshot` event carries its position's GTID; a target not yet at it must not take the
+    snapshot for that transaction (its binlog copy would then be a duplicate, skipped: lost)."""
+    from dbmux.core.events import SnapshotPart
+
+    class Sources(Applier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[tuple[str, str]] = []
+
+        async def apply(self, batch, position, last, prepared=None):
+            self.sources += [(str(ev.gtid), ev.source) for ev, _ in batch]
+            await super().apply(batch, position, last, prepared)
+
+    async def main():
+        rep = _replicator(max_txns=10)
+        snap = encode_event(ChangeEvent(Gtid("0", "1", 3), "snapshot", 1, "d", rows=(
+            RowChange("t", "d", "insert", after={"id": 99}),), snapshot=SnapshotPart("s", "d.t", "rows", "0-1-3", 1)))
+        source = Source([_row_event(1), _row_event(2), snap, _row_event(3), _row_event(4)], per_call=5)
+        applier = Sources()
+        await _run(rep, source, applier, until_applied=4)
+        assert applier.sources == [(f"0-1-{i}", "binlog") for i in range(1, 5)]
+
+    asyncio.run(main())

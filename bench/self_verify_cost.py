@@ -73,7 +73,10 @@ def _checksums(dsn: Dsn, tables: list[str]) -> list:
     return _sql(dsn, f"CHECKSUM TABLE {', '.join(f'{DB}.{t}' for t in tables)}")
 
 
-def build_backlog(args, env: dict[str, str], work: Path, topic: str, primary: Dsn, replica: Dsn) -> int:
+def build_backlog(args, env: dict[str, str], work: Path, topic: str, primary: Dsn, replica: Dsn,
+                  start_pos: dict[str, str] | None = None) -> int:
+    """The backlog (see the module docstring); returns its last GTID seq (domain 0). ``start_pos["pos"]``:
+    the primary's GTID position before it (the prepared tables copied)."""
     tables = [f"sbtest{i}" for i in range(1, args.tables + 1)]
     for dsn in (primary, replica):
         _sql(dsn, f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}")
@@ -81,6 +84,8 @@ def build_backlog(args, env: dict[str, str], work: Path, topic: str, primary: Ds
     if rc != 0:
         raise BenchError(f"sysbench prepare failed (exit {rc}):\n{out[-3000:]}")
     _copy_tables(primary, [replica], tables)
+    if start_pos is not None:
+        start_pos["pos"] = _sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
     for t in tables:
         _sql(replica, f"CREATE TABLE {DB}.base_{t} LIKE {DB}.{t}", f"INSERT INTO {DB}.base_{t} SELECT * FROM {DB}.{t}")
     port = free_port()

@@ -24,17 +24,15 @@ import logging
 
 import aiomysql
 import pymysql
-import sqlglot
 from prometheus_client import Counter
 from pymysql.constants import CLIENT
-from sqlglot import exp
 
 from dbmux.core.dsn import Dsn
-from dbmux.core.events import ChangeEvent, RowChange, Statement
+from dbmux.core.events import ChangeEvent, Statement
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
 from dbmux.replicator.errors import ApplyError, TargetLocked
-from dbmux.replicator.mysql_sql import count_keys_sql, literal, quote_ident, row_sql, upsert_sql
+from dbmux.replicator.mysql_sql import literal, quote_ident, row_sql, table_of, verify_sql, without_columns
 from dbmux.replicator.mysql_statements import (
     APPLIER_CHARSET,
     charset_sql,
@@ -42,6 +40,7 @@ from dbmux.replicator.mysql_statements import (
     statement_steps,
     statement_text,
 )
+from dbmux.replicator.net_effect import net_applicable, net_run_sql
 from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import ancestors
@@ -68,6 +67,8 @@ class MySQLApplier:
         # generated columns per table, looked up with the key: row images carry their values (MariaDB and
         # MySQL log them), which the target computes itself and refuses to be given (error 1906)
         self._generated: dict[tuple[str, str], frozenset[str]] = {}
+        # tables whose row changes a unit may apply as their net effect (replicator/net_effect.py)
+        self._netable: dict[tuple[str, str], bool] = {}
 
     async def connect(self) -> None:
         self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset=APPLIER_CHARSET,
@@ -194,6 +195,7 @@ class MySQLApplier:
                 if has_ddl:
                     self._pk_cache.clear()  # a DDL may have changed a primary key
                     self._generated.clear()
+                    self._netable.clear()
                     await cur.execute("START TRANSACTION")
                 await self._write_position(cur, position, last_gtids)
             await conn.commit()
@@ -261,7 +263,25 @@ class MySQLApplier:
                 values.clear()
             run_key = None
 
+        net_run: list[ChangeEvent] = []
+
+        def flush_net() -> None:
+            """Apply the gathered row-only events as their net effect (one session, no clock needed)."""
+            nonlocal session
+            if not net_run:
+                return
+            flush()
+            if session != ROW_SESSION:
+                parts.append(f"SET SESSION sql_mode = {lit(ROW_SESSION[0])}, time_zone = {lit(ROW_SESSION[1])}")
+                session = ROW_SESSION
+            parts.extend(self._net_run_sql(net_run))
+            net_run.clear()
+
         for ev, _ in batch:
+            if self._net_eligible(ev):
+                net_run.append(ev)
+                continue
+            flush_net()
             ctx = ev.session
             wanted = _wanted_session(ev)
             if wanted and wanted != session:
@@ -291,7 +311,7 @@ class MySQLApplier:
                 if generated is None:
                     raise _KeyUnknown(row.db, row.table)
                 if generated:
-                    row = _without(row, generated)
+                    row = without_columns(row, generated)
                     after = row.after
                 if row.op == "insert" and after is not None:
                     key = (row.db, row.table, tuple(after))
@@ -308,10 +328,27 @@ class MySQLApplier:
             if ev.no_fk_checks:
                 flush()
                 parts.append(_FK_RESTORE)
+        flush_net()
         flush()
         parts.extend(self._position_sql(position, last_gtids))
         parts.append("COMMIT")
         return ";\n".join(parts)
+
+    def _net_eligible(self, ev: ChangeEvent) -> bool:
+        """May ``ev`` be applied as part of a net effect (row changes only, of tables that allow it)?
+        Raises :class:`_KeyUnknown` for a table not looked up yet."""
+        if ev.statements or not ev.rows or ev.no_fk_checks:
+            return False
+        for row in ev.rows:
+            ok = self._netable.get((row.db, row.table))
+            if ok is None:
+                raise _KeyUnknown(row.db, row.table)
+            if not ok:
+                return False
+        return True
+
+    def _net_run_sql(self, events: list[ChangeEvent]) -> list[str]:
+        return net_run_sql(events, self._pk_cache, self._generated)
 
     def _position_sql(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> list[str]:
         out = []
@@ -343,7 +380,7 @@ class MySQLApplier:
             for row in ev.rows:
                 pk = await self._primary_key(cur, row.db, row.table)
                 if generated := self._generated[(row.db, row.table)]:
-                    row = _without(row, generated)
+                    row = without_columns(row, generated)
                 await self._execute(cur, row_sql(row.db, row.table, row.op, row.before, row.after, pk),
                                     ev, offset, table=f"{row.db}.{row.table}")
             if ev.no_fk_checks:
@@ -418,6 +455,7 @@ class MySQLApplier:
                 "AND (EXTRA LIKE '%%VIRTUAL GENERATED%%' OR EXTRA LIKE '%%STORED GENERATED%%' "
                 "OR EXTRA LIKE '%%PERSISTENT GENERATED%%')", (db, table))
             self._generated[key] = frozenset(r[0] for r in await cur.fetchall())
+            self._netable[key] = await net_applicable(cur, db, table, pk)
             self._pk_cache[key] = pk
         return self._pk_cache[key]
 
@@ -454,14 +492,14 @@ class MySQLApplier:
         for idx in groups.values():
             for n in range(0, len(idx), 500):
                 part = idx[n:n + 500]
-                parts.append((_verify_sql(items[part[0]], [items[i] for i in part]), part))
+                parts.append((verify_sql(items[part[0]], [items[i] for i in part]), part))
         counts = await self._rolled_back([sql for sql, _ in parts])
         suspects = [(sql, part) for (sql, part), n in zip(parts, counts, strict=True) if n != 0]
         if not suspects:
             return {}
         # which rows: each on its own (few: a difference is rare)
         singles = [i for _, part in suspects for i in part]
-        single_counts = await self._rolled_back([_verify_sql(items[i], [items[i]]) for i in singles])
+        single_counts = await self._rolled_back([verify_sql(items[i], [items[i]]) for i in singles])
         out: dict[int, str] = {}
         for i, got in zip(singles, single_counts, strict=True):
             if isinstance(got, str):
@@ -534,41 +572,14 @@ def _wanted_session(ev: ChangeEvent) -> tuple:
     return ROW_SESSION if ev.rows else ()
 
 
-def _verify_sql(first: tuple, items: list[tuple]) -> str:
-    """The statement checking ``items`` (all of ``first``'s table and image columns): see differing_rows."""
-    db, table, pk, _, image = first
-    if image is None:
-        return count_keys_sql(db, table, pk, [it[3] for it in items])
-    return upsert_sql(db, table, tuple(image), [it[4] for it in items])
-
-
 # rows the primary changed with foreign_key_checks = 0 are applied so (children before parents, a
 # self-referencing table emptied in one statement); the session's own setting comes back afterwards
 _FK_OFF = "SET @dbmux_fkc = @@foreign_key_checks, foreign_key_checks = 0"
 _FK_RESTORE = "SET foreign_key_checks = @dbmux_fkc"
 
 
-def _without(row: RowChange, columns: frozenset[str]) -> RowChange:
-    """``row`` without ``columns`` (generated ones) in its images; the key stays in the before image."""
-    after = {c: v for c, v in row.after.items() if c not in columns} if row.after is not None else None
-    return RowChange(row.table, row.db, row.op, row.before, after)
-
-
 class _KeyUnknown(Exception):
     """A table's primary key is needed and not cached yet: args are (db, table)."""
-
-
-def table_of(sql: str, default_db: str | None) -> str:
-    """The first table a statement names (for error messages; best effort)."""
-    try:
-        tree = sqlglot.parse_one(sql, read="mysql")
-    except sqlglot.errors.SqlglotError:
-        return ""
-    table = tree.find(exp.Table) if tree is not None else None
-    if table is None or not table.name:
-        return ""
-    db = table.db or default_db
-    return f"{db}.{table.name}" if db else table.name
 
 
 __all__ = ["MySQLApplier", "literal"]

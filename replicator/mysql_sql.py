@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
+import sqlglot
 from pymysql.converters import (  # type: ignore[attr-defined]  # _escape_table: private, not in types-PyMySQL
     _escape_table,
     escape_item,
 )
+from sqlglot import exp
 
+from dbmux.core.events import RowChange
 from dbmux.core.sqllex import scan
 
 
@@ -65,18 +69,30 @@ def interpolate(sql: str, params: tuple[Any, ...], *, backslash_escapes: bool = 
                 charset: str | None = None) -> str:
     """Replace each ``?`` placeholder token (not inside strings or comments; ``backslash_escapes``: how the
     statement's own string literals are written) by a literal (``charset``: see :func:`literal`)."""
-    out, last, i = [], 0, 0
+    pieces = _pieces(sql, backslash_escapes) if len(sql) <= _CACHED_TEXT else _split(sql, backslash_escapes)
+    if len(pieces) - 1 != len(params):
+        raise ValueError(f"{len(params)} parameters for {len(pieces) - 1} placeholders in {sql[:200]!r}")
+    out = [pieces[0]]
+    for piece, value in zip(pieces[1:], params, strict=True):
+        out.append(literal(value, charset, backslash_escapes=backslash_escapes))
+        out.append(piece)
+    return "".join(out)
+
+
+def _split(sql: str, backslash_escapes: bool) -> tuple[str, ...]:
+    """``sql`` cut at its ``?`` placeholder tokens: the text before, between and after them."""
+    out, last = [], 0
     for tok in scan(sql, backslash_escapes):
         if tok.type == "param":
-            if i >= len(params):
-                raise ValueError(f"{len(params)} parameters for more placeholders in {sql[:200]!r}")
             out.append(sql[last:tok.start])
-            out.append(literal(params[i], charset, backslash_escapes=backslash_escapes))
-            last, i = tok.end, i + 1
-    if i != len(params):
-        raise ValueError(f"{len(params)} parameters for {i} placeholders in {sql[:200]!r}")
+            last = tok.end
     out.append(sql[last:])
-    return "".join(out)
+    return tuple(out)
+
+
+# a prepared statement's text is interpolated once per execution: it is lexed once (texts up to this long)
+_CACHED_TEXT = 8192
+_pieces = lru_cache(maxsize=4096)(_split)
 
 
 def _match(image: dict[str, Any], key: tuple[str, ...]) -> str:
@@ -120,3 +136,30 @@ def count_keys_sql(db: str, table: str, pk: tuple[str, ...], keys: list[tuple[An
     wanted = " OR ".join("(" + " AND ".join(f"{quote_ident(c)} = {literal(v)}" for c, v in zip(pk, key, strict=True))
                          + ")" for key in keys)
     return f"SELECT COUNT(*) FROM {quote_ident(db)}.{quote_ident(table)} WHERE {wanted}"
+
+
+def verify_sql(first: tuple, items: list[tuple]) -> str:
+    """The statement checking ``items`` (all of ``first``'s table and image columns): see differing_rows."""
+    db, table, pk, _, image = first
+    if image is None:
+        return count_keys_sql(db, table, pk, [it[3] for it in items])
+    return upsert_sql(db, table, tuple(image), [it[4] for it in items])
+
+
+def without_columns(row: RowChange, columns: frozenset[str]) -> RowChange:
+    """``row`` without ``columns`` (generated ones) in its images; the key stays in the before image."""
+    after = {c: v for c, v in row.after.items() if c not in columns} if row.after is not None else None
+    return RowChange(row.table, row.db, row.op, row.before, after)
+
+
+def table_of(sql: str, default_db: str | None) -> str:
+    """The first table a statement names (for error messages; best effort)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except sqlglot.errors.SqlglotError:
+        return ""
+    table = tree.find(exp.Table) if tree is not None else None
+    if table is None or not table.name:
+        return ""
+    db = table.db or default_db
+    return f"{db}.{table.name}" if db else table.name

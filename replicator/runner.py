@@ -45,7 +45,7 @@ from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import SelfVerifier
 from dbmux.replicator.shard_target import ShardTarget
-from dbmux.replicator.units import Item, chunks_for_commit, later_items, position_after
+from dbmux.replicator.units import Item, chunks_for_commit, ingress_copy_of, later_items, position_after, row_copies
 from dbmux.shardmap.model import VERSIONS_DB
 
 log = logging.getLogger(__name__)
@@ -257,9 +257,13 @@ class Replicator:
                 records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns)
                 for tp, recs in records.items():
                     key = PartitionKey(tp.topic, tp.partition)
+                    copies = row_copies(recs)
                     for rec in recs:
                         consumed[key] = rec.offset + 1
                         value, offset = rec.value, rec.offset
+                        if copies and (g := ingress_copy_of(value, copies)) and Gtid.parse(g).domain in orderer.applied:
+                            continue  # its row copy (the primary's truth) is in this fetch: applied instead
+                            # (not the first event of a domain: the first one offered starts its sequence)
                         try:
                             got = fragments.add(value, key, offset)
                             if got is None:  # a fragment of an event not complete yet

@@ -1,7 +1,10 @@
-"""Cutting consumed events into group-commit units, and the position each unit leaves the target at
-(pure functions of the replicator's pipeline, :mod:`dbmux.replicator.runner`)."""
+"""Cutting consumed events into group-commit units, and the position each unit leaves the target at;
+which ingress copies a fetch makes unnecessary (pure functions of the replicator's pipeline,
+:mod:`dbmux.replicator.runner`)."""
 
 from __future__ import annotations
+
+import re
 
 from dbmux.core.events import ChangeEvent
 from dbmux.replicator.positions import PartitionKey, TargetPosition
@@ -57,3 +60,26 @@ def position_after(base: TargetPosition, chunk: list[Item], later: list[Item], h
     for ev, _, _ in chunk:
         pos.gtids[ev.gtid.domain] = ev.gtid.seq
     return pos
+
+
+# the head of a whole (unfragmented) event: encode_event writes "v", "gtid" and "source" first
+_HEAD = re.compile(rb'\{"v":[0-9]+,"gtid":"([^"]+)","source":"(ingress|binlog)"')
+
+
+def row_copies(recs) -> set[bytes]:
+    """The GTIDs whose binlog copy is one of ``recs`` (whole events only)."""
+    out = set()
+    for rec in recs:
+        m = _HEAD.match(rec.value)
+        if m is not None and m[2] == b"binlog":
+            out.add(m[1])
+    return out
+
+
+def ingress_copy_of(value: bytes, row_copies: set[bytes]) -> str | None:
+    """The GTID of ``value`` when it is the ingress copy (a whole event) of a transaction whose binlog
+    copy is in ``row_copies``, else None. Such a copy need not be decoded: the binlog copy, read in the
+    same fetch, is applied (the row form is the primary's truth; while catching up a backlog, most pairs
+    arrive in one fetch)."""
+    m = _HEAD.match(value)
+    return m[1].decode() if m is not None and m[2] == b"ingress" and m[1] in row_copies else None

@@ -23,6 +23,11 @@ class FakeCursor:
         self.sent.append(sql)
 
     async def fetchall(self):
+        last = self.sent[-1]
+        if "DATA_TYPE" in last:
+            return [("id", "int")]
+        if "COUNT(*)" in last:
+            return [(0,)]
         return [("id",)]
 
 

@@ -50,12 +50,14 @@ def test_literal_table(value, charset, nbe, text):
     assert literal(value, charset, backslash_escapes=not nbe) == text
 
 
-def _applier(pks=None, generated=None) -> MySQLApplier:
+def _applier(pks=None, generated=None, netable=False) -> MySQLApplier:
     """An applier whose caches know ``pks`` and ``generated`` columns (default: tables d.t and d.u
-    without generated columns, keys not looked up yet)."""
+    without generated columns, keys not looked up yet); ``netable``: may their row changes be applied
+    as a net effect (default not: these tests are of the row-by-row path)."""
     a = MySQLApplier.__new__(MySQLApplier)
     a.target, a.topic, a._pk_cache = "t1", "topic", dict(pks or {})
     a._generated = dict(generated if generated is not None else {("d", "t"): frozenset(), ("d", "u"): frozenset()})
+    a._netable = {k: netable for k in a._generated}
     return a
 
 
@@ -162,3 +164,22 @@ def test_row_images_after_an_ingress_event_get_their_own_session_back():
                     "UPDATE t SET v = 'a\\b' WHERE id = 1",  # as the session reads it: no escapes
                     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00'",
                     "INSERT INTO `d`.`t` (`id`, `v`) VALUES (2, 'c\\\\d')"]
+
+
+def test_a_run_of_row_only_events_of_net_applicable_tables_is_applied_as_its_net_effect():
+    a = _applier(pks={("d", "t"): ("id",), ("d", "u"): ("id",)}, netable=True)
+    ing = ChangeEvent(Gtid("0", "1", 3), "ingress", 2, "d", statements=(Statement("UPDATE t SET v = 9"),),
+                      session=SessionContext(db="d", sql_mode="", time_zone="+00:00"))
+    upd = ChangeEvent(Gtid("0", "1", 2), "binlog", 1, "d", rows=(
+        RowChange("t", "d", "update", before={"id": 1, "v": "a"}, after={"id": 1, "v": "b"}),))
+    batch = [(ChangeEvent(Gtid("0", "1", 1), "binlog", 1, "d", rows=(_ins(1), _ins(2))), 0), (upd, 1), (ing, 2),
+             (ChangeEvent(Gtid("0", "1", 4), "binlog", 1, "d", rows=(
+                 RowChange("t", "d", "delete", before={"id": 2, "v": "x"}),)), 3)]
+    sql = a._round_trip_sql(batch, TargetPosition(), {})
+    stmts = sql.split(";\n")
+    net1 = [s for s in stmts if s.startswith("INSERT INTO `d`.`t`")]
+    assert net1[0] == "INSERT INTO `d`.`t` (`id`, `v`) VALUES (1, 'b'), (2, 'v2')"  # inserted, 1 updated
+    # the ingress statement comes after that run and before the delete of the last run, in order
+    i_net, i_ing = stmts.index(net1[0]), stmts.index("UPDATE t SET v = 9")
+    i_del = stmts.index("DELETE FROM `d`.`t` WHERE (`id`) IN (2)")
+    assert i_net < i_ing < i_del

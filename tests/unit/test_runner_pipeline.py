@@ -348,3 +348,42 @@ def test_snapshot_events_are_skipped_not_taken_for_the_transaction_they_are_stam
         assert applier.sources == [(f"0-1-{i}", "binlog") for i in range(1, 5)]
 
     asyncio.run(main())
+
+
+def test_an_ingress_copy_whose_row_copy_is_in_the_same_fetch_is_not_applied():
+    """The binlog copy is applied instead (the statements are neither decoded nor run); an ingress copy
+    without its row copy in the fetch is applied from its statements as before."""
+    class Sources(Applier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[tuple[str, str]] = []
+
+        async def apply(self, batch, position, last, prepared=None):
+            self.sources += [(str(ev.gtid), ev.source) for ev, _ in batch]
+            await super().apply(batch, position, last, prepared)
+
+    def ingress(seq: int) -> bytes:
+        return encode_event(ChangeEvent(gtid=Gtid("0", "1", seq), source="ingress", ts_ms=1, db="d",
+                                        statements=(Statement(f"INSERT INTO t VALUES ({seq})"),)))
+
+    async def main():
+        rep = _replicator(max_txns=10)
+        values = [ingress(1), ingress(2), _row_event(1), ingress(3), _row_event(3)]  # no row copy of 2 here
+        source = Source(values, per_call=5)
+        applier = Sources()
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(gtids={"0": 0}), [TP], None))
+        await asyncio.wait_for(source.drained.wait(), 5)
+        while len(applier.sources) < 3:
+            await asyncio.sleep(0.005)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert applier.sources == [("0-1-1", "binlog"), ("0-1-2", "ingress"), ("0-1-3", "binlog")]
+        assert applier.applied[-1][1].offsets[KEY] == 5
+
+        # a target with no position yet: the first event starts the domain's sequence, so it is not skipped
+        rep, applier = _replicator(max_txns=10), Sources()
+        await _run(rep, Source(values, per_call=5), applier, until_applied=3)
+        assert applier.sources == [("0-1-1", "ingress"), ("0-1-2", "ingress"), ("0-1-3", "binlog")]
+
+    asyncio.run(main())

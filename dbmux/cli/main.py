@@ -12,7 +12,7 @@ from dbmux.core.errors import DbmuxError
 
 # the module of dbmux.cli that registers each command, in help order
 COMMAND_MODULES = {
-    "ingress": "pipeline", "replicate": "pipeline", "binlog": "pipeline", "up": "pipeline",
+    "ingress": "pipeline", "replicate": "replicate", "binlog": "pipeline", "up": "pipeline",
     "status": "targets", "verify": "targets", "backfill": "targets", "reshard": "targets",
     "events": "events", "history": "history", "snapshot": "audit", "rebuild": "audit",
     "shardmap": "shardmap", "stack": "stack",

@@ -1,5 +1,6 @@
-"""The long-running commands: ``ingress``, ``binlog``, ``replicate`` and ``up`` (all of them, each in a
-supervised process of its own). Each runs until SIGINT/SIGTERM and stops cleanly."""
+"""The long-running commands: ``ingress``, ``binlog`` and ``up`` (all of them, ``replicate`` included, each
+in a supervised process of its own; ``replicate`` is :mod:`dbmux.cli.replicate`). Each runs until
+SIGINT/SIGTERM and stops cleanly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from dbmux.binlog.reader import BinlogReader
 from dbmux.cli.common import add_config_arg, config_path, load_command_config, run_async, start_metrics, stop_event
 from dbmux.cli.supervisor import run_pipeline
 from dbmux.ingress.server import IngressServer
-from dbmux.replicator.runner import Replicator
 
 
 async def _serve_ingress(server: IngressServer, stop: asyncio.Event) -> None:
@@ -43,18 +43,6 @@ def cmd_binlog(args: argparse.Namespace) -> int:
     return run_async(main())
 
 
-def cmd_replicate(args: argparse.Namespace) -> int:
-    config = load_command_config(args)
-    replicator = Replicator(config, args.target)
-    replicator.tune_gc = True
-    start_metrics(config.replicator.metrics_port)
-
-    async def main() -> int:
-        return await replicator.run(stop_event())
-
-    return run_async(main())
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     """The whole pipeline of the config: ingress, binlog reader, one replicator per target, each its own
     supervised process (:mod:`dbmux.cli.supervisor`)."""
@@ -71,11 +59,6 @@ def register(sub: Any) -> None:
     ing = sub.add_parser("ingress", help="run the ingress (MySQL protocol proxy publishing to Kafka)")
     add_config_arg(ing)
     ing.set_defaults(func=cmd_ingress)
-
-    rep = sub.add_parser("replicate", help="apply the change stream to one target, exactly once, in order")
-    add_config_arg(rep)
-    rep.add_argument("--target", required=True, help="target name from the config")
-    rep.set_defaults(func=cmd_replicate)
 
     binlog = sub.add_parser("binlog", help="tail the primary's binlog and publish row-form change events")
     add_config_arg(binlog)

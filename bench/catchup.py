@@ -26,7 +26,6 @@ Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects ano
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import statistics
 import sys
@@ -40,7 +39,7 @@ from harness.environment import loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.topics import delete_topic  # noqa: E402
-from self_verify_cost import Round, _checksums, build_backlog, run_round  # noqa: E402
+from self_verify_cost import Round, _checksums, backlog_parser, build_backlog, run_round  # noqa: E402
 from sysbench_runner import check_tools  # noqa: E402
 from up_backlog import DB, _sql  # noqa: E402
 
@@ -140,13 +139,7 @@ def run(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--txns", type=int, default=20000, help="oltp_write_only transactions (default 20000)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of each path (default 2)")
-    ap.add_argument("--tables", type=int, default=2, help="sysbench tables (default 2)")
-    ap.add_argument("--table-size", type=int, default=10000, help="rows per table (default 10000)")
-    ap.add_argument("--threads", type=int, default=8, help="sysbench threads writing the backlog (default 8)")
-    ap.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
+    ap = backlog_parser(__doc__, txns=20000, rounds_help="rounds of each path (default 2)")
     return run_and_publish(run, ap.parse_args(argv))
 
 

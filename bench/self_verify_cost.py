@@ -203,14 +203,20 @@ def run(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--txns", type=int, default=10000, help="oltp_write_only transactions (default 10000)")
-    ap.add_argument("--rounds", type=int, default=2, help="pairs of rounds, off then halt (default 2)")
+    ap = backlog_parser(__doc__, txns=10000, rounds_help="pairs of rounds, off then halt (default 2)")
+    return run_and_publish(run, ap.parse_args(argv))
+
+
+def backlog_parser(doc: str | None, *, txns: int, rounds_help: str) -> argparse.ArgumentParser:
+    """The options of a bench that builds a sysbench backlog (:func:`build_backlog`) and runs rounds on it."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--txns", type=int, default=txns, help=f"oltp_write_only transactions (default {txns})")
+    ap.add_argument("--rounds", type=int, default=2, help=rounds_help)
     ap.add_argument("--tables", type=int, default=2, help="sysbench tables (default 2)")
     ap.add_argument("--table-size", type=int, default=10000, help="rows per table (default 10000)")
     ap.add_argument("--threads", type=int, default=8, help="sysbench threads writing the backlog (default 8)")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
-    return run_and_publish(run, ap.parse_args(argv))
+    return ap
 
 
 if __name__ == "__main__":

@@ -324,19 +324,22 @@ def test_a_permanent_error_outside_an_apply_says_halted_in_the_status(monkeypatc
     assert str(error) in applier.details[0], applier.details
 
 
+class Sources(Applier):
+    """An applier that also records which copy (source) of each GTID it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[tuple[str, str]] = []
+
+    async def apply(self, batch, position, last, prepared=None):
+        self.sources += [(str(ev.gtid), ev.source) for ev, _ in batch]
+        await super().apply(batch, position, last, prepared)
+
+
 def test_snapshot_events_are_skipped_not_taken_for_the_transaction_they_are_stamped_with():
     """A `dbmux snapshot` event carries its position's GTID; a target not yet at it must not take the
     snapshot for that transaction (its binlog copy would then be a duplicate, skipped: lost)."""
     from dbmux.core.events import SnapshotPart
-
-    class Sources(Applier):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sources: list[tuple[str, str]] = []
-
-        async def apply(self, batch, position, last, prepared=None):
-            self.sources += [(str(ev.gtid), ev.source) for ev, _ in batch]
-            await super().apply(batch, position, last, prepared)
 
     async def main():
         rep = _replicator(max_txns=10)
@@ -353,15 +356,6 @@ def test_snapshot_events_are_skipped_not_taken_for_the_transaction_they_are_stam
 def test_an_ingress_copy_whose_row_copy_is_in_the_same_fetch_is_not_applied():
     """The binlog copy is applied instead (the statements are neither decoded nor run); an ingress copy
     without its row copy in the fetch is applied from its statements as before."""
-    class Sources(Applier):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sources: list[tuple[str, str]] = []
-
-        async def apply(self, batch, position, last, prepared=None):
-            self.sources += [(str(ev.gtid), ev.source) for ev, _ in batch]
-            await super().apply(batch, position, last, prepared)
-
     def ingress(seq: int) -> bytes:
         return encode_event(ChangeEvent(gtid=Gtid("0", "1", seq), source="ingress", ts_ms=1, db="d",
                                         statements=(Statement(f"INSERT INTO t VALUES ({seq})"),)))

@@ -108,7 +108,8 @@ def run(args) -> str:
                 times[name].append(took)
                 print(f"round {i + 1} {name}: {took:.2f} s", flush=True)
             rnd = Round("halt", f"{cluster}_{i}")
-            run_round(rnd, env, work, topic, primary, replica, end, tables)  # (checks the checksums itself)
+            run_round(rnd, env, work, topic, primary, replica, end, tables, extra="")  # (a user's defaults;
+            # it checks the checksums itself)
             times["dbmux"].append(rnd.seconds)
     finally:
         for t in (topic, f"{topic}.binlog-position"):

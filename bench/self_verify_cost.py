@@ -123,14 +123,16 @@ def build_backlog(args, env: dict[str, str], work: Path, topic: str, primary: Ds
 
 
 def run_round(rnd: Round, env: dict[str, str], work: Path, topic: str, primary: Dsn, replica: Dsn, end: int,
-              tables: list[str]) -> None:
+              tables: list[str], extra: str = "prefer_row_copies = false\n") -> None:
+    """One catch-up of the backlog (``extra``: more [replicator] settings; by default every ingress copy is
+    applied from its statements and checked, the worst case for the check)."""
     _sql(replica, *[s for t in tables for s in (f"TRUNCATE {DB}.{t}", f"INSERT INTO {DB}.{t} SELECT * FROM "
                                                  f"{DB}.base_{t}")])
     cfg = work / f"{rnd.target}.toml"
     _write_config(cfg, env=env, cluster=topic.split(".")[1], topic=topic, port=free_port(), durability="async",
                   targets={rnd.target: replica})
     cfg.write_text(cfg.read_text().replace("[replicator]\n", f'[replicator]\nself_verify = "{rnd.mode}"\n'
-                                           "batch_max_txns = 500\n"))
+                                           f"batch_max_txns = 500\n{extra}"))
     t0 = time.monotonic()
     proc = start_replicator(work, cfg, rnd.target)
     first = None

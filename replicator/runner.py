@@ -246,6 +246,7 @@ class Replicator:
         last_lag_commit = 0.0
         name = self.target.name
         row_form_if = getattr(applier, "needs_row_form", None)
+        prefer_rows = self.config.replicator.prefer_row_copies
         mode = self.config.replicator.self_verify
         verifier = SelfVerifier(name, mode) if mode != "off" else None
         units: asyncio.Queue[_Unit | SelfVerifier | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
@@ -257,7 +258,7 @@ class Replicator:
                 records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns)
                 for tp, recs in records.items():
                     key = PartitionKey(tp.topic, tp.partition)
-                    copies = row_copies(recs)
+                    copies = row_copies(recs) if prefer_rows else None
                     for rec in recs:
                         consumed[key] = rec.offset + 1
                         value, offset = rec.value, rec.offset

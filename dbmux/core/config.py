@@ -201,6 +201,8 @@ class ReplicatorDefaults:
     max_held_bytes: int = 64 * 1024 * 1024  # events held in memory behind a GTID gap, at most
     on_error: str = "halt"
     self_verify: str = "halt"  # a statement-applied transaction differing from its row copy: halt, log, off
+    # an ingress copy whose binlog copy is in the same fetch is skipped and the row copy applied
+    prefer_row_copies: bool = True
     metrics_port: int = 0
 
     def validate(self, prefix: str) -> None:

@@ -18,7 +18,9 @@ equal to the primary, caught up); every acknowledged ledger row is on the primar
 (the shards together); on every target each account's balance equals the sum of its ledger rows and
 no ledger id appears twice -- a transaction applied twice or half would break one of them.
 
-Not in it yet: a 3-broker Kafka cluster whose partition leader is killed too (issue 17).
+On a stack of three or more Kafka brokers (``dbmux stack up --kafka-brokers 3``) the topic is created
+with replication factor 3 and ``min.insync.replicas`` 2, and the topic partition's leader broker is one
+more fault: SIGKILLed (the JVM, no clean shutdown) and started again, while a follower takes over.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import uuid
 from pathlib import Path
 
 import pymysql
+from aiokafka.admin import AIOKafkaAdminClient
 
 from dbmux.core.dsn import Dsn
 from tests.integration.conftest import (
@@ -114,6 +117,17 @@ class Ledger:
             t.join(60)
 
 
+async def _leader(bootstrap: str, topic: str) -> int:
+    """The node id of the broker leading partition 0 of ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (desc,) = await admin.describe_topics([topic])
+        return next(int(p["leader"]) for p in desc["partitions"] if p["partition"] == 0)
+    finally:
+        await admin.close()
+
+
 def _stack_dir(stack: StackEnv) -> Path:
     return stack.config.parent  # dbmux stack writes its config into its directory
 
@@ -183,7 +197,11 @@ def test_components_killed_under_a_ledger_workload_lose_and_duplicate_nothing(st
     names = {"r1": f"cr1{tag}", "r2": f"cr2{tag}", "sa": f"csa{tag}", "sb": f"csb{tag}"}
     topic = f"dbmux.chaos{tag}.txn"
     cfg = tmp_path / "chaos.toml"
-    body = (f'[kafka]\nbootstrap = "{stack.kafka}"\ntopic = "{topic}"\n[primary]\nurl = "{stack.primary.url()}"\n'
+    brokers = len(stack.kafka.split(","))
+    faults = FAULTS + (("kafka leader",) if brokers >= 3 else ())
+    replicated = "replication_factor = 3\nmin_insync_replicas = 2\n" if brokers >= 3 else ""
+    body = (f'[kafka]\nbootstrap = "{stack.kafka}"\ntopic = "{topic}"\n{replicated}[primary]\n'
+            f'url = "{stack.primary.url()}"\n'
             f'binlog_url = "{stack.binlog.url()}"\n[replicator]\nbatch_linger_ms = 5\n'
             f'[shardmap]\nshards = ["{names["sa"]}", "{names["sb"]}"]\n')
     for key, dsn in (("r1", stack.replicas[0]), ("r2", stack.replicas[1])):
@@ -212,7 +230,7 @@ def test_components_killed_under_a_ledger_workload_lose_and_duplicate_nothing(st
         rnd = random.Random(tag)
         done: list[str] = []
         for _ in range(ROUNDS):
-            for fault in FAULTS:
+            for fault in faults:
                 ledger.stop.wait(rnd.uniform(2.0, 6.0))  # writers run meanwhile
                 acked_before = len(ledger.acked)
                 if fault == "binlog reader":
@@ -233,6 +251,8 @@ def test_components_killed_under_a_ledger_workload_lose_and_duplicate_nothing(st
                     _crash_server(stack, "mariadb-replica2")
                 elif fault == "shard server":
                     _crash_server(stack, "pg-shard-a")
+                elif fault == "kafka leader":
+                    _crash_server(stack, f"kafka-{asyncio.run(_leader(stack.kafka, topic))}")
                 else:
                     _crash_server(stack, "mariadb-primary")
                 done.append(fault)

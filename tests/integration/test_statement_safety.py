@@ -181,7 +181,7 @@ def _replicate(stack, tmp_path: Path, scenario, *, rules: bool, self_verify: str
     expect_halt = self_verify == "expect-halt"
     mode = "halt" if expect_halt else self_verify
     cfg = pipeline_config(tmp_path / "ss.toml", stack, ing.topic, targets, tables=f"{db}.*",
-                          extra=f'self_verify = "{mode}"')
+                          extra=f'self_verify = "{mode}"\nprefer_row_copies = false')  # statements applied
     procs: list[subprocess.Popen] = []
     logs = {name: tmp_path / f"{name}.log" for name in targets}
     try:

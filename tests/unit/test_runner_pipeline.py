@@ -10,6 +10,7 @@ stops the loop with that error, and stopping applies what was already cut.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -374,6 +375,19 @@ def test_an_ingress_copy_whose_row_copy_is_in_the_same_fetch_is_not_applied():
         await asyncio.wait_for(task, 5)
         assert applier.sources == [("0-1-1", "binlog"), ("0-1-2", "ingress"), ("0-1-3", "binlog")]
         assert applier.applied[-1][1].offsets[KEY] == 5
+
+        # replicator.prefer_row_copies = false: the first copy to arrive is applied
+        rep, applier = _replicator(max_txns=10), Sources()
+        rep.config = dataclasses.replace(rep.config, replicator=dataclasses.replace(rep.config.replicator,
+                                                                                    prefer_row_copies=False))
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, Source(values, per_call=5), applier,
+                                               TargetPosition(gtids={"0": 0}), [TP], None))
+        while len(applier.sources) < 3:
+            await asyncio.sleep(0.005)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert applier.sources == [("0-1-1", "ingress"), ("0-1-2", "ingress"), ("0-1-3", "ingress")]
 
         # a target with no position yet: the first event starts the domain's sequence, so it is not skipped
         rep, applier = _replicator(max_txns=10), Sources()

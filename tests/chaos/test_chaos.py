@@ -252,7 +252,9 @@ def test_components_killed_under_a_ledger_workload_lose_and_duplicate_nothing(st
                 elif fault == "shard server":
                     _crash_server(stack, "pg-shard-a")
                 elif fault == "kafka leader":
-                    _crash_server(stack, f"kafka-{asyncio.run(_leader(stack.kafka, topic))}")
+                    leader = asyncio.run(_leader(stack.kafka, topic))
+                    _crash_server(stack, f"kafka-{leader}")
+                    fault = f"kafka leader (broker {leader})"
                 else:
                     _crash_server(stack, "mariadb-primary")
                 done.append(fault)

@@ -4,7 +4,7 @@
 Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects another stack)::
 
     .venv/bin/python bench/catchup.py [--txns 20000] [--rounds 2] [--tables 2] [--table-size 10000]
-        [--threads 8] [--no-results]
+        [--threads 8] [--no-pg] [--no-results]
 
 1. **Backlog** (as ``bench/self_verify_cost.py``): ``sysbench oltp_write_only prepare`` on the primary, its
    tables copied to MariaDB replica 1 (kept there as ``base_sbtestN``), the primary's GTID position
@@ -20,7 +20,10 @@ Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects ano
    Timed from the start (``START SLAVE`` / the replicator's process start) until the replica's applied
    position (``@@gtid_slave_pos`` / the target's stored GTID) reaches the backlog's last GTID; every
    round ends with ``CHECKSUM TABLE`` equal to the primary (else the bench fails).
-3. **Report**: txn/s per round and the ratio of dbmux's median to native one-thread's median (target
+3. **PostgreSQL** (unless ``--no-pg``; :mod:`catchup_pg`): a second backlog built from nothing through the
+   ingress, replayed whole by a plain PostgreSQL target and by a shard target (issue 14 #3: >= 0.8x of the
+   plain one's rate).
+4. **Report**: txn/s per round and the ratio of dbmux's median to native one-thread's median (target
    >= 1.0x), appended to ``bench/RESULTS.md`` unless ``--no-results``.
 """
 
@@ -35,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules (run as bench/<script>.py)
 
+from catchup_pg import build_pg_backlog, pg_round  # noqa: E402
 from harness.environment import loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
@@ -96,6 +100,9 @@ def run(args) -> str:
     work = Path(tempfile.mkdtemp(prefix="dbmux-catchup-"))
     print(f"workdir {work}, topic {topic}", flush=True)
     times: dict[str, list[float]] = {"native": [], "native-optimistic": [], "dbmux": []}
+    pg_times: dict[str, list[float]] = {"pg": [], "shard": []}
+    pg_topic = f"dbmux.{cluster}pg.txn"
+    shards = [Dsn.parse(u) for u in env["DBMUX_SHARD_URLS"].split(",")]
     try:
         start: dict[str, str] = {}
         end = build_backlog(args, env, work, topic, primary, replica, start_pos=start)
@@ -111,8 +118,14 @@ def run(args) -> str:
             run_round(rnd, env, work, topic, primary, replica, end, tables, extra="")  # (a user's defaults;
             # it checks the checksums itself)
             times["dbmux"].append(rnd.seconds)
+        if not args.no_pg:
+            pg_end = build_pg_backlog(args, env, work, pg_topic, primary)
+            for i in range(args.rounds):
+                pg_times["pg"].append(pg_round("pg", f"{cluster}_pg{i}", env, work, pg_topic, shards[0], pg_end))
+                pg_times["shard"].append(pg_round("shard", f"{cluster}_sh{i}", env, work, pg_topic, shards[1],
+                                                  pg_end))
     finally:
-        for t in (topic, f"{topic}.binlog-position"):
+        for t in (topic, f"{topic}.binlog-position", pg_topic, f"{pg_topic}.binlog-position"):
             delete_topic(env["DBMUX_KAFKA"], t)
         try:
             _sql(replica, "DELETE FROM dbmux_meta.gtids WHERE target LIKE %s", "DELETE FROM dbmux_meta.positions "
@@ -136,11 +149,25 @@ def run(args) -> str:
     verdict = "PASS" if ratio >= GOAL else "MISS"
     lines += ["", f"dbmux / native (one SQL thread): **{ratio:.2f}x** (target >= {GOAL}x: **{verdict}**); "
               f"dbmux / native optimistic (4 threads): {med['native-optimistic'] / med['dbmux']:.2f}x.", ""]
+    if pg_times["pg"]:
+        pmed = {k: statistics.median(v) for k, v in pg_times.items()}
+        share = pmed["pg"] / pmed["shard"]
+        lines += [f"PostgreSQL: a second backlog built from nothing through the ingress (CREATE DATABASE, sysbench "
+                  f"prepare of {args.tables} x {args.table_size:,} rows, then the same {n:,} transactions), replayed "
+                  "whole from the topic by a plain PostgreSQL target (shard server A) and by shard `b` of a two-shard "
+                  "map (shard server B: its half of the rows), each round on a dropped schema, ending with `dbmux "
+                  "verify --target` passing.", "", "| path | rounds (s) | median s | txn/s (OLTP transactions) |",
+                  "| --- | --- | ---: | ---: |"]
+        for k, v in pg_times.items():
+            lines.append(f"| {k} | {', '.join(f'{x:.2f}' for x in v)} | {pmed[k]:.2f} | {n / pmed[k]:,.0f} |")
+        lines += ["", f"shard target / plain PostgreSQL target: **{share:.2f}x** (target >= 0.8x: "
+                  f"**{'PASS' if share >= 0.8 else 'MISS'}**).", ""]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = backlog_parser(__doc__, txns=20000, rounds_help="rounds of each path (default 2)")
+    ap.add_argument("--no-pg", action="store_true", help="only the MariaDB rows (no PostgreSQL and shard targets)")
     return run_and_publish(run, ap.parse_args(argv))
 
 

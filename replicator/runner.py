@@ -64,6 +64,9 @@ REWINDS = Counter("dbmux_replicator_rewinds_total", "Seeks back to read spilled 
 # What a held event costs in memory per byte of its encoding: its decoded objects (measured with
 # bench/gap_memory.py: RSS grew 2.25-2.3x the encoded bytes held), so max_held_bytes bounds memory
 HELD_MEMORY_FACTOR = 3
+# with prefer_row_copies, a bigger ingress copy takes its row copy on targets that translate statements
+# (PostgreSQL, shards): translating a 200 KB multi-row INSERT costs ~0.3 s, its row copy follows in ms
+TRANSLATE_MAX_BYTES = 64 * 1024
 PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
 STANDBY_POLL_S = 0.5  # a standby replicator tries the target's lock this often
 LAG_COMMIT_S = 1.0  # Kafka offsets (for lag display only) are committed at most this often while busy
@@ -284,7 +287,9 @@ class Replicator:
                         if verifier is not None:  # (a shard: its part; a map switch moves rows unlogged)
                             verifier.observed(ev, barrier=self.shard is not None and self.shard.changes_map(ev))
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
-                        if row_form_if is not None and not ev.unsafe and row_form_if(ev):
+                        if row_form_if is not None and not ev.unsafe and (
+                                (prefer_rows and ev.source == "ingress" and len(value) > TRANSLATE_MAX_BYTES)
+                                or row_form_if(ev)):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         before, spilled = orderer.duplicates, orderer.spilled_events
                         released = orderer.offer(ev, offset, key, size=len(value) * HELD_MEMORY_FACTOR)

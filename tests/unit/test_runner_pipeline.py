@@ -395,3 +395,38 @@ def test_an_ingress_copy_whose_row_copy_is_in_the_same_fetch_is_not_applied():
         assert applier.sources == [("0-1-1", "ingress"), ("0-1-2", "ingress"), ("0-1-3", "binlog")]
 
     asyncio.run(main())
+
+
+def test_a_big_ingress_copy_takes_its_row_copy_on_a_translating_target_without_being_translated():
+    """PostgreSQL and shard targets translate statements (needs_row_form); with prefer_row_copies an
+    ingress copy over TRANSLATE_MAX_BYTES is not translated but held for its row copy."""
+    from dbmux.replicator.runner import TRANSLATE_MAX_BYTES
+
+    class Translating(Sources):
+        def __init__(self) -> None:
+            super().__init__()
+            self.judged: list[str] = []
+
+        def needs_row_form(self, ev):
+            if ev.source == "ingress":
+                self.judged.append(str(ev.gtid))
+            return False
+
+    def ingress(seq: int, size: int) -> bytes:
+        return encode_event(ChangeEvent(gtid=Gtid("0", "1", seq), source="ingress", ts_ms=1, db="d", statements=(
+            Statement(f"INSERT INTO t VALUES ({seq}, '{'x' * size}')"),)))
+
+    async def main():
+        rep, applier = _replicator(max_txns=10), Translating()
+        # one fetch each: the row copy of the big one arrives after it, in a later fetch
+        source = Source([ingress(1, 10), ingress(2, TRANSLATE_MAX_BYTES), _row_event(2), _row_event(1)], per_call=2)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(gtids={"0": 0}), [TP], None))
+        while len(applier.sources) < 2:
+            await asyncio.sleep(0.005)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert applier.sources == [("0-1-1", "ingress"), ("0-1-2", "binlog")]
+        assert applier.judged == ["0-1-1"]  # the big one was not translated
+
+    asyncio.run(main())

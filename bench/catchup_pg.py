@@ -21,8 +21,8 @@ import asyncpg
 from harness.environment import free_port
 from harness.errors import BenchError
 from harness.pipeline import dbmux_argv, env_without_dbmux, start_replicator
-from harness.processes import Proc, stop_all, wait_mysql_greeting
-from harness.topics import end_offset
+from harness.processes import Proc, stop_all
+from self_verify_cost import start_producers, wait_published
 from sysbench_runner import Result, parse_sysbench, run_sysbench
 from up_backlog import _gtid_pos, _sb, _sql
 
@@ -45,18 +45,9 @@ def build_pg_backlog(args, env: dict[str, str], work: Path, topic: str, primary:
     port = free_port()
     cfg = work / "pg-backlog.toml"
     _config(cfg, env, topic, port, "")
-    procs = []
+    procs: list[Proc] = []
     try:
-        procs.append(Proc("binlog", dbmux_argv("binlog", "-c", str(cfg)), work / "pg-binlog.log",
-                          env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
-        deadline = time.monotonic() + 60
-        while "streaming from primary" not in procs[0].log_path.read_text(errors="replace"):
-            if time.monotonic() > deadline or not procs[0].alive():
-                raise BenchError(f"the binlog reader did not start:\n{procs[0].tail()}")
-            time.sleep(0.2)
-        procs.append(Proc("ingress", dbmux_argv("ingress", "-c", str(cfg)), work / "pg-ingress.log",
-                          env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
-        wait_mysql_greeting(port, procs[1], timeout=60)
+        start_producers(procs, cfg, work, port, prefix="pg-")
         via = Dsn("mysql", "127.0.0.1", port, primary.user, primary.password)
         _sql(via, f"CREATE DATABASE {PG_DB}")
         for command, threads, events in (("prepare", 2, 0), ("run", args.threads, args.txns)):
@@ -67,12 +58,7 @@ def build_pg_backlog(args, env: dict[str, str], work: Path, topic: str, primary:
                 raise BenchError(f"sysbench run through the ingress failed (exit {rc}):\n{out[-3000:]}")
             if rc != 0:
                 raise BenchError(f"sysbench {command} through the ingress failed (exit {rc}):\n{out[-3000:]}")
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 3:  # the binlog reader has published everything
-            now = end_offset(env["DBMUX_KAFKA"], topic) or 0
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            time.sleep(0.5)
+        last = wait_published(env["DBMUX_KAFKA"], topic)
     finally:
         stop_all(procs)
     end = _gtid_pos(primary)["0"]

@@ -91,35 +91,47 @@ def build_backlog(args, env: dict[str, str], work: Path, topic: str, primary: Ds
     port = free_port()
     cfg = work / "backlog.toml"
     _write_config(cfg, env=env, cluster=topic.split(".")[1], topic=topic, port=port, durability="async", targets={})
-    procs = []
+    procs: list[Proc] = []
     try:
-        procs.append(Proc("binlog", dbmux_argv("binlog", "-c", str(cfg)), work / "binlog.log",
-                          env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
-        deadline = time.monotonic() + 60
-        while "streaming from primary" not in procs[0].log_path.read_text(errors="replace"):
-            if time.monotonic() > deadline or not procs[0].alive():
-                raise BenchError(f"the binlog reader did not start:\n{procs[0].tail()}")
-            time.sleep(0.2)
-        procs.append(Proc("ingress", dbmux_argv("ingress", "-c", str(cfg)), work / "ingress.log",
-                          env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
-        wait_mysql_greeting(port, procs[1], timeout=60)
+        start_producers(procs, cfg, work, port)
         rc, out = run_sysbench(_sb("oltp_write_only", port, primary, args, "auto", 0, args.threads, events=args.txns),
                                timeout=3600)
         res = parse_sysbench(out, Result("oltp_write_only", "ingress", "auto", rc=rc))
         if not res.ok:
             raise BenchError(f"sysbench through the ingress failed (exit {rc}):\n{out[-3000:]}")
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 3:  # the binlog reader has published everything
-            now = end_offset(env["DBMUX_KAFKA"], topic) or 0
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            time.sleep(0.5)
+        last = wait_published(env["DBMUX_KAFKA"], topic)
     finally:
         stop_all(procs)
     end = _gtid_pos(primary)["0"]
     print(f"backlog: {res.transactions:,} sysbench transactions, {last:,} events on {topic}, primary at 0-x-{end}",
           flush=True)
     return end
+
+
+def start_producers(procs: list[Proc], cfg: Path, work: Path, port: int, prefix: str = "") -> None:
+    """``dbmux binlog`` (streaming) and ``dbmux ingress`` (accepting on ``port``) of ``cfg``, into ``procs``."""
+    procs.append(Proc("binlog", dbmux_argv("binlog", "-c", str(cfg)), work / f"{prefix}binlog.log",
+                      env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
+    deadline = time.monotonic() + 60
+    while "streaming from primary" not in procs[-1].log_path.read_text(errors="replace"):
+        if time.monotonic() > deadline or not procs[-1].alive():
+            raise BenchError(f"the binlog reader did not start:\n{procs[-1].tail()}")
+        time.sleep(0.2)
+    procs.append(Proc("ingress", dbmux_argv("ingress", "-c", str(cfg)), work / f"{prefix}ingress.log",
+                      env=env_without_dbmux({"PYTHONUNBUFFERED": "1"})))
+    wait_mysql_greeting(port, procs[-1], timeout=60)
+
+
+def wait_published(kafka: str, topic: str) -> int:
+    """Wait until ``topic``'s end offset has not moved for 3 s (the binlog reader has published everything);
+    returns it."""
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 3:
+        now = end_offset(kafka, topic) or 0
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        time.sleep(0.5)
+    return last
 
 
 def run_round(rnd: Round, env: dict[str, str], work: Path, topic: str, primary: Dsn, replica: Dsn, end: int,

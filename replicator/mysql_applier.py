@@ -274,7 +274,7 @@ class MySQLApplier:
             if session != ROW_SESSION:
                 parts.append(f"SET SESSION sql_mode = {lit(ROW_SESSION[0])}, time_zone = {lit(ROW_SESSION[1])}")
                 session = ROW_SESSION
-            parts.extend(self._net_run_sql(net_run))
+            parts.extend(net_run_sql(net_run, self._pk_cache, self._generated))
             net_run.clear()
 
         for ev, _ in batch:
@@ -346,9 +346,6 @@ class MySQLApplier:
             if not ok:
                 return False
         return True
-
-    def _net_run_sql(self, events: list[ChangeEvent]) -> list[str]:
-        return net_run_sql(events, self._pk_cache, self._generated)
 
     def _position_sql(self, position: TargetPosition, last: dict[str, ChangeEvent]) -> list[str]:
         out = []

@@ -117,7 +117,7 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
-    readers: list[AIOKafkaConsumer] = []
+    reader: AIOKafkaConsumer | None = None
     try:
         tps = await topic_partitions(consumer, config.topic, attempts=3)
         if not tps:
@@ -140,9 +140,9 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
             reader = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap, enable_auto_commit=False,
                                       max_partition_fetch_bytes=config.kafka.fragment_bytes + 64 * 1024)
             await reader.start()
-            readers.append(reader)
             reader.assign(tps)
         for domain, seq, idx, ts_ms, part, off in changes:
+            assert reader is not None  # (started above: there are changes)
             ev = await _fetch(reader, config.topic, part, off)
             row = ev.rows[idx % SNAPSHOT_IDX]
             op = "snapshot" if idx >= SNAPSHOT_IDX else row.op
@@ -160,8 +160,9 @@ async def print_history(config: Config, table: str, key: list[str], *, since_ms:
         out.flush()
         return 0
     finally:
-        for c in (*readers, consumer):
-            await c.stop()
+        if reader is not None:
+            await reader.stop()
+        await consumer.stop()
         index.close()
 
 

@@ -79,7 +79,9 @@ class Until:
     def covers_snapshot(self, snap: TableSnapshot) -> bool:
         if self.gtid is not None:
             own = snap.position.get(self.gtid.domain)
-            return (own is None or own.seq <= self.gtid.seq) and (own is not None or snap.ts_ms <= self.gtid_ts_ms)
+            if own is not None:
+                return own.seq <= self.gtid.seq
+            return snap.ts_ms <= self.gtid_ts_ms  # (its position has no GTID of that domain: by time)
         assert self.ms is not None
         return snap.ts_ms <= self.ms
 

@@ -16,7 +16,8 @@ from dbmux.stack.stack import Stack
 def _stack(args: argparse.Namespace) -> Stack:
     overrides = {k: getattr(args, k, None) for k in DEFAULT_PORTS}
     return Stack(Layout.load(stack_dir(args.dir), overrides=overrides,
-                             kafka_brokers=getattr(args, "kafka_brokers", None)))
+                             kafka_brokers=getattr(args, "kafka_brokers", None),
+                             kafka_remote_port=getattr(args, "kafka_remote_port", None)))
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
@@ -82,6 +83,11 @@ def register(sub: Any) -> None:
                            help=f"Kafka brokers in the KRaft cluster, 1 .. {MAX_KAFKA_BROKERS} (default 1; env "
                                 "DBMUX_STACK_KAFKA_BROKERS): kafka-1 .. kafka-N, broker n on --kafka-port + 2(n-1), "
                                 "its controller on --kafka-controller-port + 2(n-1)")
+            p.add_argument("--kafka-remote-port", type=int, default=None, metavar="P",
+                           help="a remote region (env DBMUX_STACK_KAFKA_REMOTE_PORT; default none): every broker "
+                                "also listens behind a Toxiproxy latency proxy, broker n's proxy on P + 2(n-1) "
+                                "(advertised), its own socket on P + 2(n-1) + 1, Toxiproxy's API on P + 2N; "
+                                "`stack env` exports DBMUX_KAFKA_REMOTE and DBMUX_TOXIPROXY_URL")
             for key in DEFAULT_PORTS:
                 p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,
                                help=f"override the {key.replace('_', ' ')} (env DBMUX_STACK_{key.upper()})")

@@ -89,6 +89,12 @@ def tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def cache_root() -> Path:
+    """Where the stack keeps what it fetched once (Kafka's jars, Toxiproxy): ``$XDG_CACHE_HOME/dbmux``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dbmux"
+
+
 def require_binary(name: str, install: str, extra_dirs: tuple[str, ...] = ()) -> str:
     for d in extra_dirs:
         candidate = Path(d) / name

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiokafka.client import AIOKafkaClient
 
 from dbmux.core.errors import MissingDependency, StackError
-from dbmux.stack.base import Service, require_binary, run_checked
+from dbmux.stack.base import Service, cache_root, require_binary, run_checked
 from dbmux.stack.layout import KafkaNode, Layout, kafka_replication
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,6 @@ def kafka_version(pom: Path = POM) -> str:
     if not m:
         raise StackError(f"{pom} has no <kafka.version> property")
     return m.group(1)
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dbmux"
 
 
 def resolve_kafka_libs() -> Path:
@@ -101,15 +96,22 @@ def broker_properties(layout: Layout, node: KafkaNode, data_dir: Path) -> str:
     """``server.properties`` of one node of the stack's KRaft cluster."""
     factor, min_isr = kafka_replication(layout.kafka_brokers)
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in layout.kafka_nodes)
+    listeners = [f"PLAINTEXT://127.0.0.1:{node.port}", f"CONTROLLER://127.0.0.1:{node.controller_port}"]
+    advertised = [f"PLAINTEXT://127.0.0.1:{node.port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    if node.remote_port:  # the remote region: clients that bootstrap through the proxy are told the proxies
+        listeners.append(f"REMOTE://127.0.0.1:{node.remote_listen_port}")
+        advertised.append(f"REMOTE://127.0.0.1:{node.remote_port}")
+        protocols.append("REMOTE:PLAINTEXT")
     return "\n".join([
         "process.roles=broker,controller",
         f"node.id={node.node_id}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(advertised)}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"listener.security.protocol.map={','.join(protocols)}",
         f"log.dirs={data_dir}",
         "num.partitions=1",
         "auto.create.topics.enable=true",

@@ -1,5 +1,6 @@
 """``dbmux stack``: the whole local stack on 127.0.0.1 (Kafka -- one broker, or a KRaft cluster of
-``kafka-1`` .. ``kafka-N`` --, MariaDB primary + 2 replicas, 2 PostgreSQL).
+``kafka-1`` .. ``kafka-N`` --, MariaDB primary + 2 replicas, 2 PostgreSQL; with ``--kafka-remote-port``
+also Toxiproxy in front of the brokers' remote listeners).
 
 ``up`` is idempotent and returns only when every service answers a real request; ``down`` stops
 exactly the processes recorded in pid files (checked against their command line), never others.
@@ -23,6 +24,7 @@ from dbmux.stack.layout import Layout
 from dbmux.stack.mariadb import MariaDB
 from dbmux.stack.pipeline_config import render_pipeline_config
 from dbmux.stack.postgres import Postgres
+from dbmux.stack.toxiproxy import Toxiproxy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Stack:
             Postgres(layout, "pg-shard-a", p.shard_a_port),
             Postgres(layout, "pg-shard-b", p.shard_b_port),
         ]
+        if layout.kafka_remote_port:
+            self.services.insert(len(layout.kafka_nodes), Toxiproxy(layout))
 
     async def up(self, timeout_s: float = 180.0, only: tuple[str, ...] = ()) -> list[str]:
         """Start what is not running, wait until all answer. Returns the names it started. ``only``:
@@ -132,7 +136,10 @@ class Stack:
             "DBMUX_INGRESS_URL": f"mysql://{lay.primary_dsn().user}:{lay.primary_dsn().password}@"
                                  f"{lay.ingress_listen()}",
             "DBMUX_CONFIG": str(lay.config_path),
-        }
+        } | ({  # the remote region: every broker through its latency proxy, and the proxy's API
+            "DBMUX_KAFKA_REMOTE": lay.kafka_remote_bootstrap(),
+            "DBMUX_TOXIPROXY_URL": f"http://127.0.0.1:{lay.toxiproxy_port}",
+        } if lay.kafka_remote_port else {})
 
     def env_script(self) -> str:
         if not self.layout.config_path.exists():

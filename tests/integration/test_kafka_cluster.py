@@ -1,12 +1,15 @@
 """A 3-broker KRaft cluster from ``dbmux stack up --kafka-brokers 3``: dbmux creates its topic with
 replication factor 3 and ``min.insync.replicas`` 2, acks=all publishing and consuming survive the loss of
-the partition leader (SIGKILL), ``dbmux stack restart kafka-N`` brings it back; and the start-up checks
-stop on a topic below the config, naming the key and the fix.
+the partition leader (SIGKILL), ``dbmux stack restart kafka-N`` brings it back; the start-up checks
+stop on a topic below the config, naming the key and the fix; and the remote region
+(``--kafka-remote-port``): a client bootstrapped through the Toxiproxy proxies is only ever told the
+proxies' addresses, and the latency set on them is the latency it sees.
 
 Runs its own stack (own directory, ports 28092.. -- outside the kernel's ephemeral range 32768-60999, where a
 client socket of another test could hold them -- brokers 28092/28094/28096, controllers
-28093/28095/28097), through the real CLI, only its Kafka brokers (``--only kafka``: the databases are not
-needed here), and stops it at the end.
+28093/28095/28097, remote proxies 28100/28102/28104, Toxiproxy's API 28106), through the real CLI, only its
+Kafka brokers and Toxiproxy (``--only kafka,toxiproxy``: the databases are not needed here), and stops it at
+the end.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
 
 from dbmux.core.config import load_config
 from dbmux.core.errors import ConfigError
 from dbmux.core.kafka_topics import TOPIC_CONFIG, ensure_topic, topic_facts, topic_findings
+from dbmux.stack.layout import Layout
+from dbmux.stack.toxiproxy import set_latency
 
 from .conftest import run_dbmux
 
@@ -35,6 +41,7 @@ PORTS = {"--kafka-port": 28092, "--kafka-controller-port": 28093, "--primary-por
          "--replica1-port": 28307, "--replica2-port": 28308, "--shard-a-port": 28432,
          "--shard-b-port": 28433, "--ingress-port": 28033}
 BOOTSTRAP = "127.0.0.1:28092,127.0.0.1:28094,127.0.0.1:28096"
+REMOTE_PORT = 28100
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +49,9 @@ def cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("kafka-cluster") / "stack"
     args = [x for kv in PORTS.items() for x in (kv[0], str(kv[1]))]
     try:
-        up = run_dbmux("stack", "up", "--dir", str(d), "--kafka-brokers", "3", "--only", "kafka", *args)
-        assert "(started kafka-1, kafka-2, kafka-3;" in up.stdout
+        up = run_dbmux("stack", "up", "--dir", str(d), "--kafka-brokers", "3", "--kafka-remote-port",
+                       str(REMOTE_PORT), "--only", "kafka,toxiproxy", *args)
+        assert "(started kafka-1, kafka-2, kafka-3, toxiproxy;" in up.stdout
         yield d
     finally:
         run_dbmux("stack", "down", "--dir", str(d), "--purge", check=False)
@@ -119,7 +127,7 @@ def test_three_brokers_replicate_dbmux_topics_and_survive_losing_the_leader(clus
     assert all(row[1] and row[2] == "up" for row in brokers.values()), status
     assert {name: row[0] for name, row in status.items() if name not in brokers} == {
         "mariadb-primary": 28306, "mariadb-replica1": 28307, "mariadb-replica2": 28308,
-        "pg-shard-a": 28432, "pg-shard-b": 28433}  # recorded, not started (--only kafka)
+        "pg-shard-a": 28432, "pg-shard-b": 28433, "toxiproxy": REMOTE_PORT + 6}  # databases recorded, not started
     assert f"export DBMUX_KAFKA={BOOTSTRAP}\n" in run_dbmux("stack", "env", "--dir", str(d)).stdout
 
     config = load_config(d / "dbmux.toml", env={})  # the generated pipeline config
@@ -244,3 +252,60 @@ def test_topics_below_the_config_stop_start_up_with_the_fix(cluster):
     err = _start_error(config, compacted)
     assert err.key == "kafka.topic" and "cleanup.policy = compact" in err.problem
     assert "--add-config cleanup.policy=delete" in (err.fix or "")
+
+
+def test_a_client_of_the_remote_region_stays_behind_the_latency_proxies(cluster):
+    layout = Layout.load(cluster)
+    env = run_dbmux("stack", "env", "--dir", str(cluster)).stdout
+    remote = "127.0.0.1:28100,127.0.0.1:28102,127.0.0.1:28104"
+    assert f"export DBMUX_KAFKA_REMOTE={remote}\n" in env
+    assert f"export DBMUX_TOXIPROXY_URL=http://127.0.0.1:{REMOTE_PORT + 6}\n" in env
+    assert _status(cluster)["toxiproxy"][2] == "up"
+    topic = f"dbmux.remote{uuid.uuid4().hex[:8]}.txn"
+
+    async def metadata_rtt_ms(client: AIOKafkaClient) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            await client.fetch_all_metadata()
+            times.append((time.monotonic() - t0) * 1000)
+        return sorted(times)[2]
+
+    async def scenario() -> tuple[set, float, float, list[bytes]]:
+        client = AIOKafkaClient(bootstrap_servers=remote, request_timeout_ms=10000)
+        await client.bootstrap()
+        try:
+            brokers = {(b.host, b.port) for b in (await client.fetch_all_metadata()).brokers()}
+            near = await metadata_rtt_ms(client)
+            await set_latency(layout, 60)
+            far = await metadata_rtt_ms(client)
+        finally:
+            await client.close()
+        # produce and consume through the proxies, with the latency on
+        producer = AIOKafkaProducer(bootstrap_servers=remote, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            for i in range(3):
+                await producer.send_and_wait(topic, f"event {i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=remote, auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            got: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while len(got) < 3 and time.monotonic() < deadline:
+                for recs in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    got += [r.value for r in recs]
+        finally:
+            await consumer.stop()
+            await set_latency(layout, 0)
+        return brokers, near, far, got
+
+    brokers, near, far, got = asyncio.run(scenario())
+    # the metadata names the proxies, never a broker's own socket: every later request crosses the proxy
+    assert brokers == {("127.0.0.1", p) for p in (28100, 28102, 28104)}
+    assert far >= 120 > near, (near, far)  # 60 ms each way
+    assert got == [b"event 0", b"event 1", b"event 2"]

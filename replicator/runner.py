@@ -247,6 +247,7 @@ class Replicator:
         status_says_gap = False
         committed_for_lag: dict[PartitionKey, int] = {}
         last_lag_commit = 0.0
+        lag_commit: asyncio.Future | None = None
         name = self.target.name
         row_form_if = getattr(applier, "needs_row_form", None)
         prefer_rows = self.config.replicator.prefer_row_copies
@@ -359,15 +360,22 @@ class Replicator:
                 if verifier is not None and not ready and not verifier.queued and verifier.due(planned.gtids):
                     verifier.queued = True  # checks what arrived, once everything released so far is applied
                     await _hand_over(units, verifier, apply_task)
-                if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records):
+                if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records) \
+                        and (lag_commit is None or lag_commit.done()):
+                    # in the background: a round trip to the coordinator (100 ms from a remote region) never
+                    # holds up fetching and applying; at most one in flight
                     committed_for_lag, last_lag_commit = dict(position.offsets), now
-                    await _commit_for_lag(consumer, committed_for_lag)
+                    lag_commit = asyncio.ensure_future(_commit_for_lag(consumer, committed_for_lag))
             if not apply_task.done():  # stopping: finish what was cut (its positions are already planned)
                 await _hand_over(units, None, apply_task)
             await apply_task  # raises what stopped it, if anything did
+            if lag_commit is not None:
+                await lag_commit
             if position.offsets != committed_for_lag:
                 await _commit_for_lag(consumer, dict(position.offsets))
         finally:
+            if lag_commit is not None and not lag_commit.done():
+                lag_commit.cancel()
             if verifier is not None:
                 log.info("target %s: self-verified %d transactions applied from statements, %d differences",
                          name, verifier.verified, verifier.mismatches)
@@ -573,3 +581,5 @@ async def _commit_for_lag(consumer, offsets: dict[PartitionKey, int]) -> None:
         await consumer.commit({TopicPartition(k.topic, k.partition): v for k, v in offsets.items()})
     except KafkaError as exc:  # lag display only
         log.debug("offset commit for lag display failed: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - runs in the background: said here, never lost as unretrieved
+        log.warning("offset commit for lag display failed: %s: %s", type(exc).__name__, exc)

@@ -430,3 +430,39 @@ def test_a_big_ingress_copy_takes_its_row_copy_on_a_translating_target_without_b
         assert applier.judged == ["0-1-1"]  # the big one was not translated
 
     asyncio.run(main())
+
+
+class SlowCommitSource(Source):
+    """An offset commit that takes as long as ``gate`` stays closed: a coordinator a long round trip away."""
+
+    def __init__(self, values: list[bytes], per_call: int) -> None:
+        super().__init__(values, per_call)
+        self.gate = asyncio.Event()
+        self.started: list[dict] = []
+
+    async def commit(self, offsets) -> None:
+        self.started.append(dict(offsets))
+        await self.gate.wait()
+        await super().commit(offsets)
+
+
+def test_a_slow_offset_commit_never_holds_up_fetching_and_applying():
+    async def main():
+        rep = _replicator(max_txns=1)
+        source = SlowCommitSource([_row_event(i) for i in range(1, 10)], per_call=1)
+        applier = Applier()
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rep._loop(stop, source, applier, TargetPosition(), [TP], None))
+        for _ in range(2000):
+            if sum(len(g) for g, _ in applier.applied) >= 9 or task.done():
+                break
+            await asyncio.sleep(0.005)
+        # every event applied while the first commit is still waiting on its answer; one commit in flight
+        assert [g for g, _ in applier.applied] == [[f"0-1-{i}"] for i in range(1, 10)]
+        assert len(source.started) == 1 and source.committed == []
+        source.gate.set()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert source.committed[-1] == {TP: 9}  # stopping waits for it, then commits the final position
+
+    asyncio.run(main())

@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,45 +158,62 @@ async def lag_run(ingress_port: int, replica, primary, rate: int, seconds: float
 
 
 def lag_phase(args, workdir: Path, bootstrap: str, primary, replica, topic: str, meta: dict,
-              procs: list[Proc], names: dict, rates: list[int]) -> tuple[list[LagResult], str, str]:
+              procs: list[Proc], names: dict, rates: list[int], replicator_bootstrap: str = "",
+              native: Callable[[], None] | None = None) -> tuple[list[LagResult], str, str]:
+    """``replicator_bootstrap``: the brokers as the replicator reaches them (default: ``bootstrap``, as the
+    ingress does), e.g. through a latency proxy for a replicator in another region. ``native``: instead of
+    ``dbmux replicate``, the replica's own replication, which ``native()`` starts once the table exists (the
+    ingress still carries the writes: the same write path for both)."""
     print(f"lag: creating {LAG_DB}.lag on the primary and replica {replica.port}", flush=True)
     names["lag_created"] = True
     ddl = f"CREATE TABLE {LAG_DB}.lag (id BIGINT NOT NULL PRIMARY KEY, t_commit_ns BIGINT NOT NULL) ENGINE=InnoDB"
     for dsn in (primary, replica):
         asyncio.run(mysql_exec(dsn, f"DROP DATABASE IF EXISTS {LAG_DB}", f"CREATE DATABASE {LAG_DB}", ddl))
     port = free_port()
-    target = f"bench_lag_{secrets.token_hex(3)}"
-    names["targets"].append((target, replica))
     names["topics"].append(topic)
     cfg = workdir / "lag.toml"
+    target = f"bench_lag_{secrets.token_hex(3)}"
     write_config(cfg, bootstrap=bootstrap, topic=topic, primary_url=primary.url(), targets={target: replica.url()},
                  ingress_listen=f"127.0.0.1:{port}")
     ing = start_ingress(workdir, cfg, ingress_env(port, topic, base=env_without_dbmux()))
     procs.append(ing)
     wait_mysql_greeting(port, ing, timeout=60)
-    rep = start_replicator(workdir, cfg, target)
-    procs.append(rep)
-    print(f"lag: ingress on 127.0.0.1:{port}, replicator target {target}, topic {topic}", flush=True)
+    rep: Proc | None = None
+    if native is not None:
+        native()
+        print(f"lag: ingress on 127.0.0.1:{port}, the replica's own replication, topic {topic}", flush=True)
+    else:
+        names["targets"].append((target, replica))
+        rep_cfg = cfg
+        if replicator_bootstrap and replicator_bootstrap != bootstrap:
+            rep_cfg = workdir / "lag-replicator.toml"
+            write_config(rep_cfg, bootstrap=replicator_bootstrap, topic=topic, primary_url=primary.url(),
+                         targets={target: replica.url()}, ingress_listen=f"127.0.0.1:{port}")
+        rep = start_replicator(workdir, rep_cfg, target)
+        procs.append(rep)
+        print(f"lag: ingress on 127.0.0.1:{port}, replicator target {target}, topic {topic}", flush=True)
     # warm-up: a few transactions through the whole pipeline (also waits for the replicator to be ready)
     warm = asyncio.run(lag_run(port, replica, primary, 50, 2, 4, args.poll_ms, 0, drain_s=60))
     print(f"lag: warm-up {warm.committed} txns, {len(warm.lags_send_ms)} seen on the replica "
           f"(p50 {pct(warm.lags_send_ms, 50):.0f} ms)", flush=True)
     results = []
+    watched = [ing] + ([rep] if rep is not None else [])
     for n, rate in enumerate(rates, start=1):
-        for p in (ing, rep):
+        for p in watched:
             if not p.alive():
                 raise BenchError(f"{p.name} died (exit {p.p.returncode}); log tail:\n{p.tail()}")
-        ci0, cr0, t_0 = ing.cpu_seconds(), rep.cpu_seconds(), time.monotonic()
+        cpu0, t_0 = [p.cpu_seconds() for p in watched], time.monotonic()
         own0 = sum(os.times()[:2])
         r = asyncio.run(lag_run(port, replica, primary, rate, args.lag_seconds, args.lag_conns, args.poll_ms,
                                 n * 10_000_000, drain_s=args.drain_seconds))
-        ci1, cr1, t_1 = ing.cpu_seconds(), rep.cpu_seconds(), time.monotonic()
+        cpu1, t_1 = [p.cpu_seconds() for p in watched], time.monotonic()
         r.bench_cpu = cpu_per_wall(own0, sum(os.times()[:2]), t_1 - t_0)
-        r.ingress_cpu = cpu_per_wall(ci0, ci1, t_1 - t_0)
-        r.replicator_cpu = cpu_per_wall(cr0, cr1, t_1 - t_0)
+        r.ingress_cpu = cpu_per_wall(cpu0[0], cpu1[0], t_1 - t_0)
+        if rep is not None:
+            r.replicator_cpu = cpu_per_wall(cpu0[1], cpu1[1], t_1 - t_0)
         results.append(r)
         print(f"lag @ {rate}/s: achieved {r.achieved:,.0f} txn/s ({r.committed} committed, {r.errors} errors), "
               f"lag from send p50 {pct(r.lags_send_ms, 50):.1f} ms p99 {pct(r.lags_send_ms, 99):.1f} ms "
               f"max {max(r.lags_send_ms or [float('nan')]):.1f} ms, unseen {r.unseen}"
               + (" STALLED" if r.stalled else ""), flush=True)
-    return results, ingress_problems(ing.log_path), replicator_problems(rep.log_path)
+    return results, ingress_problems(ing.log_path), replicator_problems(rep.log_path) if rep is not None else ""

@@ -117,7 +117,8 @@ Run = tuple[str, int, float, list[LagResult], str, str]  # (replication, added R
 def build_report(args, meta: dict, runs: list[Run], command: str) -> str:
     lines = report_head("remote region: replicator across a latency proxy to Kafka (issue 17 #7)", meta, command)
     lines += [
-        f"- primary: MariaDB {meta.get('primary_version', '?')}; Kafka brokers: {meta['brokers']}; Toxiproxy "
+        f"- primary: MariaDB {meta.get('primary_version', '?')}; Kafka brokers: {meta['brokers']} (topic replication "
+        f"factor / min.insync.replicas: {meta['replication']}, acks=all); Toxiproxy "
         f"latency toxic on both directions of every broker's proxy; {args.conns} writer connections through the "
         f"ingress, autocommit single-row INSERTs, {args.seconds:g} s per rate, replica polled every "
         f"{args.poll_ms:g} ms",
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*database doesn't exist")
 
     from dbmux.core.dsn import Dsn
-    from dbmux.stack.layout import Layout
+    from dbmux.stack.layout import Layout, kafka_replication
     from dbmux.stack.toxiproxy import add_proxy, proxy_latency, remove_proxy, set_latency
 
     try:
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap, remote = env["DBMUX_KAFKA"], env["DBMUX_KAFKA_REMOTE"]
     meta = run_meta()
     meta["brokers"] = layout.kafka_brokers
+    meta["replication"] = "{} / {}".format(*kafka_replication(layout.kafka_brokers))
     workroot = Path(tempfile.mkdtemp(prefix="dbmux-remote-"))
     names: dict = {"targets": [], "topics": []}
     runs: list[Run] = []
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 results, ing_log, rep_log = lag_phase(
                     args, workdir, bootstrap, primary, replica2 if native else replica,
                     f"dbmux.bench{secrets.token_hex(4)}.txn", meta, procs, names, rates,
-                    replicator_bootstrap=remote, native=native)
+                    replicator_bootstrap=remote, native=native, replication=kafka_replication(layout.kafka_brokers))
             finally:
                 stop_all(procs)
             runs.append((how, added, rtt, results, ing_log, rep_log))

@@ -159,9 +159,11 @@ async def lag_run(ingress_port: int, replica, primary, rate: int, seconds: float
 
 def lag_phase(args, workdir: Path, bootstrap: str, primary, replica, topic: str, meta: dict,
               procs: list[Proc], names: dict, rates: list[int], replicator_bootstrap: str = "",
-              native: Callable[[], None] | None = None) -> tuple[list[LagResult], str, str]:
+              native: Callable[[], None] | None = None,
+              replication: tuple[int, int] = (1, 1)) -> tuple[list[LagResult], str, str]:
     """``replicator_bootstrap``: the brokers as the replicator reaches them (default: ``bootstrap``, as the
-    ingress does), e.g. through a latency proxy for a replicator in another region. ``native``: instead of
+    ingress does), e.g. through a latency proxy for a replicator in another region. ``replication``: the
+    topic's (replication factor, min.insync.replicas). ``native``: instead of
     ``dbmux replicate``, the replica's own replication, which ``native()`` starts once the table exists (the
     ingress still carries the writes: the same write path for both)."""
     print(f"lag: creating {LAG_DB}.lag on the primary and replica {replica.port}", flush=True)
@@ -174,7 +176,7 @@ def lag_phase(args, workdir: Path, bootstrap: str, primary, replica, topic: str,
     cfg = workdir / "lag.toml"
     target = f"bench_lag_{secrets.token_hex(3)}"
     write_config(cfg, bootstrap=bootstrap, topic=topic, primary_url=primary.url(), targets={target: replica.url()},
-                 ingress_listen=f"127.0.0.1:{port}")
+                 ingress_listen=f"127.0.0.1:{port}", replication=replication)
     ing = start_ingress(workdir, cfg, ingress_env(port, topic, base=env_without_dbmux()))
     procs.append(ing)
     wait_mysql_greeting(port, ing, timeout=60)
@@ -188,7 +190,8 @@ def lag_phase(args, workdir: Path, bootstrap: str, primary, replica, topic: str,
         if replicator_bootstrap and replicator_bootstrap != bootstrap:
             rep_cfg = workdir / "lag-replicator.toml"
             write_config(rep_cfg, bootstrap=replicator_bootstrap, topic=topic, primary_url=primary.url(),
-                         targets={target: replica.url()}, ingress_listen=f"127.0.0.1:{port}")
+                         targets={target: replica.url()}, ingress_listen=f"127.0.0.1:{port}",
+                         replication=replication)
         rep = start_replicator(workdir, rep_cfg, target)
         procs.append(rep)
         print(f"lag: ingress on 127.0.0.1:{port}, replicator target {target}, topic {topic}", flush=True)

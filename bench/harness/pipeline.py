@@ -52,8 +52,11 @@ def start_replicator(workdir: Path, config: Path, target: str) -> Proc:
 
 
 def write_config(path: Path, *, bootstrap: str, topic: str, primary_url: str, targets: dict[str, str],
-                 ingress_listen: str = "127.0.0.1:16033", durability: str = "sync") -> None:
-    lines = ['[cluster]', 'name = "bench"', '', '[kafka]', f'bootstrap = "{bootstrap}"', f'topic = "{topic}"', '',
+                 ingress_listen: str = "127.0.0.1:16033", durability: str = "sync",
+                 replication: tuple[int, int] = (1, 1)) -> None:
+    """``replication``: the topic's (replication factor, min.insync.replicas), e.g. (3, 2) on a 3-broker stack."""
+    lines = ['[cluster]', 'name = "bench"', '', '[kafka]', f'bootstrap = "{bootstrap}"', f'topic = "{topic}"',
+             f'replication_factor = {replication[0]}', f'min_insync_replicas = {replication[1]}', '',
              '[primary]', f'url = "{primary_url}"', '', '[ingress]', f'listen = "{ingress_listen}"',
              f'durability = "{durability}"', '', '[replicator]', 'batch_max_txns = 500', 'gap_alert_ms = 2000',
              'on_error = "halt"', '']

@@ -41,6 +41,7 @@ from dbmux.replicator.mysql_statements import (
     statement_text,
 )
 from dbmux.replicator.net_effect import net_applicable, net_run_sql
+from dbmux.replicator.packet_limit import fits, request_bytes, too_big
 from dbmux.replicator.pg_types import not_applied
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import ancestors
@@ -69,6 +70,7 @@ class MySQLApplier:
         self._generated: dict[tuple[str, str], frozenset[str]] = {}
         # tables whose row changes a unit may apply as their net effect (replicator/net_effect.py)
         self._netable: dict[tuple[str, str], bool] = {}
+        self._max_packet = 1 << 30  # the target's max_allowed_packet, read at connect()
 
     async def connect(self) -> None:
         self._conn = await connect_aiomysql(self.dsn, autocommit=False, charset=APPLIER_CHARSET,
@@ -105,6 +107,8 @@ class MySQLApplier:
                               "information_schema.TRIGGERS WHERE TRIGGER_SCHEMA NOT IN "
                               "('mysql', 'sys', 'information_schema', 'performance_schema')")
             triggers, example = await cur.fetchone()
+            await cur.execute("SELECT @@max_allowed_packet")
+            (self._max_packet,) = await cur.fetchone()
         await self._conn.commit()
         if triggers:
             log.warning("target %s has %d trigger(s) of its own (e.g. %s): dbmux applies the primary's row "
@@ -183,8 +187,8 @@ class MySQLApplier:
         assert self._conn is not None
         conn = self._conn
         has_ddl = any(ev.has_ddl for ev, _ in batch)
-        if len(batch) > 1 and not has_ddl:
-            await self._apply_in_one_round_trip(batch, position, last_gtids, prepared)
+        if len(batch) > 1 and not has_ddl and await self._apply_in_one_round_trip(batch, position, last_gtids,
+                                                                                    prepared):
             return
         try:
             async with conn.cursor() as cur:
@@ -209,11 +213,12 @@ class MySQLApplier:
                              errno=mysql_errno(exc), retriable=is_transient(exc)) from exc
 
     async def _apply_in_one_round_trip(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
-                                       last_gtids: dict[str, ChangeEvent], prepared: str | None) -> None:
+                                       last_gtids: dict[str, ChangeEvent], prepared: str | None) -> bool:
         """Group commit without DDL: the whole target transaction is one multi-statement request
         (consecutive row inserts into one table with the same columns become one multi-row INSERT,
         across events too). Any error rolls back and is reported for the span; the runner then
-        applies the events one by one to find the culprit, on the careful statement-by-statement path."""
+        applies the events one by one to find the culprit, on the careful statement-by-statement path.
+        False (nothing sent) when the request would be over the target's ``max_allowed_packet``."""
         assert self._conn is not None
         sql = prepared
         span = f"{batch[0][0].gtid}..{batch[-1][0].gtid}"
@@ -225,6 +230,8 @@ class MySQLApplier:
                     await self._primary_key(cur, *missing.args)
             except Exception as exc:  # noqa: BLE001 - e.g. parameters not matching placeholders
                 raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1]) from exc
+        if not fits(sql, self._max_packet):
+            return False  # statement by statement instead (each one measured)
         self._session, self._db = (), None  # the request sets what it needs; afterwards: unknown
         try:
             async with self._conn.cursor() as cur:
@@ -235,6 +242,7 @@ class MySQLApplier:
             await self._rollback()
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=span, offset=batch[0][1], errno=mysql_errno(exc),
                              retriable=is_transient(exc)) from exc
+        return True
 
     def _round_trip_sql(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                         last_gtids: dict[str, ChangeEvent]) -> str:
@@ -410,6 +418,9 @@ class MySQLApplier:
 
     async def _execute(self, cur, sql: str, ev: ChangeEvent, offset: int, *, ddl: bool = False,
                        table: str = "") -> None:
+        if (size := request_bytes(sql, self._max_packet)) > self._max_packet:
+            raise too_big(size, self._max_packet, target=self.target, gtid=str(ev.gtid), offset=offset,
+                          table=table or table_of(sql, self._db))
         try:
             await cur.execute(sql)
             if cur.description:

@@ -106,6 +106,10 @@ class MariaDB(Service):
             # a development stack: no fsync per commit (like PostgreSQL's fsync=off here)
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
         ]
+        if not self.primary:
+            # row copies carry binary values hex-encoded: a replica needs more than twice the primary's
+            # max_allowed_packet (16 MiB) to take every row the primary took (replicator/packet_limit.py)
+            argv.append("--max-allowed-packet=1G")
         if self.primary:
             cert, key = self.tls_files
             argv += [f"--ssl-cert={cert}", f"--ssl-key={key}"]

@@ -4,6 +4,8 @@ DDL still reaches every shard)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dbmux.core.events import ChangeEvent, ColumnType, RowChange, SessionContext, Statement, TableSchema
@@ -176,3 +178,27 @@ def test_a_natural_key_parent_created_just_before_its_child_keeps_the_key():
         router = ShardRouter(shard_map, StaticSchema({}), shard)
         routed = [router.route(ev).statements for ev in events]
         assert "FOREIGN KEY" in routed[1][0].sql, shard
+
+
+def test_a_create_table_over_a_stale_keyless_definition_also_goes_where_its_own_key_places_it():
+    """go-sql-driver/mysql's suite: the router's schema still had ``test (value BOOL)`` (keyless: the
+    default shard) when ``CREATE TABLE test (id INT ... PRIMARY KEY (id))`` came; the CREATE went to the
+    default shard only, and the next INSERT's rows, placed by the key their event carries, halted the
+    other shard ("relation does not exist"). The CREATE must reach every shard its own key can place rows
+    on, as well as where the schema says."""
+    shard_map = ShardMap(1, ("a", "b"))
+    stale = StaticSchema({("d", "test"): TableInfo((), ("value",))})
+    create = ChangeEvent(GTID, "ingress", 1, session=SessionContext(db="d"), statements=(Statement(
+        "\n\t\tCREATE TABLE test (\n\t\t\tid INT NOT NULL AUTO_INCREMENT,\n\t\t\tvalue VARCHAR(255),\n"
+        "\t\t\tPRIMARY KEY (id)\n\t\t)", kind="ddl"),))
+    carried = TableSchema("d", "test", ("id", "value"), (ColumnType("int"), ColumnType("varchar")), ("id",))
+    rows = ChangeEvent(Gtid.parse("0-1-10"), "binlog", 1, tables=(carried,), rows=tuple(
+        RowChange("test", "d", "insert", after={"id": i, "value": "v"}) for i in range(1, 9)))
+    routers = {s: ShardRouter(shard_map, stale, s) for s in shard_map.shards}
+    created = {s for s, r in routers.items() if r.route(create).statements}
+    holding = {s for s, r in routers.items() if r.route(rows).rows}
+    assert holding == {"a", "b"}  # eight keys: both shards get rows
+    assert created >= holding, (created, holding)
+    # a keyless CREATE over a keyless definition stays on the one shard that holds its rows
+    keyless = dataclasses.replace(create, statements=(Statement("CREATE TABLE test (value INT)", kind="ddl"),))
+    assert sum(bool(r.route(keyless).statements) for r in routers.values()) == 1

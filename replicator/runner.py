@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from dbmux.core import gctune
@@ -39,6 +38,7 @@ from dbmux.core.supervise import supervise
 from dbmux.core.topics import dlq_topic
 from dbmux.replicator.errors import ApplyError, TargetHalted, TargetLocked
 from dbmux.replicator.filtering import filter_event
+from dbmux.replicator.handover import commit_for_lag, drained, hand_over, read_to_end
 from dbmux.replicator.mysql_applier import MySQLApplier
 from dbmux.replicator.ordering import Gap, GtidOrderer
 from dbmux.replicator.pg_applier import PostgresApplier
@@ -69,6 +69,7 @@ HELD_MEMORY_FACTOR = 3
 TRANSLATE_MAX_BYTES = 64 * 1024
 PIPELINE_DEPTH = 2  # units cut ahead of the one being applied
 STANDBY_POLL_S = 0.5  # a standby replicator tries the target's lock this often
+RETRIES_SHOWN = 3  # transient failures in a row after which `dbmux status` shows "retrying"
 LAG_COMMIT_S = 1.0  # Kafka offsets (for lag display only) are committed at most this often while busy
 
 
@@ -115,6 +116,8 @@ class Replicator:
         self._sizes: dict[tuple[PartitionKey, int], int] = {}  # (partition, offset) -> event bytes
         self._fragments: Reassembler[PartitionKey] = Reassembler()
         self.max_held_bytes = self.target.max_held_bytes or config.replicator.max_held_bytes
+        self._retries = 0  # transient failures in a row (reset once a unit applies)
+        self._last_failure = ""
 
     async def run(self, stop: asyncio.Event) -> int:
         """Replicate until ``stop`` is set (exit 0) or the target halts (exit 3)."""
@@ -124,6 +127,8 @@ class Replicator:
         def on_retry(exc: Exception, delay_s: float) -> None:
             log.warning("target %s: transient failure (%s); restarting from the stored position in %.1fs",
                         name, exc, delay_s)
+            self._retries += 1
+            self._last_failure = f"{type(exc).__name__}: {exc}"
 
         try:
             # an attempt that ran for a minute had been running fine: the back-off starts afresh
@@ -135,19 +140,22 @@ class Replicator:
                 log.error("target %s: %s", name, exc)
             else:
                 log.exception("target %s: stopped on an unexpected error", name)
-            await self._record_stop(exc)
+            if not await self._record("halted", f"stopped on {type(exc).__name__}: {exc}"):
+                log.warning("target %s: could not record the stop in the target's status", name)
             return 3
         return 0
 
-    async def _record_stop(self, exc: Exception) -> None:
-        """A permanent error outside an apply (start-up, a bug): `dbmux status` says "halted" and why, not
-        "behind" (best effort: the target may be what failed)."""
+    async def _record(self, state: str, detail: str) -> bool:
+        """Say ``state`` and why in the target's status row from a connection of its own (after a permanent
+        error outside an apply: "halted", not "behind"). Best effort (the target may be what failed): False
+        when it could not."""
         applier = make_applier(self.config, self.target, self.topic)
         try:
             await asyncio.wait_for(applier.connect(), 10)
-            await applier.set_status("halted", redact_text(f"stopped on {type(exc).__name__}: {exc}"))
+            await applier.set_status(state, redact_text(detail))
+            return True
         except Exception:  # noqa: BLE001 - unreachable target: the log says it
-            log.warning("target %s: could not record the stop in the target's status", self.target.name)
+            return False
         finally:
             try:
                 await applier.close()
@@ -187,7 +195,11 @@ class Replicator:
             log.info("target %s: replicating %s from %s (gtids %s)", self.target.name, self.topic,
                      {f"{k.topic}[{k.partition}]": v for k, v in position.offsets.items()} or "the beginning",
                      position.gtids or "none yet")
-            await applier.set_status("running", "")
+            if self._retries >= RETRIES_SHOWN:  # not a blip: `dbmux status` says so, not merely "behind"
+                await applier.set_status("retrying", redact_text(
+                    f"{self._retries} attempts in a row failed; last: {self._last_failure}"))
+            elif not self._retries:  # else "running" once a unit applies (_apply_units)
+                await applier.set_status("running", "")
             if self.policy == "dead-letter":
                 dlq = AIOKafkaProducer(bootstrap_servers=self.config.kafka.bootstrap, acks="all",
                                        enable_idempotence=True)
@@ -260,6 +272,11 @@ class Replicator:
                 timeout_ms = 200 if not ready else max(1, int(self.limits.linger_s * 1000))
                 # at most one unit's worth at a time: decoding more without yielding would hold up the apply task
                 records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns)
+                if self._retries and not records and not ready and await read_to_end(consumer, tps):
+                    await drained(units, apply_task)  # (the status row is written on the apply connection)
+                    if self._retries:  # up after failures, and nothing left that could fail again
+                        self._retries = 0
+                        await applier.set_status("running", "")
                 for tp, recs in records.items():
                     key = PartitionKey(tp.topic, tp.partition)
                     copies = row_copies(recs) if prefer_rows else None
@@ -276,7 +293,7 @@ class Replicator:
                             value, offset = got
                             ev = decode_event(value)
                         except EnvelopeError as exc:
-                            await _drained(units, apply_task)  # the DLQ/halt decision comes after what is cut
+                            await drained(units, apply_task)  # the DLQ/halt decision comes after what is cut
                             await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
                                                                           offset=offset), value)
                             continue
@@ -330,13 +347,13 @@ class Replicator:
                         detail = gap_detail(gaps, orderer)
                         log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",
                                   name, now - oldest, detail)
-                        await _drained(units, apply_task)  # the status row is written on the apply connection
+                        await drained(units, apply_task)  # the status row is written on the apply connection
                         await applier.set_status("waiting for gap", detail)
                         status_says_gap = True
                 else:
                     GAP_SECONDS.labels(name).set(0)
                     if status_says_gap:  # the gap closed: the status row says so again
-                        await _drained(units, apply_task)
+                        await drained(units, apply_task)
                         await applier.set_status("running", "")
                         status_says_gap = False
                         log.info("target %s: GTID gap closed", name)
@@ -347,9 +364,9 @@ class Replicator:
                         if not unit.barrier:
                             unit.prepared = applier.prepare([(ev, off) for ev, _, off in unit.chunk], unit.pos,
                                                             unit.last)
-                        await _hand_over(units, unit, apply_task)
+                        await hand_over(units, unit, apply_task)
                         if unit.barrier:
-                            await _drained(units, apply_task)
+                            await drained(units, apply_task)
                         else:
                             await asyncio.sleep(0)  # let the apply task send it now
                     ready = []
@@ -359,20 +376,20 @@ class Replicator:
                     self._sizes = {k: v for k, v in self._sizes.items() if k[1] >= floor.get(k[0], 0)}
                 if verifier is not None and not ready and not verifier.queued and verifier.due(planned.gtids):
                     verifier.queued = True  # checks what arrived, once everything released so far is applied
-                    await _hand_over(units, verifier, apply_task)
+                    await hand_over(units, verifier, apply_task)
                 if position.offsets != committed_for_lag and (now - last_lag_commit >= LAG_COMMIT_S or not records) \
                         and (lag_commit is None or lag_commit.done()):
                     # in the background: a round trip to the coordinator (100 ms from a remote region) never
                     # holds up fetching and applying; at most one in flight
                     committed_for_lag, last_lag_commit = dict(position.offsets), now
-                    lag_commit = asyncio.ensure_future(_commit_for_lag(consumer, committed_for_lag))
+                    lag_commit = asyncio.ensure_future(commit_for_lag(consumer, committed_for_lag))
             if not apply_task.done():  # stopping: finish what was cut (its positions are already planned)
-                await _hand_over(units, None, apply_task)
+                await hand_over(units, None, apply_task)
             await apply_task  # raises what stopped it, if anything did
             if lag_commit is not None:
                 await lag_commit
             if position.offsets != committed_for_lag:
-                await _commit_for_lag(consumer, dict(position.offsets))
+                await commit_for_lag(consumer, dict(position.offsets))
         finally:
             if lag_commit is not None and not lag_commit.done():
                 lag_commit.cancel()
@@ -429,6 +446,9 @@ class Replicator:
                         await self._halt(applier, ApplyError(f"self-verification: {differences[0]}{more}"))
                     continue
                 await self._apply_unit(applier, dlq, unit, position)
+                if self._retries:
+                    self._retries = 0
+                    await applier.set_status("running", "")
             finally:
                 units.task_done()
 
@@ -496,7 +516,7 @@ class Replicator:
         except ApplyError as exc:
             if exc.retriable:
                 raise
-            await _drained(units, apply_task)
+            await drained(units, apply_task)
             await self._halt(applier, exc)
             raise  # (_halt raised)
 
@@ -546,40 +566,3 @@ class _Unit:
     consumed: dict[PartitionKey, int]  # next offset per partition when it was cut
     barrier: bool  # nothing more is cut until it is applied
     prepared: object = None  # the applier's ready-made form of it (applier.prepare), or None
-
-
-async def _hand_over(units: asyncio.Queue[_Unit | SelfVerifier | None], unit: _Unit | SelfVerifier | None,
-                     apply_task: asyncio.Future) -> None:
-    """Queue ``unit`` for the apply task; if that task ends first, raise what ended it."""
-    if not apply_task.done() and not units.full():
-        units.put_nowait(unit)
-        return
-    await _race(units.put(unit), apply_task)
-
-
-async def _drained(units: asyncio.Queue[_Unit | SelfVerifier | None], apply_task: asyncio.Future) -> None:
-    """Wait until every queued unit is applied (or raise what stopped the apply task)."""
-    await _race(units.join(), apply_task)
-
-
-async def _race(coro, apply_task: asyncio.Future) -> None:
-    waiter = asyncio.ensure_future(coro)
-    try:
-        await asyncio.wait({waiter, apply_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not waiter.done():
-            waiter.cancel()
-    if waiter.done() and not waiter.cancelled():
-        waiter.result()
-        return
-    apply_task.result()  # raises the apply task's error
-    raise ApplyError("the apply task stopped unexpectedly", retriable=True)
-
-
-async def _commit_for_lag(consumer, offsets: dict[PartitionKey, int]) -> None:
-    try:
-        await consumer.commit({TopicPartition(k.topic, k.partition): v for k, v in offsets.items()})
-    except KafkaError as exc:  # lag display only
-        log.debug("offset commit for lag display failed: %s", exc)
-    except Exception as exc:  # noqa: BLE001 - runs in the background: said here, never lost as unretrieved
-        log.warning("offset commit for lag display failed: %s: %s", type(exc).__name__, exc)

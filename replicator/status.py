@@ -42,6 +42,7 @@ RUNNING = "running"
 BEHIND = "behind"
 WAITING = "waiting for gap"
 HALTED = "halted"
+RETRYING = "retrying"  # transient failures in a row (replicator.runner.RETRIES_SHOWN): the row says the last
 NOT_STARTED = "not started"
 UNREACHABLE = "unreachable"
 
@@ -50,7 +51,7 @@ UNREACHABLE = "unreachable"
 class Judgement:
     """Where a target stands against the primary (:func:`judge`)."""
 
-    state: str  # RUNNING, BEHIND, WAITING, HALTED or NOT_STARTED
+    state: str  # RUNNING, BEHIND, WAITING, RETRYING, HALTED or NOT_STARTED
     detail: str
     lag_txns: int | None  # transactions behind the primary; None: unknown (the primary's position is)
     lag_s: float | None  # seconds behind (see the module docstring); None: unknown

@@ -13,6 +13,7 @@ from dbmux.replicator.status import (
     BEHIND,
     HALTED,
     NOT_STARTED,
+    RETRYING,
     RUNNING,
     WAITING,
     StatusReport,
@@ -48,6 +49,9 @@ CASES = [
     ("0-1-533", _meta("0-1-533", ("waiting for gap", GAP_DETAIL)), 0, RUNNING, 0, 0.0, ""),
     ("0-1-533", _meta("0-1-533", None), None, RUNNING, 0, 0.0, ""),
     ("", _meta("0-1-5"), 0, RUNNING, 0, 0.0, ""),  # (a primary with an empty binlog)
+    # retrying: failing again and again (a lost connection, a lock wait): the error, and how far behind
+    ("0-1-533", _meta("0-1-27", ("retrying", "3 attempts in a row failed; last: ApplyError: lost")), 505, RETRYING,
+     506, 60.0, "3 attempts in a row failed; last: ApplyError: lost; 506 transactions behind the primary"),
     # halted: whatever the positions say
     ("0-1-533", _meta("0-1-27", ("halted", "Duplicate entry '100'")), 3, HALTED, 506, 60.0, "Duplicate entry"),
     ("0-1-533", _meta("0-1-533", ("halted", "undecodable event")), 3, HALTED, 0, 0.0, "undecodable event"),

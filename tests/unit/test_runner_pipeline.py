@@ -466,3 +466,27 @@ def test_a_slow_offset_commit_never_holds_up_fetching_and_applying():
         assert source.committed[-1] == {TP: 9}  # stopping waits for it, then commits the final position
 
     asyncio.run(main())
+
+
+def test_drained_raises_what_stopped_the_apply_task_not_success():
+    """The apply task marks a failed unit done too; waiting for the queue to drain must not read that as
+    "applied" (the fetch loop then wrote "running" on the failed connection, and a target failing again and
+    again was never shown retrying)."""
+    from dbmux.replicator.handover import drained
+
+    async def main():
+        units: asyncio.Queue = asyncio.Queue()
+
+        async def apply_units():
+            await units.get()
+            try:
+                raise ApplyError("lock wait", retriable=True)
+            finally:
+                units.task_done()
+
+        task = asyncio.ensure_future(apply_units())
+        units.put_nowait("unit")
+        with pytest.raises(ApplyError, match="lock wait"):
+            await drained(units, task)
+
+    asyncio.run(main())

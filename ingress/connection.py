@@ -39,9 +39,10 @@ from dbmux.ingress.wire import PacketStream
 
 log = logging.getLogger(__name__)
 
-# Capabilities the ingress never lets through: compression (not implemented), LOCAL INFILE (refused:
-# the primary answers LOAD DATA LOCAL with its own "not allowed" error), and SSL unless configured.
-_STRIP_ALWAYS = c.CLIENT_COMPRESS | c.CLIENT_LOCAL_FILES | c.CLIENT_ZSTD_COMPRESSION_ALGORITHM
+# Capabilities the ingress never lets through: compression (not implemented) and SSL unless configured.
+# LOCAL INFILE goes through as the client asks: the file's packets are relayed (ingress.response_relay) and
+# the statement's copy is flagged unsafe (ingress.rewrite): targets apply the binlog reader's row copy.
+_STRIP_ALWAYS = c.CLIENT_COMPRESS | c.CLIENT_ZSTD_COMPRESSION_ALGORITHM
 _conn_ids = itertools.count(1)
 
 

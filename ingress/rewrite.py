@@ -346,7 +346,7 @@ def unsafe_forms(cls: Classification, tokens: list[Token]) -> list[str]:
                            "row order")
         return reasons
     if cls.verb.startswith("LOAD"):
-        reasons.append("LOAD DATA reads a file on the primary's host")
+        reasons.append("LOAD DATA reads a file no target has (LOCAL: on the client's host, else on the primary's)")
     shape = cls.shape
     if shape is not None:
         if shape.source == "select" and (shape.ignore or shape.on_duplicate or shape.verb == "REPLACE"):

@@ -6,7 +6,7 @@ CLIENT_SESSION_TRACK, with and without CLIENT_DEPRECATE_EOF.
 What may differ, and why (everything else must be equal byte for byte):
 
 - the server greeting: the connection id and the scramble are per connection; the capability flags
-  are the primary's minus what the ingress does not relay (compression, LOCAL INFILE, TLS unless
+  are the primary's minus what the ingress does not relay (compression, TLS unless
   configured: ``ingress.connection``). The transcript compares the greeting with those fields masked.
 - the statement id in COM_STMT_PREPARE's answer: a counter of the primary's server thread, which
   MariaDB reuses across connections, so it does not start at 1 on a new connection even directly.

@@ -6,7 +6,7 @@ to the primary").
 
 Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects another stack)::
 
-    .venv/bin/python bench/client_suites.py [--suites pymysql,sqlalchemy] [--modes ingress,direct]
+    .venv/bin/python bench/client_suites.py [--suites pymysql,sqlalchemy,go-mysql] [--modes ingress,direct]
         [--sqla-paths test/orm,test/sql,test/dialect/mysql] [--sqla-args=--backend-only]
         [--reset purge|none] [--no-results]
 
@@ -28,6 +28,8 @@ created with pytest and PyMySQL when missing; nothing is installed into ``.venv`
   ``databases.json`` the suite reads.
 - **SQLAlchemy**: the sdist (it has ``test/``), run from its tree with ``--dburi
   mysql+pymysql://...``; the MySQL dialect's ``test_schema``/``test_schema_2`` databases are created first.
+- **go-mysql**: go-sql-driver/mysql, Go's most used driver, its own tests from the Go module proxy built
+  into a test binary (``bench/go_suite.py``; needs ``go``), database ``gotest_<mode>``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules (run as bench/<script>.py)
 
+import go_suite  # noqa: E402
 from harness.environment import REPO, loadavg, run_meta, stack_dir, stack_env  # noqa: E402
 from harness.errors import BenchError, Prereq  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
@@ -55,7 +58,7 @@ from harness.results import command_line, report_head, run_and_publish  # noqa: 
 
 from dbmux.core.dsn import Dsn  # noqa: E402
 
-SUITES = ("pymysql", "sqlalchemy")
+SUITES = ("pymysql", "sqlalchemy", "go-mysql")
 SYSTEM_DBS = {"mysql", "information_schema", "performance_schema", "sys", "dbmux_meta"}
 _HALTED = re.compile(r"\bhalted\b")
 
@@ -307,6 +310,12 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
         print(f"[{phase.suite}/{phase.mode}] running the suite against {dsn.host}:{dsn.port}", flush=True)
         if phase.suite == "pymysql":
             phase.result = run_pymysql(py, trees["pymysql"], dsn, phase.mode, work, args.suite_timeout)
+        elif phase.suite == "go-mysql":
+            create_databases(dsn, [f"gotest_{phase.mode}"])
+            counts, failed, seconds, note = go_suite.run(trees["go-mysql"], dsn.host, dsn.port, dsn.user,
+                                                         dsn.password, f"gotest_{phase.mode}",
+                                                         work / f"go-mysql-{phase.mode}.log", args.suite_timeout)
+            phase.result = SuiteResult(counts, failed, seconds, note)
         else:
             phase.result = run_sqlalchemy(py, trees["sqlalchemy"], dsn, phase.mode, work,
                                           [*args.sqla_paths.split(","), *args.sqla_args.split()], args.suite_timeout)
@@ -339,7 +348,8 @@ def report(args: argparse.Namespace, meta: dict, phases: list[Phase], versions: 
     lines = report_head("bench/client_suites.py: client libraries' own test suites, ingress vs direct", meta,
                         command_line("client_suites.py"))
     lines += [f"- versions: PyMySQL {versions.get('pymysql', '-')}, SQLAlchemy {versions.get('sqlalchemy', '-')} "
-              f"(MySQL dialect on PyMySQL; tests: {args.sqla_paths} {args.sqla_args}); "
+              f"(MySQL dialect on PyMySQL; tests: {args.sqla_paths} {args.sqla_args}), go-sql-driver/mysql "
+              f"{versions.get('go-mysql', '-')} (all its tests but {go_suite.SKIP}: see bench/go_suite.py); "
               f"stack reset between phases: {args.reset}",
               "- targets: the stack's generated config (replica1, replica2: MariaDB; shard_a, shard_b: PostgreSQL)",
               ""]
@@ -387,7 +397,9 @@ def run(args: argparse.Namespace) -> str:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     stack_env()  # the stack is there (Prereq otherwise)
-    py = suites_venv(Path(args.suites_venv))
+    if "pymysql" in suites and shutil.which("git") is None:
+        raise Prereq("git is needed (PyMySQL's tests come from a git repository)")
+    py = suites_venv(Path(args.suites_venv)) if {"pymysql", "sqlalchemy"} & set(suites) else Path(PY)
     trees: dict[str, Path] = {}
     versions: dict[str, str] = {}
     if "pymysql" in suites:
@@ -396,6 +408,12 @@ def run(args: argparse.Namespace) -> str:
     if "sqlalchemy" in suites:
         trees["sqlalchemy"] = sdist(work, "SQLAlchemy")
         versions["sqlalchemy"] = metadata.version("sqlalchemy")
+    if "go-mysql" in suites:
+        try:
+            trees["go-mysql"] = go_suite.build(work)
+        except FileNotFoundError as exc:
+            raise Prereq(f"the go-mysql suite needs {exc}") from None
+        versions["go-mysql"] = go_suite.VERSION
     meta = run_meta()
     phases = [Phase(s, m) for s in suites for m in modes]
     for p in phases:
@@ -408,7 +426,8 @@ def run(args: argparse.Namespace) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suites", default="pymysql,sqlalchemy", help="comma-separated: pymysql, sqlalchemy")
+    ap.add_argument("--suites", default="pymysql,sqlalchemy,go-mysql",
+                    help="comma-separated: pymysql, sqlalchemy, go-mysql")
     ap.add_argument("--modes", default="ingress,direct", help="comma-separated: ingress, direct (in this order)")
     ap.add_argument("--sqla-paths", default="test/orm,test/sql,test/dialect/mysql",
                     help="SQLAlchemy test paths, comma-separated (the whole suite: test)")
@@ -426,9 +445,6 @@ def main() -> int:
     ap.add_argument("--list-limit", type=int, default=80)
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args()
-    if shutil.which("git") is None:
-        print("git is needed (PyMySQL's tests come from a git repository)", file=sys.stderr)
-        return 2
     return run_and_publish(run, args)
 
 

@@ -9,6 +9,16 @@ def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _ingress_tls(layout: Layout) -> str:
+    """The ingress offers TLS to clients that ask for it, with the primary's self-signed certificate (made
+    when the primary is first prepared; until then, no TLS)."""
+    cert, key = (layout.service_dir("mariadb-primary") / name for name in ("tls-cert.pem", "tls-key.pem"))
+    if not (cert.exists() and key.exists()):
+        return ""
+    return (f"# clients that ask for TLS get it (the primary's self-signed certificate); others do not\n"
+            f"tls_cert = {_q(str(cert))}\ntls_key = {_q(str(key))}\n")
+
+
 def render_pipeline_config(layout: Layout) -> str:
     replicas = layout.replica_dsns()
     shards = layout.shard_dsns()
@@ -34,7 +44,7 @@ tls = "disabled"
 [ingress]
 listen = {_q(layout.ingress_listen())}
 durability = "sync"
-
+{_ingress_tls(layout)}
 [replicator]
 on_error = "halt"
 

@@ -24,15 +24,10 @@ from .conftest import (
     stop_processes,
     verify_until_equal,
 )
+from .test_big_transactions import _gtid
 from .test_replicator_mysql import _conn, _start_replicator
 
 KIB = 1024
-
-
-def _gtid(conn) -> str:
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@last_gtid")
-        return cur.fetchone()[0]
 
 
 def _global_packet(dsn, value: int | None = None) -> int:

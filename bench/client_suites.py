@@ -6,7 +6,8 @@ to the primary").
 
 Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects another stack)::
 
-    .venv/bin/python bench/client_suites.py [--suites pymysql,sqlalchemy,go-mysql] [--modes ingress,direct]
+    .venv/bin/python bench/client_suites.py [--suites pymysql,sqlalchemy,go-mysql,node-mysql2]
+        [--modes ingress,direct]
         [--sqla-paths test/orm,test/sql,test/dialect/mysql] [--sqla-args=--backend-only]
         [--reset purge|none] [--no-results]
 
@@ -29,7 +30,9 @@ created with pytest and PyMySQL when missing; nothing is installed into ``.venv`
 - **SQLAlchemy**: the sdist (it has ``test/``), run from its tree with ``--dburi
   mysql+pymysql://...``; the MySQL dialect's ``test_schema``/``test_schema_2`` databases are created first.
 - **go-mysql**: go-sql-driver/mysql, Go's most used driver, its own tests from the Go module proxy built
-  into a test binary (``bench/go_suite.py``; needs ``go``), database ``gotest_<mode>``.
+  into a test binary (``bench/go_suite.py``; needs ``go``), database ``go_mysql_<mode>``.
+- **node-mysql2**: Node.js's most used driver, its tests from a git repository (``--mysql2-git``) run by
+  their own runner (``bench/node_suite.py``; needs ``npm``), database ``node_mysql2_<mode>``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules (run as bench/<script>.py)
 
 import go_suite  # noqa: E402
+import node_suite  # noqa: E402
 from harness.environment import REPO, loadavg, run_meta, stack_dir, stack_env  # noqa: E402
 from harness.errors import BenchError, Prereq  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
@@ -58,7 +62,8 @@ from harness.results import command_line, report_head, run_and_publish  # noqa: 
 
 from dbmux.core.dsn import Dsn  # noqa: E402
 
-SUITES = ("pymysql", "sqlalchemy", "go-mysql")
+SUITES = ("pymysql", "sqlalchemy", "go-mysql", "node-mysql2")
+OTHER_LANGUAGES = {"go-mysql": go_suite.run, "node-mysql2": node_suite.run}
 SYSTEM_DBS = {"mysql", "information_schema", "performance_schema", "sys", "dbmux_meta"}
 _HALTED = re.compile(r"\bhalted\b")
 
@@ -310,11 +315,12 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
         print(f"[{phase.suite}/{phase.mode}] running the suite against {dsn.host}:{dsn.port}", flush=True)
         if phase.suite == "pymysql":
             phase.result = run_pymysql(py, trees["pymysql"], dsn, phase.mode, work, args.suite_timeout)
-        elif phase.suite == "go-mysql":
-            create_databases(dsn, [f"gotest_{phase.mode}"])
-            counts, failed, seconds, note = go_suite.run(trees["go-mysql"], dsn.host, dsn.port, dsn.user,
-                                                         dsn.password, f"gotest_{phase.mode}",
-                                                         work / f"go-mysql-{phase.mode}.log", args.suite_timeout)
+        elif phase.suite in OTHER_LANGUAGES:  # a driver in another language: its own runner, its own database
+            db = f"{phase.suite.replace('-', '_')}_{phase.mode}"
+            create_databases(dsn, [db])
+            counts, failed, seconds, note = OTHER_LANGUAGES[phase.suite](
+                trees[phase.suite], dsn.host, dsn.port, dsn.user, dsn.password, db,
+                work / f"{phase.suite}-{phase.mode}.log", args.suite_timeout)
             phase.result = SuiteResult(counts, failed, seconds, note)
         else:
             phase.result = run_sqlalchemy(py, trees["sqlalchemy"], dsn, phase.mode, work,
@@ -349,7 +355,8 @@ def report(args: argparse.Namespace, meta: dict, phases: list[Phase], versions: 
                         command_line("client_suites.py"))
     lines += [f"- versions: PyMySQL {versions.get('pymysql', '-')}, SQLAlchemy {versions.get('sqlalchemy', '-')} "
               f"(MySQL dialect on PyMySQL; tests: {args.sqla_paths} {args.sqla_args}), go-sql-driver/mysql "
-              f"{versions.get('go-mysql', '-')} (all its tests but {go_suite.SKIP}: see bench/go_suite.py); "
+              f"{versions.get('go-mysql', '-')} (all its tests but {go_suite.SKIP}: see bench/go_suite.py), "
+              f"node-mysql2 {versions.get('node-mysql2', '-')} (test files); "
               f"stack reset between phases: {args.reset}",
               "- targets: the stack's generated config (replica1, replica2: MariaDB; shard_a, shard_b: PostgreSQL)",
               ""]
@@ -408,12 +415,13 @@ def run(args: argparse.Namespace) -> str:
     if "sqlalchemy" in suites:
         trees["sqlalchemy"] = sdist(work, "SQLAlchemy")
         versions["sqlalchemy"] = metadata.version("sqlalchemy")
-    if "go-mysql" in suites:
-        try:
-            trees["go-mysql"] = go_suite.build(work)
-        except FileNotFoundError as exc:
-            raise Prereq(f"the go-mysql suite needs {exc}") from None
-        versions["go-mysql"] = go_suite.VERSION
+    try:
+        if "go-mysql" in suites:
+            trees["go-mysql"], versions["go-mysql"] = go_suite.build(work), go_suite.VERSION
+        if "node-mysql2" in suites:
+            trees["node-mysql2"], versions["node-mysql2"] = node_suite.tree(work, Path(args.mysql2_git))
+    except FileNotFoundError as exc:
+        raise Prereq(f"a suite needs {exc}") from None
     meta = run_meta()
     phases = [Phase(s, m) for s in suites for m in modes]
     for p in phases:
@@ -426,8 +434,8 @@ def run(args: argparse.Namespace) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suites", default="pymysql,sqlalchemy,go-mysql",
-                    help="comma-separated: pymysql, sqlalchemy, go-mysql")
+    ap.add_argument("--suites", default="pymysql,sqlalchemy,go-mysql,node-mysql2",
+                    help="comma-separated: pymysql, sqlalchemy, go-mysql, node-mysql2")
     ap.add_argument("--modes", default="ingress,direct", help="comma-separated: ingress, direct (in this order)")
     ap.add_argument("--sqla-paths", default="test/orm,test/sql,test/dialect/mysql",
                     help="SQLAlchemy test paths, comma-separated (the whole suite: test)")
@@ -435,6 +443,8 @@ def main() -> int:
                     help="more pytest arguments for SQLAlchemy, space-separated ('' for every test of the paths)")
     ap.add_argument("--pymysql-git", default="/work/.mirror/PyMySQL+PyMySQL/repo",
                     help="a PyMySQL git repository (or checkout) whose HEAD's pymysql/tests are run")
+    ap.add_argument("--mysql2-git", default="/work/.mirror/sidorares+node-mysql2/repo",
+                    help="a node-mysql2 git repository (or checkout) whose HEAD's tests are run")
     ap.add_argument("--suites-venv", default="/tmp/suites-venv")
     ap.add_argument("--workdir", default="/tmp/dbmux-client-suites")
     ap.add_argument("--reset", choices=("purge", "none"), default="purge",

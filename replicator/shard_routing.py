@@ -139,6 +139,7 @@ class ShardRouter:
         self.shard = shard
         self.gone: dict[tuple[str, str], TableInfo] = {}
         self._created_pk: dict[tuple[str, str], tuple[str, ...]] = {}  # CREATE TABLE routed: the key it declared
+        self._views: dict[tuple[str, str], frozenset[str]] = {}  # CREATE/ALTER VIEW routed: the shards it went to
 
     def route(self, ev: ChangeEvent) -> ChangeEvent:
         rows = self._rows(ev) if ev.rows else ()
@@ -346,11 +347,19 @@ class ShardRouter:
             return None
         shards = set(self.shard_map.shards)
         for tdb, table in names[1:]:  # (the view's own name first)
+            over_view = self._views.get(((tdb or db or "").lower(), table.lower()))
+            if over_view is not None:  # a view this router placed (node-mysql2's suite: a view over a view of
+                shards &= over_view  # keyless tables went to every shard; the other shard had no such view)
+                continue
             rule = self._rule_of(tdb, table, db)
             if rule is not None and rule.kind == "single":
                 shards &= {rule.shard}
         if not shards:
             log.warning("shard %s: view over tables of different shards is created on none: %s", self.shard, sql[:200])
+        own = names[0]
+        self._views[((own[0] or db or "").lower(), own[1].lower())] = frozenset(shards)
+        while len(self._views) > _CREATED_MAX:
+            del self._views[next(iter(self._views))]
         return Decision(frozenset(shards), "view: the shards holding all its tables")
 
     def _log(self, ev: ChangeEvent, i: int, action: str, reason: str) -> None:

@@ -202,3 +202,23 @@ def test_a_create_table_over_a_stale_keyless_definition_also_goes_where_its_own_
     # a keyless CREATE over a keyless definition stays on the one shard that holds its rows
     keyless = dataclasses.replace(create, statements=(Statement("CREATE TABLE test (value INT)", kind="ddl"),))
     assert sum(bool(r.route(keyless).statements) for r in routers.values()) == 1
+
+
+def test_a_view_over_a_view_goes_where_that_view_went():
+    """node-mysql2's suite: ``view82v1`` over two keyless tables went to the default shard only;
+    ``view82v2 AS SELECT ... FROM view82v1`` (the router's schema knowing neither view) went to every shard,
+    and the other shard halted ("relation view82v1 does not exist")."""
+    shard_map = ShardMap(1, ("a", "b"))
+    schema = StaticSchema({("d", "t1"): TableInfo((), ("name1", "link1")), ("d", "t2"): TableInfo((), ("name2",))})
+    ddl = ["CREATE ALGORITHM=UNDEFINED DEFINER=`u`@`%` SQL SECURITY DEFINER VIEW `view82v1` AS select name1, link1, "
+           "name2 from t1 INNER JOIN t2 ON link1 = 1",
+           "CREATE ALGORITHM=UNDEFINED DEFINER=`u`@`%` SQL SECURITY DEFINER VIEW `view82v2` AS select name1, name2 "
+           "from view82v1"]
+    routers = {s: ShardRouter(shard_map, schema, s) for s in shard_map.shards}
+    got = []
+    for n, sql in enumerate(ddl):
+        ev = ChangeEvent(Gtid.parse(f"0-1-{n + 1}"), "binlog", 1, session=SessionContext(db="d"),
+                         statements=(Statement(sql, kind="ddl"),))
+        got.append({s for s, r in routers.items() if r.route(ev).statements})
+    default = shard_map.rule("d", "t1", ()).shard
+    assert got == [{default}, {default}]

@@ -45,6 +45,7 @@ from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import SelfVerifier
 from dbmux.replicator.shard_target import ShardTarget
+from dbmux.replicator.status import RETRYING
 from dbmux.replicator.units import Item, chunks_for_commit, ingress_copy_of, later_items, position_after, row_copies
 from dbmux.shardmap.model import VERSIONS_DB
 
@@ -140,22 +141,19 @@ class Replicator:
                 log.error("target %s: %s", name, exc)
             else:
                 log.exception("target %s: stopped on an unexpected error", name)
-            if not await self._record("halted", f"stopped on {type(exc).__name__}: {exc}"):
-                log.warning("target %s: could not record the stop in the target's status", name)
+            await self._record_stop(exc)
             return 3
         return 0
 
-    async def _record(self, state: str, detail: str) -> bool:
-        """Say ``state`` and why in the target's status row from a connection of its own (after a permanent
-        error outside an apply: "halted", not "behind"). Best effort (the target may be what failed): False
-        when it could not."""
+    async def _record_stop(self, exc: Exception) -> None:
+        """A permanent error outside an apply (start-up, a bug): `dbmux status` says "halted" and why, not
+        "behind" (best effort: the target may be what failed)."""
         applier = make_applier(self.config, self.target, self.topic)
         try:
             await asyncio.wait_for(applier.connect(), 10)
-            await applier.set_status(state, redact_text(detail))
-            return True
+            await applier.set_status("halted", redact_text(f"stopped on {type(exc).__name__}: {exc}"))
         except Exception:  # noqa: BLE001 - unreachable target: the log says it
-            return False
+            log.warning("target %s: could not record the stop in the target's status", self.target.name)
         finally:
             try:
                 await applier.close()
@@ -196,7 +194,7 @@ class Replicator:
                      {f"{k.topic}[{k.partition}]": v for k, v in position.offsets.items()} or "the beginning",
                      position.gtids or "none yet")
             if self._retries >= RETRIES_SHOWN:  # not a blip: `dbmux status` says so, not merely "behind"
-                await applier.set_status("retrying", redact_text(
+                await applier.set_status(RETRYING, redact_text(
                     f"{self._retries} attempts in a row failed; last: {self._last_failure}"))
             elif not self._retries:  # else "running" once a unit applies (_apply_units)
                 await applier.set_status("running", "")
@@ -274,9 +272,7 @@ class Replicator:
                 records = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.limits.max_txns)
                 if self._retries and not records and not ready and await read_to_end(consumer, tps):
                     await drained(units, apply_task)  # (the status row is written on the apply connection)
-                    if self._retries:  # up after failures, and nothing left that could fail again
-                        self._retries = 0
-                        await applier.set_status("running", "")
+                    await self._up_again(applier)  # nothing left that could fail again
                 for tp, recs in records.items():
                     key = PartitionKey(tp.topic, tp.partition)
                     copies = row_copies(recs) if prefer_rows else None
@@ -446,11 +442,15 @@ class Replicator:
                         await self._halt(applier, ApplyError(f"self-verification: {differences[0]}{more}"))
                     continue
                 await self._apply_unit(applier, dlq, unit, position)
-                if self._retries:
-                    self._retries = 0
-                    await applier.set_status("running", "")
+                await self._up_again(applier)
             finally:
                 units.task_done()
+
+    async def _up_again(self, applier) -> None:
+        """After transient failures in a row: the target works again, and its status row says "running"."""
+        if self._retries:
+            self._retries = 0
+            await applier.set_status("running", "")
 
     async def _apply_unit(self, applier, dlq, unit: _Unit, position: TargetPosition) -> None:
         shard = self.shard

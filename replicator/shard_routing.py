@@ -120,7 +120,19 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------ the router
 
 
-_CREATED_MAX = 10_000
+_CREATED_MAX = 10_000  # what a router remembers of the DDL it routed (oldest forgotten first)
+
+
+def _name(tdb: str | None, table: str, db: str | None) -> tuple[str, str]:
+    """A table or view name as the router keys it: qualified by the session's database, lower case."""
+    return ((tdb or db or "").lower(), table.lower())
+
+
+def _remember(memo: dict, key: tuple[str, str], value: object) -> None:
+    memo[key] = value
+    while len(memo) > _CREATED_MAX:
+        del memo[next(iter(memo))]
+
 _VIEW_DDL = re.compile(r"\s*(?:CREATE|ALTER)\s(?:[^(;]*?\s)?VIEW\s", re.IGNORECASE)
 
 class ShardRouter:
@@ -304,9 +316,7 @@ class ShardRouter:
                 shape, _ = analyze(st.sql)
                 if isinstance(shape, Ddl) and shape.create_pk is not None and shape.tables and not any(shape.pk_from):
                     t = shape.tables[0]
-                    self._created_pk[((t[0] or db or "").lower(), t[1].lower())] = shape.create_pk
-                    while len(self._created_pk) > _CREATED_MAX:
-                        del self._created_pk[next(iter(self._created_pk))]
+                    _remember(self._created_pk, _name(t[0], t[1], db), shape.create_pk)
             if self.shard not in res.shards:
                 self._log(ev, i, "skip", res.reason)
                 continue
@@ -330,7 +340,7 @@ class ShardRouter:
         does not know is placed by the key its CREATE TABLE declared when the router routed that, else only
         by a rule that needs no key (SQLAlchemy's suite: an unknown parent taken for a keyless table on the
         default shard kept a foreign key to a sharded table there). None: not certain."""
-        name = ((tdb or db or "").lower(), table.lower())
+        name = _name(tdb, table, db)
         info = (getattr(self.schema, "tables", None) or {}).get(name)
         if pk is None:
             pk = tuple(info.primary_key) if info is not None else self._created_pk.get(name)
@@ -347,7 +357,7 @@ class ShardRouter:
             return None
         shards = set(self.shard_map.shards)
         for tdb, table in names[1:]:  # (the view's own name first)
-            over_view = self._views.get(((tdb or db or "").lower(), table.lower()))
+            over_view = self._views.get(_name(tdb, table, db))
             if over_view is not None:  # a view this router placed (node-mysql2's suite: a view over a view of
                 shards &= over_view  # keyless tables went to every shard; the other shard had no such view)
                 continue
@@ -356,10 +366,7 @@ class ShardRouter:
                 shards &= {rule.shard}
         if not shards:
             log.warning("shard %s: view over tables of different shards is created on none: %s", self.shard, sql[:200])
-        own = names[0]
-        self._views[((own[0] or db or "").lower(), own[1].lower())] = frozenset(shards)
-        while len(self._views) > _CREATED_MAX:
-            del self._views[next(iter(self._views))]
+        _remember(self._views, _name(*names[0], db), frozenset(shards))
         return Decision(frozenset(shards), "view: the shards holding all its tables")
 
     def _log(self, ev: ChangeEvent, i: int, action: str, reason: str) -> None:

@@ -106,10 +106,6 @@ class MariaDB(Service):
             # a development stack: no fsync per commit (like PostgreSQL's fsync=off here)
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
         ]
-        if not self.primary:
-            # row copies carry binary values hex-encoded: a replica needs more than twice the primary's
-            # max_allowed_packet (16 MiB) to take every row the primary took (replicator/packet_limit.py)
-            argv.append("--max-allowed-packet=1G")
         if self.primary:
             cert, key = self.tls_files
             argv += [f"--ssl-cert={cert}", f"--ssl-key={key}"]
@@ -118,6 +114,10 @@ class MariaDB(Service):
                 "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",
                 "--log-slave-updates=ON", "--max-binlog-size=256M",
             ]
+        else:
+            # row copies carry binary values hex-encoded: a replica needs more than twice the primary's
+            # max_allowed_packet (16 MiB) to take every row the primary took (replicator/packet_limit.py)
+            argv.append("--max-allowed-packet=1G")
         if os.geteuid() == 0:
             argv.append("--user=root")
         return argv

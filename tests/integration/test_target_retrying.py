@@ -9,18 +9,15 @@ attempt fail with error 1205 until the lock is released.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 
-from .conftest import REPO, pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import pipeline_config, run_dbmux, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .test_replicator_mysql import _conn, _start_replicator, _wait_equal
 
 
 def _status(cfg) -> str:
-    return subprocess.run([sys.executable, "-m", "dbmux.cli", "status", "-c", str(cfg)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60).stdout
+    return run_dbmux("status", "-c", str(cfg), check=False).stdout
 
 
 def _wait_for(cfg, text: str, timeout_s: float) -> str:

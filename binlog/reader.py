@@ -49,7 +49,7 @@ from dbmux.core.codec import encode_event
 from dbmux.core.config import Config
 from dbmux.core.dsn import Dsn
 from dbmux.core.errors import DbmuxError
-from dbmux.core.fragments import split
+from dbmux.core.fragments import split_event
 from dbmux.core.gctune import freeze_once
 from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic
@@ -404,8 +404,8 @@ class BinlogReader:
                         payload = encode_event(value)
                         if len(payload) <= fragment_bytes:
                             fut = await send(topic, payload, key=partition_key(value))
-                        else:  # over the message size: fragments (dbmux.core.fragments), acked together
-                            parts = split(payload, fragment_bytes, str(value.gtid), value.source)
+                        else:  # over the message size: parts or fragments (dbmux.core.fragments), acked together
+                            parts = split_event(value, payload, fragment_bytes)
                             fut = await self._send_fragments(producer, parts, partition_key(value))
                         put_pending((value.gtid, fut))
             finally:

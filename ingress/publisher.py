@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from dbmux.core.codec import encode_event
 from dbmux.core.config import Config
 from dbmux.core.events import ChangeEvent
-from dbmux.core.fragments import split
+from dbmux.core.fragments import split_event
 from dbmux.core.kafka_topics import ensure_topic
 from dbmux.core.topics import partition_key
 from dbmux.ingress.sequencer import GtidSequencer
@@ -81,7 +81,7 @@ class Publisher:
         assert producer is not None, "Publisher.start() was not awaited"
         if self._poisoned:
             producer = await self._renew()
-        parts = split(encode_event(event), self._config.kafka.fragment_bytes, str(event.gtid), event.source)
+        parts = split_event(event, encode_event(event), self._config.kafka.fragment_bytes)
         key = partition_key(event)
         acks: list[asyncio.Future[object]] = []
         try:

@@ -21,6 +21,7 @@ that has triggers of its own is warned about when the replicator connects.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import aiomysql
 import pymysql
@@ -32,7 +33,8 @@ from dbmux.core.events import ChangeEvent, Statement
 from dbmux.core.mysql_connect import connect_aiomysql
 from dbmux.core.transient import is_transient, mysql_errno
 from dbmux.replicator.errors import ApplyError, TargetLocked
-from dbmux.replicator.mysql_sql import literal, quote_ident, row_sql, table_of, verify_sql, without_columns
+from dbmux.replicator.mysql_rowcheck import ROW_SESSION, RowChecks
+from dbmux.replicator.mysql_sql import literal, quote_ident, row_sql, table_of, without_columns
 from dbmux.replicator.mysql_statements import (
     APPLIER_CHARSET,
     charset_sql,
@@ -56,7 +58,7 @@ TRIGGERS_SKIPPED = Counter("dbmux_replicator_trigger_statements_skipped_total",
 _DDL_REPLAY_ERRNOS = frozenset({1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1826})
 
 
-class MySQLApplier:
+class MySQLApplier(RowChecks):
     def __init__(self, dsn: Dsn, target: str, topic: str) -> None:
         self.dsn = dsn
         self.target = target
@@ -246,13 +248,19 @@ class MySQLApplier:
 
     def _round_trip_sql(self, batch: list[tuple[ChangeEvent, int]], position: TargetPosition,
                         last_gtids: dict[str, ChangeEvent]) -> str:
-        """The request text; raises :class:`_KeyUnknown` for a table whose primary key is not cached.
+        """The request text; raises :class:`_KeyUnknown` for a table whose primary key is not cached."""
+        return ";\n".join(["START TRANSACTION", *self._batch_sql(batch), *self._position_sql(position, last_gtids),
+                            "COMMIT"])
+
+    def _batch_sql(self, batch: list[tuple[ChangeEvent, int]]) -> list[str]:
+        """The statements applying ``batch``; raises :class:`_KeyUnknown` for a table whose primary key
+        is not cached.
 
         It assumes nothing of the session: sql_mode/time_zone, the default database and the
         timestamp are set before the first event that depends on them, then again only when they
         change. Row inserts carry every column's value, so a run of them is one INSERT even across
         events (the events' timestamps are equal there: a change of timestamp ends the run)."""
-        parts = ["START TRANSACTION"]
+        parts: list[str] = []
         session: tuple = ()
         db: str | None = None
         ts: int | None = None
@@ -338,9 +346,40 @@ class MySQLApplier:
                 parts.append(_FK_RESTORE)
         flush_net()
         flush()
-        parts.extend(self._position_sql(position, last_gtids))
-        parts.append("COMMIT")
-        return ";\n".join(parts)
+        return parts
+
+    async def apply_parts(self, parts: AsyncIterator[ChangeEvent], offset: int, position: TargetPosition,
+                          last_gtids: dict[str, ChangeEvent]) -> None:
+        """Apply one transaction given part by part (:mod:`replicator.streamed`) and store ``position``, in
+        one target transaction; each part in one request where it fits, else statement by statement."""
+        assert self._conn is not None
+        gtid = ",".join(str(ev.gtid) for ev in last_gtids.values())
+        try:
+            async with self._conn.cursor() as cur:
+                await cur.execute("START TRANSACTION")
+                async for ev in parts:
+                    sql = None
+                    while sql is None:
+                        try:
+                            sql = ";\n".join(self._batch_sql([(ev, offset)]))
+                        except _KeyUnknown as missing:
+                            await self._primary_key(cur, *missing.args)
+                    if not fits(sql, self._max_packet):
+                        await self._apply_event(cur, ev, offset, ddl=False)
+                        continue
+                    self._session, self._db = (), None  # the request sets what it needs; afterwards: unknown
+                    await cur.execute(sql)
+                    while await cur.nextset():
+                        pass
+                await self._write_position(cur, position, last_gtids)
+            await self._conn.commit()
+        except ApplyError:
+            await self._rollback()
+            raise
+        except Exception as exc:
+            await self._rollback()
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=offset, errno=mysql_errno(exc),
+                             retriable=is_transient(exc)) from exc
 
     def _net_eligible(self, ev: ChangeEvent) -> bool:
         """May ``ev`` be applied as part of a net effect (row changes only, of tables that allow it)?
@@ -483,82 +522,10 @@ class MySQLApplier:
                               "('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')")
             return ancestors(await cur.fetchall(), db, table)
 
-    async def differing_rows(self, items: list[tuple[str, str, tuple[str, ...], tuple, dict | None]],
-                             events: list | None = None) -> dict[int, str]:
-        """Self-verification (:mod:`replicator.self_verify`): which ``items`` -- (db, table, primary key,
-        key, the row it must hold or None for none) -- the target does not hold exactly, index -> what
-        differs. The images are written in a transaction that is rolled back; a row already equal is
-        not changed (affected rows 0), so the server compares, byte for byte. Nothing is left changed."""
-        parts: list[tuple[str, list[int]]] = []  # (statement, the items it covers)
-        groups: dict[tuple, list[int]] = {}
-        items = list(items)  # (the caller's list is left as it is)
-        for i, (db, table, pk, _, image) in enumerate(items):
-            if image is not None and (generated := self._generated.get((db, table))):  # (primary_key() found)
-                image = {c: v for c, v in image.items() if c not in generated}
-                items[i] = (db, table, pk, items[i][3], image)
-            groups.setdefault((db, table, pk, None if image is None else tuple(image)), []).append(i)
-        for idx in groups.values():
-            for n in range(0, len(idx), 500):
-                part = idx[n:n + 500]
-                parts.append((verify_sql(items[part[0]], [items[i] for i in part]), part))
-        counts = await self._rolled_back([sql for sql, _ in parts])
-        suspects = [(sql, part) for (sql, part), n in zip(parts, counts, strict=True) if n != 0]
-        if not suspects:
-            return {}
-        # which rows: each on its own (few: a difference is rare)
-        singles = [i for _, part in suspects for i in part]
-        single_counts = await self._rolled_back([verify_sql(items[i], [items[i]]) for i in singles])
-        out: dict[int, str] = {}
-        for i, got in zip(singles, single_counts, strict=True):
-            if isinstance(got, str):
-                out[i] = got
-            elif items[i][4] is None and got:
-                out[i] = "the target still has the row the row copy deleted"
-            elif items[i][4] is not None and got == 1:
-                out[i] = "the target has no such row"
-            elif items[i][4] is not None and got:
-                out[i] = "the target's row differs from the row copy"
-        return out
-
-    async def _rolled_back(self, statements: list[str]) -> list[int | str]:
-        """Run ``statements`` in one rolled-back transaction, in the session row images are applied in,
-        without foreign-key checks; per statement its affected rows (a SELECT: its first value), or, when
-        it failed, the error (each statement then runs on its own)."""
-        head = ["START TRANSACTION", f"SET SESSION sql_mode = {literal(ROW_SESSION[0])}, "
-                f"time_zone = {literal(ROW_SESSION[1])}",
-                "SET @dbmux_fkc = @@foreign_key_checks, foreign_key_checks = 0"]
-        self._session = ()
-        out: list[int | str] = []
-        try:
-            async with self.connection.cursor() as cur:
-                await cur.execute(";\n".join([*head, *statements, "ROLLBACK", "SET foreign_key_checks = @dbmux_fkc"]))
-                for n in range(len(head) + len(statements)):
-                    if n:
-                        await cur.nextset()
-                    if n >= len(head):
-                        out.append((await cur.fetchone())[0] if cur.description else cur.rowcount)
-                while await cur.nextset():
-                    pass
-            return out
-        except pymysql.err.MySQLError as exc:
-            await self._rollback()
-            if is_transient(exc):
-                raise ApplyError(f"self-verification: {exc}", errno=mysql_errno(exc), retriable=True) from exc
-            async with self.connection.cursor() as cur:
-                await cur.execute("SET foreign_key_checks = @dbmux_fkc")
-            if len(statements) == 1:
-                return [f"error {mysql_errno(exc)}: {exc.args[1] if len(exc.args) > 1 else exc}"]
-        return [r for sql in statements for r in await self._rolled_back([sql])]
-
     async def _write_position(self, cur, position: TargetPosition, last: dict[str, ChangeEvent]) -> None:
         for sql in self._position_sql(position, last):
             await cur.execute(sql)
 
-# The session row images are applied in: they hold every column's value as the primary stored it, with
-# TIMESTAMP values in UTC (binlog.row_decoder), and a zero in an AUTO_INCREMENT column stays zero. (Without
-# it they ran in whatever an earlier ingress event had set: another time zone shifted TIMESTAMPs, and
-# NO_BACKSLASH_ESCAPES misread the escaped literals.) The same as backfill's session.
-ROW_SESSION = ("NO_AUTO_VALUE_ON_ZERO", "+00:00")
 
 
 def _clock(ev: ChangeEvent) -> int:

@@ -225,3 +225,15 @@ class GtidOrderer(Generic[P]):
             if low is not None:
                 out[p] = low
         return out
+
+
+def gap_detail(gaps: list[Gap], orderer: GtidOrderer) -> str:
+    """What `dbmux status` and the gap alert say about open gaps."""
+    parts = []
+    for g in gaps:
+        text = f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held"
+        if g.spilled:
+            text += ", more left in Kafka at the memory bound"
+        parts.append(text + ")")
+    return ("; ".join(parts) + f"; {orderer.held_bytes:,} bytes held (bound {orderer.max_held_bytes:,}). Only the "
+            "binlog reader's copy can close a gap: is 'dbmux binlog' running and caught up?")

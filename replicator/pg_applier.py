@@ -24,8 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import uuid as _uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import NamedTuple
 
 import asyncpg
@@ -39,19 +38,11 @@ from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_clock import at_primary_clock, is_utc
+from dbmux.replicator.pg_codecs import install_mysql_codecs
 from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
-from dbmux.replicator.pg_types import (
-    bit_strings,
-    event_value_types,
-    inet_address,
-    inet_binary,
-    not_applied,
-    time_micros,
-    time_of_micros,
-    uuid_bytes,
-)
+from dbmux.replicator.pg_types import bit_strings, event_value_types, not_applied
 from dbmux.replicator.pg_verify import PgRowComparer
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
 from dbmux.replicator.schema_info import StaticSchema, TableInfo, remember_gone
@@ -333,6 +324,26 @@ class PostgresApplier(PgRowComparer):
             raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=_span(batch), offset=batch[0][1] if batch else -1,
                              retriable=True) from exc
 
+    async def apply_parts(self, parts: AsyncIterator[ChangeEvent], offset: int, position: TargetPosition,
+                          last_gtids: dict[str, ChangeEvent]) -> None:
+        """Apply one transaction given part by part (:mod:`replicator.streamed`: no DDL) and store
+        ``position``, in one transaction; each part translated and run as it comes."""
+        assert self._conn is not None
+        gtid = ",".join(str(ev.gtid) for ev in last_gtids.values())
+        try:
+            async with self._conn.transaction():
+                async for ev in parts:
+                    await self._run(self._translate(ev, offset))
+                await self._write_position(position, last_gtids)
+        except ApplyError:
+            raise
+        except asyncpg.CharacterNotInRepertoireError as exc:
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=offset) from exc
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise ApplyError(f"{type(exc).__name__}: {exc}", gtid=gtid, offset=offset, retriable=True) from exc
+
     def _applying(self) -> StaticSchema:
         """The schema statements are translated with when applied (a translation made when they were
         judged is used where kept): released in their statement form when consumed (needs_row_form judged
@@ -515,32 +526,6 @@ def as_the_session_meant(st: Statement, sql_mode: str | None) -> str:
     if st.kind == "ddl" and has_mode(sql_mode, "REAL_AS_FLOAT"):
         sql = parseable_ddl(sql, real_as_float=True)
     return sql
-
-
-async def install_mysql_codecs(conn: asyncpg.Connection) -> None:
-    """Values as MySQL sources give them. Text: MySQL clients bind string parameters as bytes (their
-    character set is the connection's), and the ingress records them so; PostgreSQL text columns take
-    them as UTF-8 text. Invalid UTF-8 still fails, loudly, as it must (the server checks text received
-    in binary form too). UUID: MariaDB's, from text or row images (:func:`~replicator.pg_types.uuid_bytes`).
-    TIME (targets created before MySQL TIME became INTERVAL): ``timedelta`` values too (:func:`time_micros`).
-    Binary format, so COPY (which is binary in asyncpg) takes these columns as well."""
-    def encode(value):
-        if type(value) is str:
-            return value.encode("utf-8")
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value)
-        raise TypeError(f"a text value must be str or bytes, got {type(value).__name__}")
-
-    def decode(data: bytes) -> str:
-        return data.decode("utf-8")
-
-    for name in ("text", "varchar", "bpchar"):
-        await conn.set_type_codec(name, schema="pg_catalog", encoder=encode, decoder=decode, format="binary")
-    await conn.set_type_codec("uuid", schema="pg_catalog", encoder=uuid_bytes, decoder=lambda b: _uuid.UUID(bytes=b),
-                              format="binary")
-    await conn.set_type_codec("time", schema="pg_catalog", encoder=time_micros, decoder=time_of_micros,
-                              format="binary")
-    await conn.set_type_codec("inet", schema="pg_catalog", encoder=inet_binary, decoder=inet_address, format="binary")
 
 
 def _changes_schema(ev: ChangeEvent) -> bool:

@@ -33,6 +33,7 @@ from dbmux.core.events import ChangeEvent, EnvelopeError
 from dbmux.core.fragments import Reassembler, split
 from dbmux.core.gtid import Gtid
 from dbmux.core.kafka_topics import ensure_topic, topic_partitions
+from dbmux.core.parts import Spooled
 from dbmux.core.passwords import redact_event, redact_payload, redact_text
 from dbmux.core.supervise import supervise
 from dbmux.core.topics import dlq_topic
@@ -40,12 +41,21 @@ from dbmux.replicator.errors import ApplyError, TargetHalted, TargetLocked
 from dbmux.replicator.filtering import filter_event
 from dbmux.replicator.handover import commit_for_lag, drained, hand_over, read_to_end
 from dbmux.replicator.mysql_applier import MySQLApplier
-from dbmux.replicator.ordering import Gap, GtidOrderer
+from dbmux.replicator.ordering import GtidOrderer, gap_detail
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import SelfVerifier
 from dbmux.replicator.shard_target import ShardTarget
 from dbmux.replicator.status import RETRYING
+from dbmux.replicator.streamed import (
+    STREAMED_HELD_BYTES,
+    StreamedEvent,
+    as_unsafe,
+    count_applied,
+    dead_letter_messages,
+    parts_to_apply,
+    streamed_event,
+)
 from dbmux.replicator.units import Item, chunks_for_commit, ingress_copy_of, later_items, position_after, row_copies
 from dbmux.shardmap.model import VERSIONS_DB
 
@@ -247,7 +257,7 @@ class Replicator:
         cut until it is applied.
         """
         orderer: GtidOrderer[PartitionKey] = GtidOrderer(position.gtids, max_held_bytes=self.max_held_bytes)
-        fragments: Reassembler[PartitionKey] = Reassembler(f"target {self.target.name}")
+        fragments: Reassembler[PartitionKey] = Reassembler(f"target {self.target.name}", spool=True)
         self._fragments = fragments
         consumed: dict[PartitionKey, int] = {}
         planned = position.copy()
@@ -283,11 +293,17 @@ class Replicator:
                             continue  # its row copy (the primary's truth) is in this fetch: applied instead
                             # (not the first event of a domain: the first one offered starts its sequence)
                         try:
-                            got = fragments.add(value, key, offset)
+                            got = fragments.take(value, key, offset)
                             if got is None:  # a fragment of an event not complete yet
                                 continue
-                            value, offset = got
-                            ev = decode_event(value)
+                            whole, offset = got
+                            if isinstance(whole, Spooled):  # parts on disk: applied one at a time
+                                ev: ChangeEvent = streamed_event(whole)
+                                size = STREAMED_HELD_BYTES
+                            else:
+                                value = whole
+                                ev = decode_event(value)
+                                size = len(value)
                         except EnvelopeError as exc:
                             await drained(units, apply_task)  # the DLQ/halt decision comes after what is cut
                             await self._permanent(applier, dlq, ApplyError(f"undecodable event: {exc}",
@@ -296,27 +312,34 @@ class Replicator:
                         if ev.source == "snapshot":  # dbmux snapshot's copy: the target has those rows already
                             continue  # (it replicated them, or was backfilled): for rebuild and history only
                         ev = filter_event(ev, self.tables)
-                        if self.shard is not None:  # decides now whether it needs the row form
+                        streamed = isinstance(ev, StreamedEvent)  # (filtered and routed part by part)
+                        if self.shard is not None and not streamed:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
                         if verifier is not None:  # (a shard: its part; a map switch moves rows unlogged)
-                            verifier.observed(ev, barrier=self.shard is not None and self.shard.changes_map(ev))
+                            verifier.observed(ev, barrier=streamed or (self.shard is not None
+                                                                       and self.shard.changes_map(ev)))
                         # (a shard's applier judges -- and translates ahead -- what it will apply: its part)
-                        if row_form_if is not None and not ev.unsafe and (
-                                (prefer_rows and ev.source == "ingress" and len(value) > TRANSLATE_MAX_BYTES)
+                        if isinstance(ev, StreamedEvent):
+                            if ev.source == "ingress" and (row_form_if is not None or self.shard is not None):
+                                ev = as_unsafe(ev)  # statements judged part by part: the row form
+                        elif row_form_if is not None and not ev.unsafe and (
+                                (prefer_rows and ev.source == "ingress" and size > TRANSLATE_MAX_BYTES)
                                 or row_form_if(ev)):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         before, spilled = orderer.duplicates, orderer.spilled_events
-                        released = orderer.offer(ev, offset, key, size=len(value) * HELD_MEMORY_FACTOR)
+                        released = orderer.offer(ev, offset, key, size=size * HELD_MEMORY_FACTOR)
                         if orderer.duplicates != before:
                             DUPLICATES.labels(name).inc()
                         if orderer.spilled_events != spilled:
                             SPILLED.labels(name).inc()
                         elif orderer.duplicates == before:  # sizes only of what is held or released: a
-                            self._sizes[(key, offset)] = len(value)  # long gap must not grow this
+                            self._sizes[(key, offset)] = size  # long gap must not grow this
                         if released and not ready:
                             batch_started = time.monotonic()
                         if self.shard is not None:  # in GTID order, with the map in force at each event
-                            released = [(await self._routed(self.shard.release, e, applier, units, apply_task), off)
+                            released = [(dataclasses.replace(e, shard_map=self.shard.map)  # (routed per part)
+                                         if isinstance(e, StreamedEvent) else
+                                         await self._routed(self.shard.release, e, applier, units, apply_task), off)
                                         for e, off in released]
                         if verifier is not None:
                             verifier.released(released)
@@ -404,7 +427,8 @@ class Replicator:
         """Group-commit units for ``ready``, each with the position it stores; ``planned`` advances past them."""
         shard = self.shard
         chunks = chunks_for_commit(ready, self.limits.max_txns, self.limits.max_bytes, self._sizes,
-                                   alone=shard.is_switch if shard is not None else (lambda ev: False))
+                                   alone=lambda ev: isinstance(ev, StreamedEvent) or (shard is not None
+                                                                                     and shard.is_switch(ev)))
         held = orderer.needed_offsets()
         for key, offset in self._fragments.pending_offsets().items():  # never store a position inside a set
             held[key] = min(offset, held.get(key, offset))
@@ -419,7 +443,7 @@ class Replicator:
             last: dict[str, ChangeEvent] = {}
             for ev, _, _ in chunk:
                 last[ev.gtid.domain] = ev
-            barrier = shard is not None or any(ev.has_ddl for ev, _, _ in chunk)
+            barrier = shard is not None or any(ev.has_ddl or isinstance(ev, StreamedEvent) for ev, _, _ in chunk)
             units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
         return units
 
@@ -460,7 +484,12 @@ class Replicator:
             chunk = [(await shard.with_moved_rows_deleted(chunk[0][0], applier), chunk[0][1], chunk[0][2])]
             prepared = None
         try:
-            await applier.apply([(ev, off) for ev, _, off in chunk], unit.pos, unit.last, prepared)
+            if isinstance(first := chunk[0][0], StreamedEvent):  # a unit of its own
+                await applier.apply_parts(parts_to_apply(first, self.tables, shard, chunk[0][2]), chunk[0][2],
+                                          unit.pos, unit.last)
+                count_applied(self.target.name, first)
+            else:
+                await applier.apply([(ev, off) for ev, _, off in chunk], unit.pos, unit.last, prepared)
         except ApplyError as exc:
             if exc.retriable:
                 raise
@@ -491,7 +520,9 @@ class Replicator:
         if self.policy == "dead-letter" and dlq is not None:
             headers = [("dbmux-error", problem.encode()[:4000]), ("dbmux-target", self.target.name.encode()),
                        ("dbmux-offset", str(exc.offset).encode())]
-            if isinstance(event, bytes):  # undecodable: as it was (the whole, when fragments were put together)
+            if isinstance(event, StreamedEvent):
+                parts = dead_letter_messages(event)
+            elif isinstance(event, bytes):  # undecodable: as it was (the whole, when fragments were put together)
                 parts = [redact_payload(event)]
                 if len(parts[0]) > self.config.kafka.fragment_bytes:
                     parts = split(parts[0], self.config.kafka.fragment_bytes, "unknown", "undecodable")
@@ -529,23 +560,6 @@ class Replicator:
         except Exception:  # noqa: BLE001 - the halt itself matters more
             pass
         raise TargetHalted(problem)
-
-
-def gap_detail(gaps: list[Gap], orderer: GtidOrderer[PartitionKey]) -> str:
-    """What `dbmux status` and the gap alert say about open gaps."""
-    parts = []
-    for g in gaps:
-        text = f"domain {g.domain} waiting for seq {g.waiting_for} ({g.held} held"
-        if g.spilled:
-            text += ", more left in Kafka at the memory bound"
-        parts.append(text + ")")
-    return ("; ".join(parts) + f"; {orderer.held_bytes:,} bytes held (bound {orderer.max_held_bytes:,}). Only the "
-            "binlog reader's copy can close a gap: is 'dbmux binlog' running and caught up?")
-
-
-def as_unsafe(ev: ChangeEvent) -> ChangeEvent:
-    """``ev`` with every statement flagged unsafe: it is applied from its row form only."""
-    return dataclasses.replace(ev, statements=tuple(dataclasses.replace(s, unsafe=True) for s in ev.statements))
 
 
 def _applied(orderer: GtidOrderer[PartitionKey], gtid_text: str) -> bool:

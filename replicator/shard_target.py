@@ -186,6 +186,20 @@ class ShardTarget:
                         new.version, ev.gtid)
         return routed
 
+    async def route_part(self, ev: ChangeEvent, shard_map: ShardMap) -> ChangeEvent:
+        """A part of a transaction applied part by part (:mod:`replicator.streamed`), routed with the map
+        that was in force when the transaction was released (later events may have switched it since)."""
+        assert self.router is not None
+        current, self.router.shard_map = self.router.shard_map, shard_map
+        try:
+            routed = await self._route(ev)
+        finally:
+            self.router.shard_map = current
+        if switch_map(routed) is not None:
+            raise ApplyError("a shard map switch inside a transaction cut into parts is not supported",
+                             gtid=str(ev.gtid))
+        return routed
+
     def is_switch(self, ev: ChangeEvent) -> bool:
         return (ev.gtid.domain, ev.gtid.seq) in self._switches
 

@@ -37,9 +37,11 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from dbmux.core.events import EnvelopeError
+from dbmux.core.codec import encode_event
+from dbmux.core.events import ChangeEvent, EnvelopeError
+from dbmux.core.parts import Spooled, cut, decode_part, header, is_part, merge
 
-__all__ = ["FRAGMENT_PREFIX", "HEADER_ROOM", "split", "is_fragment", "Reassembler"]
+__all__ = ["FRAGMENT_PREFIX", "HEADER_ROOM", "split", "split_event", "is_fragment", "Reassembler"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,19 @@ def split(payload: bytes, max_bytes: int, gtid: str, source: str) -> list[bytes]
         head["i"] = i
         out.append(b"".join((orjson.dumps(head), b"\n", view[i * chunk:(i + 1) * chunk])))
     return out
+
+
+def split_event(ev: ChangeEvent, payload: bytes, max_bytes: int) -> list[bytes]:
+    """The message values that carry ``ev`` (``payload``: its encoding): itself if it fits in ``max_bytes``,
+    else parts (:mod:`dbmux.core.parts`: a consumer applies them one at a time) where it can be cut so,
+    else byte fragments."""
+    if len(payload) <= max_bytes:
+        return [payload]
+    parts = cut(ev, payload, max_bytes)
+    if parts is None:
+        return split(payload, max_bytes, str(ev.gtid), ev.source)
+    return [m for part in parts
+            for m in (split(part, max_bytes, str(ev.gtid), ev.source) if len(part) > max_bytes else (part,))]
 
 
 def is_fragment(value: bytes) -> bool:
@@ -100,19 +115,31 @@ class _Partial(Generic[K]):
     crc: int
     chunks: list[bytes] = field(default_factory=list)
     held: int = 0
+    spooled: Spooled | None = None  # parts kept on disk (Reassembler(spool=True))
+
+    @property
+    def count(self) -> int:
+        return self.spooled.count if self.spooled is not None else len(self.chunks)
+
+    def drop(self) -> None:
+        if self.spooled is not None:
+            self.spooled.close()
 
 
 MAX_IGNORED = 10_000  # sending ids remembered to drop their remaining fragments quietly
 
 
 class Reassembler(Generic[K]):
-    """Collects fragment messages per sending (``id``) until the whole event is there.
+    """Collects fragment and part messages per sending (``id``) until the whole event is there.
 
-    ``key`` is where a message came from (a partition); offsets are per key.
+    ``key`` is where a message came from (a partition); offsets are per key. Parts
+    (:mod:`dbmux.core.parts`) are put together into one encoding, or with ``spool`` kept on disk and given
+    back as a :class:`~dbmux.core.parts.Spooled` (its consumer applies them one at a time).
     """
 
-    def __init__(self, where: str = "consumer") -> None:
+    def __init__(self, where: str = "consumer", *, spool: bool = False) -> None:
         self._where = where
+        self._spool = spool
         self._partials: dict[str, _Partial[K]] = {}
         # sendings whose later fragments are dropped quietly: forgotten (applied from another copy) or
         # already reported broken -- one warning per set, not one per fragment
@@ -126,9 +153,18 @@ class Reassembler(Generic[K]):
         A plain (unfragmented) event comes straight back with its own offset. Raises
         :class:`EnvelopeError` for a fragment that cannot be read or a whole that fails its checks.
         """
-        if not is_fragment(value):
+        assert not self._spool, "a spooling reassembler gives parts back spooled: take()"
+        return self.take(value, key, offset)  # type: ignore[return-value]  # (bytes without spool)
+
+    def take(self, value: bytes, key: K, offset: int) -> tuple[bytes | Spooled, int] | None:
+        """:meth:`add`, giving parts back as a :class:`~dbmux.core.parts.Spooled` when spooling."""
+        parts = is_part(value)
+        if parts:
+            head, start = header(value)
+        elif is_fragment(value):
+            head, start = _header(value)
+        else:
             return value, offset
-        head, start = _header(value)
         fid, i = head["id"], head["i"]
         if fid in self._ignored:
             return None
@@ -140,30 +176,48 @@ class Reassembler(Generic[K]):
                 return None
             # the same producer sending the same event again (after a failed send): the old set is abandoned
             for other_id, other in list(self._partials.items()):
-                if other.gtid == head["gtid"] and other.source == head["source"] and other.key == key:
+                if (other.gtid == head["gtid"] and other.source == head["source"] and other.key == key
+                        and (other.size < 0) == parts):  # (a part in fragments: both kinds at once)
                     del self._partials[other_id]
+                    other.drop()
                     self._broken(head, key, other.first_offset, "sent again before it was complete")
-            part = _Partial(key, offset, head["gtid"], head["source"], head["n"], head["size"], head["crc"])
+            part = _Partial(key, offset, head["gtid"], head["source"], head["n"], head.get("size", -1), head["crc"])
+            if self._spool and parts:
+                part.spooled = Spooled(head)
             self._partials[fid] = part
-        elif i < len(part.chunks):  # read again (a seek back): already have it
+        elif i < part.count:  # read again (a seek back): already have it
             return None
-        elif i != len(part.chunks):
+        elif i != part.count:
             del self._partials[fid]
-            self._broken(head, key, part.first_offset, f"fragment {len(part.chunks)} is missing")
+            part.drop()
+            self._broken(head, key, part.first_offset, f"fragment {part.count} is missing")
             self._ignore(fid)
             return None
-        body = value[start:]
-        part.chunks.append(body)
-        part.held += len(body)
-        if len(part.chunks) < part.n:
+        if part.spooled is not None:
+            part.spooled.add(value)
+        else:
+            body = value if part.size < 0 else value[start:]  # parts are kept whole (their header checks them)
+            part.chunks.append(body)
+            part.held += len(body)
+        if part.count < part.n:
             return None
         del self._partials[fid]
+        self.assembled += 1
+        if part.spooled is not None:
+            return part.spooled, part.first_offset
+        if part.size < 0:  # parts, put together
+            events = []
+            for chunk in part.chunks:
+                h, at = header(chunk)
+                events.append(decode_part(chunk, h, at))
+            return encode_event(merge(events)), part.first_offset
         whole = b"".join(part.chunks)
         if len(whole) != part.size or zlib.crc32(whole) != part.crc:
             raise EnvelopeError(f"event {part.gtid} from {part.source} put together from {part.n} fragments "
                                 f"(first at offset {part.first_offset}) is {len(whole)} bytes with CRC "
                                 f"{zlib.crc32(whole)}, its header says {part.size} bytes with CRC {part.crc}")
-        self.assembled += 1
+        if is_part(whole):  # one part (a row or statement bigger than a message) put together: next, its set
+            return self.take(whole, key, part.first_offset)
         return whole, part.first_offset
 
     def _broken(self, head: dict[str, Any], key: K, offset: int, why: str) -> None:
@@ -188,7 +242,7 @@ class Reassembler(Generic[K]):
         """Drop unfinished sets whose GTID ``done(gtid_text)`` says is already applied; returns how many."""
         gone = [fid for fid, p in self._partials.items() if done(p.gtid)]
         for fid in gone:
-            del self._partials[fid]
+            self._partials.pop(fid).drop()
             self._ignore(fid)
         return len(gone)
 

@@ -17,7 +17,7 @@ from dbmux.replicator.backfill.targets import insert_statements, pg_column_types
 from dbmux.replicator.errors import BackfillError
 from dbmux.replicator.mysql_applier import APPLIER_CHARSET, ROW_SESSION
 from dbmux.replicator.mysql_sql import literal, quote_ident, row_sql
-from dbmux.replicator.pg_applier import install_mysql_codecs
+from dbmux.replicator.pg_codecs import install_mysql_codecs
 from dbmux.replicator.pg_sql import translate_statement
 
 __all__ = ["open_destination", "MySQLDestination", "PostgresDestination"]

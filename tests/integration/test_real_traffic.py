@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import secrets
 import uuid
 
@@ -178,6 +179,8 @@ def test_real_traffic_reaches_every_target(stack, tmp_path, primary_connections)
         for where, text in places.items():
             assert token not in text, f"the password is in {where}"
         assert all("HALTED" not in places[f"{n} log"] for n in names.values())
+        for n in names.values():  # the big transactions were applied part by part (bounded memory), shards too
+            assert re.search(r"applied \S+ from \S+ in \d+ parts", places[f"{n} log"]), places[f"{n} log"][-2000:]
     finally:
         stop_processes(procs)
         stop_ingress(ing)

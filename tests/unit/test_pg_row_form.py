@@ -14,8 +14,8 @@ from dbmux.core.gtid import Gtid
 from dbmux.replicator import pg_applier
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.pg_clock import is_utc
-from dbmux.replicator.runner import as_unsafe
 from dbmux.replicator.schema_info import StaticSchema, TableInfo
+from dbmux.replicator.streamed import as_unsafe
 
 
 @pytest.mark.parametrize("tz,system,utc", [

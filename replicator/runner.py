@@ -521,7 +521,7 @@ class Replicator:
             headers = [("dbmux-error", problem.encode()[:4000]), ("dbmux-target", self.target.name.encode()),
                        ("dbmux-offset", str(exc.offset).encode())]
             if isinstance(event, StreamedEvent):
-                parts = dead_letter_messages(event)
+                parts = dead_letter_messages(event, self.config.kafka.fragment_bytes)
             elif isinstance(event, bytes):  # undecodable: as it was (the whole, when fragments were put together)
                 parts = [redact_payload(event)]
                 if len(parts[0]) > self.config.kafka.fragment_bytes:

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from dbmux.core.events import ChangeEvent, EnvelopeError
+from dbmux.core.fragments import split
 from dbmux.core.parts import Spooled, rewritten
 from dbmux.core.passwords import redact_event
 from dbmux.replicator.errors import ApplyError
@@ -79,10 +80,15 @@ async def parts_to_apply(ev: StreamedEvent, tables: tuple[str, ...], shard, offs
         yield part
 
 
-def dead_letter_messages(ev: StreamedEvent) -> list[bytes]:
-    """The part messages of ``ev`` as the dead-letter topic gets them (secrets redacted)."""
+def dead_letter_messages(ev: StreamedEvent, max_bytes: int) -> list[bytes]:
+    """The part messages of ``ev`` as the dead-letter topic gets them (secrets redacted; a part bigger than
+    ``max_bytes`` in byte fragments, as its producer sent it)."""
     assert ev.spooled is not None
-    return [rewritten(m, redact_event) for m in ev.spooled.messages()]
+    out: list[bytes] = []
+    for m in ev.spooled.messages():
+        m = rewritten(m, redact_event)
+        out.extend(split(m, max_bytes, str(ev.gtid), ev.source) if len(m) > max_bytes else (m,))
+    return out
 
 
 def count_applied(target: str, ev: StreamedEvent) -> None:

@@ -20,12 +20,13 @@ PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python
 class Proc:
     """A background server we started; stopped by its own pid (its own session/process group)."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path = REPO):
         self.name, self.argv, self.log_path = name, argv, log_path
         self.stop_signal = signal.SIGTERM
         self._log = open(log_path, "wb")
         self.p = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  cwd=REPO, env=env, start_new_session=True)
+                                  cwd=cwd, env=env, start_new_session=True)
 
     def alive(self) -> bool:
         return self.p.poll() is None

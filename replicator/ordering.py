@@ -237,3 +237,29 @@ def gap_detail(gaps: list[Gap], orderer: GtidOrderer) -> str:
         parts.append(text + ")")
     return ("; ".join(parts) + f"; {orderer.held_bytes:,} bytes held (bound {orderer.max_held_bytes:,}). Only the "
             "binlog reader's copy can close a gap: is 'dbmux binlog' running and caught up?")
+
+
+class GapClock:
+    """How far the topic has moved on -- in Kafka timestamps of what was read -- since each gap opened.
+
+    Catching up a backlog, a gap that opens may close a little further along the topic (the binlog
+    reader's copy of the missing transaction was published a moment after the copies read so far): however
+    long that takes on the wall clock, it is no gap to alert on. A gap is real once what was read since it
+    opened spans more than the alert threshold of topic time, or everything there is has been read.
+    """
+
+    def __init__(self) -> None:
+        self.latest_ms = 0  # the newest record timestamp read
+        self._opened: dict[str, int] = {}  # domain -> latest_ms when its gap was first seen
+
+    def read(self, timestamp_ms: int) -> None:
+        if timestamp_ms > self.latest_ms:
+            self.latest_ms = timestamp_ms
+
+    def topic_ms(self, gaps: list[Gap]) -> int:
+        """The most topic time read since any of ``gaps`` opened (forgetting gaps that closed)."""
+        domains = {g.domain for g in gaps}
+        for d in [d for d in self._opened if d not in domains]:
+            del self._opened[d]
+        return max((self.latest_ms - self._opened.setdefault(d, self.latest_ms) for d in domains), default=0)
+

@@ -41,7 +41,7 @@ from dbmux.replicator.errors import ApplyError, TargetHalted, TargetLocked
 from dbmux.replicator.filtering import filter_event
 from dbmux.replicator.handover import commit_for_lag, drained, hand_over, read_to_end
 from dbmux.replicator.mysql_applier import MySQLApplier
-from dbmux.replicator.ordering import GtidOrderer, gap_detail
+from dbmux.replicator.ordering import GapClock, GtidOrderer, gap_detail
 from dbmux.replicator.pg_applier import PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
 from dbmux.replicator.self_verify import SelfVerifier
@@ -264,6 +264,7 @@ class Replicator:
         ready: list[Item] = []
         batch_started = 0.0
         last_gap_log = 0.0
+        gap_clock = GapClock()
         status_says_gap = False
         committed_for_lag: dict[PartitionKey, int] = {}
         last_lag_commit = 0.0
@@ -288,6 +289,7 @@ class Replicator:
                     copies = row_copies(recs) if prefer_rows else None
                     for rec in recs:
                         consumed[key] = rec.offset + 1
+                        gap_clock.read(rec.timestamp)
                         value, offset = rec.value, rec.offset
                         if copies and (g := ingress_copy_of(value, copies)) and Gtid.parse(g).domain in orderer.applied:
                             continue  # its row copy (the primary's truth) is in this fetch: applied instead
@@ -357,11 +359,14 @@ class Replicator:
                 HELD_BYTES.labels(name).set(orderer.held_bytes)
                 HELD_BYTES_PEAK.labels(name).set(orderer.held_bytes_peak)
                 gaps = orderer.gaps()
+                topic_ms = gap_clock.topic_ms(gaps)  # (from when each gap was first seen)
                 now = time.monotonic()
                 if gaps:
                     oldest = min(g.since_s for g in gaps)
                     GAP_SECONDS.labels(name).set(now - oldest)
-                    if (now - oldest) * 1000 > self.config.replicator.gap_alert_ms and now - last_gap_log > 10:
+                    alert_ms = self.config.replicator.gap_alert_ms
+                    if (now - oldest) * 1000 > alert_ms and now - last_gap_log > 10 and (
+                            not records or topic_ms > alert_ms):  # (else: catching up towards its copy)
                         last_gap_log = now
                         detail = gap_detail(gaps, orderer)
                         log.error("target %s: GTID gap open for %.0fs: %s (waiting, never skipping)",

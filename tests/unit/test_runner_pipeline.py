@@ -33,6 +33,7 @@ KEY = PartitionKey(TOPIC, 0)
 class _Rec:
     offset: int
     value: bytes
+    timestamp: int = 0  # Kafka's, ms
 
 
 class Source:

@@ -226,3 +226,59 @@ def test_a_failed_send_does_not_poison_the_ingress_producer(stack):
     assert asyncio.run(run()) == [False, True, True, True, True, True]
     seqs = [ev.gtid.seq for ev in asyncio.run(read_topic(stack.kafka, topic, min_count=5)) if ev.gtid.server == "1"]
     assert seqs == [2, 3, 4, 5, 6]
+
+
+def test_a_replicator_killed_while_applying_parts_applies_the_transaction_once(stack, tmp_path):
+    """SIGKILL in the middle of a transaction applied part by part: nothing of it is visible on the target
+    (it was one open target transaction), and the restarted replicator applies all of it, exactly once."""
+    import signal
+    import time
+
+    db = f"kill_{uuid.uuid4().hex[:8]}"
+    topic = f"dbmux.killparts{uuid.uuid4().hex[:8]}.txn"
+    cfg = pipeline_config(tmp_path / "kill.toml", stack, topic, {"killmy": stack.replicas[0],
+                                                                  "killpg": stack.shards[0]}, tables=f"{db}.*")
+    procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
+    rows = 300_000
+    try:
+        direct = _conn(stack.primary, max_allowed_packet=64 * MIB)
+        with direct.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.many (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL)")
+            direct.begin()
+            for start in range(0, rows, 20_000):
+                cur.execute(f"INSERT INTO {db}.many VALUES " +
+                            ",".join(f"({i}, 'value {i:012d}')" for i in range(start, start + 20_000)))
+            direct.commit()
+            cur.execute(f"INSERT INTO {db}.many VALUES (-1, 'after')")
+        first = [_start_replicator(cfg, t, tmp_path / f"{t}-1.log") for t in ("killmy", "killpg")]
+        procs += first
+        dirty = _conn(stack.replicas[0])
+        with dirty.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
+        deadline, seen = time.monotonic() + 300, 0
+        while time.monotonic() < deadline:  # until the open target transaction holds some of the rows
+            with dirty.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'")
+                if cur.fetchone()[0]:
+                    cur.execute(f"SELECT COUNT(*) FROM {db}.many")
+                    seen = cur.fetchone()[0]
+            if 0 < seen < rows // 2:
+                break
+            time.sleep(0.05)
+        assert 0 < seen < rows, f"never saw the transaction half applied ({seen} rows)"
+        for p in first:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+        with _conn(stack.replicas[0]).cursor() as cur:  # a committed read sees none of it
+            cur.execute(f"SELECT COUNT(*) FROM {db}.many")
+            assert cur.fetchone()[0] == 0
+        procs += [_start_replicator(cfg, t, tmp_path / f"{t}-2.log") for t in ("killmy", "killpg")]
+        res = verify_until_equal(cfg, 600)
+        assert res.returncode == 0 and "all 2 targets equal" in res.stdout, res.stdout + res.stderr
+        for t in ("killmy", "killpg"):
+            assert " parts (" in (tmp_path / f"{t}-2.log").read_text()
+    finally:
+        stop_processes(procs)
+        with _conn(stack.primary).cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")

@@ -32,6 +32,8 @@ from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, stop_all  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
+from harness.sql import mysql_rows as _mysql  # noqa: E402
+from harness.sql import pg_exec  # noqa: E402
 
 from dbmux.core.dsn import Dsn  # noqa: E402
 
@@ -44,22 +46,6 @@ def _rss(pid: int) -> int:
         return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())[1]) * 1024
     except (OSError, TypeError):
         return 0
-
-
-def _mysql(dsn: Dsn, *sqls: str, db: str | None = None) -> list[tuple]:
-    import pymysql
-
-    conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password, autocommit=True,
-                           database=db, max_allowed_packet=64 * MIB)
-    try:
-        rows: list[tuple] = []
-        with conn.cursor() as cur:
-            for s in sqls:
-                cur.execute(s)
-                rows = list(cur.fetchall())
-        return rows
-    finally:
-        conn.close()
 
 
 def _pg_count(dsn: Dsn, table: str) -> int:
@@ -200,17 +186,7 @@ def run(args: argparse.Namespace) -> str:
 def _drop_pg(pg: Dsn) -> None:
     import asyncio
 
-    import asyncpg
-
-    async def main() -> None:
-        conn = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password,
-                                     database=pg.database or "postgres")
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {DB} CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(main())
+    asyncio.run(pg_exec(pg, f"DROP SCHEMA IF EXISTS {DB} CASCADE"))
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
+from harness.sql import mysql_rows as _sql  # noqa: E402
 
 from dbmux.core.dsn import Dsn  # noqa: E402
 
@@ -50,21 +51,6 @@ def _rss(pid: int) -> int:
 def _metrics(port: int) -> dict[str, float]:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {m[1]: float(m[2]) for m in re.finditer(r"^(dbmux_replicator_\w+)\{[^}]*\} (\S+)$", body, re.M)}
-
-
-def _sql(dsn: Dsn, *sqls: str) -> list[tuple]:
-    import pymysql
-
-    conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password, autocommit=True)
-    try:
-        rows: list[tuple] = []
-        with conn.cursor() as cur:
-            for s in sqls:
-                cur.execute(s)
-                rows = list(cur.fetchall())
-        return rows
-    finally:
-        conn.close()
 
 
 def _sysbench(port: int, dsn: Dsn, command: str, *extra: str) -> list[str]:

@@ -54,3 +54,20 @@ async def pg_exec(dsn, *sqls: str) -> None:
             await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def mysql_rows(dsn, *sqls: str) -> list[tuple]:
+    """Run ``sqls`` in one autocommit session; the last one's rows."""
+    import pymysql
+
+    conn = pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password, autocommit=True,
+                           max_allowed_packet=64 * 1024 * 1024)
+    try:
+        rows: list[tuple] = []
+        with conn.cursor() as cur:
+            for s in sqls:
+                cur.execute(s)
+                rows = list(cur.fetchall())
+        return rows
+    finally:
+        conn.close()

@@ -39,7 +39,7 @@ import orjson
 
 from dbmux.core.codec import encode_event
 from dbmux.core.events import ChangeEvent, EnvelopeError
-from dbmux.core.parts import Spooled, cut, decode_part, header, is_part, merge
+from dbmux.core.parts import Spooled, cut, decode_part, header, is_part, merge, set_header
 
 __all__ = ["FRAGMENT_PREFIX", "HEADER_ROOM", "split", "split_event", "is_fragment", "Reassembler"]
 
@@ -89,19 +89,7 @@ def is_fragment(value: bytes) -> bool:
 
 
 def _header(value: bytes) -> tuple[dict[str, Any], int]:
-    end = value.find(b"\n", 0, HEADER_ROOM + 64)
-    if end < 0:
-        raise EnvelopeError("fragment header is not terminated by a newline")
-    try:
-        head = orjson.loads(value[:end])
-    except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"fragment header is not JSON: {exc}") from None
-    for k, t in (("id", str), ("gtid", str), ("source", str), ("i", int), ("n", int), ("size", int), ("crc", int)):
-        if not isinstance(head.get(k), t):
-            raise EnvelopeError(f"fragment header field {k!r} is missing or not {t.__name__}")
-    if not 0 <= head["i"] < head["n"]:
-        raise EnvelopeError(f"fragment index {head['i']} outside 0..{head['n'] - 1}")
-    return head, end + 1
+    return set_header(value, "fragment", HEADER_ROOM, (("size", int),))
 
 
 @dataclass(slots=True)

@@ -86,24 +86,33 @@ def _with(ev: ChangeEvent, form: str, group: tuple[Any, ...]) -> ChangeEvent:
     return dataclasses.replace(ev, rows=group, tables=tuple(t for t in ev.tables if (t.db, t.table) in names))
 
 
-def header(value: bytes) -> tuple[dict[str, Any], int]:
-    """A part message's header and where its body starts; :class:`EnvelopeError` when it is not one."""
-    end = value.find(b"\n", 0, PART_HEADER_ROOM + 64)
+_SET_FIELDS = (("id", str), ("gtid", str), ("source", str), ("i", int), ("n", int), ("crc", int))
+
+
+def set_header(value: bytes, what: str, room: int, fields: tuple[tuple[str, type], ...]) -> tuple[dict[str, Any], int]:
+    """The header line of one message of a set (a ``what``: part or fragment) and where its body starts;
+    :class:`EnvelopeError` naming what is wrong. Every set header has :data:`_SET_FIELDS`, plus ``fields``."""
+    end = value.find(b"\n", 0, room + 64)
     if end < 0:
-        raise EnvelopeError("part header is not terminated by a newline")
+        raise EnvelopeError(f"{what} header is not terminated by a newline")
     try:
         head = orjson.loads(value[:end])
     except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"part header is not JSON: {exc}") from None
-    for k, t in (("id", str), ("gtid", str), ("source", str), ("i", int), ("n", int), ("form", str),
-                 ("unsafe", bool), ("crc", int)):
+        raise EnvelopeError(f"{what} header is not JSON: {exc}") from None
+    for k, t in _SET_FIELDS + fields:
         if not isinstance(head.get(k), t):
-            raise EnvelopeError(f"part header field {k!r} is missing or not {t.__name__}")
+            raise EnvelopeError(f"{what} header field {k!r} is missing or not {t.__name__}")
     if not 0 <= head["i"] < head["n"]:
-        raise EnvelopeError(f"part index {head['i']} outside 0..{head['n'] - 1}")
+        raise EnvelopeError(f"{what} index {head['i']} outside 0..{head['n'] - 1}")
+    return head, end + 1
+
+
+def header(value: bytes) -> tuple[dict[str, Any], int]:
+    """A part message's header and where its body starts; :class:`EnvelopeError` when it is not one."""
+    head, start = set_header(value, "part", PART_HEADER_ROOM, (("form", str), ("unsafe", bool)))
     if head["form"] not in ("rows", "statements"):
         raise EnvelopeError(f"part form must be rows or statements, got {head['form']!r}")
-    return head, end + 1
+    return head, start
 
 
 def decode_part(value: bytes | memoryview, head: dict[str, Any], start: int) -> ChangeEvent:

@@ -252,9 +252,9 @@ class Replicator:
         The two overlap: while the target executes one unit, the next is fetched, decoded and (where
         the applier can) turned into its SQL. Units are applied strictly in the order they were cut,
         each with the position it was cut with (``planned``: the position once every unit cut so far
-        is applied), so a crash anywhere resumes from what the target committed. A unit with DDL, and
-        every unit of a shard target (whose routing reads the target), is a barrier: nothing more is
-        cut until it is applied.
+        is applied), so a crash anywhere resumes from what the target committed. A unit with DDL, a
+        transaction applied part by part and a shard map switch are barriers: nothing more is cut until
+        they are applied (a shard target's other units overlap like any target's).
         """
         orderer: GtidOrderer[PartitionKey] = GtidOrderer(position.gtids, max_held_bytes=self.max_held_bytes)
         fragments: Reassembler[PartitionKey] = Reassembler(f"target {self.target.name}", spool=True)
@@ -313,8 +313,11 @@ class Replicator:
                             continue
                         if ev.source == "snapshot":  # dbmux snapshot's copy: the target has those rows already
                             continue  # (it replicated them, or was backfilled): for rebuild and history only
-                        ev = filter_event(ev, self.tables)
                         streamed = isinstance(ev, StreamedEvent)  # (filtered and routed part by part)
+                        if (row_form_if is not None and prefer_rows and not streamed and ev.source == "ingress"
+                                and size > TRANSLATE_MAX_BYTES):  # (first: its statements are then neither
+                            ev = as_unsafe(ev)  # parsed for the filter nor analysed for routing)
+                        ev = filter_event(ev, self.tables)
                         if self.shard is not None and not streamed:  # decides now whether it needs the row form
                             ev = await self._routed(self.shard.probe, ev, applier, units, apply_task)
                         if verifier is not None:  # (a shard: its part; a map switch moves rows unlogged)
@@ -324,9 +327,7 @@ class Replicator:
                         if isinstance(ev, StreamedEvent):
                             if ev.source == "ingress" and (row_form_if is not None or self.shard is not None):
                                 ev = as_unsafe(ev)  # statements judged part by part: the row form
-                        elif row_form_if is not None and not ev.unsafe and (
-                                (prefer_rows and ev.source == "ingress" and size > TRANSLATE_MAX_BYTES)
-                                or row_form_if(ev)):
+                        elif row_form_if is not None and not ev.unsafe and row_form_if(ev):
                             ev = as_unsafe(ev)  # held by the orderer until the binlog reader's row form arrives
                         before, spilled = orderer.duplicates, orderer.spilled_events
                         released = orderer.offer(ev, offset, key, size=size * HELD_MEMORY_FACTOR)
@@ -448,7 +449,9 @@ class Replicator:
             last: dict[str, ChangeEvent] = {}
             for ev, _, _ in chunk:
                 last[ev.gtid.domain] = ev
-            barrier = shard is not None or any(ev.has_ddl or isinstance(ev, StreamedEvent) for ev, _, _ in chunk)
+            # (a shard map switch deletes, when applied, the rows the new map moves away: read from the target)
+            barrier = any(ev.has_ddl or isinstance(ev, StreamedEvent) or (shard is not None and shard.is_switch(ev))
+                          for ev, _, _ in chunk)
             units.append(_Unit(chunk, pos, last, base, later, held, snapshot, barrier))
         return units
 

@@ -248,6 +248,40 @@ def test_a_shard_target_self_verifies_its_routed_part_with_map_switches_as_barri
     asyncio.run(main())
 
 
+def test_shard_units_overlap_like_any_target_and_a_map_switch_is_a_barrier():
+    """Issue 14 #3: a shard target's units are prepared while the previous one applies (they were all
+    barriers); a unit recording a shard map switch still is one (its apply reads the target)."""
+    class Shard(_UnroutableShard):
+        def is_switch(self, ev) -> bool:
+            return ev.gtid.seq == 4
+
+        async def with_moved_rows_deleted(self, ev, applier):
+            return ev
+
+    async def main():
+        rep = _replicator(max_txns=2)
+        rep.shard = Shard(bad_seq=0)  # type: ignore[assignment]
+        applier = Applier()
+        applier.release.clear()  # hold the first apply until the next unit is prepared (or 1 s)
+
+        async def release_when_next_prepared():
+            for _ in range(200):
+                if ("prepare", "0-1-3") in applier.log:
+                    break
+                await asyncio.sleep(0.005)
+            applier.release.set()
+
+        helper = asyncio.ensure_future(release_when_next_prepared())
+        await _run(rep, Source([_row_event(i) for i in range(1, 7)], per_call=6), applier, until_applied=6)
+        await helper
+        assert [g for g, _ in applier.applied] == [["0-1-1", "0-1-2"], ["0-1-3"], ["0-1-4"], ["0-1-5", "0-1-6"]]
+        assert applier.log.index(("prepare", "0-1-3")) < applier.log.index(("apply end", "0-1-1"))  # overlap
+        assert ("prepare", "0-1-4") not in applier.log  # the switch: applied the careful way, alone
+        assert applier.log.index(("prepare", "0-1-5")) > applier.log.index(("apply end", "0-1-4"))  # barrier
+
+    asyncio.run(main())
+
+
 def test_stopping_applies_what_was_cut():
     async def main():
         rep = _replicator(max_txns=2)

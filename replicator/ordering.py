@@ -262,4 +262,3 @@ class GapClock:
         for d in [d for d in self._opened if d not in domains]:
             del self._opened[d]
         return max((self.latest_ms - self._opened.setdefault(d, self.latest_ms) for d in domains), default=0)
-

@@ -103,6 +103,7 @@ class _Partial(Generic[K]):
     crc: int
     chunks: list[bytes] = field(default_factory=list)
     held: int = 0
+    parts: bool = False  # a set of parts (dbmux.core.parts), else of byte fragments
     spooled: Spooled | None = None  # parts kept on disk (Reassembler(spool=True))
 
     @property
@@ -165,11 +166,12 @@ class Reassembler(Generic[K]):
             # the same producer sending the same event again (after a failed send): the old set is abandoned
             for other_id, other in list(self._partials.items()):
                 if (other.gtid == head["gtid"] and other.source == head["source"] and other.key == key
-                        and (other.size < 0) == parts):  # (a part in fragments: both kinds at once)
+                        and other.parts == parts):  # (a part in fragments: both kinds at once)
                     del self._partials[other_id]
                     other.drop()
                     self._broken(head, key, other.first_offset, "sent again before it was complete")
-            part = _Partial(key, offset, head["gtid"], head["source"], head["n"], head.get("size", -1), head["crc"])
+            part = _Partial(key, offset, head["gtid"], head["source"], head["n"], head.get("size", -1), head["crc"],
+                            parts=parts)
             if self._spool and parts:
                 part.spooled = Spooled(head)
             self._partials[fid] = part
@@ -184,7 +186,7 @@ class Reassembler(Generic[K]):
         if part.spooled is not None:
             part.spooled.add(value)
         else:
-            body = value if part.size < 0 else value[start:]  # parts are kept whole (their header checks them)
+            body = value if part.parts else value[start:]  # parts are kept whole (their header checks them)
             part.chunks.append(body)
             part.held += len(body)
         if part.count < part.n:
@@ -193,7 +195,7 @@ class Reassembler(Generic[K]):
         self.assembled += 1
         if part.spooled is not None:
             return part.spooled, part.first_offset
-        if part.size < 0:  # parts, put together
+        if part.parts:  # put together
             events = []
             for chunk in part.chunks:
                 h, at = header(chunk)

@@ -55,8 +55,11 @@ class Connection:
     """
 
     def __init__(self, primary: PrimaryConfig, client: PacketStream, client_addr: str,
-                 tls_server: ssl.SSLContext | None = None) -> None:
+                 tls_server: ssl.SSLContext | None = None, routing: bool = False) -> None:
         self.primary = primary
+        # reads may be answered by replicas: result metadata is never left out as "cached" (a replica's
+        # statement has its own cache) -- MariaDB's MARIADB_CLIENT_CACHE_METADATA is not offered
+        self.strip_ext_caps = c.MARIADB_CLIENT_CACHE_METADATA if routing else 0
         self.client = client
         self.upstream: PacketStream | None = None
         self.ctx = ConnectionContext(client_addr=client_addr)
@@ -64,6 +67,11 @@ class Connection:
         self.tls_server = tls_server  # ssl context when the ingress offers TLS to clients
         self.is_mariadb = True
         self.last_gtid: str | None = None
+        # the client's login, for read routing's login to replicas as the same user (ingress.replica_auth):
+        # the primary's scramble, the client's response and character set (never logged)
+        self.scramble = b""
+        self.auth_response = b""
+        self.charset_id = 0
         self.tag = f"conn {next(_conn_ids)} from {client_addr}"
 
     def send_error(self, errno: int, sqlstate: str, message: str, seq: int = 1) -> None:
@@ -109,11 +117,14 @@ class Connection:
         self.is_mariadb = hello.is_mariadb
         ctx = self.ctx
         ctx.connection_id = hello.connection_id
+        ctx.status_flags = hello.status_flags
+        self.scramble = hello.auth_plugin_data
         server_caps = hello.capabilities
         offered = server_caps & ~(_STRIP_ALWAYS | c.CLIENT_SSL)
         if self.tls_server is not None:
             offered |= c.CLIENT_SSL
-        client.write(dataclasses.replace(hello, capabilities=offered).encode(), 0)
+        offered_ext = hello.mariadb_ext_caps & ~self.strip_ext_caps
+        client.write(dataclasses.replace(hello, capabilities=offered, mariadb_ext_caps=offered_ext).encode(), 0)
 
         first = await client.read(expected_seq=1)
         msg = parse_client_handshake(first.payload)
@@ -132,9 +143,10 @@ class Connection:
         assert isinstance(msg, HandshakeResponse41)
         resp = msg
         ctx.client_caps = resp.capabilities & offered
-        ctx.ext_caps = resp.mariadb_ext_caps & hello.mariadb_ext_caps
+        ctx.ext_caps = resp.mariadb_ext_caps & offered_ext
         upstream_caps = (ctx.client_caps | (server_caps & c.CLIENT_SESSION_TRACK)) & ~(_STRIP_ALWAYS | c.CLIENT_SSL)
         ctx.user = resp.username.decode("utf-8", "replace")
+        self.auth_response, self.charset_id = resp.auth_response, resp.charset
         if resp.database:
             ctx.db = resp.database.decode("utf-8", "replace")
         upstream_seq = 1
@@ -173,18 +185,22 @@ class Connection:
                 "session_track_schema=ON")
             row = await self.internal_query(
                 "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, "
-                "@@session.last_gtid, @@global.system_time_zone, @@session.foreign_key_checks")
+                "@@session.last_gtid, @@global.system_time_zone, @@session.foreign_key_checks, "
+                "@@session.character_set_connection, @@session.collation_connection, "
+                "@@session.character_set_results")
         else:
             await self.internal_query(
                 f"SET SESSION session_track_gtids='OWN_GTID', session_track_system_variables='{TRACKED_VARIABLES}', "
                 "session_track_schema=ON")
             row = await self.internal_query(
                 "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, @@session.character_set_client, NULL, "
-                "@@global.system_time_zone, @@session.foreign_key_checks")
+                "@@global.system_time_zone, @@session.foreign_key_checks, @@session.character_set_connection, "
+                "@@session.collation_connection, @@session.character_set_results")
         if not row:
             return False
         ctx = self.ctx
-        db, ctx.sql_mode, ctx.time_zone, ctx.charset, gtid, ctx.system_time_zone, fk_checks = row
+        (db, ctx.sql_mode, ctx.time_zone, ctx.charset, gtid, ctx.system_time_zone, fk_checks,
+         ctx.charset_connection, ctx.collation_connection, ctx.charset_results) = row
         ctx.foreign_key_checks = str(fk_checks) not in ("0", "OFF")
         ctx.db = db
         self.last_gtid = gtid or None

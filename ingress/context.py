@@ -28,9 +28,9 @@ from dbmux.ingress.protocol.session_state import GtidsChange, SchemaChange, Sess
 
 # System variables the primary reports in OK packets (``session_track_system_variables``).
 TRACKED_VARIABLES = ("autocommit,character_set_client,character_set_connection,character_set_results,time_zone,"
-                     "sql_mode,foreign_key_checks")
-# tracked for capture only; stripped for clients
-INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode", "foreign_key_checks"})
+                     "sql_mode,foreign_key_checks,collation_connection")
+# tracked for capture and read routing only; stripped for clients
+INJECTED_VARIABLES = frozenset({"last_gtid", "sql_mode", "foreign_key_checks", "collation_connection"})
 # (MySQL's SESSION_TRACK_GTIDS, which the ingress turns on with session_track_gtids, is stripped too: a
 # client's own default is OFF.)
 
@@ -47,6 +47,11 @@ class ConnectionContext:
     # travels with each captured statement; dbmux.core.charsets)
     system_time_zone: str | None = None  # the primary's, for a session time zone of SYSTEM
     foreign_key_checks: bool = True  # off: the session's writes are applied from their row copy
+    # carried to replicas with routed reads (ingress.replica_link.Settings)
+    charset_connection: str | None = None
+    collation_connection: str | None = None
+    charset_results: str | None = None
+    status_flags: int = c.SERVER_STATUS_AUTOCOMMIT  # of the primary's last OK (transaction, autocommit)
     client_caps: int = 0  # negotiated with the client
     upstream_caps: int = 0  # negotiated with the primary
     ext_caps: int = 0  # MariaDB extended capabilities (the same on both hops)
@@ -57,16 +62,24 @@ class ConnectionContext:
 
     def note_session_state(self, ok: OkPacket) -> None:
         """Take the context variables and default schema the primary reports with ``ok``."""
+        self.status_flags = ok.status_flags
         for change in ok.session_state_changes:
             if isinstance(change, SystemVariableChange):
-                if change.name == "sql_mode":
+                name = change.name
+                if name == "sql_mode":
                     self.sql_mode = change.value
-                elif change.name == "time_zone":
+                elif name == "time_zone":
                     self.time_zone = change.value
-                elif change.name == "character_set_client":
+                elif name == "character_set_client":
                     self.charset = change.value
-                elif change.name == "foreign_key_checks":
+                elif name == "foreign_key_checks":
                     self.foreign_key_checks = change.value.upper() not in ("OFF", "0")
+                elif name == "character_set_connection":
+                    self.charset_connection = change.value
+                elif name == "collation_connection":
+                    self.collation_connection = change.value
+                elif name == "character_set_results":
+                    self.charset_results = None if change.value.upper() in ("NULL", "") else change.value
             elif isinstance(change, SchemaChange):
                 # an empty name is "no database selected" (reported e.g. when a CALL returns to a session
                 # that had none): None, never "" -- a table filter reads "" as a database it does not select

@@ -42,6 +42,9 @@ from dbmux.ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacke
 from dbmux.ingress.protocol.response import ResponseReader, StatementResult
 from dbmux.ingress.protocol.state import ConnectionState
 from dbmux.ingress.publisher import Publisher
+from dbmux.ingress.read_router import ReadRouter
+from dbmux.ingress.read_rules import ReadRoute
+from dbmux.ingress.read_session import SessionReads
 from dbmux.ingress.response_relay import DONE, NEED_CLIENT, ResponseRelay, relay_pull
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statement_safety import SessionSafety
@@ -73,20 +76,22 @@ COMMITS_FIRST = Counter(
 class RelayHandler:
     """The ingress's Handler: one :class:`CommandRelay` per connection, all publishing to ``publisher``."""
 
-    def __init__(self, config: Config, publisher: Publisher, facts: SchemaFacts | None = None) -> None:
+    def __init__(self, config: Config, publisher: Publisher, facts: SchemaFacts | None = None,
+                 router: ReadRouter | None = None) -> None:
         self.ingress = config.ingress
         self.publisher = publisher
         self.facts = facts  # the primary's schema facts, shared by every session (ingress.schema_facts)
+        self.router = router  # read routing (ingress.reads = "replicas"), shared by every session
 
     async def serve(self, conn: Connection) -> None:
-        await CommandRelay(conn, self.publisher, self.ingress, self.facts).serve()
+        await CommandRelay(conn, self.publisher, self.ingress, self.facts, self.router).serve()
 
 
 class CommandRelay:
     """The command phase of one authenticated connection (see the module docstring)."""
 
     def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig,
-                 facts: SchemaFacts | None = None) -> None:
+                 facts: SchemaFacts | None = None, router: ReadRouter | None = None) -> None:
         assert conn.upstream is not None
         self.conn = conn
         self.client, self.upstream = conn.client, conn.upstream
@@ -99,6 +104,7 @@ class CommandRelay:
         # session and schema rules for `unsafe`
         self.safety = SessionSafety(facts, ingress.statement_safety, lambda: ctx.foreign_key_checks)
         self.tag = conn.tag
+        self.reads = None if router is None else SessionReads(router, conn, self.safety, lambda: self.capture.last_gtid)
         self._sync = ingress.durability == "sync"
         self._publish_timeout_s = ingress.publish_timeout_ms / 1000
         self._done: asyncio.Future[None] | None = None  # resolves (or fails) when the session ends
@@ -184,8 +190,10 @@ class CommandRelay:
         code = payload[0]
         self.machine.process_command(code)  # COMMAND -> AWAIT_RESPONSE (COMMAND: no response; CLOSED: quit)
         if code == c.COM_STMT_EXECUTE:
+            long_data = self.reads is not None and self.prepared.sent_long_data(payload)
             _, params, plan = self.prepared.on_execute(payload, self.ctx.upstream_caps)
-            self._forward(cmd, cmd.raw, code, plan, params)
+            if self.reads is None or not self._execute_on_replica(cmd, plan, long_data):
+                self._forward(cmd, cmd.raw, code, plan, params)
         elif code == c.COM_QUERY:
             self._query(cmd)
         elif code == c.COM_QUIT:
@@ -195,6 +203,8 @@ class CommandRelay:
         elif code in (c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA):
             # No response: queued, it goes upstream with the next command.
             self.prepared.on_no_response_command(payload, self.ctx.upstream_caps)
+            if self.reads is not None and code == c.COM_STMT_CLOSE:
+                self.reads.on_closed(int.from_bytes(payload[1:5], "little"))
             self.upstream.write_raw(cmd.raw)
         elif code == c.COM_CHANGE_USER:
             self._slow(self._change_user(payload))
@@ -232,6 +242,15 @@ class CommandRelay:
             return
         if len(plan.statements) > 1 and ctx.upstream_caps & c.CLIENT_MULTI_STATEMENTS:
             plan = with_commits(plan, bool(self.capture.pending))  # COMMITs of the ingress's own, in the batch
+        reads = self.reads
+        if reads is not None:
+            if len(plan.statements) == 1 and plan.statements[0].kind == "read" and len(cmd.raw) == len(cmd.payload) + 4:
+                route = reads.route(plan.statements[0].sql)
+                if route is not None:
+                    self._serve_read(c.COM_QUERY, cmd.raw, route, plan)
+                    return
+            else:
+                reads.on_forwarded(plan)
         raw = cmd.raw
         if plan.rewritten is not None:
             rewritten = ComQuery(plan.rewritten.encode("utf-8", "surrogateescape"), attributes)
@@ -247,6 +266,39 @@ class CommandRelay:
             self._slow(self._commit_first(cmd, raw, code, plan, params))
         else:
             self._start(raw, code, plan, params)
+
+    def _execute_on_replica(self, cmd: Packet, plan: QueryPlan | None, long_data: bool) -> bool:
+        """Serve a prepared read from a replica when the routing rules allow (False: it goes to the primary)."""
+        reads, payload = self.reads, cmd.payload
+        assert reads is not None
+        st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
+        if st is None or plan is None:
+            return False
+        reads.note_execute(payload, st.num_params)
+        if plan.statements[0].kind != "read":
+            return False
+        if (long_data or len(payload) < 10 or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
+                or len(cmd.raw) != len(payload) + 4):
+            reads.count_fallback("prepared")
+            return False
+        route = reads.route(st.sql)
+        if route is None:
+            return False
+        self._serve_read(c.COM_STMT_EXECUTE, cmd.raw, route, plan, st.sql, st.num_params)
+        return True
+
+    def _serve_read(self, code: int, raw: bytes, route: ReadRoute, plan: QueryPlan, sql: str = "",
+                    num_params: int = 0) -> None:
+        """The read goes to a replica (in pull mode); if it cannot, to the primary as usual."""
+        reads = self.reads
+        assert reads is not None
+
+        async def run() -> Callable[[], None] | None:
+            if await reads.serve(code, raw, route, sql, num_params):
+                return None
+            return lambda: self._start(raw, code, plan)
+
+        self._slow(run())
 
     def _new_relay(self, raw: bytes, code: int, plan: QueryPlan | None, params: tuple[Any, ...] | None,
                    on_prepare: bytes | None) -> ResponseRelay:
@@ -380,6 +432,8 @@ class CommandRelay:
         self.upstream.write_raw(raw)
         await self.upstream.drain()
         await relay_pull(self._new_relay(raw, c.COM_RESET_CONNECTION, None, None, None))
+        if self.reads is not None:
+            self.reads.on_new_session(user_changed=False)
         await self._new_session()
 
     async def _change_user(self, payload: bytes) -> None:
@@ -395,6 +449,9 @@ class CommandRelay:
             return
         ctx.user = change.user.decode("utf-8", "replace")
         ctx.db = change.schema.decode("utf-8", "replace") if change.schema else None
+        self.conn.auth_response = change.auth_response
+        if self.reads is not None:
+            self.reads.on_new_session(user_changed=True)
         await self._new_session()
 
     def _forget_session(self) -> None:

@@ -14,6 +14,7 @@ from dbmux.ingress.connection import Connection
 from dbmux.ingress.handler import Handler
 from dbmux.ingress.protocol.errors import ProtocolError
 from dbmux.ingress.publisher import Publisher
+from dbmux.ingress.read_router import ReadRouter
 from dbmux.ingress.relay import RelayHandler
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.tls import server_context
@@ -28,7 +29,8 @@ class IngressServer:
         self.publisher = Publisher(config)
         ing = config.ingress
         self.facts = SchemaFacts(config.primary.dsn, ing.schema_refresh_ms) if ing.statement_safety else None
-        self.handler: Handler = RelayHandler(config, self.publisher, self.facts)
+        self.router = ReadRouter(config) if ing.reads == "replicas" else None
+        self.handler: Handler = RelayHandler(config, self.publisher, self.facts, self.router)
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._tls = server_context(ing.tls_cert, ing.tls_key) if ing.tls_cert else None
@@ -37,6 +39,8 @@ class IngressServer:
         await self.publisher.start()
         if self.facts is not None:  # (writes are replicated from their row copy until the facts are loaded)
             await self.facts.start(first_load_timeout_s=10)
+        if self.router is not None:
+            await self.router.start()
         host, _, port = self.config.ingress.listen.rpartition(":")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port),
@@ -56,7 +60,7 @@ class IngressServer:
         """One client connection, from its handshake to its end (a failure ends that connection only)."""
         peer = stream.peername()
         addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        conn = Connection(self.config.primary, stream, addr, tls_server=self._tls)
+        conn = Connection(self.config.primary, stream, addr, tls_server=self._tls, routing=self.router is not None)
         try:
             if await conn.handshake():
                 await self.handler.serve(conn)
@@ -81,4 +85,6 @@ class IngressServer:
             await self._server.wait_closed()
         if self.facts is not None:
             await self.facts.stop()
+        if self.router is not None:
+            await self.router.stop()
         await self.publisher.stop()

@@ -187,6 +187,7 @@ class _Prepared:
     plan: QueryPlan
     types: tuple | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)  # COM_STMT_SEND_LONG_DATA since the last execute
+    sent_long_data: bool = False  # some COM_STMT_SEND_LONG_DATA since the last execute (any statement)
 
     captured: bool = field(init=False)  # whether executions can be captured (else parameters are never looked at)
 
@@ -203,6 +204,14 @@ class PreparedStatements:
 
     def clear(self) -> None:
         self._by_id.clear()
+
+    def get(self, stmt_id: int) -> _Prepared | None:
+        return self._by_id.get(stmt_id)
+
+    def sent_long_data(self, execute_payload: bytes) -> bool:
+        """The statement an execute names got long data since its last execute."""
+        st = self._by_id.get(ComStmtExecute.peek_stmt_id(execute_payload))
+        return st is not None and st.sent_long_data
 
     def on_prepared(self, prepare_payload: bytes, reader) -> None:
         ok = reader.prepare_ok
@@ -222,6 +231,7 @@ class PreparedStatements:
         st = self._by_id.get(int.from_bytes(payload[1:5], "little"))
         if st is not None:
             st.long_data = {}
+            st.sent_long_data = False
 
     def on_no_response_command(self, payload: bytes, caps: int) -> None:
         """COM_STMT_CLOSE, or COM_STMT_SEND_LONG_DATA: a chunk of a parameter's value (kept for the
@@ -231,6 +241,8 @@ class PreparedStatements:
         elif payload[0] == c.COM_STMT_SEND_LONG_DATA:
             ld = ComStmtSendLongData.parse(payload, caps)
             st = self._by_id.get(ld.stmt_id)
+            if st is not None:
+                st.sent_long_data = True
             if st is not None and st.captured:
                 st.long_data.setdefault(ld.param_id, bytearray()).extend(ld.data)
 
@@ -241,6 +253,7 @@ class PreparedStatements:
         st = self._by_id.get(stmt_id)
         if st is None:  # unknown id: the primary will answer with an error
             return "", None, None
+        st.sent_long_data = False
         if not st.captured:
             return st.sql, None, st.plan
         long_data, st.long_data = st.long_data, {}  # the server forgets it with this execute, whatever its outcome

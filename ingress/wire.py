@@ -257,6 +257,17 @@ class PacketStream(asyncio.Protocol):
         """Queue bytes that are already framed (e.g. a :attr:`Packet.raw` forwarded unchanged)."""
         self._out.append(data)
 
+    def mark(self) -> int:
+        """A point in what is queued (and not yet flushed) to go back to with :meth:`rewind`."""
+        return len(self._out)
+
+    def rewind(self, mark: int) -> None:
+        """Drop what was queued since ``mark`` (nothing of it was flushed)."""
+        del self._out[mark:]
+
+    def queued_bytes(self) -> int:
+        return sum(map(len, self._out))
+
     def send(self, data: bytes) -> None:
         """Queue already framed bytes and flush (one transport write for all that was queued)."""
         if self._out:

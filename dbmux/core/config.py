@@ -77,6 +77,8 @@ def _check_min(key: str, value: int | float, minimum: int | float) -> None:
 
 
 MAX_FRAGMENT_BYTES = 8 * 1024 * 1024
+READS = ("primary", "replicas")
+READ_CONSISTENCY = ("session", "causal", "bounded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +171,21 @@ class IngressConfig:
     # session and schema rules for unsafe statements (ingress.statement_safety); false only in tests
     statement_safety: bool = True
     schema_refresh_ms: int = 30000  # the primary's schema facts are reloaded at least this often
+    # read routing (ingress.read_router): "primary" sends every query to the primary; "replicas" sends
+    # safe reads to replicas whose applied GTID covers what read_consistency promises
+    reads: str = "primary"
+    read_consistency: str = "session"  # session | causal | bounded
+    read_wait_ms: int = 50  # how long a read may wait for a replica to catch up before it goes to the primary
+    max_replica_lag_ms: int = 1000  # read_consistency = "bounded": how far behind a replica may be
+    replica_poll_ms: int = 20  # how often each replica's applied position is read (faster while reads wait)
 
     def validate(self, prefix: str) -> None:
         _check_hostport(f"{prefix}.listen", self.listen)
+        _check_choice(f"{prefix}.reads", self.reads, READS)
+        _check_choice(f"{prefix}.read_consistency", self.read_consistency, READ_CONSISTENCY)
+        _check_min(f"{prefix}.read_wait_ms", self.read_wait_ms, 0)
+        _check_min(f"{prefix}.max_replica_lag_ms", self.max_replica_lag_ms, 1)
+        _check_min(f"{prefix}.replica_poll_ms", self.replica_poll_ms, 1)
         _check_choice(f"{prefix}.durability", self.durability, ("sync", "async"))
         _check_min(f"{prefix}.publish_timeout_ms", self.publish_timeout_ms, 1)
         _check_min(f"{prefix}.reorder_window_ms", self.reorder_window_ms, 0)
@@ -226,8 +240,13 @@ class TargetConfig:
     batch_max_txns: int = 0  # 0: [replicator] default
     batch_linger_ms: int = -1  # -1: [replicator] default
     max_held_bytes: int = 0  # 0: [replicator] default
+    # with ingress.reads = "replicas": whether the ingress sends reads here (MySQL/MariaDB non-shard targets
+    # only), and this target's share of them relative to the other replicas'
+    serve_reads: bool = True
+    read_weight: int = 1
 
     def validate(self, prefix: str) -> None:
+        _check_min(f"{prefix}.read_weight", self.read_weight, 1)
         if not self.url:
             raise ConfigError(f"{prefix}.url", "is required",
                               "set it to mysql://... or postgresql://user:password@host:port/db")
@@ -242,6 +261,11 @@ class TargetConfig:
     @property
     def dsn(self) -> Dsn:
         return Dsn.parse(self.url)
+
+    @property
+    def reads_here(self) -> bool:
+        """Reads may be routed to this target (when the ingress routes reads at all): a full MySQL copy."""
+        return self.serve_reads and not self.shard and self.url.startswith("mysql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +499,10 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str], *, source: str 
         targets.append(_build(TargetConfig, f"targets.{name}", body, env, f"DBMUX_TARGET_{name.upper()}",
                               name=name))
     cfg = Config(**sections, targets=tuple(targets), source=source)
+    if cfg.ingress.reads == "replicas" and not any(t.reads_here for t in cfg.targets):
+        raise ConfigError("ingress.reads", "is 'replicas' but no target can serve reads",
+                          "add a MySQL/MariaDB [targets.NAME] that is not a shard (serve_reads = true), or set "
+                          "reads = 'primary'")
     shards = set(cfg.shardmap.shards)
     for t in cfg.targets:
         # A shard outside [shardmap] shards is one to be added by `dbmux reshard --add-shard`; its

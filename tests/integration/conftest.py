@@ -99,8 +99,9 @@ class IngressProc:
         return self.log_path.read_text(errors="replace")
 
 
-def start_ingress(stack: StackEnv, tmp_dir: Path, **overrides: str) -> IngressProc:
-    """Start the real ``dbmux ingress`` on a free port with its own topic; wait until it accepts."""
+def start_ingress(stack: StackEnv, tmp_dir: Path, config: Path | None = None, **overrides: str) -> IngressProc:
+    """Start the real ``dbmux ingress`` on a free port with its own topic (``config``: a pipeline config
+    instead of the stack's); wait until it accepts."""
     import socket
     import time
     import uuid
@@ -113,7 +114,7 @@ def start_ingress(stack: StackEnv, tmp_dir: Path, **overrides: str) -> IngressPr
                 "DBMUX_KAFKA_BOOTSTRAP": stack.kafka, "DBMUX_PRIMARY_URL": stack.primary.url()})
     env.update(overrides)
     log_path = tmp_dir / f"ingress-{port}-{uuid.uuid4().hex[:6]}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c", str(stack.config)],
+    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c", str(config or stack.config)],
                             cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

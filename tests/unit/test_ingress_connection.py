@@ -25,13 +25,15 @@ from .protocol.builders import column_def, eof, err, ok, packet, text_row, u8
 from .test_ingress_wire import FakeTransport
 
 S = ConnectionState
+SETUP_COLUMNS = (b"db", b"m", b"tz", b"cs", b"g", b"stz", b"fk", b"cc", b"col", b"cr")
 CAPS = (c.CLIENT_PROTOCOL_41 | c.CLIENT_TRANSACTIONS | c.CLIENT_MULTI_RESULTS | c.CLIENT_PLUGIN_AUTH
         | c.CLIENT_SECURE_CONNECTION | c.CLIENT_SESSION_TRACK | c.CLIENT_CONNECT_WITH_DB)
 GREETING = HandshakeV10("10.11.6-MariaDB", 42, b"s" * 20, CAPS | c.CLIENT_SSL,
                         auth_plugin_name="mysql_native_password").encode()
 RESPONSE = HandshakeResponse41(CAPS, b"app", b"x" * 20, b"shop", "mysql_native_password").encode()
-SETUP_ROW = [u8(7), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz", b"fk")], eof(),
-             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1"), eof()]
+SETUP_ROW = [u8(10), *[column_def(n) for n in SETUP_COLUMNS], eof(),
+             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1", b"utf8mb4",
+                      b"utf8mb4_general_ci", b"utf8mb4"), eof()]
 
 
 class ScriptedPrimary:

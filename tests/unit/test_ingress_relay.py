@@ -22,6 +22,7 @@ from dbmux.ingress.relay import CommandRelay
 from dbmux.ingress.wire import BUFFER_LIMIT_BYTES, PacketStream, PeerClosed
 
 from .protocol.builders import column_def, eof, lstr, ok, packet, session_sysvar, text_row, u8, u16, u32
+from .test_ingress_connection import SETUP_COLUMNS
 from .test_ingress_wire import FakeTransport
 
 CAPS = (c.CLIENT_PROTOCOL_41 | c.CLIENT_TRANSACTIONS | c.CLIENT_MULTI_RESULTS | c.CLIENT_MULTI_STATEMENTS
@@ -348,8 +349,9 @@ async def test_reset_connection_runs_its_round_trips_then_push_mode_resumes():
     h.answer(ok(0, 0, AC))
     await asyncio.sleep(0)
     assert b"SELECT DATABASE()" in h.to_primary()
-    h.answer(u8(7), *[column_def(n) for n in (b"db", b"m", b"tz", b"cs", b"g", b"stz", b"fk")], eof(0, AC),
-             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1"), eof(0, AC))
+    h.answer(u8(10), *[column_def(n) for n in SETUP_COLUMNS], eof(0, AC),
+             text_row(b"shop", b"ANSI", b"SYSTEM", b"utf8mb4", b"0-1-12", b"UTC", b"1", b"utf8mb4",
+                      b"utf8mb4_general_ci", b"utf8mb4"), eof(0, AC))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert h.relay.capture.last_gtid == "0-1-12" and h.relay.ctx.sql_mode == "ANSI"

@@ -56,6 +56,7 @@ WAITS = Histogram("dbmux_ingress_read_wait_seconds",
                   buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
 
 MAX_IDLE_LINKS = 64  # idle links kept per replica and key
+REFUSED_FOR_S = 5.0  # a replica that refused a user's link is not asked again for that user this long
 _FAST_POLL_S = 0.002
 
 
@@ -84,6 +85,7 @@ class ReplicaState:
         self.applied: dict[str, int] = {}
         self.state = "unknown"
         self.idle: dict[Any, list[ReplicaLink]] = {}
+        self.refused: dict[Any, float] = {}  # link key -> until when this replica is not asked (may_try)
 
     @property
     def in_rotation(self) -> bool:
@@ -298,6 +300,20 @@ class ReadRouter:
             if link.alive:
                 return link
         return await opener()
+
+    def may_try(self, r: ReplicaState, key: Any) -> bool:
+        """False while ``r`` refused a link for ``key`` (a login, a session setup) in the last few seconds."""
+        until = r.refused.get(key)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del r.refused[key]
+        return True
+
+    def refused(self, r: ReplicaState, key: Any, exc: Exception) -> None:
+        """A link for ``key`` failed on ``r``: its reads go to the primary for REFUSED_FOR_S."""
+        r.refused[key] = time.monotonic() + REFUSED_FOR_S
 
     def release(self, r: ReplicaState, key: Any, link: ReplicaLink) -> None:
         if not link.alive:

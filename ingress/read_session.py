@@ -32,7 +32,7 @@ would when the primary's connection is lost (the client sees a lost connection).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from dbmux.core.gtid import Gtid, GtidError
 from dbmux.ingress.classify import scan
@@ -57,6 +57,9 @@ FLUSH_BYTES = 64 * 1024  # an answer is held back up to this much (so a failing 
 _CARRIED = frozenset({
     "SQL_MODE", "TIME_ZONE", "NAMES", "CHARACTER", "CHARSET", "CHARACTER_SET_CLIENT", "CHARACTER_SET_CONNECTION",
     "CHARACTER_SET_RESULTS", "COLLATION_CONNECTION", "AUTOCOMMIT",
+    # the next transaction's characteristics (a routed read is never in a transaction) and timeouts
+    "TRANSACTION", "TX_ISOLATION", "TRANSACTION_ISOLATION", "TX_READ_ONLY", "TRANSACTION_READ_ONLY",
+    "WAIT_TIMEOUT", "INTERACTIVE_TIMEOUT", "NET_READ_TIMEOUT", "NET_WRITE_TIMEOUT", "SQL_NOTES", "SQL_WARNINGS",
 })
 _SCOPES = frozenset({"SESSION", "LOCAL", "@@SESSION", "@@LOCAL"})
 _UNSET = object()
@@ -214,27 +217,34 @@ class SessionReads:
             return self._fallback(why)
         seen = dict(replica.applied)
         key = (ctx.user, secret, ctx.upstream_caps, ctx.ext_caps)
+        if not router.may_try(replica, key):
+            return self._fallback("replica_error")
         user = ctx.user.encode("utf-8", "surrogateescape")
+
+        def opener() -> Awaitable[ReplicaLink]:
+            return ReplicaLink.open(replica.host, replica.port, user, secret, ctx.upstream_caps, ctx.ext_caps,
+                                    conn.charset_id)
+
+        link: ReplicaLink | None = None
         try:
-            link = await router.acquire(replica, key, lambda: ReplicaLink.open(
-                replica.host, replica.port, user, secret, ctx.upstream_caps, ctx.ext_caps, conn.charset_id))
-            settings = Settings(ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
-                                ctx.collation_connection, ctx.charset_results)
-            if ctx.db is None and link.db is not None:
+            link = await router.acquire(replica, key, opener)
+            if ctx.db is None and link.db is not None:  # (no command unselects a database: a new link)
                 link.close()
-                link = await ReplicaLink.open(replica.host, replica.port, user, secret, ctx.upstream_caps,
-                                              ctx.ext_caps, conn.charset_id)
-            await link.sync(ctx.db, settings)
+                link = await opener()
+            await link.sync(ctx.db, Settings(ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
+                                             ctx.collation_connection, ctx.charset_results))
             if code == c.COM_STMT_EXECUTE:
                 raw = await self._execute_frames(link, raw, prepared_sql, num_params)
+            answered = await self._relay(link, code, raw)
         except ReplicaLinkError as exc:
+            router.refused(replica, key, exc)
             log.warning("read routing: replica %s: %s; the primary answers", replica.name, exc)
             return self._fallback("replica_error")
-        answered = await self._relay(link, code, raw)
+        finally:
+            if link is not None:  # back to the pool (an ERR answer leaves it usable; a failed one is closed)
+                router.release(replica, key, link)
         if not answered:
-            router.release(replica, key, link)  # (an ERR answer leaves the link usable; a failed one is closed)
             return self._fallback("replica_error")
-        router.release(replica, key, link)
         merge(self.floor, seen)
         READS.labels(replica.name).inc()
         return True

@@ -78,7 +78,7 @@ class ReplicaLink:
         self.ext_caps = ext_caps
         self.db: str | None = None
         self.settings: Settings | None = None
-        self.prepared: dict[str, int] = {}  # SQL text -> the replica's statement id
+        self.prepared: dict[tuple[str | None, str], int] = {}  # (sql_mode, SQL text) -> the replica's statement id
 
     @classmethod
     async def open(cls, host: str, port: int, user: bytes, secret: bytes, upstream_caps: int, ext_caps: int,
@@ -165,7 +165,8 @@ class ReplicaLink:
 
     async def statement_id(self, sql: str) -> int:
         """The replica's id of ``sql`` prepared on this link (prepared now if it is not yet)."""
-        stmt_id = self.prepared.get(sql)
+        key = (self.settings.sql_mode if self.settings else None, sql)  # (sql_mode decides how it parses)
+        stmt_id = self.prepared.get(key)
         if stmt_id is not None:
             return stmt_id
         if len(self.prepared) >= MAX_PREPARED:
@@ -177,5 +178,5 @@ class ReplicaLink:
         ok = reader.prepare_ok
         if ok is None:
             raise ReplicaLinkError("the replica did not prepare the statement")
-        self.prepared[sql] = ok.statement_id
+        self.prepared[key] = ok.statement_id
         return ok.statement_id

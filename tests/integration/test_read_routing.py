@@ -159,3 +159,142 @@ def test_session_reads_your_writes_with_replicators_frozen(stack, tmp_path, cons
         assert not report.errors and not report.ryw, report.summary()
         assert report.writes > 200, report.summary()
         assert _metric(metrics, "dbmux_ingress_reads_total", 'backend="rr') > 100
+
+
+# ---- which server answers: a table of the same name with a different row on each server ----------------
+def _whoami(stack, db: str) -> None:
+    """``db.me`` holds 'primary' on the primary and the target's name on each replica; created on each
+    server directly, out of the binlog, so nothing replicates it."""
+    for name, dsn in (("primary", stack.primary), *zip(TARGETS, stack.replicas, strict=True)):
+        conn = connect(dsn)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.me (id INT PRIMARY KEY, name VARCHAR(16))")
+            cur.execute(f"INSERT INTO {db}.me VALUES (1, '{name}')")
+        conn.close()
+
+
+def _drop_whoami(stack, db: str) -> None:
+    for dsn in (stack.primary, *stack.replicas):
+        conn = connect(dsn)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")
+        conn.close()
+
+
+ME = "SELECT name FROM me WHERE id = 1"
+# (what the session does first, the read, who must answer: a replica or the primary)
+ROUTING_CASES = [
+    ((), ME, "replica"),
+    (("SET NAMES latin1", "SET SESSION sql_mode = 'ANSI_QUOTES'", "SET time_zone = '+03:00'"), ME, "replica"),
+    (("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",), ME, "replica"),
+    (("BEGIN",), ME, "primary"),
+    (("START TRANSACTION READ ONLY",), ME, "primary"),
+    (("SET autocommit = 0",), ME, "primary"),
+    (("SET autocommit = 0", "SET autocommit = 1"), ME, "replica"),
+    ((), ME + " FOR UPDATE", "primary"),
+    ((), ME + " LOCK IN SHARE MODE", "primary"),
+    (("SET @x = 1",), "SELECT name FROM me WHERE id = @x", "primary"),
+    (("SET @x = 1",), ME, "replica"),
+    ((), "SELECT name FROM me WHERE id = 1 AND @@autocommit = 1", "primary"),
+    ((), "SELECT SQL_CALC_FOUND_ROWS name FROM me", "primary"),
+    ((), "SELECT name FROM me WHERE id = LAST_INSERT_ID() + 1", "primary"),
+    ((), "SELECT (SELECT name FROM me) AS name", "replica"),
+    (("CREATE TEMPORARY TABLE tmp_x (a INT)",), ME, "primary"),
+    (("LOCK TABLES me READ",), ME, "primary"),
+    (("LOCK TABLES me READ", "UNLOCK TABLES"), ME, "replica"),
+    (("SET SESSION sql_select_limit = 5",), ME, "primary"),
+]
+
+
+@pytest.mark.parametrize(("setup", "read", "expect"), ROUTING_CASES)
+def test_routing_rules_decide_who_answers(stack, tmp_path, routing_ingress, setup, read, expect):
+    via, db = routing_ingress
+    conn = connect(via, db)
+    with conn.cursor() as cur:
+        for sql in setup:
+            cur.execute(sql)
+        answers = set()
+        for _ in range(6):
+            cur.execute(read)
+            answers.add(cur.fetchone()[0])
+    conn.close()
+    if expect == "primary":
+        assert answers == {"primary"}, answers
+    else:
+        assert answers <= set(TARGETS) and answers, answers
+
+
+def test_prepared_reads_go_to_replicas_with_their_parameters(stack, routing_ingress):
+    import mysql.connector
+
+    via, db = routing_ingress
+    conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
+                                   database=db, autocommit=True)
+    cur = conn.cursor(prepared=True)
+    seen = set()
+    for i in range(8):  # the types are sent with the first execute only; later ones reuse them
+        cur.execute("SELECT name FROM me WHERE id = %s", (1 if i % 2 == 0 else 2,))
+        rows = cur.fetchall()
+        if i % 2 == 0:
+            seen.add(rows[0][0].decode() if isinstance(rows[0][0], bytes) else rows[0][0])
+        else:
+            assert rows == []
+    conn.close()
+    assert seen and seen <= set(TARGETS), seen
+
+
+def test_a_replica_that_refuses_the_user_is_replaced_by_the_primary(stack, routing_ingress):
+    """A user that exists on the primary only: its replica logins fail, the primary answers, no error."""
+    via, db = routing_ingress
+    user = f"only_{uuid.uuid4().hex[:6]}"
+    admin = connect(stack.primary)
+    with admin.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'")
+        cur.execute(f"GRANT SELECT ON {db}.* TO '{user}'@'%'")
+    try:
+        conn = pymysql.connect(host=via.host, port=via.port, user=user, password=f"pw-{user}", database=db,
+                               autocommit=True)
+        with conn.cursor() as cur:
+            for _ in range(3):
+                cur.execute(ME)
+                assert cur.fetchone()[0] == "primary"
+        conn.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"DROP USER '{user}'@'%'")
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def routing_ingress(stack, tmp_path_factory):
+    """One routing pipeline (session consistency) for the rule tests, with the whoami tables."""
+    tmp_path = tmp_path_factory.mktemp("rules")
+    db = f"who_{uuid.uuid4().hex[:8]}"
+    _whoami(stack, db)
+    try:
+        with _pipeline(stack, tmp_path) as (ing, _reps, _metrics):
+            via = ing.dsn(stack.primary)
+            _wait_running(via, db)
+            yield via, db
+    finally:
+        _drop_whoami(stack, db)
+
+
+def _wait_running(via, db: str, timeout_s: float = 60) -> None:
+    """Until the replicators run (their status rows) and a read through the ingress comes from a replica."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = connect(via, db)
+        with conn.cursor() as cur:
+            cur.execute(ME)
+            name = cur.fetchone()[0]
+        conn.close()
+        if name != "primary":
+            return
+        assert time.monotonic() < deadline, "no read came from a replica"
+        time.sleep(0.3)

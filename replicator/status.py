@@ -28,6 +28,7 @@ the age of the oldest transaction it lacks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -129,6 +130,7 @@ class TargetStatus:
     state: str
     detail: str
     kafka_backlog: int | None = None  # events on the topic past its stored offsets (None: unknown)
+    reads: str = ""  # with ingress.reads = "replicas": "in rotation", "out" or "-" (serves none); else ""
 
     @property
     def ok(self) -> bool:
@@ -193,6 +195,14 @@ async def _target_status(config: Config, target: TargetConfig, primary: dict[str
     return TargetStatus(target.name, applied or "-", j.lag_txns, j.lag_s, j.state, j.detail, backlog)
 
 
+def read_state(serves_reads: bool, state: str) -> str:
+    """A target's place in read routing as the ingress decides it (ingress.read_router): in rotation while
+    its replicator's status row says running (behind or not: each read waits for what it must see)."""
+    if not serves_reads:
+        return "-"
+    return "in rotation" if state in (RUNNING, BEHIND) else "out"
+
+
 async def collect(config: Config, *, max_lag_s: float = 0.0) -> StatusReport:
     """Every target's state against the primary's current GTID position (see the module docstring)."""
     primary: dict[str, Gtid] | None
@@ -210,5 +220,8 @@ async def collect(config: Config, *, max_lag_s: float = 0.0) -> StatusReport:
     except Exception as exc:  # noqa: BLE001 - only the explanation of a lag needs it
         ends, kafka_error = None, f"cannot read the end offsets of {config.topic}: {type(exc).__name__}: {exc}"
     out = [await _target_status(config, t, primary, now_s, ends, max_lag_s) for t in config.targets]
+    if config.ingress.reads == "replicas":
+        out = [dataclasses.replace(status, reads=read_state(target.reads_here, status.state))
+               for status, target in zip(out, config.targets, strict=True)]
     text = ",".join(str(g) for _, g in sorted(primary.items())) if primary is not None else ""
     return StatusReport(text, primary_error, kafka_error, out)

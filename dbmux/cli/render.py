@@ -90,12 +90,15 @@ def format_report(report: VerifyReport, *, details: bool = False) -> str:
 
 def render_status(report: StatusReport) -> str:
     """The status table (``lag txns``: transactions behind the primary), then the primary's position."""
-    lines = [f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  state"]
+    reads = any(r.reads for r in report.targets)  # (a column only where the ingress routes reads)
+    head = f"{'target':<16} {'applied gtid':<22} {'lag txns':>9} {'lag s':>8}  "
+    lines = [head + (f"{'reads':<12} " if reads else "") + "state"]
     for r in report.targets:
         lag = "-" if r.lag_txns is None else str(r.lag_txns)
         lag_s = "-" if r.lag_s is None else f"{r.lag_s:.1f}"
         state = r.state + (f": {r.detail}" if r.detail else "")
-        lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  {state}")
+        lines.append(f"{r.name:<16} {r.applied:<22} {lag:>9} {lag_s:>8}  " + (f"{r.reads:<12} " if reads else "")
+                     + state)
     lines.append("")
     lines.append(f"primary at {report.primary or '-'}" if not report.primary_error else report.primary_error)
     if report.kafka_error:

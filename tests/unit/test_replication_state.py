@@ -19,6 +19,7 @@ from dbmux.replicator.status import (
     StatusReport,
     TargetStatus,
     judge,
+    read_state,
 )
 from dbmux.replicator.verify import BY_KEY, NONE, SUBSET, WHOLE, no_pk_note, replication, shard_expectation
 from dbmux.replicator.verify_readers import AppliedGtid, ReplicationMeta
@@ -127,6 +128,16 @@ def test_render_status_keeps_the_columns():
     assert lines[-1] == "primary at 0-1-533"
     rep = StatusReport("", "cannot read the primary at mysql://u:***@h:1: boom", "", [])
     assert render_status(rep).splitlines()[-1].startswith("cannot read the primary")
+
+
+@pytest.mark.parametrize(("serves", "state", "reads"), [
+    (True, RUNNING, "in rotation"), (True, BEHIND, "in rotation"), (True, HALTED, "out"), (True, WAITING, "out"),
+    (True, "retrying", "out"), (True, "unreachable", "out"), (False, RUNNING, "-")])
+def test_status_shows_each_targets_read_state(serves, state, reads):
+    assert read_state(serves, state) == reads
+    rep = StatusReport("0-1-5", "", "", [TargetStatus("replica1", "0-1-5", 0, 0.0, state, "", 0, reads)])
+    lines = render_status(rep).splitlines()
+    assert lines[0].split()[-2:] == ["reads", "state"] and lines[1][lines[0].index("reads"):].startswith(reads + " ")
 
 
 SHARDS = ShardMap(1, ("shard_a", "shard_b"), reference_tables=("shop.ref_*",),

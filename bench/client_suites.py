@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 
 import go_suite  # noqa: E402
 import node_suite  # noqa: E402
-from harness.environment import REPO, loadavg, run_meta, stack_dir, stack_env  # noqa: E402
+from harness.environment import REPO, free_port, loadavg, run_meta, stack_dir, stack_env  # noqa: E402
 from harness.errors import BenchError, Prereq  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import PY, Proc, sigterm_as_interrupt, wait_mysql_greeting  # noqa: E402
@@ -91,6 +92,7 @@ class Phase:
     checksum_diffs: list[str] = field(default_factory=list)
     tables_compared: int = 0
     pipeline_problems: str = ""
+    reads: str = ""  # --ingress-reads replicas: reads served per backend, fallbacks per reason
 
 
 # ---- sources ---------------------------------------------------------------------------------------
@@ -305,8 +307,13 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
         reset_stack(stack_dir())
     env = stack_env()
     config = env["DBMUX_CONFIG"]
+    up_env = {"PYTHONUNBUFFERED": "1"}
+    metrics_port = 0
+    if args.ingress_reads != "primary":  # the ingress routes reads to the replicas (session consistency)
+        metrics_port = free_port()
+        up_env.update({"DBMUX_INGRESS_READS": "replicas", "DBMUX_INGRESS_METRICS_PORT": str(metrics_port)})
     up = Proc("dbmux up", dbmux_argv("up", "-c", config), work / f"up-{phase.suite}-{phase.mode}.log",
-              env=env_without_dbmux({"PYTHONUNBUFFERED": "1"}))
+              env=env_without_dbmux(up_env))
     try:
         wait_mysql_greeting(Dsn.parse(env["DBMUX_INGRESS_URL"]).port, up, timeout=120)
         time.sleep(5)  # the binlog reader and the replicators start alongside
@@ -325,8 +332,10 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
         else:
             phase.result = run_sqlalchemy(py, trees["sqlalchemy"], dsn, phase.mode, work,
                                           [*args.sqla_paths.split(","), *args.sqla_args.split()], args.suite_timeout)
+        if metrics_port and phase.mode == "ingress":
+            phase.reads = read_counts(metrics_port)
         print(f"[{phase.suite}/{phase.mode}] {phase.result.counts} in {phase.result.seconds:.0f} s; "
-              "waiting for the targets", flush=True)
+              f"{phase.reads + '; ' if phase.reads else ''}waiting for the targets", flush=True)
         phase.converged, phase.status, phase.converge_s = wait_converged(config, args.converge_timeout)
         ver = cli("verify", "-c", config, "--wait", "30", "--details", timeout=1800)
         phase.verify_rc = ver.returncode
@@ -335,6 +344,19 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
     finally:
         up.stop(timeout=40)
         phase.pipeline_problems = pipeline_problems(up.log_path)
+
+
+def read_counts(port: int) -> str:
+    """The routing ingress's reads per backend and fallbacks per reason (its Prometheus counters)."""
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return f"reads: metrics unreadable ({exc})"
+    found = re.findall(r'^dbmux_ingress_(reads|read_fallbacks)_total\{(?:backend|reason)="([^"]+)"\} (\S+)$', body,
+                       re.MULTILINE)
+    reads = ", ".join(f"{k} {float(v):,.0f}" for kind, k, v in found if kind == "reads")
+    falls = ", ".join(f"{k} {float(v):,.0f}" for kind, k, v in found if kind == "read_fallbacks")
+    return f"reads: {reads or 'none'}; to the primary because: {falls or '-'}"
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -368,6 +390,7 @@ def report(args: argparse.Namespace, meta: dict, phases: list[Phase], versions: 
         conv = f"yes ({p.converge_s:.0f} s)" if p.converged else "NO"
         lines.append(f"| {p.suite} | {p.mode} | {_counts(p.result)} | {conv} | {verify} | {chk} |")
     lines.append("")
+    lines += [f"- {p.suite} / {p.mode}, ingress.reads = replicas: {p.reads}" for p in phases if p.reads]
     by_suite: dict[str, dict[str, Phase]] = {}
     for p in phases:
         by_suite.setdefault(p.suite, {})[p.mode] = p
@@ -423,6 +446,7 @@ def run(args: argparse.Namespace) -> str:
     except FileNotFoundError as exc:
         raise Prereq(f"a suite needs {exc}") from None
     meta = run_meta()
+    meta["ingress.reads"] = args.ingress_reads
     phases = [Phase(s, m) for s in suites for m in modes]
     for p in phases:
         run_phase(args, p, py, trees, work)
@@ -445,6 +469,8 @@ def main() -> int:
                     help="a PyMySQL git repository (or checkout) whose HEAD's pymysql/tests are run")
     ap.add_argument("--mysql2-git", default="/work/.mirror/sidorares+node-mysql2/repo",
                     help="a node-mysql2 git repository (or checkout) whose HEAD's tests are run")
+    ap.add_argument("--ingress-reads", choices=("primary", "replicas"), default="primary",
+                    help="ingress.reads of the ingress the suites run through (replicas: reads routed)")
     ap.add_argument("--suites-venv", default="/tmp/suites-venv")
     ap.add_argument("--workdir", default="/tmp/dbmux-client-suites")
     ap.add_argument("--reset", choices=("purge", "none"), default="purge",

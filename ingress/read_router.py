@@ -12,7 +12,8 @@ from a query per read:
   applied strictly in order per domain).
 * **rotation**: a replica is in rotation while its replicator's status row says ``running`` and its
   watcher can read it; ``halted``, ``waiting for gap``, ``retrying``, ``not started`` or unreachable
-  take it out until it is back.
+  take it out until it is back, and so do server settings that change answers and differ from the
+  primary's (``RESULT_SETTINGS``: ``system_time_zone``, ``div_precision_increment`` ...).
 
 What a read must see (``need``: per domain a sequence number) is the session's: its own last write
 (``session``), the primary's position when the read began (``causal``: :class:`PrimaryClock`, one query
@@ -37,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from dbmux.core.config import Config, TargetConfig
 from dbmux.core.gtid import parse_gtid_list
@@ -51,10 +52,19 @@ READS = Counter("dbmux_ingress_reads_total", "Reads served, per backend (a repli
                 ["backend"])
 FALLBACKS = Counter("dbmux_ingress_read_fallbacks_total",
                     "Reads that went to the primary with reads = replicas, per reason", ["reason"])
+IN_ROTATION = Gauge("dbmux_ingress_replica_in_rotation", "1 while a replica takes routed reads, else 0", ["replica"])
 WAITS = Histogram("dbmux_ingress_read_wait_seconds",
                   "How long reads waited for a replica to catch up (reads that waited at all)",
                   buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
 
+# Server-wide settings that change what a read answers and that a link cannot take from the session (only
+# sql_mode, time_zone and the character sets are carried): a replica whose values differ from the primary's
+# stays out of rotation ("settings differ"), with a warning naming the setting.
+RESULT_SETTINGS = ("system_time_zone", "div_precision_increment", "group_concat_max_len", "max_sort_length",
+                   "lc_time_names", "default_week_format", "lower_case_table_names", "sql_select_limit", "old_mode")
+_SETTINGS_SQL = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})".format(
+    ", ".join(f"'{name}'" for name in RESULT_SETTINGS))
+SETTINGS_CHECK_S = 10.0  # how often a replica's RESULT_SETTINGS are compared again
 MAX_IDLE_LINKS = 64  # idle links kept per replica and key
 REFUSED_FOR_S = 5.0  # a replica that refused a user's link is not asked again for that user this long
 _FAST_POLL_S = 0.002
@@ -183,6 +193,7 @@ class ReadRouter:
         self._changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._waiting = 0
+        self._primary_settings: dict[str, str] | None = None  # RESULT_SETTINGS as the primary has them
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -208,19 +219,48 @@ class ReadRouter:
             r.idle.clear()
 
     # ---- what each replica has applied -----------------------------------------------------------------
+    async def _settings(self, conn: Any) -> dict[str, str]:
+        async with conn.cursor() as cur:
+            await cur.execute(_SETTINGS_SQL)
+            return {str(name).lower(): str(value) for name, value in await cur.fetchall()}
+
+    async def _settings_differ(self, replica_conn: Any) -> str:
+        """Which result-deciding server setting the replica has otherwise than the primary ("" for none)."""
+        if self._primary_settings is None:
+            conn = await connect_aiomysql(self._primary_dsn, autocommit=True, connect_timeout=5)
+            try:
+                self._primary_settings = await self._settings(conn)
+            finally:
+                conn.close()
+        mine = await self._settings(replica_conn)
+        for name, value in sorted(self._primary_settings.items()):
+            if mine.get(name) != value:
+                return f"{name} is {mine.get(name)!r} here, {value!r} on the primary"
+        return ""
+
     async def _watch(self, r: ReplicaState) -> None:
         conn: Any = None
+        differ = ""
+        checked = 0.0
+        gauge = IN_ROTATION.labels(r.name)
         while True:
             try:
                 if conn is None:
                     conn = await connect_aiomysql(r.dsn, autocommit=True, connect_timeout=5)
+                    checked = 0.0
+                if time.monotonic() - checked > SETTINGS_CHECK_S:
+                    checked = time.monotonic()
+                    was, differ = differ, await self._settings_differ(conn)
+                    if differ and differ != was:
+                        log.warning("replica %s stays out of read rotation: %s (reads there could answer "
+                                    "differently; set it as on the primary)", r.name, differ)
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT domain_id, seq FROM dbmux_meta.gtids WHERE target = %s AND topic = %s",
                                       (r.name, self.topic))
                     rows = await cur.fetchall()
                     await cur.execute("SELECT state FROM dbmux_meta.status WHERE target = %s", (r.name,))
                     status = await cur.fetchone()
-                state = status[0] if status else "not started"
+                state = "settings differ" if differ else status[0] if status else "not started"
                 r.applied = {str(domain): int(seq) for domain, seq in rows}
             except asyncio.CancelledError:
                 if conn is not None:
@@ -238,6 +278,7 @@ class ReadRouter:
                 log.info("replica %s: %s -> %s (%s)", r.name, r.state, state,
                          "in read rotation" if state == "running" else "out of read rotation")
                 r.state = state
+                gauge.set(1 if r.in_rotation else 0)
             self._changed.set()
             self._changed = asyncio.Event()
             if self._waiting:
@@ -297,8 +338,9 @@ class ReadRouter:
         idle = r.idle.get(key)
         while idle:
             link = idle.pop()
-            if link.alive:
+            if link.alive and not link.stream.frames.buffered_bytes:  # (an idle link that got something: gone)
                 return link
+            link.close()
         return await opener()
 
     def may_try(self, r: ReplicaState, key: Any) -> bool:

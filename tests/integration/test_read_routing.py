@@ -205,7 +205,7 @@ ROUTING_CASES = [
 
 @pytest.mark.parametrize(("setup", "read", "expect"), ROUTING_CASES)
 def test_routing_rules_decide_who_answers(stack, tmp_path, routing_ingress, setup, read, expect):
-    via, db = routing_ingress
+    via, db, metrics = routing_ingress
     conn = connect(via, db)
     with conn.cursor() as cur:
         for sql in setup:
@@ -224,7 +224,7 @@ def test_routing_rules_decide_who_answers(stack, tmp_path, routing_ingress, setu
 def test_prepared_reads_go_to_replicas_with_their_parameters(stack, routing_ingress):
     import mysql.connector
 
-    via, db = routing_ingress
+    via, db, metrics = routing_ingress
     conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
                                    database=db, autocommit=True)
     cur = conn.cursor(prepared=True)
@@ -242,7 +242,7 @@ def test_prepared_reads_go_to_replicas_with_their_parameters(stack, routing_ingr
 
 def test_a_replica_that_refuses_the_user_is_replaced_by_the_primary(stack, routing_ingress):
     """A user that exists on the primary only: its replica logins fail, the primary answers, no error."""
-    via, db = routing_ingress
+    via, db, metrics = routing_ingress
     user = f"only_{uuid.uuid4().hex[:6]}"
     admin = connect(stack.primary)
     with admin.cursor() as cur:
@@ -271,10 +271,10 @@ def routing_ingress(stack, tmp_path_factory):
     db = f"who_{uuid.uuid4().hex[:8]}"
     _whoami(stack, db)
     try:
-        with _pipeline(stack, tmp_path) as (ing, _reps, _metrics, _ings):
+        with _pipeline(stack, tmp_path) as (ing, _reps, metrics, _ings):
             via = ing.dsn(stack.primary)
             _wait_running(via, db)
-            yield via, db
+            yield via, db, metrics
     finally:
         _drop_whoami(stack, db)
 
@@ -292,3 +292,36 @@ def _wait_running(via, db: str, timeout_s: float = 60) -> None:
             return
         assert time.monotonic() < deadline, "no read came from a replica"
         time.sleep(0.3)
+
+
+def _wait_metric(port: int, name: str, label: str, value: float, timeout_s: float = 40) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _metric(port, name, label) != value:
+        assert time.monotonic() < deadline, f"{name}{{{label}}} did not become {value}"
+        time.sleep(0.5)
+
+
+def test_a_replica_whose_settings_change_answers_leaves_rotation(stack, routing_ingress):
+    """div_precision_increment decides what 1/3 answers: a replica set otherwise than the primary takes no
+    reads until it is set back."""
+    via, db, metrics = routing_ingress
+    admin = connect(stack.replicas[0])
+    with admin.cursor() as cur:
+        cur.execute("SELECT @@global.div_precision_increment")
+        (before,) = cur.fetchone()
+        cur.execute(f"SET GLOBAL div_precision_increment = {int(before) + 3}")
+    try:
+        _wait_metric(metrics, "dbmux_ingress_replica_in_rotation", 'replica="rr1"', 0)
+        conn = connect(via, db)
+        with conn.cursor() as cur:
+            answers = set()
+            for _ in range(10):
+                cur.execute(ME)
+                answers.add(cur.fetchone()[0])
+        conn.close()
+        assert answers == {"rr2"}, answers
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"SET GLOBAL div_precision_increment = {before}")
+        admin.close()
+    _wait_metric(metrics, "dbmux_ingress_replica_in_rotation", 'replica="rr1"', 1)

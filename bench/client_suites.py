@@ -309,9 +309,10 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
     config = env["DBMUX_CONFIG"]
     up_env = {"PYTHONUNBUFFERED": "1"}
     metrics_port = 0
-    if args.ingress_reads != "primary":  # the ingress routes reads to the replicas (session consistency)
+    if args.ingress_reads != "primary":  # the ingress routes reads to the replicas
         metrics_port = free_port()
-        up_env.update({"DBMUX_INGRESS_READS": "replicas", "DBMUX_INGRESS_METRICS_PORT": str(metrics_port)})
+        up_env.update({"DBMUX_INGRESS_READS": "replicas", "DBMUX_INGRESS_METRICS_PORT": str(metrics_port),
+                       "DBMUX_INGRESS_READ_CONSISTENCY": args.read_consistency})
     up = Proc("dbmux up", dbmux_argv("up", "-c", config), work / f"up-{phase.suite}-{phase.mode}.log",
               env=env_without_dbmux(up_env))
     try:
@@ -446,7 +447,8 @@ def run(args: argparse.Namespace) -> str:
     except FileNotFoundError as exc:
         raise Prereq(f"a suite needs {exc}") from None
     meta = run_meta()
-    meta["ingress.reads"] = args.ingress_reads
+    meta["ingress.reads"] = args.ingress_reads + (f" ({args.read_consistency})" if args.ingress_reads != "primary"
+                                                  else "")
     phases = [Phase(s, m) for s in suites for m in modes]
     for p in phases:
         run_phase(args, p, py, trees, work)
@@ -471,6 +473,8 @@ def main() -> int:
                     help="a node-mysql2 git repository (or checkout) whose HEAD's tests are run")
     ap.add_argument("--ingress-reads", choices=("primary", "replicas"), default="primary",
                     help="ingress.reads of the ingress the suites run through (replicas: reads routed)")
+    ap.add_argument("--read-consistency", choices=("session", "causal", "bounded"), default="causal",
+                    help="ingress.read_consistency with --ingress-reads replicas")
     ap.add_argument("--suites-venv", default="/tmp/suites-venv")
     ap.add_argument("--workdir", default="/tmp/dbmux-client-suites")
     ap.add_argument("--reset", choices=("purge", "none"), default="purge",

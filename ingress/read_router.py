@@ -299,10 +299,12 @@ class ReadRouter:
         merge(need, own)
         return need
 
-    async def choose(self, need: dict[str, int], tables: Sequence[str],
-                     db: str | None) -> tuple[ReplicaState | None, str]:
-        """A replica for a read (or None and why not), waiting up to read_wait_ms for one to catch up."""
-        candidates = [r for r in self.replicas if r.holds(tables, db)]
+    async def choose(self, need: dict[str, int], tables: Sequence[str], db: str | None,
+                     whole: bool = False) -> tuple[ReplicaState | None, str]:
+        """A replica for a read (or None and why not), waiting up to read_wait_ms for one to catch up.
+        ``whole``: only a replica that replicates every table (a transaction may read any)."""
+        candidates = [r for r in self.replicas
+                      if (r.patterns == ("*",) if whole else r.holds(tables, db))]
         if not candidates:
             return None, "tables"
         deadline = started = 0.0

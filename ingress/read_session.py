@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from dbmux.core.gtid import Gtid, GtidError
 from dbmux.ingress.classify import scan
@@ -41,7 +43,7 @@ from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.errors import ProtocolError
 from dbmux.ingress.protocol.framing import frame
 from dbmux.ingress.protocol.response import ResponseReader
-from dbmux.ingress.read_router import FALLBACKS, READS, ReadRouter, merge
+from dbmux.ingress.read_router import FALLBACKS, READS, ReadRouter, ReplicaState, merge
 from dbmux.ingress.read_rules import ReadRoute, judge_read
 from dbmux.ingress.replica_link import ReplicaLink, ReplicaLinkError, Settings
 from dbmux.ingress.response_relay import DONE, ResponseRelay
@@ -97,6 +99,25 @@ def _set_names(sql: str) -> list[str]:
     return names
 
 
+def starts_read_only(sql: str) -> bool:
+    """``START TRANSACTION READ ONLY`` (with or without ``WITH CONSISTENT SNAPSHOT``)."""
+    try:
+        words = [t.upper for t in scan(sql) if t.type == "word"]
+    except Exception:  # noqa: BLE001 - (LexError) not one
+        return False
+    return words[:2] == ["START", "TRANSACTION"] and any(
+        a == "READ" and b == "ONLY" for a, b in zip(words, words[1:], strict=False))
+
+
+@dataclass(slots=True)
+class _Pinned:
+    """A read-only transaction open on a replica link."""
+
+    replica: ReplicaState
+    key: Any
+    link: ReplicaLink
+
+
 class SessionReads:
     """One session's read routing (see the module docstring)."""
 
@@ -111,6 +132,7 @@ class SessionReads:
         self.locked = False  # LOCK TABLES in force
         self._secret: object = _UNSET  # bytes | None once derived
         self._types: dict[int, bytes] = {}  # client statement id -> parameter types of its last bound execute
+        self.txn: _Pinned | None = None  # a read-only transaction open on a replica link
 
     # ---- what the session did on the primary ------------------------------------------------------------
     def on_forwarded(self, plan: QueryPlan | None) -> None:
@@ -135,6 +157,7 @@ class SessionReads:
         self.pinned = ""
         self.locked = False
         self._types.clear()
+        self.close()
         if user_changed:
             self._secret = _UNSET
 
@@ -200,6 +223,20 @@ class SessionReads:
     async def serve(self, code: int, raw: bytes, route: ReadRoute, prepared_sql: str = "", num_params: int = 0) -> bool:
         """Answer the command (``raw``: its frames) from a replica; False: nothing was sent, the primary
         must answer it. ``prepared_sql``/``num_params``: a COM_STMT_EXECUTE's statement."""
+        return await self._on_replica(code, raw, route.tables, prepared_sql, num_params, begin=False)
+
+    async def begin(self, raw: bytes) -> bool:
+        """``START TRANSACTION READ ONLY``: opened on a replica that replicates every table (the session's
+        statements then go there until the transaction ends: :meth:`txn_route`); False: the primary
+        must take it (nothing was sent)."""
+        reason = self._session_reason()
+        if reason and reason != "autocommit_off":  # (an explicit transaction is one with autocommit off too)
+            self.count_fallback(reason)
+            return False
+        return await self._on_replica(c.COM_QUERY, raw, (), "", 0, begin=True)
+
+    async def _on_replica(self, code: int, raw: bytes, tables: tuple[str, ...], prepared_sql: str,
+                          num_params: int, *, begin: bool) -> bool:
         conn, router = self.conn, self.router
         ctx = conn.ctx
         if self._secret is _UNSET:
@@ -212,7 +249,7 @@ class SessionReads:
         except ReplicaLinkError as exc:
             log.warning("read routing: %s", exc)
             return self._fallback("primary_position")
-        replica, why = await router.choose(need, route.tables, ctx.db)
+        replica, why = await router.choose(need, tables, ctx.db, whole=begin)
         if replica is None:
             return self._fallback(why)
         seen = dict(replica.applied)
@@ -226,13 +263,13 @@ class SessionReads:
                                     conn.charset_id)
 
         link: ReplicaLink | None = None
+        answered = False
         try:
             link = await router.acquire(replica, key, opener)
             if ctx.db is None and link.db is not None:  # (no command unselects a database: a new link)
                 link.close()
                 link = await opener()
-            await link.sync(ctx.db, Settings(ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
-                                             ctx.collation_connection, ctx.charset_results))
+            await self._sync(link)
             if code == c.COM_STMT_EXECUTE:
                 raw = await self._execute_frames(link, raw, prepared_sql, num_params)
             answered = await self._relay(link, code, raw)
@@ -241,13 +278,84 @@ class SessionReads:
             log.warning("read routing: replica %s: %s; the primary answers", replica.name, exc)
             return self._fallback("replica_error")
         finally:
-            if link is not None:  # back to the pool (an ERR answer leaves it usable; a failed one is closed)
-                router.release(replica, key, link)
+            if link is not None and not (begin and answered):  # back to the pool (an ERR answer leaves it
+                router.release(replica, key, link)  # usable; a failed one is closed)
         if not answered:
             return self._fallback("replica_error")
         merge(self.floor, seen)
         READS.labels(replica.name).inc()
+        if begin:
+            assert link is not None
+            self.txn = _Pinned(replica, key, link)
         return True
+
+    async def _sync(self, link: ReplicaLink) -> None:
+        ctx = self.conn.ctx
+        await link.sync(ctx.db, Settings(ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
+                                         ctx.collation_connection, ctx.charset_results))
+
+    # ---- a read-only transaction on a replica ---------------------------------------------------------------
+    def txn_route(self, code: int, plan: QueryPlan | None, sql: str) -> str:
+        """Where a command goes while a read-only transaction is open on a replica: ``link`` (reads a replica
+        answers, writes -- refused there as on the primary: the transaction is read only --, savepoints),
+        ``end`` (COMMIT/ROLLBACK, on the link; the transaction is over), ``primary`` (reads of session
+        state: variables, LAST_INSERT_ID(), SHOW ...; SET and USE, which the link then follows), or
+        ``commit_first`` (a statement that commits implicitly, a temporary table, a batch: the replica
+        transaction is committed, then the statement goes as it would outside it)."""
+        if plan is None or len(plan.statements) != 1:
+            return "commit_first" if plan is not None else "primary"
+        stmt = plan.statements[0]
+        if stmt.tcl in ("commit", "rollback"):
+            return "end" if code == c.COM_QUERY else "commit_first"
+        if stmt.implicit_commit or (stmt.cls is not None and stmt.cls.temporary):
+            return "commit_first"
+        if stmt.kind == "read":
+            return "link" if judge_read(sql).replica else "primary"
+        if stmt.kind == "session":
+            return "primary"
+        return "link"
+
+    async def on_link(self, code: int, raw: bytes, prepared_sql: str = "", num_params: int = 0) -> None:
+        """A command of the open read-only transaction, answered by its replica (whatever it answers: an
+        error included). A link that fails ends the session (the transaction is lost)."""
+        txn = self.txn
+        assert txn is not None
+        try:
+            await self._sync(txn.link)
+            if code == c.COM_STMT_EXECUTE:
+                raw = await self._execute_frames(txn.link, raw, prepared_sql, num_params)
+        except ReplicaLinkError as exc:
+            self.close()
+            raise ReadLost(f"the replica of a read-only transaction failed: {exc}") from None
+        if not await self._relay(txn.link, code, raw, final=True):
+            self.close()
+            raise ReadLost("the replica of a read-only transaction failed")
+        READS.labels(txn.replica.name).inc()
+
+    def end_txn(self) -> None:
+        """The transaction ended on its link (COMMIT, ROLLBACK): the link goes back to the pool."""
+        txn, self.txn = self.txn, None
+        if txn is not None:
+            self.router.release(txn.replica, txn.key, txn.link)
+
+    async def commit_txn(self) -> None:
+        """End the open transaction on its replica before a statement that would commit it implicitly."""
+        txn = self.txn
+        if txn is None:
+            return
+        try:
+            await txn.link.round_trip_query("COMMIT")
+        except ReplicaLinkError:
+            self.close()
+            return
+        self.conn.ctx.status_flags &= ~(c.SERVER_STATUS_IN_TRANS | c.SERVER_STATUS_IN_TRANS_READONLY)
+        self.end_txn()
+
+    def close(self) -> None:
+        """The session ends (or starts over): an open replica transaction's link is closed (rolled back)."""
+        txn, self.txn = self.txn, None
+        if txn is not None:
+            txn.link.close()
 
     async def _execute_frames(self, link: ReplicaLink, raw: bytes, sql: str, num_params: int) -> bytes:
         """The client's COM_STMT_EXECUTE for the link's statement id, its parameter types always bound."""
@@ -263,9 +371,10 @@ class SessionReads:
                 payload[flag_at:flag_at + 1] = b"\x01" + types
         return frame(bytes(payload), 0)
 
-    async def _relay(self, link: ReplicaLink, code: int, raw: bytes) -> bool:
+    async def _relay(self, link: ReplicaLink, code: int, raw: bytes, *, final: bool = False) -> bool:
         """Relay the link's answer to the client; False when the primary must answer instead (nothing
-        was sent). Raises :class:`ReadLost` when the link failed after part of the answer went out."""
+        was sent). Raises :class:`ReadLost` when the link failed after part of the answer went out.
+        ``final``: the link's answer is the answer, an error included (inside a replica transaction)."""
         ctx, client, stream = self.conn.ctx, self.conn.client, link.stream
         mark = client.mark()
         reader = ResponseReader(code, ctx.upstream_caps, ctx.ext_caps, decode_metadata=False)
@@ -293,8 +402,9 @@ class SessionReads:
             return False
         finally:
             stream.partner = None
-        if reader.is_error and not sent:
+        if reader.is_error and not sent and not final:  # (e.g. a table another session created, not there yet)
             client.rewind(mark)
+            log.debug("%s: the replica answered %s; the primary answers", self.conn.tag, reader.final_result)
             return False
         await client.drain()
         return True

@@ -44,7 +44,7 @@ from dbmux.ingress.protocol.state import ConnectionState
 from dbmux.ingress.publisher import Publisher
 from dbmux.ingress.read_router import ReadRouter
 from dbmux.ingress.read_rules import ReadRoute
-from dbmux.ingress.read_session import SessionReads
+from dbmux.ingress.read_session import SessionReads, starts_read_only
 from dbmux.ingress.response_relay import DONE, NEED_CLIENT, ResponseRelay, relay_pull
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statement_safety import SessionSafety
@@ -148,6 +148,8 @@ class CommandRelay:
         self.client.listen(None)
         self.upstream.listen(None)
         self.safety.close()
+        if self.reads is not None:
+            self.reads.close()
 
     # ---- push mode -----------------------------------------------------------------------------------
     def _on_client_data(self) -> None:
@@ -192,7 +194,9 @@ class CommandRelay:
         if code == c.COM_STMT_EXECUTE:
             long_data = self.reads is not None and self.prepared.sent_long_data(payload)
             _, params, plan = self.prepared.on_execute(payload, self.ctx.upstream_caps)
-            if self.reads is None or not self._execute_on_replica(cmd, plan, long_data):
+            if self.reads is None or not self._execute_on_replica(cmd, plan, long_data, params):
+                if self.reads is not None:
+                    self.reads.on_forwarded(plan)
                 self._forward(cmd, cmd.raw, code, plan, params)
         elif code == c.COM_QUERY:
             self._query(cmd)
@@ -227,7 +231,8 @@ class CommandRelay:
         self.client.flush()
         self.machine.process_type(ResponseComplete)
 
-    def _query(self, cmd: Packet) -> None:
+    def _query(self, cmd: Packet, routed: bool = False) -> None:
+        """A COM_QUERY (``routed``: read routing already decided it goes to the primary)."""
         ctx = self.ctx
         attributes, start = ComQuery.parse_head(cmd.payload, ctx.upstream_caps)
         with memoryview(cmd.payload) as view, view[start:] as text:  # (decoded in place: one copy, not two)
@@ -242,15 +247,8 @@ class CommandRelay:
             return
         if len(plan.statements) > 1 and ctx.upstream_caps & c.CLIENT_MULTI_STATEMENTS:
             plan = with_commits(plan, bool(self.capture.pending))  # COMMITs of the ingress's own, in the batch
-        reads = self.reads
-        if reads is not None:
-            if len(plan.statements) == 1 and plan.statements[0].kind == "read" and len(cmd.raw) == len(cmd.payload) + 4:
-                route = reads.route(plan.statements[0].sql)
-                if route is not None:
-                    self._serve_read(c.COM_QUERY, cmd.raw, route, plan)
-                    return
-            else:
-                reads.on_forwarded(plan)
+        if self.reads is not None and not routed and self._query_reads(cmd, plan, self.reads):
+            return
         raw = cmd.raw
         if plan.rewritten is not None:
             rewritten = ComQuery(plan.rewritten.encode("utf-8", "surrogateescape"), attributes)
@@ -267,14 +265,59 @@ class CommandRelay:
         else:
             self._start(raw, code, plan, params)
 
-    def _execute_on_replica(self, cmd: Packet, plan: QueryPlan | None, long_data: bool) -> bool:
+    # ---- read routing (ingress.read_session) ------------------------------------------------------------
+    def _query_reads(self, cmd: Packet, plan: QueryPlan, reads: SessionReads) -> bool:
+        """Read routing of a COM_QUERY: True when it took the command (to a replica, or into the read-only
+        transaction open on one); False: it goes to the primary as usual."""
+        if reads.txn is not None:
+            self._slow(self._in_replica_txn(cmd, c.COM_QUERY, plan))
+            return True
+        stmt = plan.statements[0] if len(plan.statements) == 1 and len(cmd.raw) == len(cmd.payload) + 4 else None
+        if stmt is not None and stmt.kind == "read":
+            route = reads.route(stmt.sql)
+            if route is not None:
+                self._serve_read(cmd, c.COM_QUERY, route, plan)
+            return route is not None
+        if stmt is not None and stmt.tcl == "begin" and starts_read_only(stmt.sql):
+            self._serve_read(cmd, c.COM_QUERY, None, plan)
+            return True
+        reads.on_forwarded(plan)
+        return False
+
+    async def _in_replica_txn(self, cmd: Packet, code: int, plan: QueryPlan | None, sql: str = "",
+                              num_params: int = 0, params: tuple[Any, ...] | None = None) -> Callable[[], None] | None:
+        """A command while a read-only transaction is open on a replica (SessionReads.txn_route says where)."""
+        reads = self.reads
+        assert reads is not None
+        text = sql or (plan.statements[0].sql if plan is not None and plan.statements else "")
+        where = reads.txn_route(code, plan, text)
+        if where in ("link", "end"):
+            await reads.on_link(code, cmd.raw, sql, num_params)
+            if where == "end":
+                reads.end_txn()
+            return None
+        if where == "commit_first":
+            await reads.commit_txn()
+        elif code == c.COM_QUERY:
+            reads.on_forwarded(plan)
+        if code == c.COM_QUERY:
+            return lambda: self._query(cmd, routed=reads.txn is not None)
+        return lambda: self._forward(cmd, cmd.raw, code, plan, params)
+
+    def _execute_on_replica(self, cmd: Packet, plan: QueryPlan | None, long_data: bool,
+                            params: tuple[Any, ...] | None) -> bool:
         """Serve a prepared read from a replica when the routing rules allow (False: it goes to the primary)."""
         reads, payload = self.reads, cmd.payload
         assert reads is not None
         st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
+        if st is not None:
+            reads.note_execute(payload, st.num_params)
+        if reads.txn is not None:
+            self._slow(self._in_replica_txn(cmd, c.COM_STMT_EXECUTE, plan, st.sql if st else "",
+                                            st.num_params if st else 0, params))
+            return True
         if st is None or plan is None:
             return False
-        reads.note_execute(payload, st.num_params)
         if plan.statements[0].kind != "read":
             return False
         if (long_data or len(payload) < 10 or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
@@ -284,19 +327,22 @@ class CommandRelay:
         route = reads.route(st.sql)
         if route is None:
             return False
-        self._serve_read(c.COM_STMT_EXECUTE, cmd.raw, route, plan, st.sql, st.num_params)
+        self._serve_read(cmd, c.COM_STMT_EXECUTE, route, plan, st.sql, st.num_params)
         return True
 
-    def _serve_read(self, code: int, raw: bytes, route: ReadRoute, plan: QueryPlan, sql: str = "",
+    def _serve_read(self, cmd: Packet, code: int, route: ReadRoute | None, plan: QueryPlan, sql: str = "",
                     num_params: int = 0) -> None:
-        """The read goes to a replica (in pull mode); if it cannot, to the primary as usual."""
+        """The read (``route`` None: START TRANSACTION READ ONLY) goes to a replica, in pull mode; if it
+        cannot, to the primary as usual."""
         reads = self.reads
         assert reads is not None
 
+        raw = cmd.raw
+
         async def run() -> Callable[[], None] | None:
-            if await reads.serve(code, raw, route, sql, num_params):
+            if await (reads.begin(raw) if route is None else reads.serve(code, raw, route, sql, num_params)):
                 return None
-            return lambda: self._start(raw, code, plan)
+            return lambda: self._forward(cmd, raw, code, plan)
 
         self._slow(run())
 

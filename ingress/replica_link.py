@@ -151,6 +151,10 @@ class ReplicaLink:
             raise ReplicaLinkError(f"the replica answered {reader.final_result}")
         return reader
 
+    async def round_trip_query(self, sql: str) -> None:
+        """A statement of the ingress's own (its answer not relayed)."""
+        await self._round_trip(c.COM_QUERY, ComQuery(sql.encode()).encode(self.caps))
+
     async def sync(self, db: str | None, settings: Settings) -> None:
         """Take the client session's database and settings (round trips only for what differs)."""
         if db != self.db:

@@ -174,7 +174,7 @@ class IngressConfig:
     # read routing (ingress.read_router): "primary" sends every query to the primary; "replicas" sends
     # safe reads to replicas whose applied GTID covers what read_consistency promises
     reads: str = "primary"
-    read_consistency: str = "session"  # session | causal | bounded
+    read_consistency: str = "causal"  # causal | session | bounded (ingress.read_router)
     read_wait_ms: int = 50  # how long a read may wait for a replica to catch up before it goes to the primary
     max_replica_lag_ms: int = 1000  # read_consistency = "bounded": how far behind a replica may be
     replica_poll_ms: int = 20  # how often each replica's applied position is read (faster while reads wait)

@@ -185,7 +185,9 @@ ROUTING_CASES = [
     (("SET NAMES latin1", "SET SESSION sql_mode = 'ANSI_QUOTES'", "SET time_zone = '+03:00'"), ME, "replica"),
     (("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",), ME, "replica"),
     (("BEGIN",), ME, "primary"),
-    (("START TRANSACTION READ ONLY",), ME, "primary"),
+    (("START TRANSACTION READ ONLY",), ME, "replica"),
+    (("SET autocommit = 0", "START TRANSACTION READ ONLY"), ME, "replica"),
+    (("START TRANSACTION READ ONLY", "COMMIT", "BEGIN"), ME, "primary"),
     (("SET autocommit = 0",), ME, "primary"),
     (("SET autocommit = 0", "SET autocommit = 1"), ME, "replica"),
     ((), ME + " FOR UPDATE", "primary"),
@@ -273,6 +275,13 @@ def routing_ingress(stack, tmp_path_factory):
     try:
         with _pipeline(stack, tmp_path) as (ing, _reps, metrics, _ings):
             via = ing.dsn(stack.primary)
+            # a write through the pipeline: replicas started on an idle primary hold no position until one
+            # arrives, and (causal, the default) a read must see the primary's position
+            conn = connect(via)
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {db}_w")
+                cur.execute(f"DROP DATABASE {db}_w")
+            conn.close()
             _wait_running(via, db)
             yield via, db, metrics
     finally:
@@ -325,3 +334,33 @@ def test_a_replica_whose_settings_change_answers_leaves_rotation(stack, routing_
             cur.execute(f"SET GLOBAL div_precision_increment = {before}")
         admin.close()
     _wait_metric(metrics, "dbmux_ingress_replica_in_rotation", 'replica="rr1"', 1)
+
+
+def test_a_read_only_transaction_runs_on_one_replica(stack, routing_ingress):
+    """START TRANSACTION READ ONLY opens the transaction on a replica: every read of it there, a write refused
+    as the primary refuses it, session reads on the primary, COMMIT ends it; a DDL inside commits it first."""
+    via, db, _metrics = routing_ingress
+    conn = connect(via, db)
+    with conn.cursor() as cur:
+        for _ in range(3):
+            cur.execute("START TRANSACTION READ ONLY")
+            names = set()
+            for _ in range(4):
+                cur.execute(ME)
+                names.add(cur.fetchone()[0])
+            assert len(names) == 1 and names <= set(TARGETS), names  # one replica for the whole transaction
+            cur.execute("SELECT @@port")  # session state: the primary answers
+            assert cur.fetchone()[0] == stack.primary.port
+            with pytest.raises(pymysql.err.MySQLError) as err:
+                cur.execute("UPDATE me SET name = 'x' WHERE id = 1")
+            assert err.value.args[0] == 1792, err.value  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+            cur.execute(ME)
+            assert cur.fetchone()[0] in names
+            cur.execute("COMMIT")
+        cur.execute("START TRANSACTION READ ONLY")
+        cur.execute(ME)
+        assert cur.fetchone()[0] in TARGETS
+        cur.execute("CREATE TEMPORARY TABLE tmp_ro (a INT)")  # commits the replica transaction, then the primary
+        cur.execute("SELECT COUNT(*) FROM tmp_ro")
+        assert cur.fetchone()[0] == 0
+    conn.close()

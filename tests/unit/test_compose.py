@@ -234,7 +234,7 @@ _PROBES = {
     "on_error": "dead-letter", "self_verify": "log", "placement": "ring", "default_rule": "none",
     "name": "probe", "topic": "probe.topic", "tls": "disabled",
     "unsharded": "all", "default_shard": "shard_b", "tables": "shop.orders=customer_id",
-    "reads": "replicas", "read_consistency": "causal",
+    "reads": "replicas", "read_consistency": "bounded",
 }
 
 

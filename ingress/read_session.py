@@ -144,7 +144,8 @@ class SessionReads:
                 self.locked = True
             elif stmt.tcl == "unlock_tables":
                 self.locked = False
-            elif stmt.kind == "session" and stmt.cls is not None and stmt.cls.verb == "SET" and not self.pinned:
+            elif (stmt.kind == "session" and stmt.cls is not None and stmt.cls.verb.startswith("SET")
+                  and not self.pinned):  # (SET, SET NAMES, SET ROLE, ...)
                 try:
                     names = _set_names(stmt.sql)
                 except Exception:  # noqa: BLE001 - (LexError) unknown: keep reads on the primary

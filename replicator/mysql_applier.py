@@ -317,6 +317,8 @@ class MySQLApplier(RowChecks):
                 flush()
                 for st in ev.statements:
                     parts.extend(statement_sql(st, ctx))
+                    if st.kind == "ddl":
+                        db = None  # (DROP DATABASE of the current one unselects it)
                 continue
             if ev.no_fk_checks:
                 flush()
@@ -460,6 +462,8 @@ class MySQLApplier(RowChecks):
         if (size := request_bytes(sql, self._max_packet)) > self._max_packet:
             raise too_big(size, self._max_packet, target=self.target, gtid=str(ev.gtid), offset=offset,
                           table=table or table_of(sql, self._db))
+        if ddl:  # (DROP DATABASE of the current one unselects it: the next event says USE again)
+            self._db = None
         try:
             await cur.execute(sql)
             if cur.description:

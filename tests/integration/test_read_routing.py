@@ -202,6 +202,7 @@ ROUTING_CASES = [
     (("LOCK TABLES me READ",), ME, "primary"),
     (("LOCK TABLES me READ", "UNLOCK TABLES"), ME, "replica"),
     (("SET SESSION sql_select_limit = 5",), ME, "primary"),
+    (("SET ROLE NONE",), ME, "primary"),  # the session's privileges are not the link's
 ]
 
 

@@ -374,3 +374,25 @@ def test_row_images_after_an_ingress_session_changed_time_zone_and_escapes(stack
         stop_processes([reader])
         app.close()
         direct.close()
+
+
+def test_a_database_dropped_and_created_again_while_it_is_the_current_one(stack, pipeline):
+    """DROP DATABASE of the applier's current database unselects it on the target: the next statement in a
+    database of that name must select it again (found by bench/read_routing.py re-running sysbench prepare)."""
+    ing, target, cfg, start, log = pipeline
+    db = f"rd_{uuid.uuid4().hex[:8]}"
+    via = ing.dsn(stack.primary)
+    c = _conn(via)
+    with c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"USE {db}")
+        cur.execute("CREATE TABLE t1 (id INT PRIMARY KEY)")
+        cur.execute(f"DROP DATABASE {db}")
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"USE {db}")
+        cur.execute("CREATE TABLE t2 (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO t2 VALUES (1), (2)")
+    c.close()
+    proc = start()
+    rows = _wait_equal(f"SELECT id FROM {db}.t2 ORDER BY id", stack.primary, stack.replicas[0])
+    assert rows == ((1,), (2,)) and proc.poll() is None, log.read_text()[-3000:]

@@ -112,6 +112,7 @@ def test_stored_hash_is_only_a_native_password_hash(text):
     ("SET @a = 1, @b = (SELECT 1, 2)", ["@", "@"]),
     ("SET LOCAL div_precision_increment = 8", ["DIV_PRECISION_INCREMENT"]),
     ("SET autocommit = 0", ["AUTOCOMMIT"]),
+    ("SET ROLE app_reader", ["ROLE"]),
     ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", ["TRANSACTION"]),
     ("SET max_statement_time = IF(@x, 1, 2), @y = 3", ["MAX_STATEMENT_TIME", "@"]),
 ])

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
@@ -60,6 +61,13 @@ def sb(test: str, port: int, primary, args, command: str, seconds: int = 0, thre
 
 def com_select(dsn) -> int:
     return int(mysql_rows(dsn, "SHOW GLOBAL STATUS LIKE 'Com_select'")[0][1])
+
+
+def served(port: int) -> dict[str, float]:
+    """The ingress's reads per backend (dbmux_ingress_reads_total; empty with reads = primary)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    pattern = r'^dbmux_ingress_reads_total\{backend="([^"]+)"\} (\S+)$'
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, body, re.MULTILINE)}
 
 
 def write_config(path: Path, env: dict, topic: str, replicas: list[str]) -> None:
@@ -104,13 +112,14 @@ def run(args) -> str:
         base = env_without_dbmux({"PYTHONUNBUFFERED": "1"})
         procs.append(Proc("binlog", dbmux_argv("binlog", "-c", str(cfg)), workdir / "binlog.log", env=base))
         procs += [start_replicator(workdir, cfg, t) for t in TARGETS]
-        ports = {}
+        ports, metrics = {}, {}
         for mode in ("primary", "replicas"):
-            port = free_port()
+            port, metrics[mode] = free_port(), free_port()
             ports[mode] = port
             ing = Proc(f"ingress[{mode}]", dbmux_argv("ingress", "-c", str(cfg)), workdir / f"ingress-{mode}.log",
                        env={**base, "DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", "DBMUX_INGRESS_READS": mode,
-                            "DBMUX_INGRESS_READ_CONSISTENCY": args.consistency})
+                            "DBMUX_INGRESS_READ_CONSISTENCY": args.consistency,
+                            "DBMUX_INGRESS_METRICS_PORT": str(metrics[mode])})
             procs.append(ing)
             wait_mysql_greeting(port, ing, timeout=60)
         mysql_rows(primary, f"DROP DATABASE IF EXISTS {DB}")
@@ -123,8 +132,8 @@ def run(args) -> str:
             raise BenchError(f"sysbench prepare failed:\n{out[-2000:]}")
         wait_copied(replicas, args)
         lines = [f"| reads = | QPS | p99 ms | errors | reads | primary Com_select | {TARGETS[0]} | {TARGETS[1]} "
-                 "| off the primary | writes beside |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "| off the primary (Com_select) | by replicas (ingress counters) | writes beside |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for mode in ("primary", "replicas"):
             port = ports[mode]
             warm = sb("oltp_read_only", port, primary, args, "run", 5, args.threads, ("--skip-trx=on",))
@@ -140,10 +149,14 @@ def run(args) -> str:
             wt.start()
             time.sleep(1)
             before = [com_select(d) for d in (primary, *replicas)]
+            served0 = served(metrics[mode])
             reader = sb("oltp_read_only", port, primary, args, "run", args.time, args.threads, ("--skip-trx=on",))
             print(f"$ {redact(reader)}", flush=True)
             rc, out = run_sysbench(reader, timeout=args.time + 180)
             after = [com_select(d) for d in (primary, *replicas)]
+            served1 = served(metrics[mode])
+            by_replicas = sum(served1.get(t, 0) - served0.get(t, 0) for t in TARGETS)
+            by_all = by_replicas + served1.get("primary", 0) - served0.get("primary", 0)
             wt.join()
             res = parse_sysbench(out, parse_sysbench("", _result(mode)))
             p99 = re.search(r"99th percentile:\s+([0-9.]+)", out)
@@ -153,6 +166,7 @@ def run(args) -> str:
             off = 1 - delta[0] / reads if reads else 0.0
             lines.append(f"| {mode} | {res.qps:,.0f} | {p99.group(1) if p99 else '?'} | {res.errors} (rc {rc}) "
                          f"| {reads:,} | {delta[0]:,} | {delta[1]:,} | {delta[2]:,} | {off:.1%} "
+                         f"| {(by_replicas / by_all if by_all else 0):.1%} of {by_all:,} "
                          f"| {writes.group(1) if writes else '?'} txns |")
             print(lines[-1], flush=True)
             (workdir / f"sysbench-{mode}.out").write_text(out + "\n--- writer\n" + wout.get("out", ""))
@@ -161,7 +175,9 @@ def run(args) -> str:
         notes = ["", f"{args.threads} reader threads, prepared statements, --skip-trx=on, {args.time}s each; "
                  f"oltp_update_index at {args.write_rate}/s beside; {args.tables}x{args.table_size} rows; "
                  f"read_consistency = {args.consistency}. Com_select: each server's delta over the measured run "
-                 "(replicas' include the ingress's position polls and the replicators' own reads).", ""]
+                 "(replicas' include the ingress's position polls and the replicators' own reads; the primary's, in "
+                 "causal mode, the ingress's fence queries -- so 'off the primary (Com_select)' is a lower bound); "
+                 "'by replicas': the routing ingress's own counters of reads per backend.", ""]
         return "\n".join(head + notes + lines) + "\n"
     finally:
         stop_all(procs)

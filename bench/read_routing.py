@@ -166,7 +166,7 @@ def run(args) -> str:
             off = 1 - delta[0] / reads if reads else 0.0
             lines.append(f"| {mode} | {res.qps:,.0f} | {p99.group(1) if p99 else '?'} | {res.errors} (rc {rc}) "
                          f"| {reads:,} | {delta[0]:,} | {delta[1]:,} | {delta[2]:,} | {off:.1%} "
-                         f"| {(by_replicas / by_all if by_all else 0):.1%} of {by_all:,} "
+                         f"| {(by_replicas / by_all if by_all else 0):.1%} of {by_all:,.0f} "
                          f"| {writes.group(1) if writes else '?'} txns |")
             print(lines[-1], flush=True)
             (workdir / f"sysbench-{mode}.out").write_text(out + "\n--- writer\n" + wout.get("out", ""))

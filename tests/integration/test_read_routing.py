@@ -13,28 +13,11 @@ from contextlib import contextmanager
 import pymysql
 import pytest
 
-from .conftest import free_port, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import free_port, pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
 from .read_checker import Checker, connect, create_table
 from .test_replicator_mysql import _start_replicator
 
 TARGETS = ("rr1", "rr2")
-
-
-def _config(tmp_path, stack, topic: str, extra_targets: str = "") -> object:
-    cfg = tmp_path / "reads.toml"
-    body = "".join(f'[targets.{name}]\nurl = "{dsn.url()}"\n' for name, dsn in zip(TARGETS, stack.replicas,
-                                                                                      strict=True))
-    cfg.write_text(f"""
-[kafka]
-bootstrap = "{stack.kafka}"
-topic = "{topic}"
-[primary]
-url = "{stack.primary.url()}"
-binlog_url = "{stack.binlog.url()}"
-[replicator]
-batch_linger_ms = 5
-{body}{extra_targets}""")
-    return cfg
 
 
 @contextmanager
@@ -42,7 +25,7 @@ def _pipeline(stack, tmp_path, ingresses: int = 1, **ingress_env: str):
     """Binlog reader, a replicator per replica and ``ingresses`` ingresses routing reads, on a topic of their
     own; yields the (first) ingress, the replicators, its metrics port and every ingress."""
     topic = f"dbmux.rr{uuid.uuid4().hex[:10]}.txn"
-    cfg = _config(tmp_path, stack, topic)
+    cfg = pipeline_config(tmp_path / "reads.toml", stack, topic, dict(zip(TARGETS, stack.replicas, strict=True)))
     metrics = free_port()
     procs = [start_binlog_reader(cfg, tmp_path / "binlog.log")]
     reps = {name: _start_replicator(cfg, name, tmp_path / f"{name}.log") for name in TARGETS}

@@ -178,6 +178,10 @@ class IngressConfig:
     read_wait_ms: int = 50  # how long a read may wait for a replica to catch up before it goes to the primary
     max_replica_lag_ms: int = 1000  # read_consistency = "bounded": how far behind a replica may be
     replica_poll_ms: int = 20  # how often each replica's applied position is read (faster while reads wait)
+    # result cache (ingress.result_cache): 0 bytes = off
+    cache_bytes: int = 0
+    cache_tables: tuple[str, ...] = ("*",)  # db.table patterns whose reads may be cached
+    cache_ttl_ms: int = 0  # 0: entries live until invalidated or evicted
 
     def validate(self, prefix: str) -> None:
         _check_hostport(f"{prefix}.listen", self.listen)
@@ -186,6 +190,17 @@ class IngressConfig:
         _check_min(f"{prefix}.read_wait_ms", self.read_wait_ms, 0)
         _check_min(f"{prefix}.max_replica_lag_ms", self.max_replica_lag_ms, 1)
         _check_min(f"{prefix}.replica_poll_ms", self.replica_poll_ms, 1)
+        _check_min(f"{prefix}.cache_bytes", self.cache_bytes, 0)
+        if 0 < self.cache_bytes < 1 << 20:
+            raise ConfigError(f"{prefix}.cache_bytes", f"{self.cache_bytes} is below 1 MiB",
+                              "use 0 (off) or at least 1048576")
+        _check_min(f"{prefix}.cache_ttl_ms", self.cache_ttl_ms, 0)
+        if not self.cache_tables or any(not p for p in self.cache_tables):
+            raise ConfigError(f"{prefix}.cache_tables", "is empty or holds an empty pattern",
+                              "use ['*'] for every table, or db.table patterns such as 'shop.*'")
+        if self.cache_bytes and not self.statement_safety:
+            raise ConfigError(f"{prefix}.cache_bytes", "needs ingress.statement_safety (the schema facts tell "
+                              "tables from views and triggers)", "set statement_safety = true or cache_bytes = 0")
         _check_choice(f"{prefix}.durability", self.durability, ("sync", "async"))
         _check_min(f"{prefix}.publish_timeout_ms", self.publish_timeout_ms, 1)
         _check_min(f"{prefix}.reorder_window_ms", self.reorder_window_ms, 0)

@@ -1,0 +1,158 @@
+"""The ingress's result cache: whole answers of reads, invalidated by the writes dbmux sees. Pure.
+
+An entry is the exact bytes a read's answer went to the client as (its frames; a command starts at
+sequence id 0, so its answer always at 1), under a key holding everything that decides those bytes
+(:mod:`ingress.cache_session` builds it: user, default database, the statement, the session settings
+that change a result's bytes, the client's capabilities).
+
+**Invalidation by table versions.** Every table has a version (one counter hands them out); a write bumps
+the versions of the tables it writes (:meth:`ResultCache.invalidate`); a write whose tables are not known
+exactly -- DDL, CALL, a table with triggers, a write that may cascade -- bumps the epoch, which every entry
+depends on (:meth:`ResultCache.invalidate_all`). A read that misses takes a :class:`Ticket` before it is
+sent: the versions of its tables then. Its answer is stored only if none moved meanwhile
+(:meth:`ResultCache.store`), and an entry is served only while none has moved since (:meth:`get`). The
+write's bump happens when its OK passes through the ingress, before the writer sees it: either before a
+read's ticket (then the read ran after the commit) or after it (then its ticket no longer matches, or its
+entry no longer does). So an answer computed while a write to its tables was in flight is never served
+after that write's OK.
+
+**Bounded**: entries are accounted in bytes (answer, key, a fixed overhead), least recently used out
+first; an answer bigger than ``max_entry_bytes`` is not stored. **Single flight**: misses of a key while
+one is in flight wait for its answer (:meth:`wait_for`). **TTL** (optional): an entry older than
+``ttl_s`` is a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+ENTRY_OVERHEAD = 200  # bytes an entry costs besides its answer and key (the dict slot, the objects)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A miss in flight: its key, tables, and their versions (and the epoch) when the read was sent."""
+
+    key: Hashable
+    tables: tuple[str, ...]
+    versions: tuple[int, ...]
+    epoch: int
+    key_bytes: int
+    waiters: list[asyncio.Future[bytes | None]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Entry:
+    answer: bytes
+    tables: tuple[str, ...]
+    versions: tuple[int, ...]
+    epoch: int
+    stored_at: float
+    size: int
+
+
+class ResultCache:
+    """See the module docstring. ``clock`` is injectable for tests."""
+
+    def __init__(self, max_bytes: int, *, max_entry_bytes: int | None = None, ttl_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes if max_entry_bytes is not None else max(1, max_bytes // 16)
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.bytes = 0
+        self.hits = self.misses = self.stores = self.evictions = self.invalidations = self.rejected = 0
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._versions: dict[str, int] = {}
+        self._counter = 0
+        self._epoch = 0
+        self._flights: dict[Hashable, Ticket] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _now(self, tables: Iterable[str]) -> tuple[int, ...]:
+        versions = self._versions
+        return tuple([versions.get(t, 0) for t in tables])
+
+    def invalidate(self, tables: Iterable[str]) -> None:
+        """Writes to ``tables`` (``db.table`` lower case) are committed or about to be acknowledged."""
+        for t in tables:
+            self._counter += 1
+            self._versions[t] = self._counter
+        self.invalidations += 1
+
+    def invalidate_all(self) -> None:
+        """A write whose tables are not known exactly: nothing cached so far is served again."""
+        self._epoch += 1
+        self.invalidations += 1
+        self._entries.clear()
+        self.bytes = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        """The cached answer for ``key`` while it is valid (a hit is counted; a miss by :meth:`begin`)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if (entry.epoch != self._epoch or self._now(entry.tables) != entry.versions
+                or (self.ttl_s and self.clock() - entry.stored_at > self.ttl_s)):
+            del self._entries[key]
+            self.bytes -= entry.size
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry.answer
+
+    def in_flight(self, key: Hashable) -> Ticket | None:
+        return self._flights.get(key)
+
+    def begin(self, key: Hashable, tables: tuple[str, ...], key_bytes: int) -> Ticket:
+        """A miss of ``key`` (reading ``tables``) about to go to a server; its answer goes to :meth:`store`
+        or :meth:`abandon`. Later misses of the key meanwhile wait for it (:meth:`wait_for`)."""
+        self.misses += 1
+        ticket = Ticket(key, tables, self._now(tables), self._epoch, key_bytes)
+        self._flights.setdefault(key, ticket)
+        return ticket
+
+    def wait_for(self, ticket: Ticket) -> asyncio.Future[bytes | None]:
+        """The answer of the read in flight under ``ticket`` (None: not cacheable, ask the server)."""
+        fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        ticket.waiters.append(fut)
+        return fut
+
+    def store(self, ticket: Ticket, answer: bytes) -> bool:
+        """Keep ``answer`` unless a table it read changed since ``ticket`` was taken, or it is too big."""
+        valid = ticket.epoch == self._epoch and self._now(ticket.tables) == ticket.versions
+        size = len(answer) + ticket.key_bytes + ENTRY_OVERHEAD
+        keep = valid and size <= self.max_entry_bytes
+        self._land(ticket, answer if valid else None)
+        if not keep:
+            self.rejected += 1
+            return False
+        old = self._entries.pop(ticket.key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self._entries[ticket.key] = _Entry(answer, ticket.tables, ticket.versions, ticket.epoch, self.clock(), size)
+        self.bytes += size
+        self.stores += 1
+        while self.bytes > self.max_bytes and self._entries:
+            _, entry = self._entries.popitem(last=False)
+            self.bytes -= entry.size
+            self.evictions += 1
+        return True
+
+    def abandon(self, ticket: Ticket) -> None:
+        """The read's answer is not to be kept (an error, a failure): its waiters ask a server themselves."""
+        self._land(ticket, None)
+
+    def _land(self, ticket: Ticket, answer: bytes | None) -> None:
+        if self._flights.get(ticket.key) is ticket:
+            del self._flights[ticket.key]
+        for fut in ticket.waiters:
+            if not fut.done():
+                fut.set_result(answer)
+        ticket.waiters.clear()

@@ -1,0 +1,110 @@
+"""The result cache (issue 16), pure: never a hit older than an acknowledged write, bounded bytes, LRU,
+single flight, TTL, too-big answers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from dbmux.ingress.result_cache import ENTRY_OVERHEAD, ResultCache
+
+TABLES = ("db.a", "db.b", "db.c")
+
+
+@pytest.mark.parametrize("seed", range(300))
+async def test_no_hit_misses_a_write_whose_ok_went_out(seed):
+    """Random interleavings of writes (commit, then OK: the ingress invalidates as the OK passes) and reads
+    (ticket when sent, answer computed later from the database as it then is, stored later still): every
+    hit answers at least what each acknowledged write left."""
+    rnd = random.Random(seed)
+    cache = ResultCache(1 << 20)
+    committed = dict.fromkeys(TABLES, 0)  # what the database holds
+    acked = dict.fromkeys(TABLES, 0)  # what writers were told (their OK went out)
+    writes: list[tuple[str, int]] = []  # committed, OK not yet out
+    reads: list[list] = []  # [ticket, tables, answer or None]
+    waiting: list = []  # (future, tables, what was acknowledged when the waiting read began)
+    for _ in range(400):
+        op = rnd.random()
+        if op < 0.2:  # a write commits
+            t = rnd.choice(TABLES)
+            committed[t] += 1
+            writes.append((t, committed[t]))
+        elif op < 0.35 and writes:  # a write's OK passes through the ingress (unknown tables now and then)
+            t, v = writes.pop(rnd.randrange(len(writes)))
+            cache.invalidate_all() if rnd.random() < 0.1 else cache.invalidate([t])
+            acked[t] = max(acked[t], v)
+        elif op < 0.6:  # a read is looked up; on a miss it is sent
+            tables = tuple(sorted(rnd.sample(TABLES, rnd.randint(1, 2))))
+            hit = cache.get(tables)
+            if hit is not None:
+                got = dict(zip(tables, hit, strict=True))
+                assert all(got[t] >= acked[t] for t in tables), (got, acked)
+            elif (flight := cache.in_flight(tables)) is not None:  # single flight: wait for its answer
+                waiting.append((cache.wait_for(flight), tables, dict(acked)))
+            else:
+                reads.append([cache.begin(tables, tables, 10), tables, None])
+        elif op < 0.8 and reads:  # a read in flight is answered by the database as it is now
+            r = rnd.choice(reads)
+            if r[2] is None:
+                r[2] = tuple(committed[t] for t in r[1])
+        elif reads:  # an answered read is stored
+            for i, r in enumerate(reads):
+                if r[2] is not None:
+                    cache.store(r[0], r[2])
+                    del reads[i]
+                    break
+            for fut, tables, seen in [w for w in waiting if w[0].done()]:
+                answer = fut.result()
+                if answer is not None:  # (None: the waiter asks the database itself)
+                    got = dict(zip(tables, answer, strict=True))
+                    assert all(got[t] >= seen[t] for t in tables), (got, seen)
+            waiting = [w for w in waiting if not w[0].done()]
+
+
+def test_bytes_are_bounded_and_the_least_recently_used_goes_first():
+    cache = ResultCache(10 * (100 + ENTRY_OVERHEAD + 1), max_entry_bytes=1000)
+    for i in range(10):
+        cache.store(cache.begin(i, ("db.a",), 1), b"x" * 100)
+    assert len(cache) == 10 and cache.bytes <= cache.max_bytes
+    assert cache.get(0) is not None  # 0 is used again: 1 is now the least recently used
+    cache.store(cache.begin(10, ("db.a",), 1), b"x" * 100)
+    assert cache.get(1) is None and cache.get(0) is not None and cache.evictions == 1
+    for i in range(100, 400):
+        cache.store(cache.begin(i, ("db.b",), 1), b"y" * 100)
+    assert cache.bytes <= cache.max_bytes
+
+
+def test_an_answer_bigger_than_the_limit_is_not_kept():
+    cache = ResultCache(1 << 20, max_entry_bytes=1000)
+    assert not cache.store(cache.begin("k", ("db.a",), 1), b"x" * 2000)
+    assert cache.get("k") is None
+
+
+def test_ttl():
+    now = [0.0]
+    cache = ResultCache(1 << 20, ttl_s=5, clock=lambda: now[0])
+    cache.store(cache.begin("k", ("db.a",), 1), b"v")
+    now[0] = 4.9
+    assert cache.get("k") == b"v"
+    now[0] = 5.1
+    assert cache.get("k") is None
+
+
+async def test_misses_of_one_key_share_the_first_ones_answer():
+    cache = ResultCache(1 << 20)
+    first = cache.begin("k", ("db.a",), 1)
+    assert cache.in_flight("k") is first
+    waiters = [cache.wait_for(first) for _ in range(3)]
+    cache.store(first, b"answer")
+    assert [await w for w in waiters] == [b"answer"] * 3 and cache.in_flight("k") is None
+
+
+async def test_waiters_of_a_read_whose_tables_changed_ask_themselves():
+    cache = ResultCache(1 << 20)
+    first = cache.begin("k", ("db.a",), 1)
+    waiter = cache.wait_for(first)
+    cache.invalidate(["db.a"])
+    assert not cache.store(first, b"old")
+    assert await asyncio.wait_for(waiter, 1) is None and cache.get("k") is None

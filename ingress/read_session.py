@@ -118,23 +118,17 @@ class _Pinned:
     link: ReplicaLink
 
 
-class SessionReads:
-    """One session's read routing (see the module docstring)."""
+class SessionRules:
+    """What keeps a session's reads where they are sent (the primary): an open transaction, autocommit off,
+    LOCK TABLES, temporary tables, SET of a variable reads depend on that is not carried. Shared by read
+    routing and the result cache."""
 
-    def __init__(self, router: ReadRouter, conn: Connection, safety: SessionSafety,
-                 last_gtid: Callable[[], str | None]) -> None:
-        self.router = router
+    def __init__(self, conn: Connection, safety: SessionSafety) -> None:
         self.conn = conn
         self.safety = safety
-        self.last_gtid = last_gtid
-        self.floor: dict[str, int] = {}  # replica positions this session read from (monotonic reads)
         self.pinned = ""  # a session-level reason that keeps every read on the primary
         self.locked = False  # LOCK TABLES in force
-        self._secret: object = _UNSET  # bytes | None once derived
-        self._types: dict[int, bytes] = {}  # client statement id -> parameter types of its last bound execute
-        self.txn: _Pinned | None = None  # a read-only transaction open on a replica link
 
-    # ---- what the session did on the primary ------------------------------------------------------------
     def on_forwarded(self, plan: QueryPlan | None) -> None:
         """Take the session-level effects of statements sent to the primary."""
         if plan is None:
@@ -153,10 +147,43 @@ class SessionReads:
                 if any(n != "@" and n not in _CARRIED for n in names):
                     self.pinned = "session_variables"
 
-    def on_new_session(self, user_changed: bool) -> None:
-        """COM_RESET_CONNECTION or COM_CHANGE_USER: the primary's session starts over."""
+    def on_new_session(self) -> None:
         self.pinned = ""
         self.locked = False
+
+    def reason(self) -> str:
+        flags = self.conn.ctx.status_flags
+        if flags & c.SERVER_STATUS_IN_TRANS:
+            return "transaction"
+        if not flags & c.SERVER_STATUS_AUTOCOMMIT:
+            return "autocommit_off"
+        if self.locked:
+            return "lock_tables"
+        if self.safety.temporary or self.safety.hidden_temporary:
+            return "temporary_tables"
+        return self.pinned
+
+
+class SessionReads:
+    """One session's read routing (see the module docstring)."""
+
+    def __init__(self, router: ReadRouter, conn: Connection, rules: SessionRules,
+                 last_gtid: Callable[[], str | None]) -> None:
+        self.router = router
+        self.conn = conn
+        self.rules = rules
+        self.last_gtid = last_gtid
+        self.floor: dict[str, int] = {}  # replica positions this session read from (monotonic reads)
+        self._secret: object = _UNSET  # bytes | None once derived
+        self._types: dict[int, bytes] = {}  # client statement id -> parameter types of its last bound execute
+        self.txn: _Pinned | None = None  # a read-only transaction open on a replica link
+
+    def on_forwarded(self, plan: QueryPlan | None) -> None:
+        self.rules.on_forwarded(plan)
+
+    def on_new_session(self, user_changed: bool) -> None:
+        """COM_RESET_CONNECTION or COM_CHANGE_USER: the primary's session starts over."""
+        self.rules.on_new_session()
         self._types.clear()
         self.close()
         if user_changed:
@@ -185,21 +212,10 @@ class SessionReads:
         return route
 
     def _session_reason(self) -> str:
-        ctx = self.conn.ctx
-        flags = ctx.status_flags
-        if flags & c.SERVER_STATUS_IN_TRANS:
-            return "transaction"
-        if not flags & c.SERVER_STATUS_AUTOCOMMIT:
-            return "autocommit_off"
-        if self.locked:
-            return "lock_tables"
-        if self.safety.temporary or self.safety.hidden_temporary:
-            return "temporary_tables"
-        if self.pinned:
-            return self.pinned
-        if self._secret is None:
+        reason = self.rules.reason()
+        if not reason and self._secret is None:
             return "auth_method"
-        return ""
+        return reason
 
     def _own(self) -> dict[str, int]:
         own = dict(self.floor)

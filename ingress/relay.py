@@ -31,6 +31,7 @@ from dbmux.core.config import Config, IngressConfig
 from dbmux.core.events import ChangeEvent
 from dbmux.core.gtid import Gtid
 from dbmux.core.passwords import redact_text
+from dbmux.ingress.cache_session import CacheGate, SessionCache
 from dbmux.ingress.capture import Commit, StatementOutcome, TransactionCapture
 from dbmux.ingress.connection import Connection
 from dbmux.ingress.protocol import constants as c
@@ -43,9 +44,10 @@ from dbmux.ingress.protocol.response import ResponseReader, StatementResult
 from dbmux.ingress.protocol.state import ConnectionState
 from dbmux.ingress.publisher import Publisher
 from dbmux.ingress.read_router import ReadRouter
-from dbmux.ingress.read_rules import ReadRoute
-from dbmux.ingress.read_session import SessionReads, starts_read_only
+from dbmux.ingress.read_session import SessionReads, SessionRules
+from dbmux.ingress.relay_reads import ReadPaths
 from dbmux.ingress.response_relay import DONE, NEED_CLIENT, ResponseRelay, relay_pull
+from dbmux.ingress.result_cache import Ticket
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statement_safety import SessionSafety
 from dbmux.ingress.statements import (
@@ -77,21 +79,30 @@ class RelayHandler:
     """The ingress's Handler: one :class:`CommandRelay` per connection, all publishing to ``publisher``."""
 
     def __init__(self, config: Config, publisher: Publisher, facts: SchemaFacts | None = None,
-                 router: ReadRouter | None = None) -> None:
+                 router: ReadRouter | None = None, gate: CacheGate | None = None) -> None:
         self.ingress = config.ingress
         self.publisher = publisher
         self.facts = facts  # the primary's schema facts, shared by every session (ingress.schema_facts)
         self.router = router  # read routing (ingress.reads = "replicas"), shared by every session
+        self.gate = gate  # the result cache (ingress.cache_bytes > 0), shared by every session
 
     async def serve(self, conn: Connection) -> None:
-        await CommandRelay(conn, self.publisher, self.ingress, self.facts, self.router).serve()
+        gate = self.gate
+        if gate is not None:
+            gate.own_connections.add(conn.ctx.connection_id)
+        try:
+            await CommandRelay(conn, self.publisher, self.ingress, self.facts, self.router, gate).serve()
+        finally:
+            if gate is not None:
+                gate.forget_connection(conn.ctx.connection_id)
 
 
-class CommandRelay:
+class CommandRelay(ReadPaths):
     """The command phase of one authenticated connection (see the module docstring)."""
 
     def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig,
-                 facts: SchemaFacts | None = None, router: ReadRouter | None = None) -> None:
+                 facts: SchemaFacts | None = None, router: ReadRouter | None = None,
+                 gate: CacheGate | None = None) -> None:
         assert conn.upstream is not None
         self.conn = conn
         self.client, self.upstream = conn.client, conn.upstream
@@ -104,7 +115,12 @@ class CommandRelay:
         # session and schema rules for `unsafe`
         self.safety = SessionSafety(facts, ingress.statement_safety, lambda: ctx.foreign_key_checks)
         self.tag = conn.tag
-        self.reads = None if router is None else SessionReads(router, conn, self.safety, lambda: self.capture.last_gtid)
+        rules = SessionRules(conn, self.safety) if router is not None or gate is not None else None
+        self.rules = rules
+        self.reads = None if router is None or rules is None else SessionReads(
+            router, conn, rules, lambda: self.capture.last_gtid)
+        self.cache = None if gate is None else SessionCache(gate, ctx)
+        self._ticket: Ticket | None = None  # a cacheable read's miss in flight (its answer is tapped)
         self._sync = ingress.durability == "sync"
         self._publish_timeout_s = ingress.publish_timeout_ms / 1000
         self._done: asyncio.Future[None] | None = None  # resolves (or fails) when the session ends
@@ -150,6 +166,7 @@ class CommandRelay:
         self.safety.close()
         if self.reads is not None:
             self.reads.close()
+        self._cache_done(False)
 
     # ---- push mode -----------------------------------------------------------------------------------
     def _on_client_data(self) -> None:
@@ -247,8 +264,12 @@ class CommandRelay:
             return
         if len(plan.statements) > 1 and ctx.upstream_caps & c.CLIENT_MULTI_STATEMENTS:
             plan = with_commits(plan, bool(self.capture.pending))  # COMMITs of the ingress's own, in the batch
+        if self.cache is not None and not routed and self._cached(cmd, plan):
+            return
         if self.reads is not None and not routed and self._query_reads(cmd, plan, self.reads):
             return
+        if self.rules is not None and self.reads is None:
+            self.rules.on_forwarded(plan)
         raw = cmd.raw
         if plan.rewritten is not None:
             rewritten = ComQuery(plan.rewritten.encode("utf-8", "surrogateescape"), attributes)
@@ -265,87 +286,6 @@ class CommandRelay:
         else:
             self._start(raw, code, plan, params)
 
-    # ---- read routing (ingress.read_session) ------------------------------------------------------------
-    def _query_reads(self, cmd: Packet, plan: QueryPlan, reads: SessionReads) -> bool:
-        """Read routing of a COM_QUERY: True when it took the command (to a replica, or into the read-only
-        transaction open on one); False: it goes to the primary as usual."""
-        if reads.txn is not None:
-            self._slow(self._in_replica_txn(cmd, c.COM_QUERY, plan))
-            return True
-        stmt = plan.statements[0] if len(plan.statements) == 1 and len(cmd.raw) == len(cmd.payload) + 4 else None
-        if stmt is not None and stmt.kind == "read":
-            route = reads.route(stmt.sql)
-            if route is not None:
-                self._serve_read(cmd, c.COM_QUERY, route, plan)
-            return route is not None
-        if stmt is not None and stmt.tcl == "begin" and starts_read_only(stmt.sql):
-            self._serve_read(cmd, c.COM_QUERY, None, plan)
-            return True
-        reads.on_forwarded(plan)
-        return False
-
-    async def _in_replica_txn(self, cmd: Packet, code: int, plan: QueryPlan | None, sql: str = "",
-                              num_params: int = 0, params: tuple[Any, ...] | None = None) -> Callable[[], None] | None:
-        """A command while a read-only transaction is open on a replica (SessionReads.txn_route says where)."""
-        reads = self.reads
-        assert reads is not None
-        text = sql or (plan.statements[0].sql if plan is not None and plan.statements else "")
-        where = reads.txn_route(code, plan, text)
-        if where in ("link", "end"):
-            await reads.on_link(code, cmd.raw, sql, num_params)
-            if where == "end":
-                reads.end_txn()
-            return None
-        if where == "commit_first":
-            await reads.commit_txn()
-        elif code == c.COM_QUERY:
-            reads.on_forwarded(plan)
-        if code == c.COM_QUERY:
-            return lambda: self._query(cmd, routed=reads.txn is not None)
-        return lambda: self._forward(cmd, cmd.raw, code, plan, params)
-
-    def _execute_on_replica(self, cmd: Packet, plan: QueryPlan | None, long_data: bool,
-                            params: tuple[Any, ...] | None) -> bool:
-        """Serve a prepared read from a replica when the routing rules allow (False: it goes to the primary)."""
-        reads, payload = self.reads, cmd.payload
-        assert reads is not None
-        st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
-        if st is not None:
-            reads.note_execute(payload, st.num_params)
-        if reads.txn is not None:
-            self._slow(self._in_replica_txn(cmd, c.COM_STMT_EXECUTE, plan, st.sql if st else "",
-                                            st.num_params if st else 0, params))
-            return True
-        if st is None or plan is None:
-            return False
-        if plan.statements[0].kind != "read":
-            return False
-        if (long_data or len(payload) < 10 or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
-                or len(cmd.raw) != len(payload) + 4):
-            reads.count_fallback("prepared")
-            return False
-        route = reads.route(st.sql)
-        if route is None:
-            return False
-        self._serve_read(cmd, c.COM_STMT_EXECUTE, route, plan, st.sql, st.num_params)
-        return True
-
-    def _serve_read(self, cmd: Packet, code: int, route: ReadRoute | None, plan: QueryPlan, sql: str = "",
-                    num_params: int = 0) -> None:
-        """The read (``route`` None: START TRANSACTION READ ONLY) goes to a replica, in pull mode; if it
-        cannot, to the primary as usual."""
-        reads = self.reads
-        assert reads is not None
-
-        raw = cmd.raw
-
-        async def run() -> Callable[[], None] | None:
-            if await (reads.begin(raw) if route is None else reads.serve(code, raw, route, sql, num_params)):
-                return None
-            return lambda: self._forward(cmd, raw, code, plan)
-
-        self._slow(run())
-
     def _new_relay(self, raw: bytes, code: int, plan: QueryPlan | None, params: tuple[Any, ...] | None,
                    on_prepare: bytes | None) -> ResponseRelay:
         # A COM_STMT_EXECUTE that opens a cursor is answered with metadata only; rows come via COM_STMT_FETCH.
@@ -361,6 +301,8 @@ class CommandRelay:
         relayed by ``_pump`` as it arrives, capturing committed transactions."""
         upstream = self.upstream
         self.safety.on_dispatch(plan, self.ctx.db)
+        if self.cache is not None:
+            self.cache.on_dispatch(plan)
         upstream.send(raw)
         self._relay = self._new_relay(raw, code, plan, params, on_prepare)
         if upstream.frames.buffered_bytes:  # (the primary does not speak first: rare)
@@ -381,6 +323,8 @@ class CommandRelay:
             self._relay = None
             if relay.on_prepare is not None:
                 self._response_done(relay)
+            if self._ticket is not None:
+                self._cache_done(not relay.reader.is_error)
             self._idle()
         elif step is None:
             if self.upstream.closed:
@@ -412,6 +356,10 @@ class CommandRelay:
         if self.upstream.closed:  # it went away while a held OK waited for Kafka
             self._finish(self.upstream.closed_error())
             return
+        self._next_commands()
+
+    def _next_commands(self) -> None:
+        """Go on with what the client sent while a command was in flight."""
         client = self.client
         client.release_buffer()
         if client.frames.buffered_bytes or client.closed:
@@ -438,6 +386,10 @@ class CommandRelay:
         self._listen()  # reports a connection that ended meanwhile
         if not self._done.done():
             (after or self._idle)()
+            # (what goes on may have been answered at once -- a cache hit --: then the next commands go)
+            if after is not None and self.machine.state is not _AWAIT_RESPONSE and not self._done.done():
+                self.client.flush()
+                self._next_commands()
 
     async def _commit_first(self, cmd: Packet, raw: bytes, code: int, plan: QueryPlan | None,
                             params: tuple[Any, ...] | None) -> Callable[[], None] | None:
@@ -526,6 +478,8 @@ class CommandRelay:
             self.capture.on_error(result.errno, may_write=stmt.kind != "read")
         elif kind is EofPacket and stmt.kind != "read":  # a write answered with rows (RETURNING)
             assert isinstance(result, EofPacket)
+            if self.cache is not None:
+                self.cache.on_ok(stmt, result.status_flags)
             self.capture.on_success(self._outcome(stmt, result.status_flags, 0, None, relay.params, rows=True,
                                                   reports_state=False))  # (no GTID: never a commit)
         return None
@@ -542,6 +496,8 @@ class CommandRelay:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
                       stmt.kind, stmt.tcl, redact_text(stmt.sql[:200]))
+        if self.cache is not None:  # (before the writer sees its OK)
+            self.cache.on_ok(stmt, ok.status_flags)
         rows = ok.header == c.EOF_HEADER  # the OK that ends a result set (CLIENT_DEPRECATE_EOF)
         commit = self.capture.on_success(self._outcome(stmt, ok.status_flags, ok.last_insert_id, ok.gtid, params,
                                                        rows=rows))

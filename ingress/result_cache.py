@@ -43,6 +43,8 @@ class Ticket:
     epoch: int
     key_bytes: int
     waiters: list[asyncio.Future[bytes | None]] = field(default_factory=list)
+    landed: bool = False  # its answer came (or it was abandoned): waiting on it any more gets ``answer``
+    answer: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -121,7 +123,10 @@ class ResultCache:
     def wait_for(self, ticket: Ticket) -> asyncio.Future[bytes | None]:
         """The answer of the read in flight under ``ticket`` (None: not cacheable, ask the server)."""
         fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        ticket.waiters.append(fut)
+        if ticket.landed:
+            fut.set_result(ticket.answer)
+        else:
+            ticket.waiters.append(fut)
         return fut
 
     def store(self, ticket: Ticket, answer: bytes) -> bool:
@@ -150,6 +155,7 @@ class ResultCache:
         self._land(ticket, None)
 
     def _land(self, ticket: Ticket, answer: bytes | None) -> None:
+        ticket.landed, ticket.answer = True, answer
         if self._flights.get(ticket.key) is ticket:
             del self._flights[ticket.key]
         for fut in ticket.waiters:

@@ -10,6 +10,8 @@ import asyncio
 import logging
 
 from dbmux.core.config import Config
+from dbmux.ingress.cache_feed import CacheFeed
+from dbmux.ingress.cache_session import CacheGate
 from dbmux.ingress.connection import Connection
 from dbmux.ingress.handler import Handler
 from dbmux.ingress.protocol.errors import ProtocolError
@@ -30,7 +32,9 @@ class IngressServer:
         ing = config.ingress
         self.facts = SchemaFacts(config.primary.dsn, ing.schema_refresh_ms) if ing.statement_safety else None
         self.router = ReadRouter(config) if ing.reads == "replicas" else None
-        self.handler: Handler = RelayHandler(config, self.publisher, self.facts, self.router)
+        self.gate = CacheGate(ing, self.facts) if ing.cache_bytes and self.facts is not None else None
+        self.feed = CacheFeed(config, self.gate) if self.gate is not None else None
+        self.handler: Handler = RelayHandler(config, self.publisher, self.facts, self.router, self.gate)
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._tls = server_context(ing.tls_cert, ing.tls_key) if ing.tls_cert else None
@@ -41,6 +45,8 @@ class IngressServer:
             await self.facts.start(first_load_timeout_s=10)
         if self.router is not None:
             await self.router.start()
+        if self.feed is not None:  # (before any client: no write around the ingress is missed)
+            await self.feed.start()
         host, _, port = self.config.ingress.listen.rpartition(":")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port),
@@ -87,4 +93,6 @@ class IngressServer:
             await self.facts.stop()
         if self.router is not None:
             await self.router.stop()
+        if self.feed is not None:
+            await self.feed.stop()
         await self.publisher.stop()

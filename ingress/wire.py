@@ -57,6 +57,7 @@ class PacketStream(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future] = []
         self._pause_reasons: set[str] = set()
+        self.tap: bytearray | None = None  # a copy of what is written while set (the result cache's answer)
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -251,11 +252,16 @@ class PacketStream(asyncio.Protocol):
     # ---- output --------------------------------------------------------------------------------------
     def write(self, payload: bytes, seq: int) -> None:
         """Queue one payload, framed from sequence id ``seq``."""
-        self._out.append(frame(payload, seq))
+        data = frame(payload, seq)
+        self._out.append(data)
+        if self.tap is not None:
+            self.tap += data
 
     def write_raw(self, data: bytes) -> None:
         """Queue bytes that are already framed (e.g. a :attr:`Packet.raw` forwarded unchanged)."""
         self._out.append(data)
+        if self.tap is not None:
+            self.tap += data
 
     def mark(self) -> int:
         """A point in what is queued (and not yet flushed) to go back to with :meth:`rewind`."""

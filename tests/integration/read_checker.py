@@ -46,6 +46,7 @@ class Report:
     stale: list[tuple[int, int, int]] = field(default_factory=list)  # (key, read, acknowledged before the read)
     ryw: list[tuple[int, int, int]] = field(default_factory=list)  # (key, read back, just written)
     errors: list[str] = field(default_factory=list)
+    staleness_s: float = 0.0  # the longest a stale read lagged behind an acknowledged write
 
     def summary(self) -> str:
         return (f"{self.writes} writes, {self.reads} reads, {len(self.stale)} stale reads, "
@@ -55,10 +56,12 @@ class Report:
 
 class Checker:
     def __init__(self, write_dsn: Dsn, read_dsn: Dsn, db: str, keys: int = 8, writers: int = 4, readers: int = 4,
-                 read_own: bool = False) -> None:
+                 read_own: bool = False, write_pause_s: float = 0.002) -> None:
         self.write_dsn, self.read_dsn, self.db = write_dsn, read_dsn, db
         self.keys, self.writers, self.readers, self.read_own = keys, writers, readers, read_own
+        self.write_pause_s = write_pause_s
         self.acked = [0] * keys
+        self.acked_at: list[dict[int, float]] = [{} for _ in range(keys)]  # key -> value -> when acknowledged
         self.report = Report()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,6 +99,7 @@ class Checker:
                 cur.execute("UPDATE k SET v = %s WHERE id = %s", (values[key], key))
                 with self._lock:
                     self.acked[key] = values[key]
+                    self.acked_at[key][values[key]] = time.monotonic()
                     self.report.writes += 1
                 if self.read_own:
                     cur.execute("SELECT v FROM k WHERE id = %s", (key,))
@@ -104,7 +108,7 @@ class Checker:
                         self.report.reads += 1
                         if got < values[key]:
                             self.report.ryw.append((key, got, values[key]))
-                time.sleep(0.002)
+                time.sleep(self.write_pause_s)
         conn.close()
 
     def _read(self, _r: int) -> None:
@@ -120,4 +124,8 @@ class Checker:
                     self.report.reads += 1
                     if got < floor:
                         self.report.stale.append((key, got, floor))
+                        # how long the value after the one read had been acknowledged: the staleness
+                        since = self.acked_at[key].get(got + 1)
+                        if since is not None:
+                            self.report.staleness_s = max(self.report.staleness_s, time.monotonic() - since)
         conn.close()

@@ -234,7 +234,7 @@ _PROBES = {
     "on_error": "dead-letter", "self_verify": "log", "placement": "ring", "default_rule": "none",
     "name": "probe", "topic": "probe.topic", "tls": "disabled",
     "unsharded": "all", "default_shard": "shard_b", "tables": "shop.orders=customer_id",
-    "reads": "replicas", "read_consistency": "bounded",
+    "reads": "replicas", "read_consistency": "bounded", "cache_tables": "shop.*",
 }
 
 
@@ -247,6 +247,8 @@ def test_override_path_agrees_with_the_loader_for_every_schema_key(env_name: str
     # a valid value of the key's type, different from the file's
     if isinstance(before, bool):
         probe = as_env(not before)
+    elif path[-1] == "cache_bytes":  # 0 (off) or at least 1 MiB
+        probe = str(1 << 24)
     elif path[-1] == "max_held_bytes":  # minimum 65536 (0 on a target: the default)
         probe = str(max(before, 65536) * 2)
     elif path == ("kafka", "min_insync_replicas"):  # at most kafka.replication_factor

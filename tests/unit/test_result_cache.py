@@ -108,3 +108,14 @@ async def test_waiters_of_a_read_whose_tables_changed_ask_themselves():
     cache.invalidate(["db.a"])
     assert not cache.store(first, b"old")
     assert await asyncio.wait_for(waiter, 1) is None and cache.get("k") is None
+
+
+async def test_waiting_on_a_read_that_already_landed_gets_its_answer():
+    """A session decides to wait, but the read in flight lands before its waiting starts: no hang."""
+    cache = ResultCache(1 << 20)
+    first = cache.begin("k", ("db.a",), 1)
+    cache.store(first, b"answer")
+    assert await asyncio.wait_for(cache.wait_for(first), 1) == b"answer"
+    other = cache.begin("j", ("db.a",), 1)
+    cache.abandon(other)
+    assert await asyncio.wait_for(cache.wait_for(other), 1) is None

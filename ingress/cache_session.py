@@ -1,0 +1,193 @@
+"""The result cache in the command relay: what is cached, under which key, and what a write invalidates.
+
+:class:`CacheGate` is shared by every session of one ingress (``ingress.cache_bytes`` > 0); each session
+asks it through :class:`SessionCache`.
+
+**What is cached**: the answer of a text-protocol statement (COM_QUERY) that is one read a replica could
+answer (:mod:`ingress.read_rules`: a SELECT of known functions, no variables, no locking, reading tables),
+calls no function whose answer changes by itself (``NOW()``, ``RAND()``, ``UUID()``, ``CURRENT_USER()``
+...), reads only base tables the schema facts know (not views: their tables are not known here) matched
+by ``ingress.cache_tables``, in a session in autocommit outside any transaction, without temporary tables,
+``LOCK TABLES`` or session variables the key does not hold (``ingress.read_session.SessionRules``). An
+answer that is an error is not kept. Prepared statements are not cached yet.
+
+**Key**: user, default database, the statement text, ``sql_mode``, ``time_zone``, the character sets and
+collation of the connection and results, and the client's capabilities: one user's entry never answers
+another user, and an entry is replayed only to a session that would get the same bytes.
+
+**Invalidation** (:meth:`CacheGate.on_write`), before the writer gets its OK and again when it is sent:
+
+=======================================  =========================================================
+``INSERT`` into base tables              those tables (``db.table``)
+  without triggers
+``UPDATE``, ``DELETE``, ``REPLACE``,     everything (foreign-key cascades are not tracked: they are
+  ``INSERT ... ON DUPLICATE KEY UPDATE``   not in the binlog either)
+a table with triggers, a view, a table   everything
+  the facts do not know
+DDL, ``CALL``, anything not understood   everything
+a transaction's end (COMMIT, implicit)   the tables it wrote, again (its rows become visible then)
+=======================================  =========================================================
+
+Writes that do not pass through this ingress arrive by the topic (:mod:`ingress.cache_feed`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from prometheus_client import Counter, Gauge
+
+from dbmux.core.config import IngressConfig
+from dbmux.ingress.classify import LexError, scan
+from dbmux.ingress.context import ConnectionContext
+from dbmux.ingress.protocol import constants as c
+from dbmux.ingress.read_rules import judge_read
+from dbmux.ingress.result_cache import ResultCache, Ticket
+from dbmux.ingress.schema_facts import SchemaFacts
+from dbmux.ingress.statements import PlannedStatement, QueryPlan
+
+LOOKUPS = Counter("dbmux_ingress_cache_lookups_total", "Result cache lookups of cacheable reads", ["result"])
+INVALIDATIONS = Counter("dbmux_ingress_cache_invalidations_total", "Result cache invalidations", ["scope"])
+BYTES = Gauge("dbmux_ingress_cache_bytes", "Bytes the result cache holds")
+ENTRIES = Gauge("dbmux_ingress_cache_entries", "Entries the result cache holds")
+EVICTIONS = Gauge("dbmux_ingress_cache_evictions", "Entries evicted from the result cache since start")
+
+# Functions whose answer changes by itself, or depends on the connection: never cached.
+VOLATILE = frozenset({
+    "NOW", "CURDATE", "CURTIME", "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP",
+    "UTC_DATE", "UTC_TIME", "UTC_TIMESTAMP", "SYSDATE", "UNIX_TIMESTAMP", "RAND", "UUID", "UUID_SHORT", "SYS_GUID",
+    "RANDOM_BYTES", "CONNECTION_ID", "CURRENT_USER", "CURRENT_ROLE", "USER", "SESSION_USER", "SYSTEM_USER",
+    "FOUND_ROWS", "ROW_COUNT", "LAST_INSERT_ID", "SLEEP", "BENCHMARK", "GET_LOCK", "NEXTVAL", "LASTVAL",
+})
+_ALL = None  # write_tables: every table
+
+
+def qualified(table: str, db: str | None) -> str | None:
+    """``db.table`` in lower case (None: an unqualified table without a default database)."""
+    schema, _, name = table.rpartition(".")
+    schema = schema or db or ""
+    return f"{schema}.{name}".lower() if schema else None
+
+
+class CacheGate:
+    """The ingress's result cache with what decides cacheability and invalidation (module docstring)."""
+
+    def __init__(self, config: IngressConfig, facts: SchemaFacts) -> None:
+        self.cache = ResultCache(config.cache_bytes, ttl_s=config.cache_ttl_ms / 1000)
+        self.facts = facts
+        self.patterns = tuple(p.lower() for p in config.cache_tables)
+        self.own_connections: set[int] = set()  # the primary's ids of this ingress's sessions (cache_feed)
+
+    def forget_connection(self, connection_id: int) -> None:
+        """A session ended; its events may still be on their way through the topic (cache_feed skips them
+        for a while after)."""
+        self.own_connections.discard(connection_id)
+
+    def read_tables(self, sql: str, db: str | None) -> tuple[str, ...] | None:
+        """The tables a cacheable read reads (qualified), or None when it is not cacheable."""
+        route = judge_read(sql)
+        if not route.replica:
+            return None
+        try:
+            if any(t.type == "word" and t.upper in VOLATILE for t in scan(sql)):
+                return None
+        except LexError:
+            return None
+        out = []
+        for table in route.tables:
+            name = qualified(table, db)
+            facts = self.facts.table(table, db)
+            if name is None or facts is None or facts.kind != "table":
+                return None
+            if self.patterns != ("*",) and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+                return None
+            out.append(name)
+        return tuple(out)
+
+    def write_tables(self, stmt: PlannedStatement, db: str | None) -> tuple[str, ...] | None:
+        """What a statement sent to the primary invalidates: tables, () for nothing, None for everything."""
+        kind, cls = stmt.kind, stmt.cls
+        if kind == "read":  # a stored function or DO may write
+            return _ALL if judge_read(stmt.sql).reason == "function" or (cls and cls.verb == "DO") else ()
+        if kind == "tcl" or (kind == "session" and cls is not None) or (cls is not None and cls.temporary):
+            return ()
+        if kind != "dml" or cls is None or cls.shape is None or cls.shape.verb != "INSERT" or cls.shape.on_duplicate:
+            return _ALL
+        out = []
+        for table in cls.shape.tables:
+            name = qualified(table, db)
+            facts = self.facts.table(table, db)
+            if name is None or facts is None or facts.kind != "table" or facts.triggers:
+                return _ALL
+            out.append(name)
+        return tuple(out)
+
+    def invalidate(self, tables: tuple[str, ...] | None) -> None:
+        if tables is _ALL:
+            self.cache.invalidate_all()
+            INVALIDATIONS.labels("all").inc()
+        elif tables:
+            self.cache.invalidate(tables)
+            INVALIDATIONS.labels("tables").inc()
+
+    def account(self) -> None:
+        cache = self.cache
+        BYTES.set(cache.bytes)
+        ENTRIES.set(len(cache))
+        EVICTIONS.set(cache.evictions)
+
+
+class SessionCache:
+    """One session's use of the cache: lookups, the answer of a miss, and its writes' invalidations."""
+
+    def __init__(self, gate: CacheGate, ctx: ConnectionContext) -> None:
+        self.gate = gate
+        self.ctx = ctx
+        self.written: set[str] | None = set()  # tables written in the open transaction (None: unknown)
+
+    def key(self, sql: str) -> tuple:
+        ctx = self.ctx
+        return (ctx.user, ctx.db, sql, ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
+                ctx.collation_connection, ctx.charset_results, ctx.client_caps, ctx.ext_caps)
+
+    def lookup(self, sql: str) -> tuple[bytes | None, Ticket | None, tuple | None]:
+        """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable."""
+        tables = self.gate.read_tables(sql, self.ctx.db)
+        if tables is None:
+            return None, None, None
+        key = self.key(sql)
+        cache = self.gate.cache
+        answer = cache.get(key)
+        if answer is not None:
+            LOOKUPS.labels("hit").inc()
+            return answer, None, None
+        flight = cache.in_flight(key)
+        if flight is not None:
+            LOOKUPS.labels("wait").inc()
+            return None, flight, None
+        LOOKUPS.labels("miss").inc()
+        return None, None, key + (tables,)
+
+    def begin(self, key: tuple) -> Ticket:
+        return self.gate.cache.begin(key[:-1], key[-1], len(key[2]) + 200)
+
+    def on_dispatch(self, plan: QueryPlan | None) -> None:
+        """Statements sent to the primary: their writes invalidate now (an error may have written part)."""
+        if plan is None:
+            return
+        for stmt in plan.statements:
+            tables = self.gate.write_tables(stmt, self.ctx.db)
+            if tables is _ALL or tables:
+                self.gate.invalidate(tables)
+                if self.written is not None:
+                    self.written = None if tables is _ALL else self.written | set(tables)
+
+    def on_ok(self, stmt: PlannedStatement, status_flags: int) -> None:
+        """A statement's OK, before it goes to the client: its writes again, and a transaction's at its end."""
+        tables = self.gate.write_tables(stmt, self.ctx.db)
+        if tables is _ALL or tables:
+            self.gate.invalidate(tables)
+        if not status_flags & c.SERVER_STATUS_IN_TRANS and self.written != set():
+            self.gate.invalidate(None if self.written is None else tuple(self.written))
+            self.written = set()
+        self.gate.account()

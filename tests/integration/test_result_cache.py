@@ -1,0 +1,72 @@
+"""The ingress's result cache (issue 16) on real servers: readers through a caching ingress never read a
+value older than a write whose OK a writer got through it -- while the cache answers most reads -- and writes
+that bypass the ingress reach the cache through the topic."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from .conftest import free_port, pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .read_checker import Checker, connect, create_table
+from .test_read_routing import _metric
+
+
+def _caching_ingress(stack, tmp_path, **env):
+    topic = f"dbmux.rc{uuid.uuid4().hex[:10]}.txn"
+    cfg = pipeline_config(tmp_path / "cache.toml", stack, topic, {})
+    metrics = free_port()
+    binlog = start_binlog_reader(cfg, tmp_path / "binlog.log")
+    ing = start_ingress(stack, tmp_path, config=cfg, DBMUX_KAFKA_TOPIC=topic,
+                        DBMUX_INGRESS_CACHE_BYTES=str(64 << 20), DBMUX_INGRESS_METRICS_PORT=str(metrics), **env)
+    return ing, binlog, metrics
+
+
+def test_no_read_through_the_cache_misses_an_acknowledged_write(stack, tmp_path):
+    ing, binlog, metrics = _caching_ingress(stack, tmp_path)
+    try:
+        via = ing.dsn(stack.primary)
+        db = f"rc_{uuid.uuid4().hex[:8]}"
+        create_table(via, db, 8)
+        checker = Checker(via, via, db, writers=2, readers=4, write_pause_s=0.02)
+        checker.start()
+        time.sleep(6)
+        report = checker.stop()
+        hits = _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"')
+        assert not report.errors and not report.stale, report.summary()
+        assert report.writes > 100 and hits > report.reads / 4, (report.summary(), hits)
+    finally:
+        stop_ingress(ing)
+        stop_processes([binlog])
+
+
+def test_writes_around_the_ingress_reach_the_cache_through_the_topic(stack, tmp_path):
+    """Writers straight on the primary: a cached answer goes stale until the binlog reader's copy arrives;
+    the longest staleness is bounded (and measured: bench/RESULTS.md)."""
+    ing, binlog, metrics = _caching_ingress(stack, tmp_path)
+    try:
+        via = ing.dsn(stack.primary)
+        db = f"rc_{uuid.uuid4().hex[:8]}"
+        create_table(via, db, 8)
+        checker = Checker(stack.primary, via, db, writers=2, readers=4, write_pause_s=0.02)
+        checker.start()
+        time.sleep(6)
+        report = checker.stop()
+        assert not report.errors, report.summary()
+        # every write reached the cache: after the writers stop, each key reads its last value
+        deadline = time.monotonic() + 5
+        conn = connect(via, db)
+        with conn.cursor() as cur:
+            for key in range(8):
+                while True:
+                    cur.execute("SELECT v FROM k WHERE id = %s", (key,))
+                    if cur.fetchone()[0] == checker.acked[key]:
+                        break
+                    assert time.monotonic() < deadline, f"key {key} stays stale in the cache"
+                    time.sleep(0.05)
+        conn.close()
+        assert report.staleness_s < 5, report.summary()
+        print(f"bypassing writes: {report.summary()}, longest staleness {report.staleness_s * 1000:.0f} ms")
+    finally:
+        stop_ingress(ing)
+        stop_processes([binlog])

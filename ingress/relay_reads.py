@@ -160,7 +160,9 @@ class ReadPaths:
 
         async def run() -> Callable[[], None] | None:
             if await (reads.begin(raw) if route is None else reads.serve(code, raw, route, sql, num_params)):
-                self._cache_done(True)
+                # a replica's answer is kept only when it saw every acknowledged write (causal); in session
+                # or bounded mode it may miss another session's write, which that session must not read
+                self._cache_done(reads.router.consistency == "causal")
                 return None
             return lambda: self._forward(cmd, raw, code, plan)
 

@@ -47,6 +47,7 @@ from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statements import PlannedStatement, QueryPlan
 
 LOOKUPS = Counter("dbmux_ingress_cache_lookups_total", "Result cache lookups of cacheable reads", ["result"])
+HITS = LOOKUPS.labels("hit")
 INVALIDATIONS = Counter("dbmux_ingress_cache_invalidations_total", "Result cache invalidations", ["scope"])
 BYTES = Gauge("dbmux_ingress_cache_bytes", "Bytes the result cache holds")
 ENTRIES = Gauge("dbmux_ingress_cache_entries", "Entries the result cache holds")
@@ -150,6 +151,13 @@ class SessionCache:
         return (ctx.user, ctx.db, sql, ctx.sql_mode, ctx.time_zone, ctx.charset, ctx.charset_connection,
                 ctx.collation_connection, ctx.charset_results, ctx.client_caps, ctx.ext_caps)
 
+    def hit(self, sql: str) -> bytes | None:
+        """The cached answer of ``sql`` in this session, looked up by its text alone (no planning)."""
+        answer = self.gate.cache.get(self.key(sql))
+        if answer is not None:
+            HITS.inc()
+        return answer
+
     def lookup(self, sql: str) -> tuple[bytes | None, Ticket | None, tuple | None]:
         """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable."""
         tables = self.gate.read_tables(sql, self.ctx.db)
@@ -159,7 +167,7 @@ class SessionCache:
         cache = self.gate.cache
         answer = cache.get(key)
         if answer is not None:
-            LOOKUPS.labels("hit").inc()
+            HITS.inc()
             return answer, None, None
         flight = cache.in_flight(key)
         if flight is not None:

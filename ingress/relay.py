@@ -254,6 +254,8 @@ class CommandRelay(ReadPaths):
         attributes, start = ComQuery.parse_head(cmd.payload, ctx.upstream_caps)
         with memoryview(cmd.payload) as view, view[start:] as text:  # (decoded in place: one copy, not two)
             sql = str(text, "utf-8", "surrogateescape")
+        if self.cache is not None and not routed and self._cache_hit(cmd, sql):
+            return
         zone = ctx.time_zone
         if zone == "SYSTEM":
             zone = ctx.system_time_zone

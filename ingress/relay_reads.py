@@ -43,6 +43,20 @@ class ReadPaths:
                  params: tuple[Any, ...] | None = None) -> None: ...  # pragma: no cover
 
     # ---- the result cache (ingress.cache_session) ------------------------------------------------------
+    def _cache_hit(self, cmd: Packet, sql: str) -> bool:
+        """A hit by the statement's exact text, before it is planned (only cacheable reads are ever stored
+        under a key, and the key holds all that decides the answer's bytes): answered, True."""
+        cache, rules = self.cache, self.rules
+        assert cache is not None and rules is not None
+        if len(cmd.raw) != len(cmd.payload) + 4 or rules.reason() or (self.reads is not None and self.reads.txn):
+            return False
+        answer = cache.hit(sql)
+        if answer is None:
+            return False
+        self.client.write_raw(answer)
+        self.machine.process_type(ResponseComplete)
+        return True
+
     def _cached(self, cmd: Packet, plan: QueryPlan) -> bool:
         """Answer a cacheable read from the cache (True), or wait for the same read in flight (True), or
         let it go on as a miss whose answer is kept (False)."""

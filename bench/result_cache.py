@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""The ingress's result cache (issue 16): sysbench through a caching ingress vs HAProxy and direct, in one run.
+
+Usage (from the repository root, with the local stack up: ``dbmux stack up``)::
+
+    .venv/bin/python bench/result_cache.py [--time 20] [--threads 8] [--tables 4] [--table-size 10000]
+        [--cache-mib 256] [--no-results]
+
+What it does, in one run (text protocol, ``--db-ps-mode=disable``: the cache answers COM_QUERY reads):
+
+1. starts HAProxy, the binlog reader and two ingresses on a topic of their own -- one plain, one with
+   ``ingress.cache_bytes`` -- and prepares ``sbtest_bench`` directly on the primary;
+2. ``oltp_point_select`` against direct, HAProxy, the plain ingress and the caching ingress (each after a
+   warm-up run that also fills the cache), with the hit ratio over the measured run from the ingress's
+   own counters;
+3. ``oltp_read_write`` through the plain and the caching ingress: what invalidation costs under writes;
+4. writes around the ingress: the read checker's writers straight on the primary, its readers through the
+   caching ingress for ``--time`` seconds: stale reads seen and the longest staleness (the issue's target:
+   visible within 1 s at p99; the longest one bounds every percentile);
+5. appends the report to ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the read checker (tests/integration)
+
+from harness.environment import free_port, run_meta, stack_env  # noqa: E402
+from harness.errors import BenchError, Prereq  # noqa: E402
+from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
+from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
+from harness.results import command_line, publish_report, report_head  # noqa: E402
+from ingress_sysbench import start_haproxy  # noqa: E402
+from sysbench_runner import (  # noqa: E402,E501
+    Result,
+    check_tools,
+    parse_sysbench,
+    prepare_db,
+    redact,
+    run_sysbench,
+    sysbench_argv,
+)
+
+
+def lookups(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    pattern = r'^dbmux_ingress_cache_lookups_total\{result="([^"]+)"\} (\S+)$'
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, body, re.MULTILINE)}
+
+
+def run(args) -> str:
+    from dbmux.core.dsn import Dsn
+    from tests.integration.read_checker import Checker, create_table
+
+    meta = check_tools()
+    env = stack_env()
+    primary = Dsn.parse(env["DBMUX_PRIMARY_URL"])
+    topic = f"dbmux.cache{secrets.token_hex(4)}.txn"
+    workdir = Path(tempfile.mkdtemp(prefix="dbmux-cache-"))
+    cfg = workdir / "cache.toml"
+    cfg.write_text(f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
+                   f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n')
+    meta.update(run_meta())
+    meta.update({"topic": topic, "cache": f"{args.cache_mib} MiB"})
+    procs: list[Proc] = []
+    try:
+        base = env_without_dbmux({"PYTHONUNBUFFERED": "1"})
+        procs.append(Proc("binlog", dbmux_argv("binlog", "-c", str(cfg)), workdir / "binlog.log", env=base))
+        ports = {"direct": primary.port}
+        hp_port = free_port()
+        procs.append(start_haproxy(workdir, hp_port, primary.host, primary.port, maxconn=2000))
+        wait_mysql_greeting(hp_port, procs[-1])
+        ports["haproxy"] = hp_port
+        metrics = free_port()
+        for name, cache in (("ingress", 0), ("ingress+cache", args.cache_mib << 20)):
+            port = free_port()
+            extra = {"DBMUX_INGRESS_CACHE_BYTES": str(cache), "DBMUX_INGRESS_METRICS_PORT": str(metrics)} if cache \
+                else {}
+            ing = Proc(name, dbmux_argv("ingress", "-c", str(cfg)), workdir / f"{name}.log",
+                       env={**base, "DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", **extra})
+            procs.append(ing)
+            wait_mysql_greeting(port, ing, timeout=60)
+            ports[name] = port
+        prepare_db(primary.host, primary.port, primary.user, primary.password, args)
+        lines = ["| test | target | QPS | TPS | p95 ms | errors | hit ratio | vs HAProxy |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        results: dict[tuple[str, str], Result] = {}
+        for test, targets in (("oltp_point_select", ("direct", "haproxy", "ingress", "ingress+cache")),
+                              ("oltp_read_write", ("haproxy", "ingress", "ingress+cache"))):
+            for target in targets:
+                argv = sysbench_argv(test, "127.0.0.1", ports[target], primary.user, primary.password, args,
+                                     "disable", args.time, args.threads)
+                warm = sysbench_argv(test, "127.0.0.1", ports[target], primary.user, primary.password, args,
+                                     "disable", args.warmup, args.threads)
+                run_sysbench(warm, timeout=args.warmup + 120)
+                before = lookups(metrics) if target == "ingress+cache" else {}
+                print(f"$ {redact(argv)}", flush=True)
+                rc, out = run_sysbench(argv, timeout=args.time + 180)
+                res = parse_sysbench(out, Result(test, target, "disable", rc=rc))
+                results[(test, target)] = res
+                hit = "-"
+                if target == "ingress+cache":
+                    after = lookups(metrics)
+                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                    total = sum(delta.values())
+                    hit = f"{delta.get('hit', 0) / total:.1%}" if total else "0 lookups"
+                base_res = results.get((test, "haproxy"))
+                vs = (f"{res.qps / base_res.qps:.2f}x" if base_res and base_res.qps and target != "haproxy" else "-")
+                lines.append(f"| {test} | {target} | {res.qps:,.0f} | {res.tps:,.0f} | {res.p95_ms:.2f} | "
+                             f"{res.errors} (rc {rc}) | {hit} | {vs} |")
+                print(lines[-1], flush=True)
+        # writes around the ingress: how long the cache answers a value the primary has replaced
+        via = Dsn("mysql", "127.0.0.1", ports["ingress+cache"], primary.user, primary.password)
+        db = f"cache_{secrets.token_hex(3)}"
+        create_table(via, db, 8)  # (through the ingress: its schema facts know the table at once)
+        time.sleep(1)
+        before = lookups(metrics)
+        checker = Checker(primary, via, db, writers=2, readers=4, write_pause_s=0.02)
+        checker.start()
+        time.sleep(args.time)
+        report = checker.stop()
+        after = lookups(metrics)
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        lines += ["", f"Writes around the ingress ({args.time}s, 2 writers on the primary at ~50/s each, 4 readers "
+                  f"through the caching ingress, {delta.get('hit', 0):,.0f} cache hits of "
+                  f"{sum(delta.values()):,.0f} lookups): {report.summary()}; longest staleness "
+                  f"{report.staleness_s * 1000:.0f} ms (issue 16: within 1 s at p99)."]
+        head = report_head("Result cache: sysbench through a caching ingress vs HAProxy and direct", meta,
+                           command_line("result_cache.py"))
+        notes = ["", f"Text protocol (--db-ps-mode=disable), {args.threads} threads, {args.time}s per run after a "
+                 f"{args.warmup}s warm-up (which also fills the cache), {args.tables}x{args.table_size} rows; "
+                 "hit ratio from the caching ingress's own counters over the measured run.", ""]
+        return "\n".join(head + notes + lines) + "\n"
+    finally:
+        stop_all(procs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--time", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--tables", type=int, default=4)
+    ap.add_argument("--table-size", type=int, default=10000)
+    ap.add_argument("--cache-mib", type=int, default=256)
+    ap.add_argument("--no-results", action="store_true")
+    args = ap.parse_args(argv)
+    sigterm_as_interrupt()
+    try:
+        report = run(args)
+    except Prereq as exc:
+        print(f"result_cache: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"result_cache: {exc}", file=sys.stderr)
+        return 1
+    return publish_report(report, no_results=args.no_results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,8 +34,11 @@ Writes that do not pass through this ingress arrive by the topic (:mod:`ingress.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from dbmux.core.config import IngressConfig
 from dbmux.ingress.classify import LexError, scan
@@ -46,12 +49,36 @@ from dbmux.ingress.result_cache import ResultCache, Ticket
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statements import PlannedStatement, QueryPlan
 
-LOOKUPS = Counter("dbmux_ingress_cache_lookups_total", "Result cache lookups of cacheable reads", ["result"])
-HITS = LOOKUPS.labels("hit")
-INVALIDATIONS = Counter("dbmux_ingress_cache_invalidations_total", "Result cache invalidations", ["scope"])
-BYTES = Gauge("dbmux_ingress_cache_bytes", "Bytes the result cache holds")
-ENTRIES = Gauge("dbmux_ingress_cache_entries", "Entries the result cache holds")
-EVICTIONS = Gauge("dbmux_ingress_cache_evictions", "Entries evicted from the result cache since start")
+
+class _CacheMetrics(Collector):
+    """The cache's own counts, read when Prometheus scrapes (a hit costs no metric update)."""
+
+    def __init__(self) -> None:
+        self.gate: CacheGate | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        gate = self.gate
+        if gate is None:
+            return
+        cache = gate.cache
+        lookups = CounterMetricFamily("dbmux_ingress_cache_lookups", "Result cache lookups of cacheable reads",
+                                      labels=["result"])
+        for result, n in (("hit", cache.hits), ("miss", cache.misses), ("wait", gate.waits)):
+            lookups.add_metric([result], n)
+        yield lookups
+        inval = CounterMetricFamily("dbmux_ingress_cache_invalidations", "Result cache invalidations",
+                                    labels=["scope"])
+        inval.add_metric(["tables"], gate.invalidated_tables)
+        inval.add_metric(["all"], gate.invalidated_all)
+        yield inval
+        yield CounterMetricFamily("dbmux_ingress_cache_evictions", "Entries evicted from the result cache",
+                                  value=cache.evictions)
+        yield GaugeMetricFamily("dbmux_ingress_cache_bytes", "Bytes the result cache holds", value=cache.bytes)
+        yield GaugeMetricFamily("dbmux_ingress_cache_entries", "Entries the result cache holds", value=len(cache))
+
+
+METRICS = _CacheMetrics()
+REGISTRY.register(METRICS)
 
 # Functions whose answer changes by itself, or depends on the connection: never cached.
 VOLATILE = frozenset({
@@ -78,6 +105,8 @@ class CacheGate:
         self.facts = facts
         self.patterns = tuple(p.lower() for p in config.cache_tables)
         self.own_connections: set[int] = set()  # the primary's ids of this ingress's sessions (cache_feed)
+        self.waits = self.invalidated_tables = self.invalidated_all = 0
+        METRICS.gate = self
 
     def forget_connection(self, connection_id: int) -> None:
         """A session ended; its events may still be on their way through the topic (cache_feed skips them
@@ -126,16 +155,10 @@ class CacheGate:
     def invalidate(self, tables: tuple[str, ...] | None) -> None:
         if tables is _ALL:
             self.cache.invalidate_all()
-            INVALIDATIONS.labels("all").inc()
+            self.invalidated_all += 1
         elif tables:
             self.cache.invalidate(tables)
-            INVALIDATIONS.labels("tables").inc()
-
-    def account(self) -> None:
-        cache = self.cache
-        BYTES.set(cache.bytes)
-        ENTRIES.set(len(cache))
-        EVICTIONS.set(cache.evictions)
+            self.invalidated_tables += 1
 
 
 class SessionCache:
@@ -153,10 +176,7 @@ class SessionCache:
 
     def hit(self, sql: str) -> bytes | None:
         """The cached answer of ``sql`` in this session, looked up by its text alone (no planning)."""
-        answer = self.gate.cache.get(self.key(sql))
-        if answer is not None:
-            HITS.inc()
-        return answer
+        return self.gate.cache.get(self.key(sql))
 
     def lookup(self, sql: str) -> tuple[bytes | None, Ticket | None, tuple | None]:
         """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable."""
@@ -167,13 +187,11 @@ class SessionCache:
         cache = self.gate.cache
         answer = cache.get(key)
         if answer is not None:
-            HITS.inc()
             return answer, None, None
         flight = cache.in_flight(key)
         if flight is not None:
-            LOOKUPS.labels("wait").inc()
+            self.gate.waits += 1
             return None, flight, None
-        LOOKUPS.labels("miss").inc()
         return None, None, key + (tables,)
 
     def begin(self, key: tuple) -> Ticket:
@@ -198,4 +216,3 @@ class SessionCache:
         if not status_flags & c.SERVER_STATUS_IN_TRANS and self.written != set():
             self.gate.invalidate(None if self.written is None else tuple(self.written))
             self.written = set()
-        self.gate.account()

@@ -96,7 +96,6 @@ class ReadPaths:
                 gate.cache.store(ticket, bytes(tap))
             else:
                 gate.cache.abandon(ticket)
-            gate.account()
 
     # ---- read routing (ingress.read_session) ------------------------------------------------------------
     def _query_reads(self, cmd: Packet, plan: QueryPlan, reads: SessionReads) -> bool:

@@ -55,6 +55,7 @@ class _Entry:
     epoch: int
     stored_at: float
     size: int
+    checked: int  # the version counter when the entry was last found valid (unchanged since: still valid)
 
 
 class ResultCache:
@@ -100,8 +101,13 @@ class ResultCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if (entry.epoch != self._epoch or self._now(entry.tables) != entry.versions
-                or (self.ttl_s and self.clock() - entry.stored_at > self.ttl_s)):
+        if entry.checked != self._counter or entry.epoch != self._epoch:  # (no write since: nothing to compare)
+            if entry.epoch != self._epoch or self._now(entry.tables) != entry.versions:
+                del self._entries[key]
+                self.bytes -= entry.size
+                return None
+            entry.checked = self._counter
+        if self.ttl_s and self.clock() - entry.stored_at > self.ttl_s:
             del self._entries[key]
             self.bytes -= entry.size
             return None
@@ -141,7 +147,8 @@ class ResultCache:
         old = self._entries.pop(ticket.key, None)
         if old is not None:
             self.bytes -= old.size
-        self._entries[ticket.key] = _Entry(answer, ticket.tables, ticket.versions, ticket.epoch, self.clock(), size)
+        self._entries[ticket.key] = _Entry(answer, ticket.tables, ticket.versions, ticket.epoch, self.clock(), size,
+                                           -1)
         self.bytes += size
         self.stores += 1
         while self.bytes > self.max_bytes and self._entries:

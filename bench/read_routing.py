@@ -38,10 +38,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.errors import BenchError, Prereq  # noqa: E402
+from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux, start_replicator  # noqa: E402
 from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, publish_report, report_head  # noqa: E402
+from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.sql import mysql_rows  # noqa: E402
 from sysbench_runner import parse_sysbench, redact, run_sysbench  # noqa: E402
 
@@ -200,15 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args(argv)
     sigterm_as_interrupt()
-    try:
-        report = run(args)
-    except Prereq as exc:
-        print(f"read_routing: {exc}", file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"read_routing: {exc}", file=sys.stderr)
-        return 1
-    return publish_report(report, no_results=args.no_results)
+    return run_and_publish(run, args)
 
 
 if __name__ == "__main__":

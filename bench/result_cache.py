@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the read checker (tests/integration)
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.errors import BenchError, Prereq  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, publish_report, report_head  # noqa: E402
+from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from ingress_sysbench import start_haproxy  # noqa: E402
 from sysbench_runner import (  # noqa: E402,E501
     Result,
@@ -155,15 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args(argv)
     sigterm_as_interrupt()
-    try:
-        report = run(args)
-    except Prereq as exc:
-        print(f"result_cache: {exc}", file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"result_cache: {exc}", file=sys.stderr)
-        return 1
-    return publish_report(report, no_results=args.no_results)
+    return run_and_publish(run, args)
 
 
 if __name__ == "__main__":

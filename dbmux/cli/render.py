@@ -3,6 +3,7 @@ progress line. Never contains passwords (URLs in reports are already redacted)."
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -143,3 +144,22 @@ class ProgressLine:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+_CACHE_SAMPLE = re.compile(
+    r'^dbmux_ingress_cache_(lookups_total\{result="(\w+)"\}|bytes|entries|evictions_total) (\S+)$', re.MULTILINE)
+
+
+def render_cache(metrics_text: str, cache_bytes: int) -> str:
+    """One line on the ingress's result cache, from its Prometheus metrics (the cache lives in the ingress)."""
+    found: dict[str, float] = {}
+    for m in _CACHE_SAMPLE.finditer(metrics_text):
+        found[m.group(2) or m.group(1)] = float(m.group(3))
+    if not found:
+        return "result cache: the ingress reports no cache (is ingress.cache_bytes set where it runs?)"
+    hits, misses, waits = (found.get(k, 0.0) for k in ("hit", "miss", "wait"))
+    lookups = hits + misses + waits
+    ratio = f"{hits / lookups:.1%}" if lookups else "-"
+    return (f"result cache: {found.get('entries', 0):,.0f} entries, {found.get('bytes', 0) / 2**20:,.1f} of "
+            f"{cache_bytes / 2**20:,.0f} MiB, {hits:,.0f} hits of {lookups:,.0f} lookups ({ratio}), "
+            f"{found.get('evictions_total', 0):,.0f} evictions")

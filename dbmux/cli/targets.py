@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import urllib.request
 from typing import Any
 
 from dbmux.cli.common import add_config_arg, load_command_config, run_async
-from dbmux.cli.render import ProgressLine, format_report, render_status
+from dbmux.cli.render import ProgressLine, format_report, render_cache, render_status
+from dbmux.core.config import Config
 from dbmux.replicator.backfill.run import backfill
 from dbmux.replicator.errors import BackfillError
 from dbmux.replicator.reshard import add_shard
@@ -28,9 +30,26 @@ def _seconds(text: str) -> float:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Prints the table; returns 0 when every target is running and caught up with the primary, else 1."""
-    report = run_async(collect(load_command_config(args), max_lag_s=args.max_lag))
+    config = load_command_config(args)
+    report = run_async(collect(config, max_lag_s=args.max_lag))
     print(render_status(report))
+    if config.ingress.cache_bytes:
+        print(cache_line(config))
     return report.exit_code
+
+
+def cache_line(config: Config) -> str:
+    """The result cache's state, from the ingress's metrics endpoint (it serves on 127.0.0.1: status run on
+    the ingress's machine sees it)."""
+    ing = config.ingress
+    if not ing.metrics_port:
+        return "result cache: not visible here (set ingress.metrics_port to see it)"
+    url = f"http://127.0.0.1:{ing.metrics_port}/metrics"
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError as exc:
+        return f"result cache: the ingress's metrics at {url} cannot be read ({exc})"
+    return render_cache(text, ing.cache_bytes)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -7,18 +7,27 @@ from __future__ import annotations
 import time
 import uuid
 
-from .conftest import free_port, pipeline_config, start_binlog_reader, start_ingress, stop_ingress, stop_processes
+from .conftest import (
+    free_port,
+    pipeline_config,
+    run_dbmux,
+    start_binlog_reader,
+    start_ingress,
+    stop_ingress,
+    stop_processes,
+)
 from .read_checker import Checker, connect, create_table
 from .test_read_routing import _metric
 
 
 def _caching_ingress(stack, tmp_path, **env):
     topic = f"dbmux.rc{uuid.uuid4().hex[:10]}.txn"
-    cfg = pipeline_config(tmp_path / "cache.toml", stack, topic, {})
     metrics = free_port()
+    cfg = pipeline_config(tmp_path / "cache.toml", stack, topic, {},
+                          extra=f"[ingress]\ncache_bytes = {64 << 20}\nmetrics_port = {metrics}\n")
     binlog = start_binlog_reader(cfg, tmp_path / "binlog.log")
-    ing = start_ingress(stack, tmp_path, config=cfg, DBMUX_KAFKA_TOPIC=topic,
-                        DBMUX_INGRESS_CACHE_BYTES=str(64 << 20), DBMUX_INGRESS_METRICS_PORT=str(metrics), **env)
+    ing = start_ingress(stack, tmp_path, config=cfg, DBMUX_KAFKA_TOPIC=topic, **env)
+    ing.config = cfg
     return ing, binlog, metrics
 
 
@@ -35,6 +44,8 @@ def test_no_read_through_the_cache_misses_an_acknowledged_write(stack, tmp_path)
         hits = _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"')
         assert not report.errors and not report.stale, report.summary()
         assert report.writes > 100 and hits > report.reads / 4, (report.summary(), hits)
+        status = run_dbmux("status", "-c", str(ing.config), check=False)
+        assert "result cache: " in status.stdout and f"{hits:,.0f} hits of" in status.stdout, status.stdout
     finally:
         stop_ingress(ing)
         stop_processes([binlog])

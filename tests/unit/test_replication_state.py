@@ -240,3 +240,19 @@ def test_parser_options():
     assert build_parser().parse_args(["status", "--max-lag", "2.5"]).max_lag == 2.5
     with pytest.raises(SystemExit):
         build_parser().parse_args(["verify", "--wait", "-1"])
+
+
+def test_status_shows_the_result_cache_from_the_ingress_metrics():
+    from dbmux.cli.render import render_cache
+
+    text = """# HELP dbmux_ingress_cache_lookups_total Result cache lookups of cacheable reads
+dbmux_ingress_cache_lookups_total{result="hit"} 90.0
+dbmux_ingress_cache_lookups_total{result="miss"} 9.0
+dbmux_ingress_cache_lookups_total{result="wait"} 1.0
+dbmux_ingress_cache_evictions_total 3.0
+dbmux_ingress_cache_bytes 1048576.0
+dbmux_ingress_cache_entries 12.0
+"""
+    assert render_cache(text, 64 << 20) == ("result cache: 12 entries, 1.0 of 64 MiB, 90 hits of 100 lookups "
+                                            "(90.0%), 3 evictions")
+    assert "reports no cache" in render_cache("dbmux_other 1.0\n", 64 << 20)

@@ -34,6 +34,7 @@ Writes that do not pass through this ingress arrive by the topic (:mod:`ingress.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
@@ -88,6 +89,7 @@ VOLATILE = frozenset({
     "FOUND_ROWS", "ROW_COUNT", "LAST_INSERT_ID", "SLEEP", "BENCHMARK", "GET_LOCK", "NEXTVAL", "LASTVAL",
 })
 _ALL = None  # write_tables: every table
+_CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 
 
 def qualified(table: str, db: str | None) -> str | None:
@@ -137,8 +139,10 @@ class CacheGate:
     def write_tables(self, stmt: PlannedStatement, db: str | None) -> tuple[str, ...] | None:
         """What a statement sent to the primary invalidates: tables, () for nothing, None for everything."""
         kind, cls = stmt.kind, stmt.cls
-        if kind == "read":  # a stored function or DO may write
-            return _ALL if judge_read(stmt.sql).reason == "function" or (cls and cls.verb == "DO") else ()
+        if kind == "read":  # a stored function or DO may write (no "name(" in the text: no function call)
+            if cls is not None and cls.verb == "DO":
+                return _ALL
+            return _ALL if _CALL.search(stmt.sql) and judge_read(stmt.sql).reason == "function" else ()
         if kind == "tcl" or (kind == "session" and cls is not None) or (cls is not None and cls.temporary):
             return ()
         if kind != "dml" or cls is None or cls.shape is None or cls.shape.verb != "INSERT" or cls.shape.on_duplicate:

@@ -6,7 +6,7 @@ Usage (from the repository root, with the local stack up: ``dbmux stack up``)::
     .venv/bin/python bench/result_cache.py [--time 20] [--threads 8] [--tables 4] [--table-size 10000]
         [--cache-mib 256] [--no-results]
 
-What it does, in one run (text protocol, ``--db-ps-mode=disable``: the cache answers COM_QUERY reads):
+What it does, in one run (text protocol by default; ``--ps-mode auto``: prepared statements):
 
 1. starts HAProxy, the binlog reader and two ingresses on a topic of their own -- one plain, one with
    ``ingress.cache_bytes`` -- and prepares ``sbtest_bench`` directly on the primary;
@@ -97,14 +97,14 @@ def run(args) -> str:
                               ("oltp_read_write", ("haproxy", "ingress", "ingress+cache"))):
             for target in targets:
                 argv = sysbench_argv(test, "127.0.0.1", ports[target], primary.user, primary.password, args,
-                                     "disable", args.time, args.threads)
+                                     args.ps_mode, args.time, args.threads)
                 warm = sysbench_argv(test, "127.0.0.1", ports[target], primary.user, primary.password, args,
-                                     "disable", args.warmup, args.threads)
+                                     args.ps_mode, args.warmup, args.threads)
                 run_sysbench(warm, timeout=args.warmup + 120)
                 before = lookups(metrics) if target == "ingress+cache" else {}
                 print(f"$ {redact(argv)}", flush=True)
                 rc, out = run_sysbench(argv, timeout=args.time + 180)
-                res = parse_sysbench(out, Result(test, target, "disable", rc=rc))
+                res = parse_sysbench(out, Result(test, target, args.ps_mode, rc=rc))
                 results[(test, target)] = res
                 hit = "-"
                 if target == "ingress+cache":
@@ -135,7 +135,8 @@ def run(args) -> str:
                   f"{report.staleness_s * 1000:.0f} ms (issue 16: within 1 s at p99)."]
         head = report_head("Result cache: sysbench through a caching ingress vs HAProxy and direct", meta,
                            command_line("result_cache.py"))
-        notes = ["", f"Text protocol (--db-ps-mode=disable), {args.threads} threads, {args.time}s per run after a "
+        notes = ["", f"--db-ps-mode={args.ps_mode} (disable: text protocol; auto: prepared statements), "
+                 f"{args.threads} threads, {args.time}s per run after a "
                  f"{args.warmup}s warm-up (which also fills the cache), {args.tables}x{args.table_size} rows; "
                  "hit ratio from the caching ingress's own counters over the measured run.", ""]
         return "\n".join(head + notes + lines) + "\n"
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", type=int, default=4)
     ap.add_argument("--table-size", type=int, default=10000)
     ap.add_argument("--cache-mib", type=int, default=256)
+    ap.add_argument("--ps-mode", choices=("disable", "auto"), default="disable",
+                    help="sysbench --db-ps-mode: disable = text protocol (default), auto = prepared statements")
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args(argv)
     sigterm_as_interrupt()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -92,6 +93,15 @@ _ALL = None  # write_tables: every table
 _CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 
 
+@lru_cache(maxsize=4096)
+def _volatile(sql: str) -> bool:
+    """Does ``sql`` call a function in VOLATILE (or not lex)?"""
+    try:
+        return any(t.type == "word" and t.upper in VOLATILE for t in scan(sql))
+    except LexError:
+        return True
+
+
 def qualified(table: str, db: str | None) -> str | None:
     """``db.table`` in lower case (None: an unqualified table without a default database)."""
     schema, _, name = table.rpartition(".")
@@ -120,10 +130,7 @@ class CacheGate:
         route = judge_read(sql)
         if not route.replica:
             return None
-        try:
-            if any(t.type == "word" and t.upper in VOLATILE for t in scan(sql)):
-                return None
-        except LexError:
+        if _volatile(sql):
             return None
         out = []
         for table in route.tables:
@@ -182,13 +189,24 @@ class SessionCache:
         """The cached answer of ``sql`` in this session, looked up by its text alone (no planning)."""
         return self.gate.cache.get(self.key(sql))
 
-    def lookup(self, sql: str) -> tuple[bytes | None, Ticket | None, tuple | None]:
-        """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable."""
+    def execute_key(self, sql: str, types: bytes | None, values: bytes) -> tuple:
+        """A prepared statement's execution: its text, parameter types and values (and the session's settings)."""
+        ctx = self.ctx
+        return (ctx.user, ctx.db, sql, types, values, ctx.sql_mode, ctx.time_zone, ctx.charset,
+                ctx.charset_connection, ctx.collation_connection, ctx.charset_results, ctx.client_caps, ctx.ext_caps)
+
+    def lookup(self, sql: str, key: tuple | None = None) -> tuple[bytes | None, Ticket | None, tuple | None]:
+        """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable. ``key``: an
+        execution's (:meth:`execute_key`), else the text's."""
+        cache = self.gate.cache
+        if key is not None:
+            answer = cache.get(key)
+            if answer is not None:
+                return answer, None, None
         tables = self.gate.read_tables(sql, self.ctx.db)
         if tables is None:
             return None, None, None
-        key = self.key(sql)
-        cache = self.gate.cache
+        key = self.key(sql) if key is None else key
         answer = cache.get(key)
         if answer is not None:
             return answer, None, None

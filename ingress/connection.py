@@ -57,8 +57,9 @@ class Connection:
     def __init__(self, primary: PrimaryConfig, client: PacketStream, client_addr: str,
                  tls_server: ssl.SSLContext | None = None, routing: bool = False) -> None:
         self.primary = primary
-        # reads may be answered by replicas: result metadata is never left out as "cached" (a replica's
-        # statement has its own cache) -- MariaDB's MARIADB_CLIENT_CACHE_METADATA is not offered
+        # reads may be answered by replicas or the result cache: result metadata is never left out as
+        # "cached" (a replica's statement, a cached answer, has its own) -- MARIADB_CLIENT_CACHE_METADATA is
+        # not offered
         self.strip_ext_caps = c.MARIADB_CLIENT_CACHE_METADATA if routing else 0
         self.client = client
         self.upstream: PacketStream | None = None

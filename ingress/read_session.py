@@ -168,14 +168,14 @@ class SessionReads:
     """One session's read routing (see the module docstring)."""
 
     def __init__(self, router: ReadRouter, conn: Connection, rules: SessionRules,
-                 last_gtid: Callable[[], str | None]) -> None:
+                 last_gtid: Callable[[], str | None], types_of: Callable[[int], bytes | None]) -> None:
         self.router = router
         self.conn = conn
         self.rules = rules
         self.last_gtid = last_gtid
+        self.types_of = types_of  # client statement id -> the parameter types its last bound execute sent
         self.floor: dict[str, int] = {}  # replica positions this session read from (monotonic reads)
         self._secret: object = _UNSET  # bytes | None once derived
-        self._types: dict[int, bytes] = {}  # client statement id -> parameter types of its last bound execute
         self.txn: _Pinned | None = None  # a read-only transaction open on a replica link
 
     def on_forwarded(self, plan: QueryPlan | None) -> None:
@@ -184,20 +184,9 @@ class SessionReads:
     def on_new_session(self, user_changed: bool) -> None:
         """COM_RESET_CONNECTION or COM_CHANGE_USER: the primary's session starts over."""
         self.rules.on_new_session()
-        self._types.clear()
         self.close()
         if user_changed:
             self._secret = _UNSET
-
-    def note_execute(self, payload: bytes, num_params: int) -> None:
-        """Remember the parameter types a COM_STMT_EXECUTE binds (later executions may omit them)."""
-        if num_params and len(payload) > 10:
-            flag_at = 10 + (num_params + 7) // 8
-            if len(payload) > flag_at and payload[flag_at] == 1:
-                self._types[int.from_bytes(payload[1:5], "little")] = payload[flag_at + 1:flag_at + 1 + 2 * num_params]
-
-    def on_closed(self, stmt_id: int) -> None:
-        self._types.pop(stmt_id, None)
 
     # ---- routing --------------------------------------------------------------------------------------
     def route(self, sql: str) -> ReadRoute | None:
@@ -382,7 +371,7 @@ class SessionReads:
         if num_params:
             flag_at = 10 + (num_params + 7) // 8
             if payload[flag_at] == 0:
-                types = self._types.get(client_id)
+                types = self.types_of(client_id)
                 if types is None:
                     raise ReplicaLinkError("the statement's parameter types are unknown")
                 payload[flag_at:flag_at + 1] = b"\x01" + types

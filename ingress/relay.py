@@ -118,7 +118,7 @@ class CommandRelay(ReadPaths):
         rules = SessionRules(conn, self.safety) if router is not None or gate is not None else None
         self.rules = rules
         self.reads = None if router is None or rules is None else SessionReads(
-            router, conn, rules, lambda: self.capture.last_gtid)
+            router, conn, rules, lambda: self.capture.last_gtid, self._types_of)
         self.cache = None if gate is None else SessionCache(gate, ctx)
         self._ticket: Ticket | None = None  # a cacheable read's miss in flight (its answer is tapped)
         self._sync = ingress.durability == "sync"
@@ -127,6 +127,10 @@ class CommandRelay(ReadPaths):
         self._relay: ResponseRelay | None = None  # the response relayed in push mode
         self._waiting = False  # the relay waits for a publish future
         self._slow_task: asyncio.Task[None] | None = None  # a command run in pull mode
+
+    def _types_of(self, stmt_id: int) -> bytes | None:
+        st = self.prepared.get(stmt_id)
+        return None if st is None else st.raw_types
 
     @property
     def busy(self) -> bool:
@@ -209,8 +213,10 @@ class CommandRelay(ReadPaths):
         code = payload[0]
         self.machine.process_command(code)  # COMMAND -> AWAIT_RESPONSE (COMMAND: no response; CLOSED: quit)
         if code == c.COM_STMT_EXECUTE:
-            long_data = self.reads is not None and self.prepared.sent_long_data(payload)
+            long_data = self.rules is not None and self.prepared.sent_long_data(payload)
             _, params, plan = self.prepared.on_execute(payload, self.ctx.upstream_caps)
+            if self.cache is not None and self._cached_execute(cmd, plan, long_data, params):
+                return
             if self.reads is None or not self._execute_on_replica(cmd, plan, long_data, params):
                 if self.reads is not None:
                     self.reads.on_forwarded(plan)
@@ -224,8 +230,6 @@ class CommandRelay(ReadPaths):
         elif code in (c.COM_STMT_CLOSE, c.COM_STMT_SEND_LONG_DATA):
             # No response: queued, it goes upstream with the next command.
             self.prepared.on_no_response_command(payload, self.ctx.upstream_caps)
-            if self.reads is not None and code == c.COM_STMT_CLOSE:
-                self.reads.on_closed(int.from_bytes(payload[1:5], "little"))
             self.upstream.write_raw(cmd.raw)
         elif code == c.COM_CHANGE_USER:
             self._slow(self._change_user(payload))

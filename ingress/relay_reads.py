@@ -20,7 +20,7 @@ from dbmux.ingress.protocol.state import ConnectionStateMachine
 from dbmux.ingress.read_rules import ReadRoute
 from dbmux.ingress.read_session import SessionReads, SessionRules, starts_read_only
 from dbmux.ingress.result_cache import Ticket
-from dbmux.ingress.statements import PreparedStatements, QueryPlan
+from dbmux.ingress.statements import PreparedStatements, QueryPlan, bound_values
 from dbmux.ingress.wire import PacketStream
 
 
@@ -66,22 +66,48 @@ class ReadPaths:
                 or rules.reason() or (self.reads is not None and self.reads.txn is not None)):
             return False
         answer, flight, key = cache.lookup(plan.statements[0].sql)
+        return self._lookup_result(answer, flight, key, lambda: self._query(cmd))
+
+    def _cached_execute(self, cmd: Packet, plan: QueryPlan | None, long_data: bool,
+                        params: tuple[Any, ...] | None) -> bool:
+        """As :meth:`_cached`, for a COM_STMT_EXECUTE of a prepared read (not one that opens a cursor, has
+        long data or query attributes)."""
+        cache, rules, payload = self.cache, self.rules, cmd.payload
+        assert cache is not None and rules is not None
+        st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
+        if (st is None or plan is None or plan.statements[0].kind != "read" or long_data or len(payload) < 10
+                or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
+                or len(cmd.raw) != len(payload) + 4 or (st.num_params and st.raw_types is None) or rules.reason()
+                or (self.reads is not None and self.reads.txn is not None)):
+            return False
+        key = cache.execute_key(st.sql, st.raw_types, bound_values(payload, st.num_params))
+        answer, flight, key_or_none = cache.lookup(st.sql, key)
+        return self._lookup_result(answer, flight, key_or_none,
+                                   lambda: self._forward(cmd, cmd.raw, c.COM_STMT_EXECUTE, plan, params))
+
+    def _lookup_result(self, answer: bytes | None, flight: Ticket | None, key: tuple | None,
+                       retry: Callable[[], None]) -> bool:
+        """Act on a lookup: a hit is answered, a read in flight waited for (True); a miss goes on, its answer
+        tapped (False)."""
+        cache = self.cache
+        assert cache is not None
         if answer is not None:
             self.client.write_raw(answer)
             self.machine.process_type(ResponseComplete)
             return True
         if flight is not None:  # (waiting from now on: the answer may land before the task runs)
-            self._slow(self._wait_flight(cmd, cache.gate.cache.wait_for(flight)))
+            self._slow(self._wait_flight(cache.gate.cache.wait_for(flight), retry))
             return True
         if key is not None:
             self._ticket = cache.begin(key)
             self.client.tap = bytearray()
         return False
 
-    async def _wait_flight(self, cmd: Packet, waiting: asyncio.Future[bytes | None]) -> Callable[[], None] | None:
+    async def _wait_flight(self, waiting: asyncio.Future[bytes | None],
+                           retry: Callable[[], None]) -> Callable[[], None] | None:
         answer = await waiting
         if answer is None:  # (not kept: ask for it)
-            return lambda: self._query(cmd)
+            return retry
         self.client.write_raw(answer)
         await self.client.drain()
         return None
@@ -142,8 +168,6 @@ class ReadPaths:
         reads, payload = self.reads, cmd.payload
         assert reads is not None
         st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
-        if st is not None:
-            reads.note_execute(payload, st.num_params)
         if reads.txn is not None:
             self._slow(self._in_replica_txn(cmd, c.COM_STMT_EXECUTE, plan, st.sql if st else "",
                                             st.num_params if st else 0, params))

@@ -66,7 +66,8 @@ class IngressServer:
         """One client connection, from its handshake to its end (a failure ends that connection only)."""
         peer = stream.peername()
         addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        conn = Connection(self.config.primary, stream, addr, tls_server=self._tls, routing=self.router is not None)
+        conn = Connection(self.config.primary, stream, addr, tls_server=self._tls,
+                          routing=self.router is not None or self.gate is not None)
         try:
             if await conn.handshake():
                 await self.handler.serve(conn)

@@ -180,6 +180,24 @@ def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool) -> Quer
     return QueryPlan(tuple(planned), rewritten)
 
 
+def bound_types(payload: bytes, num_params: int) -> bytes | None:
+    """The parameter types a COM_STMT_EXECUTE (without query attributes) binds, or None when it sends none
+    (new_params_bound_flag 0: the previous ones stand)."""
+    flag_at = 10 + (num_params + 7) // 8
+    if len(payload) > flag_at and payload[flag_at] == 1:
+        return payload[flag_at + 1:flag_at + 1 + 2 * num_params]
+    return None
+
+
+def bound_values(payload: bytes, num_params: int) -> bytes:
+    """A COM_STMT_EXECUTE's NULL bitmap and parameter values (its types and flags left out)."""
+    if not num_params:
+        return b""
+    flag_at = 10 + (num_params + 7) // 8
+    start = flag_at + 1 + (2 * num_params if len(payload) > flag_at and payload[flag_at] == 1 else 0)
+    return payload[10:flag_at] + payload[start:]
+
+
 @dataclass
 class _Prepared:
     sql: str
@@ -188,6 +206,7 @@ class _Prepared:
     types: tuple | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)  # COM_STMT_SEND_LONG_DATA since the last execute
     sent_long_data: bool = False  # some COM_STMT_SEND_LONG_DATA since the last execute (any statement)
+    raw_types: bytes | None = None  # the parameter types its last execute that bound them sent (2 bytes each)
 
     captured: bool = field(init=False)  # whether executions can be captured (else parameters are never looked at)
 
@@ -254,6 +273,10 @@ class PreparedStatements:
         if st is None:  # unknown id: the primary will answer with an error
             return "", None, None
         st.sent_long_data = False
+        if st.num_params:
+            types = bound_types(payload, st.num_params)
+            if types is not None:
+                st.raw_types = types
         if not st.captured:
             return st.sql, None, st.plan
         long_data, st.long_data = st.long_data, {}  # the server forgets it with this execute, whatever its outcome

@@ -81,3 +81,40 @@ def test_writes_around_the_ingress_reach_the_cache_through_the_topic(stack, tmp_
     finally:
         stop_ingress(ing)
         stop_processes([binlog])
+
+
+def test_prepared_reads_are_cached_by_their_parameters_and_invalidated(stack, tmp_path):
+    """mysql-connector's server-side prepared statements: an execution with the same parameters is a hit
+    (types sent with the first execute only), other parameters are another entry, and an INSERT through the
+    ingress is seen by the next execution."""
+    import mysql.connector
+
+    ing, binlog, metrics = _caching_ingress(stack, tmp_path)
+    try:
+        via = ing.dsn(stack.primary)
+        db = f"rc_{uuid.uuid4().hex[:8]}"
+        admin = connect(via)
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, g INT NOT NULL)")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, 1), (2, 1), (3, 2)")
+        conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
+                                       database=db, autocommit=True)
+        cur = conn.cursor(prepared=True)
+        query = "SELECT COUNT(*) FROM t WHERE g = %s"
+
+        def count(g: int) -> int:
+            cur.execute(query, (g,))
+            return cur.fetchall()[0][0]
+
+        hits = _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"')
+        assert [count(1), count(1), count(2), count(2), count(1)] == [2, 2, 1, 1, 2]
+        assert _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"') - hits == 3
+        with admin.cursor() as cur2:
+            cur2.execute(f"INSERT INTO {db}.t VALUES (4, 1)")
+        assert count(1) == 3 and count(1) == 3
+        conn.close()
+        admin.close()
+    finally:
+        stop_ingress(ing)
+        stop_processes([binlog])

@@ -119,3 +119,33 @@ async def test_waiting_on_a_read_that_already_landed_gets_its_answer():
     other = cache.begin("j", ("db.a",), 1)
     cache.abandon(other)
     assert await asyncio.wait_for(cache.wait_for(other), 1) is None
+
+
+def _execute(stmt_id: int, n: int, *, types: bytes | None, values: bytes, nulls: bytes | None = None) -> bytes:
+    head = bytes([0x17]) + stmt_id.to_bytes(4, "little") + b"\x00" + (1).to_bytes(4, "little")
+    if not n:
+        return head
+    bitmap = nulls if nulls is not None else bytes((n + 7) // 8)
+    return head + bitmap + (b"\x01" + types if types is not None else b"\x00") + values
+
+
+@pytest.mark.parametrize(("n", "types", "values"), [
+    (0, None, b""),
+    (1, b"\x08\x00", (5).to_bytes(8, "little")),
+    (2, b"\x08\x00\xfe\x00", (5).to_bytes(8, "little") + b"\x03abc"),
+    (9, b"\x08\x00" * 9, b"".join(i.to_bytes(8, "little") for i in range(9))),  # a two-byte NULL bitmap
+])
+def test_an_executions_key_parts(n, types, values):
+    """The types an execute binds, and its values, whether it sends the types or relies on the last ones."""
+    from dbmux.ingress.statements import bound_types, bound_values
+
+    with_types = _execute(7, n, types=types, values=values)
+    without = _execute(7, n, types=None, values=values)
+    assert bound_types(with_types, n) == (types if n else None)
+    assert bound_types(without, n) is None
+    assert bound_values(with_types, n) == bound_values(without, n)  # the same execution either way
+    if n:
+        other = _execute(7, n, types=types, values=values[:-1] + bytes([values[-1] ^ 1]))
+        assert bound_values(other, n) != bound_values(with_types, n)
+        nulls = _execute(7, n, types=types, values=values, nulls=b"\x01" + bytes((n + 7) // 8 - 1))
+        assert bound_values(nulls, n) != bound_values(with_types, n)

@@ -58,6 +58,7 @@ from dbmux.ingress.statements import (
     QueryPlan,
     plan_query,
     with_commits,
+    with_types_for_primary,
 )
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,10 @@ class CommandRelay(ReadPaths):
         self.safety.on_dispatch(plan, self.ctx.db)
         if self.cache is not None:
             self.cache.on_dispatch(plan)
+        if code == c.COM_STMT_EXECUTE and self.rules is not None and len(raw) == int.from_bytes(raw[:3], "little") + 4:
+            st = self.prepared.get(int.from_bytes(raw[5:9], "little"))
+            if st is not None:  # (earlier executes may have been answered elsewhere)
+                raw = with_types_for_primary(raw, st)
         upstream.send(raw)
         self._relay = self._new_relay(raw, code, plan, params, on_prepare)
         if upstream.frames.buffered_bytes:  # (the primary does not speak first: rare)

@@ -17,6 +17,7 @@ from dbmux.ingress.classify import Classification, LexError, classify, scan, spl
 from dbmux.ingress.literals import MIN_STATEMENT_CHARS, Elided, elide_literals
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.protocol.commands import ComStmtExecute, ComStmtSendLongData
+from dbmux.ingress.protocol.framing import frame
 from dbmux.ingress.rewrite import rewrite_deterministic
 
 _rng = random.SystemRandom()
@@ -189,6 +190,24 @@ def bound_types(payload: bytes, num_params: int) -> bytes | None:
     return None
 
 
+def with_types_for_primary(raw: bytes, st: _Prepared) -> bytes:
+    """A COM_STMT_EXECUTE (``raw``: one frame) as the primary must get it: with the statement's parameter types
+    when the primary has not had them (an execute that bound them was answered by a replica or the cache)."""
+    n = st.num_params
+    if not n or len(raw) < 15:
+        return raw
+    flag_at = 4 + 10 + (n + 7) // 8
+    if len(raw) <= flag_at:
+        return raw
+    if raw[flag_at] == 1:
+        st.primary_types = raw[flag_at + 1:flag_at + 1 + 2 * n]
+        return raw
+    if st.raw_types is None or st.primary_types == st.raw_types:
+        return raw
+    st.primary_types = st.raw_types
+    return frame(raw[4:flag_at] + b"\x01" + st.raw_types + raw[flag_at + 1:], 0)
+
+
 def bound_values(payload: bytes, num_params: int) -> bytes:
     """A COM_STMT_EXECUTE's NULL bitmap and parameter values (its types and flags left out)."""
     if not num_params:
@@ -207,6 +226,8 @@ class _Prepared:
     long_data: dict[int, bytearray] = field(default_factory=dict)  # COM_STMT_SEND_LONG_DATA since the last execute
     sent_long_data: bool = False  # some COM_STMT_SEND_LONG_DATA since the last execute (any statement)
     raw_types: bytes | None = None  # the parameter types its last execute that bound them sent (2 bytes each)
+    primary_types: bytes | None = None  # the types the primary last got (an execute answered elsewhere -- by
+    # a replica or the result cache -- may have carried newer ones: the next one to the primary carries them)
 
     captured: bool = field(init=False)  # whether executions can be captured (else parameters are never looked at)
 

@@ -149,3 +149,22 @@ def test_an_executions_key_parts(n, types, values):
         assert bound_values(other, n) != bound_values(with_types, n)
         nulls = _execute(7, n, types=types, values=values, nulls=b"\x01" + bytes((n + 7) // 8 - 1))
         assert bound_values(nulls, n) != bound_values(with_types, n)
+
+
+def test_the_primary_gets_the_types_an_execute_answered_elsewhere_carried():
+    """A statement's first execute (types bound) answered by the cache or a replica: the next execute the
+    primary gets, sent without types, carries them (else: error 1210, or values read with old types)."""
+    from dbmux.ingress.protocol.framing import frame
+    from dbmux.ingress.statements import PlannedStatement, QueryPlan, _Prepared, bound_types, with_types_for_primary
+
+    sql = "SELECT c FROM t WHERE id = ?"
+    st = _Prepared(sql, 1, QueryPlan((PlannedStatement(sql, "read", None, False),)))
+    value = (5).to_bytes(8, "little")
+    first = _execute(3, 1, types=b"\x08\x00", values=value)
+    later = _execute(3, 1, types=None, values=value)
+    st.raw_types = bound_types(first, 1)  # (the first went to the cache: the primary never saw it)
+    sent = with_types_for_primary(frame(later, 0), st)
+    assert sent == frame(first, 0) and st.primary_types == b"\x08\x00"
+    assert with_types_for_primary(frame(later, 0), st) == frame(later, 0)  # the primary has them now
+    st.raw_types = b"\xfe\x00"  # rebound with other types, answered elsewhere again
+    assert bound_types(with_types_for_primary(frame(later, 0), st)[4:], 1) == b"\xfe\x00"

@@ -3,29 +3,38 @@
 :class:`CacheGate` is shared by every session of one ingress (``ingress.cache_bytes`` > 0); each session
 asks it through :class:`SessionCache`.
 
-**What is cached**: the answer of a text-protocol statement (COM_QUERY) that is one read a replica could
-answer (:mod:`ingress.read_rules`: a SELECT of known functions, no variables, no locking, reading tables),
-calls no function whose answer changes by itself (``NOW()``, ``RAND()``, ``UUID()``, ``CURRENT_USER()``
-...), reads only base tables the schema facts know (not views: their tables are not known here) matched
-by ``ingress.cache_tables``, in a session in autocommit outside any transaction, without temporary tables,
-``LOCK TABLES`` or session variables the key does not hold (``ingress.read_session.SessionRules``). An
-answer that is an error is not kept. Prepared statements are not cached yet.
+**What is cached**: the answer of a statement (COM_QUERY, or a prepared statement's execution) that is
+one read a replica could answer (:mod:`ingress.read_rules`: a SELECT of known functions, no variables, no
+locking, reading tables), calls no function whose answer changes by itself (``NOW()``, ``RAND()``,
+``UUID()``, ``CURRENT_USER()`` ...), reads only base tables the schema facts know (not views: their tables
+are not known here) matched by ``ingress.cache_tables``, in a session in autocommit outside any
+transaction, without temporary tables, ``LOCK TABLES`` or session variables the key does not hold
+(``ingress.read_session.SessionRules``). An answer that is an error is not kept.
 
-**Key**: user, default database, the statement text, ``sql_mode``, ``time_zone``, the character sets and
-collation of the connection and results, and the client's capabilities: one user's entry never answers
-another user, and an entry is replayed only to a session that would get the same bytes.
+**Key**: user, default database, the statement text (and an execution's parameter types and values),
+``sql_mode``, ``time_zone``, the character sets and collation of the connection and results, and the
+client's capabilities: one user's entry never answers another user, and an entry is replayed only to a
+session that would get the same bytes.
 
-**Invalidation** (:meth:`CacheGate.on_write`), before the writer gets its OK and again when it is sent:
+**Invalidation** (:meth:`CacheGate.write_slots`), when a write is sent to the primary and again before
+the writer gets its OK. Per key (:mod:`ingress.pinned_keys`) where the table's primary key is one integer
+column and the statement's text pins its values (``WHERE id = 5``, ``id IN (...)``, an INSERT's VALUES):
+an entry pinned to other keys stays; otherwise per table:
 
 =======================================  =========================================================
-``INSERT`` into base tables              those tables (``db.table``)
+``INSERT`` into base tables              their keys, or the tables
   without triggers
-``UPDATE``, ``DELETE``, ``REPLACE``,     everything (foreign-key cascades are not tracked: they are
-  ``INSERT ... ON DUPLICATE KEY UPDATE``   not in the binlog either)
+``UPDATE``, ``DELETE``                   their keys or tables, and every table a foreign key
+                                         cascades to from them (``ON DELETE/UPDATE CASCADE``,
+                                         ``SET NULL``, ``SET DEFAULT``), transitively
+``REPLACE``, ``INSERT ... ON DUPLICATE   the same; per key only when the primary key is the
+  KEY UPDATE``                           table's only unique key
 a table with triggers, a view, a table   everything
-  the facts do not know
+  the facts do not know; cascades not
+  known (a DDL naming foreign keys or a
+  RENAME until the next schema reload)
 DDL, ``CALL``, anything not understood   everything
-a transaction's end (COMMIT, implicit)   the tables it wrote, again (its rows become visible then)
+a transaction's end (COMMIT, implicit)   what it wrote, again (its rows become visible then)
 =======================================  =========================================================
 
 Writes that do not pass through this ingress arrive by the topic (:mod:`ingress.cache_feed`).
@@ -35,7 +44,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from functools import lru_cache
 
 from prometheus_client import REGISTRY
@@ -45,9 +54,10 @@ from prometheus_client.registry import Collector
 from dbmux.core.config import IngressConfig
 from dbmux.ingress.classify import LexError, scan
 from dbmux.ingress.context import ConnectionContext
+from dbmux.ingress.pinned_keys import read_keys, write_keys
 from dbmux.ingress.protocol import constants as c
 from dbmux.ingress.read_rules import judge_read
-from dbmux.ingress.result_cache import ResultCache, Ticket
+from dbmux.ingress.result_cache import ResultCache, Slots, Ticket, read_slots, write_slots
 from dbmux.ingress.schema_facts import SchemaFacts
 from dbmux.ingress.statements import PlannedStatement, QueryPlan
 
@@ -71,6 +81,7 @@ class _CacheMetrics(Collector):
         inval = CounterMetricFamily("dbmux_ingress_cache_invalidations", "Result cache invalidations",
                                     labels=["scope"])
         inval.add_metric(["tables"], gate.invalidated_tables)
+        inval.add_metric(["keys"], gate.invalidated_keys)
         inval.add_metric(["all"], gate.invalidated_all)
         yield inval
         yield CounterMetricFamily("dbmux_ingress_cache_evictions", "Entries evicted from the result cache",
@@ -89,7 +100,7 @@ VOLATILE = frozenset({
     "RANDOM_BYTES", "CONNECTION_ID", "CURRENT_USER", "CURRENT_ROLE", "USER", "SESSION_USER", "SYSTEM_USER",
     "FOUND_ROWS", "ROW_COUNT", "LAST_INSERT_ID", "SLEEP", "BENCHMARK", "GET_LOCK", "NEXTVAL", "LASTVAL",
 })
-_ALL = None  # write_tables: every table
+_ALL = None  # write_slots: every table
 _CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 
 
@@ -117,7 +128,7 @@ class CacheGate:
         self.facts = facts
         self.patterns = tuple(p.lower() for p in config.cache_tables)
         self.own_connections: set[int] = set()  # the primary's ids of this ingress's sessions (cache_feed)
-        self.waits = self.invalidated_tables = self.invalidated_all = 0
+        self.waits = self.invalidated_tables = self.invalidated_keys = self.invalidated_all = 0
         METRICS.gate = self
 
     def forget_connection(self, connection_id: int) -> None:
@@ -125,14 +136,15 @@ class CacheGate:
         for a while after)."""
         self.own_connections.discard(connection_id)
 
-    def read_tables(self, sql: str, db: str | None) -> tuple[str, ...] | None:
-        """The tables a cacheable read reads (qualified), or None when it is not cacheable."""
+    def read_slots(self, sql: str, db: str | None) -> Slots | None:
+        """What a cacheable read depends on (:func:`result_cache.read_slots` of its tables, qualified), or
+        None when it is not cacheable."""
         route = judge_read(sql)
         if not route.replica:
             return None
         if _volatile(sql):
             return None
-        out = []
+        out: list[Hashable] = []
         for table in route.tables:
             name = qualified(table, db)
             facts = self.facts.table(table, db)
@@ -140,11 +152,12 @@ class CacheGate:
                 return None
             if self.patterns != ("*",) and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
                 return None
-            out.append(name)
+            keys = read_keys(sql, facts.int_pk) if len(route.tables) == 1 and facts.int_pk else None
+            out.extend(read_slots(name, keys))
         return tuple(out)
 
-    def write_tables(self, stmt: PlannedStatement, db: str | None) -> tuple[str, ...] | None:
-        """What a statement sent to the primary invalidates: tables, () for nothing, None for everything."""
+    def write_slots(self, stmt: PlannedStatement, db: str | None) -> Slots | None:
+        """What a statement sent to the primary invalidates: slots, () for nothing, None for everything."""
         kind, cls = stmt.kind, stmt.cls
         if kind == "read":  # a stored function or DO may write (no "name(" in the text: no function call)
             if cls is not None and cls.verb == "DO":
@@ -152,24 +165,47 @@ class CacheGate:
             return _ALL if _CALL.search(stmt.sql) and judge_read(stmt.sql).reason == "function" else ()
         if kind == "tcl" or (kind == "session" and cls is not None) or (cls is not None and cls.temporary):
             return ()
-        if kind != "dml" or cls is None or cls.shape is None or cls.shape.verb != "INSERT" or cls.shape.on_duplicate:
+        if kind != "dml" or cls is None or cls.shape is None:
             return _ALL
-        out = []
-        for table in cls.shape.tables:
+        shape = cls.shape
+        out: list[Hashable] = []
+        for table in shape.tables:
             name = qualified(table, db)
             facts = self.facts.table(table, db)
             if name is None or facts is None or facts.kind != "table" or facts.triggers:
                 return _ALL
-            out.append(name)
+            # (REPLACE and ON DUPLICATE KEY UPDATE may change the row of another unique key)
+            plain = shape.verb in ("UPDATE", "DELETE") or (shape.verb == "INSERT" and not shape.on_duplicate)
+            keys = (write_keys(stmt.sql, shape, facts.int_pk)
+                    if facts.int_pk and (plain or facts.unique_keys == 1) else None)
+            out.extend(write_slots(name, keys))
+            if shape.verb != "INSERT" or shape.on_duplicate:  # rows changed or deleted: foreign keys may cascade
+                if not self.cascades(name, out, {name}):
+                    return _ALL
         return tuple(out)
 
-    def invalidate(self, tables: tuple[str, ...] | None) -> None:
-        if tables is _ALL:
+    def cascades(self, name: str, out: list[Hashable], seen: set[str]) -> bool:
+        """Add the tables a change of ``name``'s rows may cascade to (False: not known)."""
+        facts = self.facts.table(name, None)
+        if facts is None or not self.facts.cascades_known:
+            return False
+        for child in facts.children - seen:
+            seen.add(child)
+            out.extend(write_slots(child, None))
+            if not self.cascades(child, out, seen):
+                return False
+        return True
+
+    def invalidate(self, slots: Slots | None) -> None:
+        if slots is _ALL:
             self.cache.invalidate_all()
             self.invalidated_all += 1
-        elif tables:
-            self.cache.invalidate(tables)
-            self.invalidated_tables += 1
+        elif slots:
+            self.cache.invalidate(slots)
+            if any(type(s) is str and s[-1] == "*" for s in slots):
+                self.invalidated_tables += 1
+            else:
+                self.invalidated_keys += 1
 
 
 class SessionCache:
@@ -178,7 +214,7 @@ class SessionCache:
     def __init__(self, gate: CacheGate, ctx: ConnectionContext) -> None:
         self.gate = gate
         self.ctx = ctx
-        self.written: set[str] | None = set()  # tables written in the open transaction (None: unknown)
+        self.written: set[Hashable] | None = set()  # slots written in the open transaction (None: unknown)
 
     def key(self, sql: str) -> tuple:
         ctx = self.ctx
@@ -203,8 +239,8 @@ class SessionCache:
             answer = cache.get(key)
             if answer is not None:
                 return answer, None, None
-        tables = self.gate.read_tables(sql, self.ctx.db)
-        if tables is None:
+        slots = self.gate.read_slots(sql, self.ctx.db)
+        if slots is None:
             return None, None, None
         key = self.key(sql) if key is None else key
         answer = cache.get(key)
@@ -214,7 +250,7 @@ class SessionCache:
         if flight is not None:
             self.gate.waits += 1
             return None, flight, None
-        return None, None, key + (tables,)
+        return None, None, key + (slots,)
 
     def begin(self, key: tuple) -> Ticket:
         return self.gate.cache.begin(key[:-1], key[-1], len(key[2]) + 200)
@@ -224,17 +260,17 @@ class SessionCache:
         if plan is None:
             return
         for stmt in plan.statements:
-            tables = self.gate.write_tables(stmt, self.ctx.db)
-            if tables is _ALL or tables:
-                self.gate.invalidate(tables)
+            slots = self.gate.write_slots(stmt, self.ctx.db)
+            if slots is _ALL or slots:
+                self.gate.invalidate(slots)
                 if self.written is not None:
-                    self.written = None if tables is _ALL else self.written | set(tables)
+                    self.written = None if slots is _ALL else self.written | set(slots)
 
     def on_ok(self, stmt: PlannedStatement, status_flags: int) -> None:
         """A statement's OK, before it goes to the client: its writes again, and a transaction's at its end."""
-        tables = self.gate.write_tables(stmt, self.ctx.db)
-        if tables is _ALL or tables:
-            self.gate.invalidate(tables)
+        slots = self.gate.write_slots(stmt, self.ctx.db)
+        if slots is _ALL or slots:
+            self.gate.invalidate(slots)
         if not status_flags & c.SERVER_STATUS_IN_TRANS and self.written != set():
             self.gate.invalidate(None if self.written is None else tuple(self.written))
             self.written = set()

@@ -5,16 +5,20 @@ sequence id 0, so its answer always at 1), under a key holding everything that d
 (:mod:`ingress.cache_session` builds it: user, default database, the statement, the session settings
 that change a result's bytes, the client's capabilities).
 
-**Invalidation by table versions.** Every table has a version (one counter hands them out); a write bumps
-the versions of the tables it writes (:meth:`ResultCache.invalidate`); a write whose tables are not known
-exactly -- DDL, CALL, a table with triggers, a write that may cascade -- bumps the epoch, which every entry
-depends on (:meth:`ResultCache.invalidate_all`). A read that misses takes a :class:`Ticket` before it is
-sent: the versions of its tables then. Its answer is stored only if none moved meanwhile
-(:meth:`ResultCache.store`), and an entry is served only while none has moved since (:meth:`get`). The
-write's bump happens when its OK passes through the ingress, before the writer sees it: either before a
-read's ticket (then the read ran after the commit) or after it (then its ticket no longer matches, or its
-entry no longer does). So an answer computed while a write to its tables was in flight is never served
-after that write's OK.
+**Invalidation by versions.** An entry depends on *slots*, each with a version (one counter hands them
+out); a write bumps the slots it may change (:meth:`ResultCache.invalidate`); a write whose tables are not
+known exactly -- DDL, CALL, a table with triggers -- bumps the epoch, which every entry depends on
+(:meth:`ResultCache.invalidate_all`). The slots of a table ``t`` (:func:`read_slots`, :func:`write_slots`):
+``t`` (any write to it), ``t *`` (a write to it not confined to known keys) and, for its integer primary
+key's values, one of ``KEY_BUCKETS`` key slots each (shared by several keys: a false alarm only costs a
+miss). A read of whole tables depends on ``t``; a read pinned to keys on ``t *`` and those keys' slots. A
+write to known keys bumps ``t`` and the keys' slots; any other write ``t`` and ``t *``. A read that misses
+takes a :class:`Ticket` before it is sent: the versions of its slots then. Its answer is stored only if
+none moved meanwhile (:meth:`ResultCache.store`), and an entry is served only while none has moved since
+(:meth:`get`). The write's bump happens when its OK passes through the ingress, before the writer sees it:
+either before a read's ticket (then the read ran after the commit) or after it (then its ticket no longer
+matches, or its entry no longer does). So an answer computed while a write to its rows was in flight is
+never served after that write's OK.
 
 **Bounded**: entries are accounted in bytes (answer, key, a fixed overhead), least recently used out
 first; an answer bigger than ``max_entry_bytes`` is not stored. **Single flight**: misses of a key while
@@ -31,14 +35,30 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 ENTRY_OVERHEAD = 200  # bytes an entry costs besides its answer and key (the dict slot, the objects)
+KEY_BUCKETS = 1 << 16  # key slots (bounded: a version each at most, whatever the number of keys written)
+Slots = tuple[Hashable, ...]
+
+
+def read_slots(table: str, keys: frozenset[int] | None) -> Slots:
+    """What a read of ``table`` (``db.t``) depends on: the table, or the keys it is pinned to."""
+    if keys is None:
+        return (table,)
+    return (table + " *",) + tuple({hash((table, k)) & (KEY_BUCKETS - 1) for k in keys})
+
+
+def write_slots(table: str, keys: frozenset[int] | None) -> Slots:
+    """What a write to ``table`` bumps: the table and the keys it is confined to, or all of it."""
+    if keys is None:
+        return (table, table + " *")
+    return (table,) + tuple({hash((table, k)) & (KEY_BUCKETS - 1) for k in keys})
 
 
 @dataclass(slots=True)
 class Ticket:
-    """A miss in flight: its key, tables, and their versions (and the epoch) when the read was sent."""
+    """A miss in flight: its key, slots, and their versions (and the epoch) when the read was sent."""
 
     key: Hashable
-    tables: tuple[str, ...]
+    slots: Slots
     versions: tuple[int, ...]
     epoch: int
     key_bytes: int
@@ -50,7 +70,7 @@ class Ticket:
 @dataclass(slots=True)
 class _Entry:
     answer: bytes
-    tables: tuple[str, ...]
+    slots: Slots
     versions: tuple[int, ...]
     epoch: int
     stored_at: float
@@ -70,7 +90,7 @@ class ResultCache:
         self.bytes = 0
         self.hits = self.misses = self.stores = self.evictions = self.invalidations = self.rejected = 0
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._versions: dict[str, int] = {}
+        self._versions: dict[Hashable, int] = {}
         self._counter = 0
         self._epoch = 0
         self._flights: dict[Hashable, Ticket] = {}
@@ -78,13 +98,13 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _now(self, tables: Iterable[str]) -> tuple[int, ...]:
+    def _now(self, slots: Slots) -> tuple[int, ...]:
         versions = self._versions
-        return tuple([versions.get(t, 0) for t in tables])
+        return tuple([versions.get(s, 0) for s in slots])
 
-    def invalidate(self, tables: Iterable[str]) -> None:
-        """Writes to ``tables`` (``db.table`` lower case) are committed or about to be acknowledged."""
-        for t in tables:
+    def invalidate(self, slots: Iterable[Hashable]) -> None:
+        """Writes to ``slots`` (:func:`write_slots`) are committed or about to be acknowledged."""
+        for t in slots:
             self._counter += 1
             self._versions[t] = self._counter
         self.invalidations += 1
@@ -102,7 +122,7 @@ class ResultCache:
         if entry is None:
             return None
         if entry.checked != self._counter or entry.epoch != self._epoch:  # (no write since: nothing to compare)
-            if entry.epoch != self._epoch or self._now(entry.tables) != entry.versions:
+            if entry.epoch != self._epoch or self._now(entry.slots) != entry.versions:
                 del self._entries[key]
                 self.bytes -= entry.size
                 return None
@@ -118,11 +138,11 @@ class ResultCache:
     def in_flight(self, key: Hashable) -> Ticket | None:
         return self._flights.get(key)
 
-    def begin(self, key: Hashable, tables: tuple[str, ...], key_bytes: int) -> Ticket:
-        """A miss of ``key`` (reading ``tables``) about to go to a server; its answer goes to :meth:`store`
-        or :meth:`abandon`. Later misses of the key meanwhile wait for it (:meth:`wait_for`)."""
+    def begin(self, key: Hashable, slots: Slots, key_bytes: int) -> Ticket:
+        """A miss of ``key`` (depending on ``slots``: :func:`read_slots`) about to go to a server; its answer
+        goes to :meth:`store` or :meth:`abandon`. Later misses of the key meanwhile wait for it (:meth:`wait_for`)."""
         self.misses += 1
-        ticket = Ticket(key, tables, self._now(tables), self._epoch, key_bytes)
+        ticket = Ticket(key, slots, self._now(slots), self._epoch, key_bytes)
         self._flights.setdefault(key, ticket)
         return ticket
 
@@ -136,8 +156,8 @@ class ResultCache:
         return fut
 
     def store(self, ticket: Ticket, answer: bytes) -> bool:
-        """Keep ``answer`` unless a table it read changed since ``ticket`` was taken, or it is too big."""
-        valid = ticket.epoch == self._epoch and self._now(ticket.tables) == ticket.versions
+        """Keep ``answer`` unless a slot it depends on changed since ``ticket`` was taken, or it is too big."""
+        valid = ticket.epoch == self._epoch and self._now(ticket.slots) == ticket.versions
         size = len(answer) + ticket.key_bytes + ENTRY_OVERHEAD
         keep = valid and size <= self.max_entry_bytes
         self._land(ticket, answer if valid else None)
@@ -147,7 +167,7 @@ class ResultCache:
         old = self._entries.pop(ticket.key, None)
         if old is not None:
             self.bytes -= old.size
-        self._entries[ticket.key] = _Entry(answer, ticket.tables, ticket.versions, ticket.epoch, self.clock(), size,
+        self._entries[ticket.key] = _Entry(answer, ticket.slots, ticket.versions, ticket.epoch, self.clock(), size,
                                            -1)
         self.bytes += size
         self.stores += 1

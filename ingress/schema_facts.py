@@ -75,6 +75,9 @@ _CLOCK_WORDS = frozenset({
 # table is unknown until the reload (a false alarm only costs the row copy for a few milliseconds).
 _DECISIVE_WORDS = _CLOCK_WORDS | {"UUID", "UUID_SHORT", "RAND", "SYS_GUID", "NEXTVAL", "LIKE", "SELECT",
                                   "RENAME", "VERSIONING", "PERIOD", "SEQUENCE", "UPDATE"}
+_INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
+_CASCADING = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})  # foreign-key rules that change the child
+_FK_WORDS = frozenset({"REFERENCES", "FOREIGN", "RENAME"})  # DDL that may change which tables cascade
 _DEFAULT_LITERAL_WORDS = frozenset({"NULL", "TRUE", "FALSE", "CHARSET", "CHARACTER", "COLLATE"})
 # Verbs of statements of unknown kind that can change no table: neither run DDL nor create temporary
 # tables (anything else may, inside: CALL, EXECUTE, compound blocks ...).
@@ -99,6 +102,8 @@ class TableFacts:
     auto_increment: bool = False
     unique_keys: int | None = 0  # unique indexes (the primary key included); None: not known
     ordering_keys: tuple[frozenset[str], ...] | None = ()  # unique keys of NOT NULL columns; None: not known
+    int_pk: str | None = None  # the primary key's column when it is one integer column (the result cache)
+    children: frozenset[str] = frozenset()  # "db.t" (lower case) whose foreign keys cascade from this table
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +150,13 @@ def implicit_default(default: Any, extra: str, mariadb: bool) -> bool:
 
 
 def build_tables(tables: Iterable[tuple], columns: Iterable[tuple], triggers: Iterable[tuple],
-                 indexes: Iterable[tuple], *, mariadb: bool, explicit_defaults: bool) -> dict[Key, TableFacts]:
+                 indexes: Iterable[tuple], *, mariadb: bool, explicit_defaults: bool,
+                 primary_keys: Iterable[tuple] = (), foreign_keys: Iterable[tuple] = ()) -> dict[Key, TableFacts]:
     """Facts per table from ``information_schema`` rows (pure; see :func:`load_snapshot` for the queries):
     ``tables`` (db, table, TABLE_TYPE), ``columns`` (db, table, column, COLUMN_DEFAULT, EXTRA, DATA_TYPE,
     IS_NULLABLE), ``triggers`` (db, table), ``indexes`` (db, table, INDEX_NAME, NON_UNIQUE, COLUMN_NAME,
-    NULLABLE)."""
+    NULLABLE), ``primary_keys`` (db, table, column, DATA_TYPE: the primary key's columns), ``foreign_keys``
+    (db, table, referenced db, referenced table, UPDATE_RULE, DELETE_RULE)."""
     kinds = {"VIEW": "view", "SYSTEM VIEW": "view", "SEQUENCE": "sequence", "SYSTEM VERSIONED": "versioned"}
     out: dict[Key, dict[str, Any]] = {}
     for db, name, table_type in tables:
@@ -175,13 +182,23 @@ def build_tables(tables: Iterable[tuple], columns: Iterable[tuple], triggers: It
     for db, name, index, non_unique, col, nullable in indexes:
         if str(non_unique) in ("0", "False") and (db, name) in out:
             keys.setdefault((db, name), {}).setdefault(index, []).append((col.lower(), str(nullable or "") == ""))
+    pk_columns: dict[Key, list[tuple[str, str]]] = {}
+    for db, name, col, data_type in primary_keys:
+        pk_columns.setdefault((db, name), []).append((col.lower(), str(data_type).lower()))
+    for key, cols in pk_columns.items():
+        if key in out and len(cols) == 1 and cols[0][1] in _INTEGER_TYPES:
+            out[key]["int_pk"] = cols[0][0]
+    for db, name, ref_db, ref_name, on_update, on_delete in foreign_keys:
+        if (ref_db, ref_name) in out and {str(on_update).upper(), str(on_delete).upper()} & _CASCADING:
+            out[(ref_db, ref_name)].setdefault("children", set()).add(f"{db}.{name}".lower())
     for key, by_index in keys.items():
         out[key]["unique_keys"] = len(by_index)
         out[key]["ordering_keys"] = tuple(frozenset(c for c, _ in cols) for cols in by_index.values()
                                           if all(not_null for _, not_null in cols))
     return {k: TableFacts(**{**v, "insert_implicit": frozenset(v["insert_implicit"]),
                              "update_implicit": frozenset(v["update_implicit"]),
-                             "null_implicit": frozenset(v["null_implicit"])}) for k, v in out.items()}
+                             "null_implicit": frozenset(v["null_implicit"]),
+                             "children": frozenset(v.get("children", ()))}) for k, v in out.items()}
 
 
 async def load_snapshot(dsn: Dsn) -> SchemaSnapshot:
@@ -205,13 +222,21 @@ async def load_snapshot(dsn: Dsn) -> SchemaSnapshot:
             await cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, NULLABLE FROM "
                               f"information_schema.STATISTICS WHERE NON_UNIQUE = 0 AND TABLE_SCHEMA NOT IN {_SYSTEM}")
             indexes = await cur.fetchall()
+            await cur.execute("SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE FROM "
+                              "information_schema.KEY_COLUMN_USAGE k JOIN information_schema.COLUMNS c USING "
+                              "(TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME) WHERE k.CONSTRAINT_NAME = 'PRIMARY' "
+                              f"AND k.TABLE_SCHEMA NOT IN {_SYSTEM}")
+            primary_keys = await cur.fetchall()
+            await cur.execute("SELECT CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, "
+                              "UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS")
+            foreign_keys = await cur.fetchall()
             await cur.execute("SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES "
                               "WHERE PRIVILEGE_TYPE IN ('TRIGGER', 'SUPER')")
             (privileged,) = await cur.fetchone()
     finally:
         conn.close()
     facts = build_tables(tables, columns, triggers, indexes, mariadb="mariadb" in str(version).lower(),
-                         explicit_defaults=bool(int(explicit)))
+                         explicit_defaults=bool(int(explicit)), primary_keys=primary_keys, foreign_keys=foreign_keys)
     return SchemaSnapshot(facts, autoinc_lock_mode=int(lock_mode), trigger_privilege=bool(privileged),
                           explicit_defaults=bool(int(explicit)))
 
@@ -247,6 +272,7 @@ class SchemaFacts:
         self.explicit_defaults = True  # explicit_defaults_for_timestamp (off: TIMESTAMP columns are implicit)
         self.loaded_at: float | None = None
         self._stale_all = False  # a statement that may run DDL inside completed: unknown until the reload
+        self.cascades_known = False  # each table's children (foreign keys) as loaded still hold
         # tables in flux, and tables whose keys only are in flux: a count per table (changes may overlap),
         # keyed by lower-cased names (whatever lower_case_table_names says: a false alarm costs little)
         self._flux: dict[Key, int] = {}
@@ -279,7 +305,7 @@ class SchemaFacts:
                 self._folded = {(d.lower(), t.lower()): f for (d, t), f in self._tables.items()}
             facts = self._folded.get(folded)
         if facts is not None and folded in self._key_flux:
-            facts = replace(facts, unique_keys=None, ordering_keys=None)
+            facts = replace(facts, unique_keys=None, ordering_keys=None, int_pk=None)
         return facts
 
     # ---- schema changes through the ingress ---------------------------------------------------------------
@@ -287,6 +313,8 @@ class SchemaFacts:
         """A statement that may change the schema is sent to the primary: its tables (or only their keys,
         for an ALTER or index without decisive parts) are in flux until :meth:`end_change` (None: it
         changes no table)."""
+        if cls.kind == "ddl" and (cls.verb == "RENAME TABLE" or _words(sql) & _FK_WORDS):
+            self.cascades_known = False  # (until a reload that began after this change ended)
         keys = self._changed_keys(cls, default_db)
         if not keys:
             return None
@@ -367,7 +395,7 @@ class SchemaFacts:
             if facts is not None and verb == "ALTER TABLE" and decisive:
                 del tables[names[0]]
             elif facts is not None:
-                tables[names[0]] = replace(facts, unique_keys=None, ordering_keys=None,
+                tables[names[0]] = replace(facts, unique_keys=None, ordering_keys=None, int_pk=None,
                                            auto_increment=facts.auto_increment or "AUTO_INCREMENT" in _words(sql))
         elif verb == "RENAME TABLE" and len(names) % 2 == 0:
             moved = [(names[i], tables.pop(names[i], None)) for i in range(0, len(names), 2)]
@@ -379,6 +407,12 @@ class SchemaFacts:
         elif verb != "TRUNCATE TABLE":  # DROP TABLE/VIEW/SEQUENCE, and whatever else names tables: forgotten
             for k in names:
                 tables.pop(k, None)
+        self._changed()
+
+    def doubt_cascades(self) -> None:
+        """A schema change went around the ingress (seen in the binlog): which tables cascade from which is
+        not known until the reload this asks for."""
+        self.cascades_known = False
         self._changed()
 
     def _decisive(self, sql: str) -> bool:
@@ -397,6 +431,7 @@ class SchemaFacts:
         self.explicit_defaults = snapshot.explicit_defaults
         self.loaded_at = self._clock()
         self._stale_all = False
+        self.cascades_known = True
         self.reloads += 1
         if not snapshot.trigger_privilege and not self._warned_privilege:
             self._warned_privilege = True

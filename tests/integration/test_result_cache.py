@@ -118,3 +118,61 @@ def test_prepared_reads_are_cached_by_their_parameters_and_invalidated(stack, tm
     finally:
         stop_ingress(ing)
         stop_processes([binlog])
+
+
+def test_writes_invalidate_their_keys_and_follow_foreign_key_cascades(stack, tmp_path):
+    """An UPDATE of one row leaves the cached answers about other rows (hits); a DELETE of a parent row
+    invalidates the child rows its ON DELETE CASCADE removed -- through the ingress, and around it (a
+    cascade is not in the binlog: the feed follows the schema's foreign keys)."""
+    ing, binlog, metrics = _caching_ingress(stack, tmp_path)
+    try:
+        via = ing.dsn(stack.primary)
+        db = f"rc_{uuid.uuid4().hex[:8]}"
+        conn = connect(via)
+        cur = conn.cursor()
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.p (id INT PRIMARY KEY, n INT NOT NULL)")
+        cur.execute(f"CREATE TABLE {db}.c (id INT PRIMARY KEY, pid INT NOT NULL, FOREIGN KEY (pid) "
+                    f"REFERENCES {db}.p (id) ON DELETE CASCADE)")
+        cur.execute(f"INSERT INTO {db}.p VALUES (1, 0), (2, 0), (3, 0)")
+        cur.execute(f"INSERT INTO {db}.c VALUES (10, 1), (11, 3)")
+        cur.execute(f"USE {db}")
+
+        def hits() -> float:
+            return _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"')
+
+        def read(sql: str) -> tuple:
+            cur.execute(sql)
+            return cur.fetchall()
+
+        # the facts learn the tables' keys and foreign keys at the reload their DDL asked for: until then an
+        # UPDATE of row 2 invalidates all of p (or everything) and row 1's next read is a miss
+        deadline = time.monotonic() + 30
+        while True:
+            read("SELECT n FROM p WHERE id = 1")
+            cur.execute("UPDATE p SET n = n + 1 WHERE id = 2")
+            before = hits()
+            assert read("SELECT n FROM p WHERE id = 1") == ((0,),)
+            if hits() > before:
+                break
+            assert time.monotonic() < deadline, "an UPDATE of row 2 keeps invalidating row 1's entry"
+        n2 = read("SELECT n FROM p WHERE id = 2")[0][0]
+        cur.execute("UPDATE p SET n = n + 1 WHERE id = 2")
+        assert read("SELECT n FROM p WHERE id = 2") == ((n2 + 1,),)  # its own key: invalidated
+        assert read("SELECT pid FROM c WHERE id = 10") == ((1,),)
+        assert read("SELECT pid FROM c WHERE id = 10") == ((1,),)
+        cur.execute("DELETE FROM p WHERE id = 1")  # cascades to c's row 10
+        assert read("SELECT pid FROM c WHERE id = 10") == ()
+        assert read("SELECT pid FROM c WHERE id = 11") == ((3,),)  # (cached now)
+        bypass = connect(stack.primary, db)
+        with bypass.cursor() as cur2:
+            cur2.execute("DELETE FROM p WHERE id = 3")  # around the ingress, cascading to row 11
+        bypass.close()
+        deadline = time.monotonic() + 10
+        while read("SELECT pid FROM c WHERE id = 11") != ():
+            assert time.monotonic() < deadline, "a cascade around the ingress never reached the cache"
+            time.sleep(0.05)
+        conn.close()
+    finally:
+        stop_ingress(ing)
+        stop_processes([binlog])

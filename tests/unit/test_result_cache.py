@@ -8,59 +8,104 @@ import random
 
 import pytest
 
-from dbmux.ingress.result_cache import ENTRY_OVERHEAD, ResultCache
+from dbmux.ingress.result_cache import ENTRY_OVERHEAD, ResultCache, read_slots, write_slots
 
 TABLES = ("db.a", "db.b", "db.c")
+
+
+KEYS = (1, 2, 3)
+
+
+def _read(rnd: random.Random) -> tuple[tuple, tuple, tuple]:
+    """A random read: its key, its slots, the cells (table, row key) its answer shows."""
+    if rnd.random() < 0.5:  # whole tables
+        tables = tuple(sorted(rnd.sample(TABLES, rnd.randint(1, 2))))
+        return ("tables", tables), tuple(s for t in tables for s in read_slots(t, None)), \
+            tuple((t, k) for t in tables for k in KEYS)
+    t, keys = rnd.choice(TABLES), tuple(sorted(rnd.sample(KEYS, rnd.randint(1, 2))))
+    return ("keys", t, keys), read_slots(t, frozenset(keys)), tuple((t, k) for k in keys)
+
+
+def _write(rnd: random.Random) -> tuple[tuple, tuple]:
+    """A random write: its slots and the cells it changes."""
+    t = rnd.choice(TABLES)
+    if rnd.random() < 0.5:  # to known keys
+        keys = rnd.sample(KEYS, rnd.randint(1, 2))
+        return write_slots(t, frozenset(keys)), tuple((t, k) for k in keys)
+    return write_slots(t, None), tuple((t, k) for k in KEYS)
 
 
 @pytest.mark.parametrize("seed", range(300))
 async def test_no_hit_misses_a_write_whose_ok_went_out(seed):
     """Random interleavings of writes (commit, then OK: the ingress invalidates as the OK passes) and reads
-    (ticket when sent, answer computed later from the database as it then is, stored later still): every
-    hit answers at least what each acknowledged write left."""
+    (ticket when sent, answer computed later from the database as it then is, stored later still), each to
+    whole tables or to keys of one: every hit answers at least what each acknowledged write left."""
     rnd = random.Random(seed)
     cache = ResultCache(1 << 20)
-    committed = dict.fromkeys(TABLES, 0)  # what the database holds
-    acked = dict.fromkeys(TABLES, 0)  # what writers were told (their OK went out)
-    writes: list[tuple[str, int]] = []  # committed, OK not yet out
-    reads: list[list] = []  # [ticket, tables, answer or None]
-    waiting: list = []  # (future, tables, what was acknowledged when the waiting read began)
+    cells = [(t, k) for t in TABLES for k in KEYS]
+    committed = dict.fromkeys(cells, 0)  # what the database holds
+    acked = dict.fromkeys(cells, 0)  # what writers were told (their OK went out)
+    writes: list[tuple[tuple, tuple, int]] = []  # committed, OK not yet out: slots, cells, version
+    reads: list[list] = []  # [ticket, cells, answer or None]
+    waiting: list = []  # (future, cells, what was acknowledged when the waiting read began)
+    version = 0
     for _ in range(400):
         op = rnd.random()
         if op < 0.2:  # a write commits
-            t = rnd.choice(TABLES)
-            committed[t] += 1
-            writes.append((t, committed[t]))
+            slots, changed = _write(rnd)
+            version += 1
+            for cell in changed:
+                committed[cell] = version
+            writes.append((slots, changed, version))
         elif op < 0.35 and writes:  # a write's OK passes through the ingress (unknown tables now and then)
-            t, v = writes.pop(rnd.randrange(len(writes)))
-            cache.invalidate_all() if rnd.random() < 0.1 else cache.invalidate([t])
-            acked[t] = max(acked[t], v)
+            slots, changed, v = writes.pop(rnd.randrange(len(writes)))
+            cache.invalidate_all() if rnd.random() < 0.1 else cache.invalidate(slots)
+            for cell in changed:
+                acked[cell] = max(acked[cell], v)
         elif op < 0.6:  # a read is looked up; on a miss it is sent
-            tables = tuple(sorted(rnd.sample(TABLES, rnd.randint(1, 2))))
-            hit = cache.get(tables)
+            key, slots, shown = _read(rnd)
+            hit = cache.get(key)
             if hit is not None:
-                got = dict(zip(tables, hit, strict=True))
-                assert all(got[t] >= acked[t] for t in tables), (got, acked)
-            elif (flight := cache.in_flight(tables)) is not None:  # single flight: wait for its answer
-                waiting.append((cache.wait_for(flight), tables, dict(acked)))
+                got = dict(zip(shown, hit, strict=True))
+                assert all(got[c] >= acked[c] for c in shown), (got, acked)
+            elif (flight := cache.in_flight(key)) is not None:  # single flight: wait for its answer
+                waiting.append((cache.wait_for(flight), shown, dict(acked)))
             else:
-                reads.append([cache.begin(tables, tables, 10), tables, None])
+                reads.append([cache.begin(key, slots, 10), shown, None])
         elif op < 0.8 and reads:  # a read in flight is answered by the database as it is now
             r = rnd.choice(reads)
             if r[2] is None:
-                r[2] = tuple(committed[t] for t in r[1])
+                r[2] = tuple(committed[c] for c in r[1])
         elif reads:  # an answered read is stored
             for i, r in enumerate(reads):
                 if r[2] is not None:
                     cache.store(r[0], r[2])
                     del reads[i]
                     break
-            for fut, tables, seen in [w for w in waiting if w[0].done()]:
+            for fut, shown, seen in [w for w in waiting if w[0].done()]:
                 answer = fut.result()
                 if answer is not None:  # (None: the waiter asks the database itself)
-                    got = dict(zip(tables, answer, strict=True))
-                    assert all(got[t] >= seen[t] for t in tables), (got, seen)
+                    got = dict(zip(shown, answer, strict=True))
+                    assert all(got[c] >= seen[c] for c in shown), (got, seen)
             waiting = [w for w in waiting if not w[0].done()]
+
+
+def test_a_write_to_other_keys_leaves_a_pinned_entry():
+    """Per-key invalidation: an entry pinned to key 5 survives a write to key 7 (and one to the table's
+    other rows does not), while an entry over the whole table goes with either."""
+    cache = ResultCache(1 << 20)
+    pinned = cache.begin("five", read_slots("db.a", frozenset({5})), 1)
+    whole = cache.begin("all", read_slots("db.a", None), 1)
+    cache.store(pinned, b"row 5")
+    cache.store(whole, b"all rows")
+    cache.invalidate(write_slots("db.a", frozenset({7})))
+    assert cache.get("five") == b"row 5"
+    assert cache.get("all") is None
+    cache.invalidate(write_slots("db.a", frozenset({5})))
+    assert cache.get("five") is None
+    cache.store(cache.begin("five", read_slots("db.a", frozenset({5})), 1), b"row 5")
+    cache.invalidate(write_slots("db.a", None))
+    assert cache.get("five") is None
 
 
 def test_bytes_are_bounded_and_the_least_recently_used_goes_first():

@@ -402,6 +402,21 @@ def test_build_tables_from_information_schema_rows():
     assert legacy[("d", "t")].null_implicit == frozenset({"created", "updated"})
 
 
+def test_build_tables_integer_keys_and_cascading_foreign_keys():
+    """The result cache's facts: a primary key of one integer column; the tables a foreign key changes when
+    a parent row changes (CASCADE, SET NULL, SET DEFAULT -- not RESTRICT or NO ACTION)."""
+    tables = [("d", n, "BASE TABLE") for n in ("p", "c1", "c2", "c3", "s", "m")]
+    pks = [("d", "p", "ID", "bigint"), ("d", "s", "code", "varchar"), ("d", "m", "a", "int"), ("d", "m", "b", "int")]
+    fks = [("d", "c1", "d", "p", "RESTRICT", "CASCADE"), ("d", "c2", "d", "p", "SET NULL", "NO ACTION"),
+           ("d", "c3", "d", "p", "RESTRICT", "NO ACTION"), ("d", "p", "d", "p", "CASCADE", "CASCADE"),
+           ("e", "x", "d", "gone", "CASCADE", "CASCADE")]
+    facts = build_tables(tables, [], [], [], mariadb=True, explicit_defaults=True, primary_keys=pks, foreign_keys=fks)
+    assert facts[("d", "p")].int_pk == "id"
+    assert facts[("d", "s")].int_pk is None and facts[("d", "m")].int_pk is None  # (not integer; two columns)
+    assert facts[("d", "p")].children == frozenset({"d.c1", "d.c2", "d.p"})
+    assert facts[("d", "c1")].children == frozenset()
+
+
 def test_writes_of_a_session_without_foreign_key_checks_are_unsafe():
     """The primary neither checked nor cascaded: a target applying the statement would (an ORM's
     teardown emptying a self-referencing table halted the replicas with 1451)."""

@@ -18,7 +18,6 @@ time to apply, rows/s. The binlog reader's own memory is not measured (it holds 
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.environment import REPO, free_port, loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
-from harness.processes import Proc, stop_all  # noqa: E402
+from harness.processes import Proc, rss, stop_all  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.sql import mysql_rows as _mysql  # noqa: E402
 from harness.sql import pg_exec  # noqa: E402
@@ -39,13 +38,6 @@ from dbmux.core.dsn import Dsn  # noqa: E402
 
 DB = "bigtxn"
 MIB = 1024 * 1024
-
-
-def _rss(pid: int) -> int:
-    try:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())[1]) * 1024
-    except (OSError, TypeError):
-        return 0
 
 
 def _pg_count(dsn: Dsn, table: str) -> int:
@@ -140,7 +132,7 @@ def run(args: argparse.Namespace) -> str:
                 t1, peak, done = time.monotonic(), 0, False
                 last_check = 0.0
                 while time.monotonic() - t1 < args.timeout and rep.alive():
-                    peak = max(peak, _rss(rep.p.pid))
+                    peak = max(peak, rss(rep.p.pid))
                     now = time.monotonic()
                     if now - last_check >= 1.0:
                         last_check = now

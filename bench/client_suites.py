@@ -309,10 +309,13 @@ def run_phase(args: argparse.Namespace, phase: Phase, py: Path, trees: dict[str,
     config = env["DBMUX_CONFIG"]
     up_env = {"PYTHONUNBUFFERED": "1"}
     metrics_port = 0
-    if args.ingress_reads != "primary":  # the ingress routes reads to the replicas
+    if args.ingress_reads != "primary" or args.cache_mib:
         metrics_port = free_port()
-        up_env.update({"DBMUX_INGRESS_READS": "replicas", "DBMUX_INGRESS_METRICS_PORT": str(metrics_port),
-                       "DBMUX_INGRESS_READ_CONSISTENCY": args.read_consistency})
+        up_env["DBMUX_INGRESS_METRICS_PORT"] = str(metrics_port)
+    if args.ingress_reads != "primary":  # the ingress routes reads to the replicas
+        up_env.update({"DBMUX_INGRESS_READS": "replicas", "DBMUX_INGRESS_READ_CONSISTENCY": args.read_consistency})
+    if args.cache_mib:  # the ingress answers repeated reads from its result cache
+        up_env["DBMUX_INGRESS_CACHE_BYTES"] = str(args.cache_mib << 20)
     up = Proc("dbmux up", dbmux_argv("up", "-c", config), work / f"up-{phase.suite}-{phase.mode}.log",
               env=env_without_dbmux(up_env))
     try:
@@ -353,11 +356,19 @@ def read_counts(port: int) -> str:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError as exc:
         return f"reads: metrics unreadable ({exc})"
-    found = re.findall(r'^dbmux_ingress_(reads|read_fallbacks)_total\{(?:backend|reason)="([^"]+)"\} (\S+)$', body,
-                       re.MULTILINE)
-    reads = ", ".join(f"{k} {float(v):,.0f}" for kind, k, v in found if kind == "reads")
-    falls = ", ".join(f"{k} {float(v):,.0f}" for kind, k, v in found if kind == "read_fallbacks")
-    return f"reads: {reads or 'none'}; to the primary because: {falls or '-'}"
+    found = re.findall(r'^dbmux_ingress_(reads|read_fallbacks|cache_lookups|cache_invalidations)_total'
+                       r'\{(?:backend|reason|result|scope)="([^"]+)"\} (\S+)$', body, re.MULTILINE)
+
+    def listed(which: str) -> str:
+        return ", ".join(f"{k} {float(v):,.0f}" for kind, k, v in found if kind == which)
+
+    out = []
+    if listed("reads"):
+        out.append(f"reads: {listed('reads')}; to the primary because: {listed('read_fallbacks') or '-'}")
+    if listed("cache_lookups"):
+        out.append(f"result cache lookups: {listed('cache_lookups')}; invalidations: "
+                   f"{listed('cache_invalidations') or '-'}")
+    return "; ".join(out) or "no reads counted"
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -449,6 +460,8 @@ def run(args: argparse.Namespace) -> str:
     meta = run_meta()
     meta["ingress.reads"] = args.ingress_reads + (f" ({args.read_consistency})" if args.ingress_reads != "primary"
                                                   else "")
+    if args.cache_mib:
+        meta["ingress.reads"] += f", result cache {args.cache_mib} MiB"
     phases = [Phase(s, m) for s in suites for m in modes]
     for p in phases:
         run_phase(args, p, py, trees, work)
@@ -475,6 +488,7 @@ def main() -> int:
                     help="ingress.reads of the ingress the suites run through (replicas: reads routed)")
     ap.add_argument("--read-consistency", choices=("session", "causal", "bounded"), default="causal",
                     help="ingress.read_consistency with --ingress-reads replicas")
+    ap.add_argument("--cache-mib", type=int, default=0, help="ingress.cache_bytes in MiB (0: no result cache)")
     ap.add_argument("--suites-venv", default="/tmp/suites-venv")
     ap.add_argument("--workdir", default="/tmp/dbmux-client-suites")
     ap.add_argument("--reset", choices=("purge", "none"), default="purge",

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.environment import free_port, loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
 from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
-from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
+from harness.processes import Proc, rss, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.sql import mysql_rows as _sql  # noqa: E402
 
@@ -42,10 +42,6 @@ from dbmux.core.dsn import Dsn  # noqa: E402
 
 DB = "gapbench"
 MARGIN = 64 * 1024 * 1024
-
-
-def _rss(pid: int) -> int:
-    return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())[1]) * 1024
 
 
 def _metrics(port: int) -> dict[str, float]:
@@ -93,7 +89,7 @@ durability = "async"\n[replicator]\nmax_held_bytes = {bound}\nmetrics_port = {me
             time.sleep(1)
         before_gap = _sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
         _sql(primary, f"INSERT INTO {DB}.gapmark VALUES (1)")  # around the ingress: a gap
-        base = _rss(rep.p.pid)
+        base = rss(rep.p.pid)
         load = subprocess.Popen(_sysbench(port, primary, "run", f"--db-ps-mode={args.ps_mode}",
                                           f"--threads={args.threads}", f"--rate={args.rate}",
                                           f"--time={args.seconds}", "--events=0"),
@@ -102,7 +98,7 @@ durability = "async"\n[replicator]\nmax_held_bytes = {bound}\nmetrics_port = {me
         while load.poll() is None:
             time.sleep(args.sample_s)
             m = _metrics(metrics_port)
-            curve.append((time.monotonic() - t0, _rss(rep.p.pid), m.get("dbmux_replicator_held_bytes", 0),
+            curve.append((time.monotonic() - t0, rss(rep.p.pid), m.get("dbmux_replicator_held_bytes", 0),
                           m.get("dbmux_replicator_spilled_total", 0)))
         out = load.stdout.read() if load.stdout else ""
         tps = re.search(r"transactions:\s+\d+\s+\((\S+) per sec", out)

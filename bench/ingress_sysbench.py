@@ -56,6 +56,7 @@ from sysbench_runner import (  # noqa: E402
     redact,
     run_sysbench,
     sysbench_argv,
+    sysbench_options,
 )
 
 HAPROXY_TEMPLATE = BENCH_DIR / "haproxy.cfg.template"
@@ -164,11 +165,8 @@ def build_report(results: list[Result], args, ps_modes: list[str], meta: dict[st
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--time", type=int, default=20, help="seconds per measured sysbench run (default 20)")
+    sysbench_options(ap)
     ap.add_argument("--warmup", type=int, default=5, help="seconds of discarded warm-up before each run (default 5)")
-    ap.add_argument("--threads", type=int, default=8, help="sysbench threads = client connections (default 8)")
-    ap.add_argument("--table-size", type=int, default=10000, help="rows per table (default 10000)")
-    ap.add_argument("--tables", type=int, default=4, help="sysbench tables (default 4)")
     ap.add_argument("--ps-mode", choices=("auto", "disable", "both"), default="auto",
                     help="sysbench --db-ps-mode: auto = server-side prepared statements (default), "
                          "disable = text protocol, both = run everything twice")

@@ -43,7 +43,7 @@ from harness.pipeline import dbmux_argv, env_without_dbmux, start_replicator  # 
 from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.sql import mysql_rows  # noqa: E402
-from sysbench_runner import parse_sysbench, redact, run_sysbench  # noqa: E402
+from sysbench_runner import parse_sysbench, redact, run_sysbench, sysbench_options  # noqa: E402
 
 DB = "sbtest_reads"
 TARGETS = ("rr1", "rr2")
@@ -191,10 +191,7 @@ def _result(mode: str):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--time", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--tables", type=int, default=4)
-    ap.add_argument("--table-size", type=int, default=10000)
+    sysbench_options(ap, seconds=30)
     ap.add_argument("--write-rate", type=int, default=20, help="oltp_update_index transactions per second beside")
     ap.add_argument("--consistency", choices=("session", "causal", "bounded"), default="session")
     ap.add_argument("--no-results", action="store_true")

@@ -75,6 +75,14 @@ def check_tools() -> dict[str, str]:
     return {"sysbench": sb, "haproxy": hp[0].strip() if hp else "?"}
 
 
+def sysbench_options(ap, *, seconds: int = 20) -> None:
+    """The options every sysbench-driven bench takes: run length, threads, tables and their size."""
+    ap.add_argument("--time", type=int, default=seconds, help=f"seconds per measured sysbench run (default {seconds})")
+    ap.add_argument("--threads", type=int, default=8, help="sysbench threads = client connections (default 8)")
+    ap.add_argument("--tables", type=int, default=4, help="sysbench tables (default 4)")
+    ap.add_argument("--table-size", type=int, default=10000, help="rows per table (default 10000)")
+
+
 def sysbench_argv(test: str, host: str, port: int, user: str, password: str, args, ps_mode: str,
                   seconds: int, threads: int, command: str = "run") -> list[str]:
     argv = ["sysbench", test, f"--mysql-host={host}", f"--mysql-port={port}", f"--mysql-user={user}",

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 from collections.abc import Hashable, Iterator
 from functools import lru_cache
 
@@ -101,6 +102,7 @@ VOLATILE = frozenset({
     "FOUND_ROWS", "ROW_COUNT", "LAST_INSERT_ID", "SLEEP", "BENCHMARK", "GET_LOCK", "NEXTVAL", "LASTVAL",
 })
 _ALL = None  # write_slots: every table
+_SETTINGS = 8  # a key's last parts: the session settings (SessionCache.key)
 _CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 
 
@@ -111,6 +113,13 @@ def _volatile(sql: str) -> bool:
         return any(t.type == "word" and t.upper in VOLATILE for t in scan(sql))
     except LexError:
         return True
+
+
+def key_size(key: tuple) -> int:
+    """The bytes a key (:meth:`SessionCache.key`, :meth:`SessionCache.execute_key`) holds of its own: the
+    tuple and its statement parts (text, parameter types and values); the user, database and settings are
+    shared with the session's other keys."""
+    return sys.getsizeof(key) + sum([sys.getsizeof(part) for part in key[2:-_SETTINGS]])
 
 
 def qualified(table: str, db: str | None) -> str | None:
@@ -253,7 +262,7 @@ class SessionCache:
         return None, None, key + (slots,)
 
     def begin(self, key: tuple) -> Ticket:
-        return self.gate.cache.begin(key[:-1], key[-1], len(key[2]) + 200)
+        return self.gate.cache.begin(key[:-1], key[-1], key_size(key[:-1]))
 
     def on_dispatch(self, plan: QueryPlan | None) -> None:
         """Statements sent to the primary: their writes invalidate now (an error may have written part)."""

@@ -9,8 +9,9 @@ whose primary key is one integer column: a write to row 7 then leaves the cached
   ``pk IN (<integers>)``: it reads only those keys' rows, whatever else the condition says.
 * :func:`write_keys`: ``UPDATE t ... SET`` (not of the key) and single-table ``DELETE`` with such a
   ``WHERE``; ``INSERT``/``REPLACE ... VALUES`` whose column list names the key and whose every row gives
-  it an integer literal. (Which statements may use these -- triggers, other unique keys, cascades -- is the
-  caller's: :meth:`CacheGate.write_slots`.)
+  it an integer literal other than 0 (which an ``AUTO_INCREMENT`` key turns into the next value). (Which
+  statements may use these -- triggers, other unique keys, cascades -- is the caller's:
+  :meth:`CacheGate.write_slots`.)
 
 Anything else pins nothing (``None``): the statement then counts for its whole table. The walk is on
 :func:`dbmux.core.sqllex.scan` tokens at parenthesis depth 0. A conjunct is only trusted between two
@@ -192,7 +193,7 @@ def _values_keys(tokens: list[Token], pk: str) -> Keys | None:
         if len(values) != len(names):
             return None
         n = _integer(tokens, *values[at])
-        if n is None:
+        if not n:  # (0 into an AUTO_INCREMENT key takes the next value, unless NO_AUTO_VALUE_ON_ZERO)
             return None
         keys.add(n)
         if k < len(tokens) and tokens[k].text == ",":

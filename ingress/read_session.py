@@ -195,8 +195,7 @@ class SessionReads:
         reason = route.reason or self._session_reason()
         if reason:
             if route.reason != "not_a_read":
-                FALLBACKS.labels(reason).inc()
-                READS.labels("primary").inc()
+                self.count_fallback(reason)
             return None
         return route
 
@@ -218,12 +217,12 @@ class SessionReads:
         return own
 
     def count_fallback(self, reason: str) -> None:
+        """A read the primary answers, and why (metrics)."""
         FALLBACKS.labels(reason).inc()
         READS.labels("primary").inc()
 
     def _fallback(self, reason: str) -> bool:
-        FALLBACKS.labels(reason).inc()
-        READS.labels("primary").inc()
+        self.count_fallback(reason)
         return False
 
     async def serve(self, code: int, raw: bytes, route: ReadRoute, prepared_sql: str = "", num_params: int = 0) -> bool:

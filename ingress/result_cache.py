@@ -34,7 +34,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
-ENTRY_OVERHEAD = 200  # bytes an entry costs besides its answer and key (the dict slot, the objects)
+# bytes an entry costs besides its answer's bytes and its key's (the caller's ``key_bytes``): the answer's
+# object header, the entry, the ordered dictionary's slot and link; and per slot it depends on (the slot,
+# its version). Checked against tracemalloc: tests/unit/test_result_cache.py.
+ENTRY_OVERHEAD = 400
+SLOT_OVERHEAD = 80
 KEY_BUCKETS = 1 << 16  # key slots (bounded: a version each at most, whatever the number of keys written)
 Slots = tuple[Hashable, ...]
 
@@ -158,7 +162,7 @@ class ResultCache:
     def store(self, ticket: Ticket, answer: bytes) -> bool:
         """Keep ``answer`` unless a slot it depends on changed since ``ticket`` was taken, or it is too big."""
         valid = ticket.epoch == self._epoch and self._now(ticket.slots) == ticket.versions
-        size = len(answer) + ticket.key_bytes + ENTRY_OVERHEAD
+        size = len(answer) + ticket.key_bytes + ENTRY_OVERHEAD + SLOT_OVERHEAD * len(ticket.slots)
         keep = valid and size <= self.max_entry_bytes
         self._land(ticket, answer if valid else None)
         if not keep:

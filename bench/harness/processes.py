@@ -3,6 +3,7 @@ bench itself reacts to SIGTERM."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,14 @@ from .environment import REPO
 from .errors import BenchError
 
 PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+def rss(pid: int) -> int:
+    """The resident set size of process ``pid`` in bytes (0 when it is gone)."""
+    try:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())[1]) * 1024
+    except (OSError, TypeError):
+        return 0
 
 
 class Proc:

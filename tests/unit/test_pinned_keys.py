@@ -78,6 +78,7 @@ def test_read_keys(sql, keys):
     ("INSERT INTO t VALUES (5, 'a')", NONE),  # no column list: which is the key?
     ("INSERT INTO t (c) VALUES ('a')", NONE),  # the key from AUTO_INCREMENT
     ("INSERT INTO t (id, c) VALUES (5, 'a'), (NULL, 'b')", NONE),
+    ("INSERT INTO t (id, c) VALUES (5, 'a'), (0, 'b')", NONE),  # (0: AUTO_INCREMENT's next value)
     ("INSERT INTO t (id, c) VALUES (?, ?)", NONE),
     ("INSERT INTO t (id, c) SELECT id, c FROM u", NONE),
     ("INSERT INTO t SET id = 5, c = 'a'", NONE),

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dbmux.ingress.result_cache import ENTRY_OVERHEAD, ResultCache, read_slots, write_slots
+from dbmux.ingress.result_cache import ENTRY_OVERHEAD, SLOT_OVERHEAD, ResultCache, read_slots, write_slots
 
 TABLES = ("db.a", "db.b", "db.c")
 
@@ -109,7 +109,7 @@ def test_a_write_to_other_keys_leaves_a_pinned_entry():
 
 
 def test_bytes_are_bounded_and_the_least_recently_used_goes_first():
-    cache = ResultCache(10 * (100 + ENTRY_OVERHEAD + 1), max_entry_bytes=1000)
+    cache = ResultCache(10 * (100 + ENTRY_OVERHEAD + SLOT_OVERHEAD + 1), max_entry_bytes=1000)
     for i in range(10):
         cache.store(cache.begin(i, ("db.a",), 1), b"x" * 100)
     assert len(cache) == 10 and cache.bytes <= cache.max_bytes
@@ -213,3 +213,31 @@ def test_the_primary_gets_the_types_an_execute_answered_elsewhere_carried():
     assert with_types_for_primary(frame(later, 0), st) == frame(later, 0)  # the primary has them now
     st.raw_types = b"\xfe\x00"  # rebound with other types, answered elsewhere again
     assert bound_types(with_types_for_primary(frame(later, 0), st)[4:], 1) == b"\xfe\x00"
+
+
+@pytest.mark.parametrize("answer_bytes", [60, 4200])
+@pytest.mark.parametrize("pinned", [True, False])
+def test_the_accounted_bytes_cover_what_entries_hold(answer_bytes, pinned):
+    """cache_bytes bounds the process only if an entry's accounted size covers the Python memory it holds
+    (tracemalloc): its answer, key, slots, versions, the entry and the dictionary's slot."""
+    import tracemalloc
+
+    from dbmux.ingress.cache_session import key_size, qualified
+
+    n = 3000
+    tracemalloc.start()
+    try:
+        cache = ResultCache(1 << 40)
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            sql = f"SELECT c, pad FROM sbtest{i % 4} WHERE id = {i}"
+            key = ("sbuser", "sbtest", sql, "STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION", "SYSTEM", "utf8mb4",
+                   "utf8mb4", "utf8mb4_general_ci", "utf8mb4", 0x3FFFFF, 0)
+            table = qualified(f"sbtest{i % 4}", "sbtest")
+            slots = read_slots(table, frozenset({i})) if pinned else read_slots(table, None)
+            cache.store(cache.begin(key, slots, key_size(key)), bytes(answer_bytes))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == n
+    assert held <= cache.bytes, (held / n, cache.bytes / n)

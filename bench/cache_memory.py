@@ -36,9 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
-from harness.processes import Proc, rss, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, report_head, run_and_publish  # noqa: E402
+from harness.pipeline import config_head, dbmux_argv, env_without_dbmux  # noqa: E402
+from harness.processes import Proc, rss, stop_all, wait_mysql_greeting  # noqa: E402
+from harness.results import bench_main, command_line, report_head  # noqa: E402
 
 MIB = 1 << 20
 
@@ -61,8 +61,7 @@ def run(args) -> str:
     topic = f"dbmux.cmem{secrets.token_hex(4)}.txn"
     workdir = Path(tempfile.mkdtemp(prefix="dbmux-cmem-"))
     cfg = workdir / "cache.toml"
-    cfg.write_text(f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
-                   f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n')
+    cfg.write_text(config_head(env, topic))
     cache_bytes = args.cache_mib * MIB
     answer = args.answer_kib * 1024
     meta = run_meta()
@@ -158,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--factor", type=int, default=10)
     ap.add_argument("--answer-kib", type=int, default=4)
     ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--no-results", action="store_true")
-    args = ap.parse_args(argv)
-    sigterm_as_interrupt()
-    return run_and_publish(run, args)
+    return bench_main(ap, run, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 from harness.environment import free_port
 from harness.errors import BenchError
-from harness.pipeline import dbmux_argv, env_without_dbmux, start_replicator
+from harness.pipeline import config_head, dbmux_argv, env_without_dbmux, start_replicator
 from harness.processes import Proc, stop_all
 from self_verify_cost import start_producers, wait_published
 from sysbench_runner import Result, parse_sysbench, run_sysbench
@@ -32,10 +32,8 @@ PG_DB = "sbtest_cupg"
 
 
 def _config(path: Path, env: dict[str, str], topic: str, port: int, targets: str) -> None:
-    path.write_text(f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n\n[primary]\n'
-                    f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n'
-                    f'tls = "disabled"\n\n[ingress]\nlisten = "127.0.0.1:{port}"\ndurability = "async"\n\n'
-                    f'[replicator]\non_error = "halt"\n\n[shardmap]\nshards = ["a", "b"]\n'
+    path.write_text(config_head(env, topic) + f'tls = "disabled"\n\n[ingress]\nlisten = "127.0.0.1:{port}"\n'
+                    f'durability = "async"\n\n[replicator]\non_error = "halt"\n\n[shardmap]\nshards = ["a", "b"]\n'
                     f'default_rule = "primary_key"\n\n{targets}')
 
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
-from harness.pipeline import dbmux_argv, env_without_dbmux, start_replicator  # noqa: E402
-from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, report_head, run_and_publish  # noqa: E402
+from harness.pipeline import config_head, dbmux_argv, env_without_dbmux, start_replicator  # noqa: E402
+from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
+from harness.results import bench_main, command_line, report_head  # noqa: E402
 from harness.sql import mysql_rows  # noqa: E402
 from sysbench_runner import parse_sysbench, redact, run_sysbench, sysbench_options  # noqa: E402
 
@@ -72,9 +72,7 @@ def served(port: int) -> dict[str, float]:
 
 def write_config(path: Path, env: dict, topic: str, replicas: list[str]) -> None:
     body = "".join(f'[targets.{n}]\nurl = "{u}"\n' for n, u in zip(TARGETS, replicas, strict=True))
-    path.write_text(f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
-                    f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n'
-                    f'[replicator]\nbatch_linger_ms = 5\n{body}')
+    path.write_text(config_head(env, topic) + f'[replicator]\nbatch_linger_ms = 5\n{body}')
 
 
 def wait_copied(replicas, args, timeout_s: float = 600) -> None:
@@ -194,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     sysbench_options(ap, seconds=30)
     ap.add_argument("--write-rate", type=int, default=20, help="oltp_update_index transactions per second beside")
     ap.add_argument("--consistency", choices=("session", "causal", "bounded"), default="session")
-    ap.add_argument("--no-results", action="store_true")
-    args = ap.parse_args(argv)
-    sigterm_as_interrupt()
-    return run_and_publish(run, args)
+    return bench_main(ap, run, argv)
 
 
 if __name__ == "__main__":

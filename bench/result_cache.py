@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the read checker (tests/integration)
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.pipeline import dbmux_argv, env_without_dbmux  # noqa: E402
-from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
-from harness.results import command_line, report_head, run_and_publish  # noqa: E402
+from harness.pipeline import config_head, dbmux_argv, env_without_dbmux  # noqa: E402
+from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
+from harness.results import bench_main, command_line, report_head  # noqa: E402
 from ingress_sysbench import start_haproxy  # noqa: E402
 from sysbench_runner import (  # noqa: E402,E501
     Result,
@@ -71,8 +71,7 @@ def run(args) -> str:
     topic = f"dbmux.cache{secrets.token_hex(4)}.txn"
     workdir = Path(tempfile.mkdtemp(prefix="dbmux-cache-"))
     cfg = workdir / "cache.toml"
-    cfg.write_text(f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
-                   f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n')
+    cfg.write_text(config_head(env, topic))
     meta.update(run_meta())
     meta.update({"topic": topic, "cache": f"{args.cache_mib} MiB"})
     procs: list[Proc] = []
@@ -164,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-mib", type=int, default=256)
     ap.add_argument("--ps-mode", choices=("disable", "auto"), default="disable",
                     help="sysbench --db-ps-mode: disable = text protocol (default), auto = prepared statements")
-    ap.add_argument("--no-results", action="store_true")
-    args = ap.parse_args(argv)
-    sigterm_as_interrupt()
-    return run_and_publish(run, args)
+    return bench_main(ap, run, argv)
 
 
 if __name__ == "__main__":

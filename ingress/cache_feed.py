@@ -53,7 +53,7 @@ def event_slots(gate: CacheGate, ev: ChangeEvent) -> Slots | None:
         for st in ev.statements:
             cls = classify(st.sql)
             slots = gate.write_slots(PlannedStatement(st.sql, cls.kind, cls.tcl, False, cls=cls),
-                                     ev.db or (ev.session.db if ev.session else None))
+                                     ev.db or (ev.session.db if ev.session else None), st.params)
             if slots is None:
                 return None
             out.extend(slots)

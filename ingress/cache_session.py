@@ -18,7 +18,8 @@ session that would get the same bytes.
 
 **Invalidation** (:meth:`CacheGate.write_slots`), when a write is sent to the primary and again before
 the writer gets its OK. Per key (:mod:`ingress.pinned_keys`) where the table's primary key is one integer
-column and the statement's text pins its values (``WHERE id = 5``, ``id IN (...)``, an INSERT's VALUES):
+column and the statement pins its values (``WHERE id = 5``, ``id IN (...)``, an INSERT's VALUES; a
+prepared statement's ``?`` bound to an integer):
 an entry pinned to other keys stays; otherwise per table:
 
 =======================================  =========================================================
@@ -45,8 +46,9 @@ from __future__ import annotations
 import fnmatch
 import re
 import sys
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -145,9 +147,11 @@ class CacheGate:
         for a while after)."""
         self.own_connections.discard(connection_id)
 
-    def read_slots(self, sql: str, db: str | None) -> Slots | None:
+    def read_slots(self, sql: str, db: str | None,
+                   params: Callable[[], Sequence[Any] | None] | None = None) -> Slots | None:
         """What a cacheable read depends on (:func:`result_cache.read_slots` of its tables, qualified), or
-        None when it is not cacheable."""
+        None when it is not cacheable (``params``: a prepared statement's bound values, asked for only
+        when they may pin keys)."""
         route = judge_read(sql)
         if not route.replica:
             return None
@@ -161,12 +165,16 @@ class CacheGate:
                 return None
             if self.patterns != ("*",) and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
                 return None
-            keys = read_keys(sql, facts.int_pk) if len(route.tables) == 1 and facts.int_pk else None
+            keys = None
+            if len(route.tables) == 1 and facts.int_pk:
+                keys = read_keys(sql, facts.int_pk, params() if params is not None and "?" in sql else None)
             out.extend(read_slots(name, keys))
         return tuple(out)
 
-    def write_slots(self, stmt: PlannedStatement, db: str | None) -> Slots | None:
-        """What a statement sent to the primary invalidates: slots, () for nothing, None for everything."""
+    def write_slots(self, stmt: PlannedStatement, db: str | None,
+                    params: Sequence[Any] | None = None) -> Slots | None:
+        """What a statement sent to the primary invalidates: slots, () for nothing, None for everything
+        (``params``: a prepared statement's bound values)."""
         kind, cls = stmt.kind, stmt.cls
         if kind == "read":  # a stored function or DO may write (no "name(" in the text: no function call)
             if cls is not None and cls.verb == "DO":
@@ -185,7 +193,7 @@ class CacheGate:
                 return _ALL
             # (REPLACE and ON DUPLICATE KEY UPDATE may change the row of another unique key)
             plain = shape.verb in ("UPDATE", "DELETE") or (shape.verb == "INSERT" and not shape.on_duplicate)
-            keys = (write_keys(stmt.sql, shape, facts.int_pk)
+            keys = (write_keys(stmt.sql, shape, facts.int_pk, params)
                     if facts.int_pk and (plain or facts.unique_keys == 1) else None)
             out.extend(write_slots(name, keys))
             if shape.verb != "INSERT" or shape.on_duplicate:  # rows changed or deleted: foreign keys may cascade
@@ -240,15 +248,16 @@ class SessionCache:
         return (ctx.user, ctx.db, sql, types, values, ctx.sql_mode, ctx.time_zone, ctx.charset,
                 ctx.charset_connection, ctx.collation_connection, ctx.charset_results, ctx.client_caps, ctx.ext_caps)
 
-    def lookup(self, sql: str, key: tuple | None = None) -> tuple[bytes | None, Ticket | None, tuple | None]:
+    def lookup(self, sql: str, key: tuple | None = None, params: Callable[[], Sequence[Any] | None] | None = None,
+               ) -> tuple[bytes | None, Ticket | None, tuple | None]:
         """(answer, in-flight ticket to wait for, key for a miss); all None: not cacheable. ``key``: an
-        execution's (:meth:`execute_key`), else the text's."""
+        execution's (:meth:`execute_key`; ``params``: its bound values when asked for), else the text's."""
         cache = self.gate.cache
         if key is not None:
             answer = cache.get(key)
             if answer is not None:
                 return answer, None, None
-        slots = self.gate.read_slots(sql, self.ctx.db)
+        slots = self.gate.read_slots(sql, self.ctx.db, params)
         if slots is None:
             return None, None, None
         key = self.key(sql) if key is None else key
@@ -264,20 +273,20 @@ class SessionCache:
     def begin(self, key: tuple) -> Ticket:
         return self.gate.cache.begin(key[:-1], key[-1], key_size(key[:-1]))
 
-    def on_dispatch(self, plan: QueryPlan | None) -> None:
+    def on_dispatch(self, plan: QueryPlan | None, params: Sequence[Any] | None = None) -> None:
         """Statements sent to the primary: their writes invalidate now (an error may have written part)."""
         if plan is None:
             return
         for stmt in plan.statements:
-            slots = self.gate.write_slots(stmt, self.ctx.db)
+            slots = self.gate.write_slots(stmt, self.ctx.db, params)
             if slots is _ALL or slots:
                 self.gate.invalidate(slots)
                 if self.written is not None:
                     self.written = None if slots is _ALL else self.written | set(slots)
 
-    def on_ok(self, stmt: PlannedStatement, status_flags: int) -> None:
+    def on_ok(self, stmt: PlannedStatement, status_flags: int, params: Sequence[Any] | None = None) -> None:
         """A statement's OK, before it goes to the client: its writes again, and a transaction's at its end."""
-        slots = self.gate.write_slots(stmt, self.ctx.db)
+        slots = self.gate.write_slots(stmt, self.ctx.db, params)
         if slots is _ALL or slots:
             self.gate.invalidate(slots)
         if not status_flags & c.SERVER_STATUS_IN_TRANS and self.written != set():

@@ -13,6 +13,7 @@ whose primary key is one integer column: a write to row 7 then leaves the cached
   statements may use these -- triggers, other unique keys, cascades -- is the caller's:
   :meth:`CacheGate.write_slots`.)
 
+A prepared statement's ``?`` counts as the integer it is bound to (an integer value, not a string).
 Anything else pins nothing (``None``): the statement then counts for its whole table. The walk is on
 :func:`dbmux.core.sqllex.scan` tokens at parenthesis depth 0. A conjunct is only trusted between two
 ``AND``\\ s of the top level, so words that bind looser than ``AND`` or hold an ``AND`` of their own without
@@ -22,6 +23,9 @@ without backslash escapes (the session's ``NO_BACKSLASH_ESCAPES`` is not asked).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from dbmux.core.sqllex import LexError, Token, scan_with_markers
 from dbmux.ingress.write_shape import WriteShape
@@ -37,14 +41,22 @@ _WRITE_ENDS = frozenset({"ORDER", "LIMIT", "RETURNING"})
 _NOT_SINGLE = frozenset({"UNION", "INTERSECT", "EXCEPT", "JOIN", "STRAIGHT_JOIN", "NATURAL", "USING", "ON"})
 
 
-def _lex(sql: str) -> list[Token] | None:
+def _lex(sql: str, params: Sequence[Any] | None = None) -> list[Token] | None:
+    """``sql``'s tokens; a ``?`` bound to an integer (``params``: a prepared statement's values, in order)
+    becomes a token of type ``int``."""
     try:
         tokens, markers = scan_with_markers(sql)
         if "\\" in sql and scan_with_markers(sql, False)[0] != tokens:
             return None
     except LexError:
         return None
-    return None if markers else tokens
+    if markers:
+        return None
+    if params:
+        bound = iter(params)
+        tokens = [Token("int", str(v), t.start, t.end) if t.type == "param" and type(v := next(bound, None)) is int
+                  else t for t in tokens]
+    return tokens
 
 
 def _integer(tokens: list[Token], i: int, j: int) -> int | None:
@@ -55,6 +67,8 @@ def _integer(tokens: list[Token], i: int, j: int) -> int | None:
     else:
         sign = 1
     if j - i == 1 and tokens[i].type == "number" and tokens[i].text.isascii() and tokens[i].text.isdigit():
+        return sign * int(tokens[i].text)
+    if j - i == 1 and tokens[i].type == "int":  # (a bound parameter: see _lex)
         return sign * int(tokens[i].text)
     return None
 
@@ -131,9 +145,10 @@ def _clause(tokens: list[Token], start: int, ends: frozenset[str]) -> tuple[int,
     return None if where is None else (where, len(tokens))
 
 
-def read_keys(sql: str, pk: str) -> Keys | None:
-    """The keys (values of the integer primary key column ``pk``, lower case) a SELECT reads, or None."""
-    tokens = _lex(sql)
+def read_keys(sql: str, pk: str, params: Sequence[Any] | None = None) -> Keys | None:
+    """The keys (values of the integer primary key column ``pk``, lower case) a SELECT reads, or None
+    (``params``: a prepared statement's bound values)."""
+    tokens = _lex(sql, params)
     if not tokens or tokens[0].type != "word" or tokens[0].upper != "SELECT":
         return None
     depth, frm = 0, None
@@ -160,11 +175,12 @@ def _plain_table(tokens: list[Token], i: int, j: int) -> bool:
         not any(t.text in (",", "(") for t in tokens[i:j])
 
 
-def write_keys(sql: str, shape: WriteShape, pk: str) -> Keys | None:
-    """The keys (of integer primary key column ``pk``, lower case) a single-table write writes, or None."""
+def write_keys(sql: str, shape: WriteShape, pk: str, params: Sequence[Any] | None = None) -> Keys | None:
+    """The keys (of integer primary key column ``pk``, lower case) a single-table write writes, or None
+    (``params``: a prepared statement's bound values)."""
     if shape.multi_table or len(shape.tables) != 1:
         return None
-    tokens = _lex(sql)
+    tokens = _lex(sql, params)
     if not tokens:
         return None
     if shape.verb in ("UPDATE", "DELETE"):

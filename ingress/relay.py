@@ -309,7 +309,7 @@ class CommandRelay(ReadPaths):
         upstream = self.upstream
         self.safety.on_dispatch(plan, self.ctx.db)
         if self.cache is not None:
-            self.cache.on_dispatch(plan)
+            self.cache.on_dispatch(plan, params)
         if code == c.COM_STMT_EXECUTE and self.rules is not None and len(raw) == int.from_bytes(raw[:3], "little") + 4:
             st = self.prepared.get(int.from_bytes(raw[5:9], "little"))
             if st is not None:  # (earlier executes may have been answered elsewhere)
@@ -490,7 +490,7 @@ class CommandRelay(ReadPaths):
         elif kind is EofPacket and stmt.kind != "read":  # a write answered with rows (RETURNING)
             assert isinstance(result, EofPacket)
             if self.cache is not None:
-                self.cache.on_ok(stmt, result.status_flags)
+                self.cache.on_ok(stmt, result.status_flags, relay.params)
             self.capture.on_success(self._outcome(stmt, result.status_flags, 0, None, relay.params, rows=True,
                                                   reports_state=False))  # (no GTID: never a commit)
         return None
@@ -508,7 +508,7 @@ class CommandRelay(ReadPaths):
             log.debug("%s: ok gtid=%s flags=0x%x kind=%s tcl=%s sql=%.60s", self.tag, ok.gtid, ok.status_flags,
                       stmt.kind, stmt.tcl, redact_text(stmt.sql[:200]))
         if self.cache is not None:  # (before the writer sees its OK)
-            self.cache.on_ok(stmt, ok.status_flags)
+            self.cache.on_ok(stmt, ok.status_flags, params)
         rows = ok.header == c.EOF_HEADER  # the OK that ends a result set (CLIENT_DEPRECATE_EOF)
         commit = self.capture.on_success(self._outcome(stmt, ok.status_flags, ok.last_insert_id, ok.gtid, params,
                                                        rows=rows))

@@ -20,7 +20,7 @@ from dbmux.ingress.protocol.state import ConnectionStateMachine
 from dbmux.ingress.read_rules import ReadRoute
 from dbmux.ingress.read_session import SessionReads, SessionRules, starts_read_only
 from dbmux.ingress.result_cache import Ticket
-from dbmux.ingress.statements import PreparedStatements, QueryPlan, bound_values
+from dbmux.ingress.statements import PreparedStatements, QueryPlan, bound_values, execute_values
 from dbmux.ingress.wire import PacketStream
 
 
@@ -81,7 +81,8 @@ class ReadPaths:
                 or (self.reads is not None and self.reads.txn is not None)):
             return False
         key = cache.execute_key(st.sql, st.raw_types, bound_values(payload, st.num_params))
-        answer, flight, key_or_none = cache.lookup(st.sql, key)
+        answer, flight, key_or_none = cache.lookup(st.sql, key, lambda: execute_values(payload, st,
+                                                                                      self.ctx.upstream_caps))
         return self._lookup_result(answer, flight, key_or_none,
                                    lambda: self._forward(cmd, cmd.raw, c.COM_STMT_EXECUTE, plan, params))
 

@@ -208,6 +208,23 @@ def with_types_for_primary(raw: bytes, st: _Prepared) -> bytes:
     return frame(raw[4:flag_at] + b"\x01" + st.raw_types + raw[flag_at + 1:], 0)
 
 
+def execute_values(payload: bytes, st: _Prepared, caps: int) -> tuple | None:
+    """A COM_STMT_EXECUTE's parameter values, decoded (with the statement's last bound types when this one
+    binds none; None when they are not known or do not decode)."""
+    n = st.num_params
+    flag_at = 10 + (n + 7) // 8
+    if not n or len(payload) <= flag_at:
+        return None
+    if payload[flag_at] != 1:
+        if st.raw_types is None:
+            return None
+        payload = payload[:flag_at] + b"\x01" + st.raw_types + payload[flag_at + 1:]
+    try:
+        return ComStmtExecute.parse(payload, n, None, caps, {}).param_values
+    except Exception:  # noqa: BLE001 - a malformed execute: the primary answers it; nothing is pinned
+        return None
+
+
 def bound_values(payload: bytes, num_params: int) -> bytes:
     """A COM_STMT_EXECUTE's NULL bitmap and parameter values (its types and flags left out)."""
     if not num_params:

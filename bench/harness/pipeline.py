@@ -29,6 +29,13 @@ def ingress_env(port: int, topic: str, durability: str = "config",
     return env
 
 
+def config_head(env: dict[str, str], topic: str) -> str:
+    """The ``[kafka]`` and ``[primary]`` sections of a bench's pipeline config: the local stack's Kafka and
+    primary (``env``: :func:`harness.environment.stack_env`), the bench's own ``topic``."""
+    return (f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
+            f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n')
+
+
 def dbmux_argv(*args: str) -> list[str]:
     """``python -m dbmux.cli -v <args>`` with the venv's interpreter."""
     return [PY, "-m", "dbmux.cli", "-v", *args]

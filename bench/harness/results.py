@@ -107,3 +107,14 @@ def run_and_publish(run, args) -> int:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     return publish_report(report, no_results=args.no_results)
+
+
+def bench_main(ap, run, argv: list[str] | None) -> int:
+    """A bench's ``main``: its options (``ap``) plus ``--no-results``, a clean stop on SIGTERM, then
+    :func:`run_and_publish`."""
+    from .processes import sigterm_as_interrupt
+
+    ap.add_argument("--no-results", action="store_true", help="print the report; do not append it to RESULTS.md")
+    args = ap.parse_args(argv)
+    sigterm_as_interrupt()
+    return run_and_publish(run, args)

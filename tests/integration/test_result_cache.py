@@ -176,3 +176,49 @@ def test_writes_invalidate_their_keys_and_follow_foreign_key_cascades(stack, tmp
     finally:
         stop_ingress(ing)
         stop_processes([binlog])
+
+
+def test_prepared_writes_and_reads_pin_keys_by_their_bound_values(stack, tmp_path):
+    """mysql-connector's server-side prepared statements: `id = ?` bound to an integer pins that key on
+    both sides -- an UPDATE of row 2 leaves row 1's cached answer a hit, an UPDATE of row 1 is read next."""
+    import mysql.connector
+
+    ing, binlog, metrics = _caching_ingress(stack, tmp_path)
+    try:
+        via = ing.dsn(stack.primary)
+        db = f"rc_{uuid.uuid4().hex[:8]}"
+        admin = connect(via)
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT NOT NULL)")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, 0), (2, 0)")
+        admin.close()
+        conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
+                                       database=db, autocommit=True)
+        cur = conn.cursor(prepared=True)
+
+        def value(key: int) -> int:
+            cur.execute("SELECT v FROM t WHERE id = %s", (key,))
+            return cur.fetchall()[0][0]
+
+        def bump(key: int) -> None:
+            cur.execute("UPDATE t SET v = v + 1 WHERE id = %s", (key,))
+
+        def hits() -> float:
+            return _metric(metrics, "dbmux_ingress_cache_lookups_total", 'result="hit"')
+
+        deadline = time.monotonic() + 30  # (until the schema facts know t's key: its DDL asked for a reload)
+        while True:
+            value(1)
+            bump(2)
+            before = hits()
+            assert value(1) == 0
+            if hits() > before:
+                break
+            assert time.monotonic() < deadline, "a prepared UPDATE of row 2 keeps invalidating row 1's entry"
+        bump(1)
+        assert value(1) == 1 and value(1) == 1
+        conn.close()
+    finally:
+        stop_ingress(ing)
+        stop_processes([binlog])

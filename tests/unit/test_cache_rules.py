@@ -160,3 +160,18 @@ def test_what_the_topic_invalidates(event, invalidates):
     gate.own_connections.add(5)
     got = event_slots(gate, event)
     assert (got if got is None else set(got)) == invalidates
+
+
+def test_bound_values_pin_keys_for_prepared_writes_and_reads():
+    gate = _gate()
+    stmt = plan_query("UPDATE orders SET n = ? WHERE id = ?", time_zone="+00:00").statements[0]
+    assert set(gate.write_slots(stmt, "shop", (7, 2))) == _wkeys("shop.orders", 2) | CASCADE
+    assert set(gate.write_slots(stmt, "shop", (7, "2"))) == _wide("shop.orders") | CASCADE  # (a string)
+    assert set(gate.write_slots(stmt, "shop")) == _wide("shop.orders") | CASCADE
+    assert gate.read_slots("SELECT * FROM orders WHERE id = ?", "shop", lambda: (3,)) == _keys("shop.orders", 3)
+    asked = []
+    assert gate.read_slots("SELECT * FROM orders WHERE id = 3", "shop", lambda: asked.append(1)) == \
+        _keys("shop.orders", 3) and not asked  # (values decoded only for a statement with a ?)
+    event = _event("ingress", statements=[Statement("INSERT INTO orders (id) VALUES (?)", params=(9,))],
+                   connection_id=77)
+    assert set(event_slots(gate, event)) == _wkeys("shop.orders", 9)

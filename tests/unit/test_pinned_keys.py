@@ -88,3 +88,34 @@ def test_write_keys(sql, keys):
     assert shape is not None, sql
     got = write_keys(sql, shape, "id")
     assert (got if got is None else set(got)) == keys
+
+
+@pytest.mark.parametrize(("sql", "params", "keys"), [
+    ("SELECT c FROM t WHERE id = ?", (5,), {5}),
+    ("SELECT c FROM t WHERE k = ? AND id IN (?, ?)", ("x", 5, 6), {5, 6}),  # (the ?s in order)
+    ("SELECT c FROM t WHERE id = - ?", (5,), {-5}),
+    ("SELECT c FROM t WHERE id = ?", ("5",), NONE),  # a string: '5abc' = 5 too
+    ("SELECT c FROM t WHERE id = ?", (5.0,), NONE),
+    ("SELECT c FROM t WHERE id = ?", (True,), NONE),
+    ("SELECT c FROM t WHERE id = ?", (None,), NONE),
+    ("SELECT c FROM t WHERE id = ?", (), NONE),
+    ("SELECT c FROM t WHERE k = ? OR id = ?", (1, 5), NONE),
+])
+def test_read_keys_bound(sql, params, keys):
+    got = read_keys(sql, "id", params)
+    assert (got if got is None else set(got)) == keys
+
+
+@pytest.mark.parametrize(("sql", "params", "keys"), [
+    ("UPDATE sbtest1 SET k=k+1 WHERE id=?", (5,), {5}),
+    ("UPDATE t SET c=? WHERE id=?", ("x", 7), {7}),
+    ("DELETE FROM t WHERE id=?", (5,), {5}),
+    ("INSERT INTO t (id, k, c) VALUES (?, ?, ?)", (5, 1, "c"), {5}),
+    ("INSERT INTO t (id, k, c) VALUES (?, ?, ?)", (0, 1, "c"), NONE),  # (AUTO_INCREMENT's next)
+    ("INSERT INTO t (id, c) VALUES (?, ?)", ("5", "c"), NONE),
+])
+def test_write_keys_bound(sql, params, keys):
+    shape = classify(sql).shape
+    assert shape is not None, sql
+    got = write_keys(sql, shape, "id", params)
+    assert (got if got is None else set(got)) == keys

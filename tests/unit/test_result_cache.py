@@ -241,3 +241,19 @@ def test_the_accounted_bytes_cover_what_entries_hold(answer_bytes, pinned):
         tracemalloc.stop()
     assert len(cache) == n
     assert held <= cache.bytes, (held / n, cache.bytes / n)
+
+
+def test_an_executions_values_decoded_for_its_keys():
+    """A prepared read's bound values, decoded to pin keys: with the types it binds, or the statement's
+    last ones when it binds none; None when no types are known."""
+    from dbmux.ingress.statements import PlannedStatement, QueryPlan, _Prepared, bound_types, execute_values
+
+    sql = "SELECT c FROM t WHERE k = ? AND id = ?"
+    st = _Prepared(sql, 2, QueryPlan((PlannedStatement(sql, "read", None, False),)))
+    values = b"\x01x" + (5).to_bytes(8, "little")  # a one-byte string 'x', then the BIGINT 5
+    first = _execute(3, 2, types=b"\xfe\x00\x08\x00", values=values)
+    later = _execute(3, 2, types=None, values=values)
+    assert execute_values(later, st, 0) is None  # (no types known yet)
+    assert execute_values(first, st, 0) == (b"x", 5)
+    st.raw_types = bound_types(first, 2)
+    assert execute_values(later, st, 0) == execute_values(first, st, 0)

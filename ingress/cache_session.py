@@ -55,7 +55,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dbmux.core.config import IngressConfig
-from dbmux.ingress.classify import LexError, scan
+from dbmux.ingress.classify import LexError, lexed
 from dbmux.ingress.context import ConnectionContext
 from dbmux.ingress.pinned_keys import read_keys, write_keys
 from dbmux.ingress.protocol import constants as c
@@ -112,7 +112,7 @@ _CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 def _volatile(sql: str) -> bool:
     """Does ``sql`` call a function in VOLATILE (or not lex)?"""
     try:
-        return any(t.type == "word" and t.upper in VOLATILE for t in scan(sql))
+        return any(t.type == "word" and t.upper in VOLATILE for t in lexed(sql)[0])
     except LexError:
         return True
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dbmux.core.sqllex import LexError, Token, scan_with_markers
+from dbmux.ingress.classify import lexed
 from dbmux.ingress.write_shape import WriteShape
 
 __all__ = ["read_keys", "write_keys"]
@@ -45,18 +46,16 @@ def _lex(sql: str, params: Sequence[Any] | None = None) -> list[Token] | None:
     """``sql``'s tokens; a ``?`` bound to an integer (``params``: a prepared statement's values, in order)
     becomes a token of type ``int``."""
     try:
-        tokens, markers = scan_with_markers(sql)
-        if "\\" in sql and scan_with_markers(sql, False)[0] != tokens:
+        lexed_tokens, markers, _ = lexed(sql)  # (the texts just classified: lexed once for all of them)
+        if markers or ("\\" in sql and tuple(scan_with_markers(sql, False)[0]) != lexed_tokens):
             return None
     except LexError:
         return None
-    if markers:
-        return None
     if params:
         bound = iter(params)
-        tokens = [Token("int", str(v), t.start, t.end) if t.type == "param" and type(v := next(bound, None)) is int
-                  else t for t in tokens]
-    return tokens
+        return [Token("int", str(v), t.start, t.end) if t.type == "param" and type(v := next(bound, None)) is int
+                else t for t in lexed_tokens]
+    return list(lexed_tokens)
 
 
 def _integer(tokens: list[Token], i: int, j: int) -> int | None:

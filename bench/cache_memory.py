@@ -27,7 +27,6 @@ import argparse
 import re
 import secrets
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -36,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.pipeline import config_head, dbmux_argv, env_without_dbmux  # noqa: E402
+from harness.pipeline import bench_pipeline, dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, rss, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import bench_main, command_line, report_head  # noqa: E402
 
@@ -58,10 +57,7 @@ def run(args) -> str:
     from dbmux.core.dsn import Dsn
 
     primary = Dsn.parse(env["DBMUX_PRIMARY_URL"])
-    topic = f"dbmux.cmem{secrets.token_hex(4)}.txn"
-    workdir = Path(tempfile.mkdtemp(prefix="dbmux-cmem-"))
-    cfg = workdir / "cache.toml"
-    cfg.write_text(config_head(env, topic))
+    topic, workdir, cfg = bench_pipeline(env, "cmem")
     cache_bytes = args.cache_mib * MIB
     answer = args.answer_kib * 1024
     meta = run_meta()

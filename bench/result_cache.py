@@ -28,7 +28,6 @@ import argparse
 import re
 import secrets
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the read checker (tests/integration)
 
 from harness.environment import free_port, run_meta, stack_env  # noqa: E402
-from harness.pipeline import config_head, dbmux_argv, env_without_dbmux  # noqa: E402
+from harness.pipeline import bench_pipeline, dbmux_argv, env_without_dbmux  # noqa: E402
 from harness.processes import Proc, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import bench_main, command_line, report_head  # noqa: E402
 from ingress_sysbench import start_haproxy  # noqa: E402
@@ -68,10 +67,7 @@ def run(args) -> str:
     meta = check_tools()
     env = stack_env()
     primary = Dsn.parse(env["DBMUX_PRIMARY_URL"])
-    topic = f"dbmux.cache{secrets.token_hex(4)}.txn"
-    workdir = Path(tempfile.mkdtemp(prefix="dbmux-cache-"))
-    cfg = workdir / "cache.toml"
-    cfg.write_text(config_head(env, topic))
+    topic, workdir, cfg = bench_pipeline(env, "cache")
     meta.update(run_meta())
     meta.update({"topic": topic, "cache": f"{args.cache_mib} MiB"})
     procs: list[Proc] = []

@@ -47,7 +47,6 @@ import fnmatch
 import re
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from functools import lru_cache
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -55,6 +54,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dbmux.core.config import IngressConfig
+from dbmux.core.digests import DigestCache
 from dbmux.ingress.classify import LexError, lexed
 from dbmux.ingress.context import ConnectionContext
 from dbmux.ingress.pinned_keys import read_keys, write_keys
@@ -108,13 +108,17 @@ _SETTINGS = 8  # a key's last parts: the session settings (SessionCache.key)
 _CALL = re.compile(r"[\w`]\s*\(")  # something that may be a function call
 
 
-@lru_cache(maxsize=4096)
+_VOLATILE_SHAPES: DigestCache[bool] = DigestCache("cache_volatile", 4096)
+
+
 def _volatile(sql: str) -> bool:
-    """Does ``sql`` call a function in VOLATILE (or not lex)?"""
+    """Does ``sql`` call a function in VOLATILE (or not lex)? Function names are part of a statement's shape:
+    the answer is kept per shape, not per text (a text per distinct literal would fill memory)."""
     try:
-        return any(t.type == "word" and t.upper in VOLATILE for t in lexed(sql)[0])
+        tokens, _, shape = lexed(sql)
     except LexError:
         return True
+    return _VOLATILE_SHAPES.get(shape, lambda: any(t.type == "word" and t.upper in VOLATILE for t in tokens))
 
 
 def key_size(key: tuple) -> int:

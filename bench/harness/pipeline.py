@@ -4,7 +4,9 @@ starting ``dbmux ingress`` / ``dbmux replicate`` as background processes."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
+import tempfile
 from pathlib import Path
 
 from .processes import PY, Proc
@@ -34,6 +36,16 @@ def config_head(env: dict[str, str], topic: str) -> str:
     primary (``env``: :func:`harness.environment.stack_env`), the bench's own ``topic``."""
     return (f'[kafka]\nbootstrap = "{env["DBMUX_KAFKA"]}"\ntopic = "{topic}"\n[primary]\n'
             f'url = "{env["DBMUX_PRIMARY_URL"]}"\nbinlog_url = "{env["DBMUX_PRIMARY_BINLOG_URL"]}"\n')
+
+
+def bench_pipeline(env: dict[str, str], name: str) -> tuple[str, Path, Path]:
+    """A bench's own topic, a fresh work directory and a pipeline config there (:func:`config_head`):
+    (topic, workdir, config path)."""
+    topic = f"dbmux.{name}{secrets.token_hex(4)}.txn"
+    workdir = Path(tempfile.mkdtemp(prefix=f"dbmux-{name}-"))
+    cfg = workdir / f"{name}.toml"
+    cfg.write_text(config_head(env, topic))
+    return topic, workdir, cfg
 
 
 def dbmux_argv(*args: str) -> list[str]:

@@ -31,6 +31,23 @@ def _caching_ingress(stack, tmp_path, **env):
     return ing, binlog, metrics
 
 
+def _table_and_prepared_session(via, columns: str, rows: str):
+    """A new database with a table ``t`` (``columns``, ``rows``) made through the ingress: (its name, the
+    PyMySQL connection that made it, a mysql-connector connection on it for server-side prepared
+    statements)."""
+    import mysql.connector
+
+    db = f"rc_{uuid.uuid4().hex[:8]}"
+    admin = connect(via)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t ({columns})")
+        cur.execute(f"INSERT INTO {db}.t VALUES {rows}")
+    conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
+                                   database=db, autocommit=True)
+    return db, admin, conn
+
+
 def test_no_read_through_the_cache_misses_an_acknowledged_write(stack, tmp_path):
     ing, binlog, metrics = _caching_ingress(stack, tmp_path)
     try:
@@ -87,19 +104,10 @@ def test_prepared_reads_are_cached_by_their_parameters_and_invalidated(stack, tm
     """mysql-connector's server-side prepared statements: an execution with the same parameters is a hit
     (types sent with the first execute only), other parameters are another entry, and an INSERT through the
     ingress is seen by the next execution."""
-    import mysql.connector
-
     ing, binlog, metrics = _caching_ingress(stack, tmp_path)
     try:
-        via = ing.dsn(stack.primary)
-        db = f"rc_{uuid.uuid4().hex[:8]}"
-        admin = connect(via)
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, g INT NOT NULL)")
-            cur.execute(f"INSERT INTO {db}.t VALUES (1, 1), (2, 1), (3, 2)")
-        conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
-                                       database=db, autocommit=True)
+        db, admin, conn = _table_and_prepared_session(ing.dsn(stack.primary), "id INT PRIMARY KEY, g INT NOT NULL",
+                                                      "(1, 1), (2, 1), (3, 2)")
         cur = conn.cursor(prepared=True)
         query = "SELECT COUNT(*) FROM t WHERE g = %s"
 
@@ -181,20 +189,11 @@ def test_writes_invalidate_their_keys_and_follow_foreign_key_cascades(stack, tmp
 def test_prepared_writes_and_reads_pin_keys_by_their_bound_values(stack, tmp_path):
     """mysql-connector's server-side prepared statements: `id = ?` bound to an integer pins that key on
     both sides -- an UPDATE of row 2 leaves row 1's cached answer a hit, an UPDATE of row 1 is read next."""
-    import mysql.connector
-
     ing, binlog, metrics = _caching_ingress(stack, tmp_path)
     try:
-        via = ing.dsn(stack.primary)
-        db = f"rc_{uuid.uuid4().hex[:8]}"
-        admin = connect(via)
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT NOT NULL)")
-            cur.execute(f"INSERT INTO {db}.t VALUES (1, 0), (2, 0)")
+        _, admin, conn = _table_and_prepared_session(ing.dsn(stack.primary), "id INT PRIMARY KEY, v INT NOT NULL",
+                                                     "(1, 0), (2, 0)")
         admin.close()
-        conn = mysql.connector.connect(host=via.host, port=via.port, user=via.user, password=via.password,
-                                       database=db, autocommit=True)
         cur = conn.cursor(prepared=True)
 
         def value(key: int) -> int:

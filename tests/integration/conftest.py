@@ -101,35 +101,47 @@ class IngressProc:
 
 def start_ingress(stack: StackEnv, tmp_dir: Path, config: Path | None = None, **overrides: str) -> IngressProc:
     """Start the real ``dbmux ingress`` on a free port with its own topic (``config``: a pipeline config
-    instead of the stack's); wait until it accepts."""
-    import socket
-    import time
+    instead of the stack's); wait until it greets. A port another socket took between :func:`free_port` and
+    the ingress's bind (an outgoing connection may get it as its local port) is given up for another one."""
     import uuid
 
-    listen = overrides.get("DBMUX_INGRESS_LISTEN")
-    port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
     topic = overrides.get("DBMUX_KAFKA_TOPIC") or f"dbmux.test{uuid.uuid4().hex[:10]}.txn"
-    env = dict(os.environ)
-    env.update({"DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", "DBMUX_KAFKA_TOPIC": topic,
-                "DBMUX_KAFKA_BOOTSTRAP": stack.kafka, "DBMUX_PRIMARY_URL": stack.primary.url()})
-    env.update(overrides)
-    log_path = tmp_dir / f"ingress-{port}-{uuid.uuid4().hex[:6]}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c", str(config or stack.config)],
-                            cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    for _ in range(3):
+        listen = overrides.get("DBMUX_INGRESS_LISTEN")
+        port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
+        env = dict(os.environ)
+        env.update({"DBMUX_INGRESS_LISTEN": f"127.0.0.1:{port}", "DBMUX_KAFKA_TOPIC": topic,
+                    "DBMUX_KAFKA_BOOTSTRAP": stack.kafka, "DBMUX_PRIMARY_URL": stack.primary.url()})
+        env.update(overrides)
+        log_path = tmp_dir / f"ingress-{port}-{uuid.uuid4().hex[:6]}.log"
+        proc = subprocess.Popen([sys.executable, "-m", "dbmux.cli", "-v", "ingress", "-c",
+                                 str(config or stack.config)],
+                                cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        if _greets(proc, port, log_path):
+            return IngressProc("127.0.0.1", port, topic, proc, log_path, env)
+        if listen or "address already in use" not in log_path.read_text().lower():
+            raise AssertionError(f"ingress exited {proc.returncode}:\n{log_path.read_text()}")
+    raise AssertionError(f"ingress could not bind a free port three times:\n{log_path.read_text()}")
+
+
+def _greets(proc: subprocess.Popen, port: int, log_path: Path) -> bool:
+    """Wait until the ingress on ``port`` sends its greeting (True) or exits (False)."""
+    import socket
+    import time
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"ingress exited {proc.returncode}:\n{log_path.read_text()}")
+            return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.recv(1)  # the relayed greeting arrives only when the ingress is fully up
-                break
+                if sock.recv(1):  # the relayed greeting arrives only when the ingress is fully up
+                    return True
         except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise AssertionError(f"ingress did not listen within 60s:\n{log_path.read_text()}")
-    return IngressProc("127.0.0.1", port, topic, proc, log_path, env)
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"ingress did not listen within 60s:\n{log_path.read_text()}")
 
 
 def stop_ingress(ing: IngressProc) -> None:

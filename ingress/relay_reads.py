@@ -43,12 +43,27 @@ class ReadPaths:
                  params: tuple[Any, ...] | None = None) -> None: ...  # pragma: no cover
 
     # ---- the result cache (ingress.cache_session) ------------------------------------------------------
+    def _may_cache(self, cmd: Packet) -> bool:
+        """A command of one frame in a session whose state lets a cached answer stand for the primary's
+        (``ingress.read_session.SessionRules``; not inside a read-only transaction on a replica)."""
+        rules = self.rules
+        assert rules is not None
+        return (len(cmd.raw) == len(cmd.payload) + 4 and not rules.reason()
+                and (self.reads is None or self.reads.txn is None))
+
+    def _plain_execute(self, cmd: Packet, long_data: bool) -> bool:
+        """A COM_STMT_EXECUTE the cache or a replica may answer: one frame, no cursor, no long data, no query
+        attributes."""
+        payload = cmd.payload
+        return not (long_data or len(payload) < 10 or payload[5] & 0x07
+                    or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES or len(cmd.raw) != len(payload) + 4)
+
     def _cache_hit(self, cmd: Packet, sql: str) -> bool:
         """A hit by the statement's exact text, before it is planned (only cacheable reads are ever stored
         under a key, and the key holds all that decides the answer's bytes): answered, True."""
-        cache, rules = self.cache, self.rules
-        assert cache is not None and rules is not None
-        if len(cmd.raw) != len(cmd.payload) + 4 or rules.reason() or (self.reads is not None and self.reads.txn):
+        cache = self.cache
+        assert cache is not None
+        if not self._may_cache(cmd):
             return False
         answer = cache.hit(sql)
         if answer is None:
@@ -60,10 +75,9 @@ class ReadPaths:
     def _cached(self, cmd: Packet, plan: QueryPlan) -> bool:
         """Answer a cacheable read from the cache (True), or wait for the same read in flight (True), or
         let it go on as a miss whose answer is kept (False)."""
-        cache, rules = self.cache, self.rules
-        assert cache is not None and rules is not None
-        if (len(plan.statements) != 1 or plan.statements[0].kind != "read" or len(cmd.raw) != len(cmd.payload) + 4
-                or rules.reason() or (self.reads is not None and self.reads.txn is not None)):
+        cache = self.cache
+        assert cache is not None
+        if len(plan.statements) != 1 or plan.statements[0].kind != "read" or not self._may_cache(cmd):
             return False
         answer, flight, key = cache.lookup(plan.statements[0].sql)
         return self._lookup_result(answer, flight, key, lambda: self._query(cmd))
@@ -72,13 +86,11 @@ class ReadPaths:
                         params: tuple[Any, ...] | None) -> bool:
         """As :meth:`_cached`, for a COM_STMT_EXECUTE of a prepared read (not one that opens a cursor, has
         long data or query attributes)."""
-        cache, rules, payload = self.cache, self.rules, cmd.payload
-        assert cache is not None and rules is not None
+        cache, payload = self.cache, cmd.payload
+        assert cache is not None
         st = self.prepared.get(int.from_bytes(payload[1:5], "little"))
-        if (st is None or plan is None or plan.statements[0].kind != "read" or long_data or len(payload) < 10
-                or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
-                or len(cmd.raw) != len(payload) + 4 or (st.num_params and st.raw_types is None) or rules.reason()
-                or (self.reads is not None and self.reads.txn is not None)):
+        if (st is None or plan is None or plan.statements[0].kind != "read" or not self._plain_execute(cmd, long_data)
+                or (st.num_params and st.raw_types is None) or not self._may_cache(cmd)):
             return False
         key = cache.execute_key(st.sql, st.raw_types, bound_values(payload, st.num_params))
         answer, flight, key_or_none = cache.lookup(st.sql, key, lambda: execute_values(payload, st,
@@ -177,8 +189,7 @@ class ReadPaths:
             return False
         if plan.statements[0].kind != "read":
             return False
-        if (long_data or len(payload) < 10 or payload[5] & 0x07 or self.ctx.upstream_caps & c.CLIENT_QUERY_ATTRIBUTES
-                or len(cmd.raw) != len(payload) + 4):
+        if not self._plain_execute(cmd, long_data):
             reads.count_fallback("prepared")
             return False
         route = reads.route(st.sql)

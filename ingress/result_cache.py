@@ -43,18 +43,22 @@ KEY_BUCKETS = 1 << 16  # key slots (bounded: a version each at most, whatever th
 Slots = tuple[Hashable, ...]
 
 
+def _key_slots(table: str, keys: frozenset[int]) -> Slots:
+    return tuple({hash((table, k)) & (KEY_BUCKETS - 1) for k in keys})
+
+
 def read_slots(table: str, keys: frozenset[int] | None) -> Slots:
     """What a read of ``table`` (``db.t``) depends on: the table, or the keys it is pinned to."""
     if keys is None:
         return (table,)
-    return (table + " *",) + tuple({hash((table, k)) & (KEY_BUCKETS - 1) for k in keys})
+    return (table + " *",) + _key_slots(table, keys)
 
 
 def write_slots(table: str, keys: frozenset[int] | None) -> Slots:
     """What a write to ``table`` bumps: the table and the keys it is confined to, or all of it."""
     if keys is None:
         return (table, table + " *")
-    return (table,) + tuple({hash((table, k)) & (KEY_BUCKETS - 1) for k in keys})
+    return (table,) + _key_slots(table, keys)
 
 
 @dataclass(slots=True)

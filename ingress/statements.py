@@ -181,10 +181,21 @@ def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool) -> Quer
     return QueryPlan(tuple(planned), rewritten)
 
 
+def _types_flag_at(num_params: int) -> int:
+    """Where a COM_STMT_EXECUTE payload (without query attributes) has its new_params_bound_flag: after the
+    command byte, statement id, flags, iteration count and NULL bitmap."""
+    return 10 + (num_params + 7) // 8
+
+
+def _with_types(payload: bytes, flag_at: int, types: bytes) -> bytes:
+    """``payload`` (its new_params_bound_flag 0) binding ``types`` instead."""
+    return payload[:flag_at] + b"\x01" + types + payload[flag_at + 1:]
+
+
 def bound_types(payload: bytes, num_params: int) -> bytes | None:
     """The parameter types a COM_STMT_EXECUTE (without query attributes) binds, or None when it sends none
     (new_params_bound_flag 0: the previous ones stand)."""
-    flag_at = 10 + (num_params + 7) // 8
+    flag_at = _types_flag_at(num_params)
     if len(payload) > flag_at and payload[flag_at] == 1:
         return payload[flag_at + 1:flag_at + 1 + 2 * num_params]
     return None
@@ -196,29 +207,28 @@ def with_types_for_primary(raw: bytes, st: _Prepared) -> bytes:
     n = st.num_params
     if not n or len(raw) < 15:
         return raw
-    flag_at = 4 + 10 + (n + 7) // 8
-    if len(raw) <= flag_at:
+    payload = raw[4:]
+    sent = bound_types(payload, n)
+    if sent is not None:
+        st.primary_types = sent
         return raw
-    if raw[flag_at] == 1:
-        st.primary_types = raw[flag_at + 1:flag_at + 1 + 2 * n]
-        return raw
-    if st.raw_types is None or st.primary_types == st.raw_types:
+    if len(payload) <= _types_flag_at(n) or st.raw_types is None or st.primary_types == st.raw_types:
         return raw
     st.primary_types = st.raw_types
-    return frame(raw[4:flag_at] + b"\x01" + st.raw_types + raw[flag_at + 1:], 0)
+    return frame(_with_types(payload, _types_flag_at(n), st.raw_types), 0)
 
 
 def execute_values(payload: bytes, st: _Prepared, caps: int) -> tuple | None:
     """A COM_STMT_EXECUTE's parameter values, decoded (with the statement's last bound types when this one
     binds none; None when they are not known or do not decode)."""
     n = st.num_params
-    flag_at = 10 + (n + 7) // 8
+    flag_at = _types_flag_at(n)
     if not n or len(payload) <= flag_at:
         return None
     if payload[flag_at] != 1:
         if st.raw_types is None:
             return None
-        payload = payload[:flag_at] + b"\x01" + st.raw_types + payload[flag_at + 1:]
+        payload = _with_types(payload, flag_at, st.raw_types)
     try:
         return ComStmtExecute.parse(payload, n, None, caps, {}).param_values
     except Exception:  # noqa: BLE001 - a malformed execute: the primary answers it; nothing is pinned
@@ -229,7 +239,7 @@ def bound_values(payload: bytes, num_params: int) -> bytes:
     """A COM_STMT_EXECUTE's NULL bitmap and parameter values (its types and flags left out)."""
     if not num_params:
         return b""
-    flag_at = 10 + (num_params + 7) // 8
+    flag_at = _types_flag_at(num_params)
     start = flag_at + 1 + (2 * num_params if len(payload) > flag_at and payload[flag_at] == 1 else 0)
     return payload[10:flag_at] + payload[start:]
 

@@ -4,7 +4,7 @@
 Usage (from the repository root, with the local stack up: ``dbmux stack up``)::
 
     .venv/bin/python bench/ingress_sysbench.py [--time 20] [--threads 8] [--table-size 10000]
-        [--tables 4] [--warmup 5] [--ps-mode auto|disable|both] [--no-results] [--keep-topic]
+        [--tables 4] [--warmup 5] [--ps-mode auto|disable|both] [--with-pure] [--no-results] [--keep-topic]
 
 What it does, in one run:
 
@@ -19,6 +19,10 @@ What it does, in one run:
    point_select QPS and read_write TPS, both protocol modes; PASS/MISS, never a non-zero exit for a MISS) and the
    number of events the ingress published during the measured read_write run vs sysbench's count;
 6. appends the same report to ``bench/RESULTS.md``.
+
+The ingress runs its compiled modules (``scripts/compile``; the report says which ran). ``--with-pure`` adds
+a fourth target, a second ingress on the same source with ``DBMUX_PURE=1``: what the compiled build gains,
+measured in the same run.
 
 Nothing is installed: when sysbench or haproxy is missing it prints the apt-get command and exits 2.
 Exit codes: 0 done (even with MISSes), 2 prerequisites missing / stack down, 1 the bench itself
@@ -42,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 from harness.environment import BENCH_DIR, REPO, free_port, loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError, Prereq  # noqa: E402
 from harness.logs import ingress_log_section, ingress_problems  # noqa: E402
-from harness.pipeline import ingress_env, start_ingress  # noqa: E402
+from harness.pipeline import dbmux_argv, ingress_env, start_ingress  # noqa: E402
 from harness.processes import Proc, sigterm_as_interrupt, stop_all, wait_mysql_greeting  # noqa: E402
 from harness.results import RESULTS, command_line, publish_report, report_head  # noqa: E402
 from harness.sql import mysql_version  # noqa: E402
@@ -60,6 +64,7 @@ from sysbench_runner import (  # noqa: E402
 )
 
 HAPROXY_TEMPLATE = BENCH_DIR / "haproxy.cfg.template"
+PURE_ENV = "DBMUX_PURE"  # (dbmux._compiled.PURE_ENV) the second ingress of --with-pure runs pure Python
 TARGETS = ("direct", "haproxy", "ingress")
 TESTS = ("oltp_point_select", "oltp_read_write")
 # The acceptance targets: ingress vs HAProxy, on the metric that matters for each test.
@@ -90,10 +95,13 @@ def build_report(results: list[Result], args, ps_modes: list[str], meta: dict[st
                  problems: str, command: str) -> str:
     lines = report_head("ingress vs HAProxy vs direct (sysbench)", meta, command)
     add = lines.append
+    targets = TARGETS + (("ingress-pure",) if args.with_pure else ())
     add(f"- software: {meta['sysbench']}; {meta['haproxy']}; primary: MariaDB {meta['primary_version']}")
+    add(f"- ingress modules: {meta['modules']}" + ("; ingress-pure: the same source with DBMUX_PURE=1"
+                                                   if args.with_pure else ""))
     add(f"- setup: {args.tables} tables x {args.table_size} rows, --threads={args.threads}, "
         f"--time={args.time}s per measured run after a {args.warmup}s warm-up (discarded), --rand-type=uniform; "
-        f"order per test: direct -> haproxy -> ingress; ingress durability={meta['durability']} "
+        f"order per test: {' -> '.join(targets)}; ingress durability={meta['durability']} "
         f"(topic {meta['topic']}), HAProxy nbthread 1 `mode tcp` `balance first`; "
         f"the whole local stack (Kafka, 3 MariaDB, 2 PostgreSQL) runs on the same machine")
     add("")
@@ -105,7 +113,7 @@ def build_report(results: list[Result], args, ps_modes: list[str], meta: dict[st
         add("| test | target | QPS | TPS | p95 ms | avg ms | errors | reconnects | proxy CPU | status |")
         add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         for test in TESTS:
-            for target in TARGETS:
+            for target in targets:
                 r = rs.get((test, target))
                 if r is None:
                     continue
@@ -138,6 +146,13 @@ def build_report(results: list[Result], args, ps_modes: list[str], meta: dict[st
                 add(f"| {test} | {m.upper()} | {ratio(iv, hv)} | {ratio(iv, dv)} | {ratio(hv, dv)} | {tgt} "
                     f"| {verdict} |")
         add("")
+        for test in TESTS if args.with_pure else ():
+            i, p = rs.get((test, "ingress")), rs.get((test, "ingress-pure"))
+            if i and p:
+                metric = GOALS[test][0]
+                add(f"- compiled vs pure-Python ingress, {test} {metric.upper()}: "
+                    f"{ratio(getattr(i, metric), getattr(p, metric))} (proxy CPU per 1,000 queries: "
+                    f"{_cpu_per_kq(i)} vs {_cpu_per_kq(p)})")
         rw = rs.get(("oltp_read_write", "ingress"))
         ps_i = rs.get(("oltp_point_select", "ingress"))
         if rw is not None:
@@ -159,6 +174,10 @@ def build_report(results: list[Result], args, ps_modes: list[str], meta: dict[st
     return "\n".join(lines)
 
 
+def _cpu_per_kq(r: Result) -> str:
+    return f"{r.proxy_cpu / r.qps * 1000 * 1000:.1f} ms" if r.proxy_cpu is not None and r.qps else "-"
+
+
 # --------------------------------------------------------------------------------------------------
 # main
 
@@ -173,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--durability", choices=("config", "sync", "async"), default="config",
                     help="ingress.durability for the bench ingress: as in the stack config (default; the "
                          "stack config says sync), or override (DBMUX_INGRESS_DURABILITY)")
+    ap.add_argument("--with-pure", action="store_true",
+                    help="also run a second ingress with DBMUX_PURE=1 (the pure-Python modules), in the same run")
     ap.add_argument("--no-results", action="store_true", help=f"do not append to {RESULTS.relative_to(REPO)}")
     ap.add_argument("--keep-topic", action="store_true", help="keep the bench Kafka topic afterwards")
     ap.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (configs, logs) afterwards")
@@ -198,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ps_modes = ["auto", "disable"] if args.ps_mode == "both" else [args.ps_mode]
     meta.update(run_meta())
     meta["topic"] = topic
+    from dbmux import _compiled
+    meta["modules"] = _compiled.describe()  # (this process and the ingress load the same build)
     meta["durability"] = load_config(config_path, env=ingress_env(16033, topic, args.durability)).ingress.durability
 
     workdir = Path(tempfile.mkdtemp(prefix="dbmux-bench-"))
@@ -205,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     keep_workdir = args.keep_workdir
     interrupted = False
-    ingress_log = workdir / "ingress.log"
+    ingress_log, pure_log = workdir / "ingress.log", workdir / "ingress-pure.log"
     try:
         meta["primary_version"] = mysql_version(primary)
 
@@ -221,14 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(ing)
         version = wait_mysql_greeting(in_port, ing, timeout=60)
         print(f"ingress up (greeting server version {version!r})", flush=True)
+        targets = TARGETS
+        ports = {"direct": port, "haproxy": hp_port, "ingress": in_port}
+        proxies = {"haproxy": hp, "ingress": ing}
+        if args.with_pure:
+            ports["ingress-pure"] = pure_port = free_port()
+            pure_env = {**ingress_env(pure_port, topic, args.durability), PURE_ENV: "1"}
+            pure = Proc("ingress-pure", dbmux_argv("ingress", "-c", str(config_path)), pure_log, env=pure_env)
+            procs.append(pure)
+            wait_mysql_greeting(pure_port, pure, timeout=60)
+            targets, proxies["ingress-pure"] = TARGETS + ("ingress-pure",), pure
 
         print(f"preparing {DB_NAME}: {args.tables} tables x {args.table_size} rows on the primary", flush=True)
         prepare_db(host, port, user, password, args)
 
-        ports = {"direct": port, "haproxy": hp_port, "ingress": in_port}
         for ps in ps_modes:
             for test in TESTS:
-                for target in TARGETS:
+                for target in targets:
                     if args.warmup > 0:
                         wa = sysbench_argv(test, "127.0.0.1", ports[target], user, password, args, ps,
                                            args.warmup, args.threads)
@@ -236,18 +268,18 @@ def main(argv: list[str] | None = None) -> int:
                     for p in procs:
                         if not p.alive():
                             raise BenchError(f"{p.name} died (exit {p.p.returncode}); log tail:\n{p.tail()}")
-                    before = end_offset(bootstrap, topic) if target == "ingress" else None
+                    before = end_offset(bootstrap, topic) if target.startswith("ingress") else None
                     sa = sysbench_argv(test, "127.0.0.1", ports[target], user, password, args, ps,
                                        args.time, args.threads)
                     print(f"$ {redact(sa)}", flush=True)
-                    proxy = {"haproxy": hp, "ingress": ing}.get(target)
+                    proxy = proxies.get(target)
                     cpu0, t0 = (proxy.cpu_seconds() if proxy else None), time.monotonic()
                     rc, out = run_sysbench(sa, timeout=args.time + 180)
                     cpu1, t1 = (proxy.cpu_seconds() if proxy else None), time.monotonic()
                     res = parse_sysbench(out, Result(test, target, ps, rc=rc))
                     if cpu0 is not None and cpu1 is not None:
                         res.proxy_cpu = (cpu1 - cpu0) / (t1 - t0)
-                    if target == "ingress":
+                    if target.startswith("ingress"):
                         time.sleep(1.0)  # let any late (async) acknowledgements land
                         after = end_offset(bootstrap, topic)
                         res.events = after - before if after is not None and before is not None else None
@@ -270,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         stop_all(procs)
-        problems = ingress_problems(ingress_log)
+        problems = ingress_problems(ingress_log) + (ingress_problems(pure_log) if pure_log.exists() else "")
         if problems:
             keep_workdir = True
         if not args.keep_topic:

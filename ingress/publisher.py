@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import Protocol, cast
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
@@ -38,6 +38,13 @@ EVENTS_UNPUBLISHED = Counter(
     "dbmux_ingress_events_unpublished_total",
     "Committed transactions whose event Kafka did not acknowledge in time (the binlog reader covers them)",
 )
+
+
+class Publishes(Protocol):
+    """What a session's relay needs of the publisher (a protocol: the relay may be compiled, the publisher
+    or a test's stand-in not)."""
+
+    def publish_within(self, event: ChangeEvent, timeout_s: float) -> asyncio.Future[bool]: ...
 
 
 class Publisher:

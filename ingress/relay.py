@@ -42,7 +42,7 @@ from dbmux.ingress.protocol.framing import Packet, frame
 from dbmux.ingress.protocol.generic_packets import EofPacket, ErrPacket, OkPacket
 from dbmux.ingress.protocol.response import ResponseReader, StatementResult
 from dbmux.ingress.protocol.state import ConnectionState
-from dbmux.ingress.publisher import Publisher
+from dbmux.ingress.publisher import Publishes
 from dbmux.ingress.read_router import ReadRouter
 from dbmux.ingress.read_session import SessionReads, SessionRules
 from dbmux.ingress.relay_reads import ReadPaths
@@ -79,7 +79,7 @@ COMMITS_FIRST = Counter(
 class RelayHandler:
     """The ingress's Handler: one :class:`CommandRelay` per connection, all publishing to ``publisher``."""
 
-    def __init__(self, config: Config, publisher: Publisher, facts: SchemaFacts | None = None,
+    def __init__(self, config: Config, publisher: Publishes, facts: SchemaFacts | None = None,
                  router: ReadRouter | None = None, gate: CacheGate | None = None) -> None:
         self.ingress = config.ingress
         self.publisher = publisher
@@ -101,7 +101,7 @@ class RelayHandler:
 class CommandRelay(ReadPaths):
     """The command phase of one authenticated connection (see the module docstring)."""
 
-    def __init__(self, conn: Connection, publisher: Publisher, ingress: IngressConfig,
+    def __init__(self, conn: Connection, publisher: Publishes, ingress: IngressConfig,
                  facts: SchemaFacts | None = None, router: ReadRouter | None = None,
                  gate: CacheGate | None = None) -> None:
         assert conn.upstream is not None

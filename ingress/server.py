@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dbmux import _compiled
 from dbmux.core.config import Config
 from dbmux.ingress.cache_feed import CacheFeed
 from dbmux.ingress.cache_session import CacheGate
@@ -51,8 +52,9 @@ class IngressServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_client_stream, host.strip("[]"), int(port),
                                                 backlog=self.config.ingress.listen_backlog)
-        log.info("ingress listening on %s, forwarding to %s, publishing to %s", self.config.ingress.listen,
-                 self.config.primary.dsn.redacted(), self.publisher.topic)
+        log.info("ingress listening on %s, forwarding to %s, publishing to %s; relay modules: %s",
+                 self.config.ingress.listen, self.config.primary.dsn.redacted(), self.publisher.topic,
+                 _compiled.describe())
 
     def _new_client_stream(self) -> PacketStream:
         return PacketStream(max_payload_bytes=self.config.ingress.max_packet_bytes, on_connected=self._accepted)
@@ -73,11 +75,11 @@ class IngressServer:
                 await self.handler.serve(conn)
         except PeerClosed:
             pass
-        except ProtocolError as exc:
-            log.warning("%s: protocol error, closing the session: %s", conn.tag, exc)
-            conn.send_error(1156, "08S01", f"dbmux: bad packet: {exc}")
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            log.info("%s: connection lost: %s", conn.tag, exc)
+        except ProtocolError as bad:  # (one name per exception type: tests/unit/test_compiled.py)
+            log.warning("%s: protocol error, closing the session: %s", conn.tag, bad)
+            conn.send_error(1156, "08S01", f"dbmux: bad packet: {bad}")
+        except (ConnectionError, asyncio.IncompleteReadError) as lost:
+            log.info("%s: connection lost: %s", conn.tag, lost)
         except Exception:  # noqa: BLE001 - a bug in one session must not take the listener down
             log.exception("%s: session failed", conn.tag)
         finally:

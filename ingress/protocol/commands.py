@@ -447,6 +447,9 @@ class ComStmtExecute:
         if num_params > 0 or (with_attrs and flags & c.PARAMETER_COUNT_AVAILABLE):
             if with_attrs:
                 count, pos = read_lenenc_int(payload, pos)
+                if count < num_params:  # (the statement's parameters come first, query attributes after)
+                    raise MalformedPacket(f"COM_STMT_EXECUTE sends {count} parameters for a statement with "
+                                          f"{num_params}")
             if count > len(payload):  # each parameter needs at least one bitmap bit and two type bytes
                 raise MalformedPacket(f"COM_STMT_EXECUTE claims {count} parameters in a {len(payload)}-byte packet")
             if count:

@@ -1,8 +1,8 @@
 """Pure primitives for reading and writing protocol fields.
 
 Readers take ``(buf, pos)`` and return ``(value, new_pos)``; writers return ``bytes``. Every reader raises
-:class:`MalformedPacket` on truncation, never ``IndexError``. ``buf`` may be ``bytes``, ``bytearray``
-or ``memoryview``; returned strings are always ``bytes``.
+:class:`MalformedPacket` on truncation, never ``IndexError``. ``buf`` is ``bytes`` or ``bytearray``
+(what the type says: the compiled build checks it); returned strings are always ``bytes``.
 """
 
 from __future__ import annotations
@@ -103,8 +103,7 @@ def write_lenenc_str(value: bytes) -> bytes:
 
 def read_nul_str(buf: bytes, pos: int) -> tuple[bytes, int]:
     """Read a NUL-terminated string; the returned position is past the NUL."""
-    data = buf if isinstance(buf, (bytes, bytearray)) else bytes(buf)
-    end = data.find(b"\x00", pos)
+    end = buf.find(b"\x00", pos)
     if end < 0:
         raise MalformedPacket(f"string<NUL> starting at offset {pos} has no terminating NUL byte")
     return bytes(buf[pos:end]), end + 1

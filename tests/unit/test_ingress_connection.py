@@ -120,6 +120,7 @@ async def test_a_rejected_authentication_closes():
         assert transport.written.endswith(packet(denied, 2))
 
 
+@pytest.mark.pure_only
 async def test_a_second_ssl_request_is_an_illegal_transition(monkeypatch):
     async with ScriptedPrimary(GREETING, []) as primary:
         ssl_request = SSLRequest(CAPS).encode()

@@ -104,6 +104,7 @@ def test_the_sql_mode_decides_where_a_literal_ends():
     assert long_literals(sql, False) is None  # NO_BACKSLASH_ESCAPES: "\'" ends it, "''," goes on: unterminated
 
 
+@pytest.mark.pure_only
 def test_planning_a_big_statement_never_lexes_its_literals(monkeypatch):
     """Structural: the per-character work (the MySQL lexer, sqlglot's tokenizer) sees the statement's
     code only, whatever the size of its literals -- planning is linear in the size, at memchr speed."""

@@ -301,6 +301,7 @@ async def test_a_refusal_is_answered_at_once_in_sequence_and_logged(refused, cap
     assert h.to_client() == packet(ok(0, 0, AC), 1) and h.conn.machine.state is ConnectionState.COMMAND
 
 
+@pytest.mark.pure_only
 async def test_a_multi_frame_refused_command_is_answered_after_its_last_frame(monkeypatch):
     monkeypatch.setattr("dbmux.ingress.wire.FrameReader", lambda max_payload_bytes: FrameReader(
         max_payload_bytes, chunk_bytes=8))

@@ -5,6 +5,7 @@ Set DBMUX_FUZZ_EXAMPLES (default 300) to fuzz longer locally.
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -220,6 +221,15 @@ def test_whatever_parses_reencodes_to_the_same_event(payload, capabilities, num_
     _reparse_equal(lambda p: parse_command(p, capabilities, statements), lambda e: e.encode(capabilities),
                    payload)
     _reparse_equal(lambda p: ColumnDefinition41.parse(p, 0, capabilities), lambda e: e.encode(), payload)
+
+
+def test_an_execute_sending_fewer_parameters_than_its_statement_has_is_malformed():
+    """Found by the fuzzer: with query attributes, a parameter count below the statement's parameters
+    parsed as an execute without parameters, which re-encoded without its count (and then did not parse)."""
+    payload = b"\x17" + bytes(4) + b"\x00" + bytes(4) + b"\x00"  # id 0, no flags, count 0
+    with pytest.raises(ProtocolError, match="sends 0 parameters for a statement with 1"):
+        ComStmtExecute.parse(payload, 1, None, c.CLIENT_QUERY_ATTRIBUTES)
+    assert ComStmtExecute.parse(payload[:-1], 0, None, c.CLIENT_QUERY_ATTRIBUTES).param_values == ()
 
 
 def test_greeting_with_a_long_scramble_and_no_plugin_auth_reencodes_exactly():

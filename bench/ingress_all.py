@@ -40,11 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time", type=int, default=20, help="seconds per measured sysbench run (default 20)")
     ap.add_argument("--backlog-txns", type=int, default=30000, help="up_backlog's backlog (default 30000)")
+    ap.add_argument("--with-pure", action="store_true",
+                    help="ingress_sysbench.py --with-pure: a pure-Python ingress too (what the compiled build gains)")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
     args = ap.parse_args(argv)
     meta = run_meta()
     keep = ["--no-results"] if args.no_results else []
-    runs = [("ingress_sysbench.py", ["--ps-mode", "both", "--time", str(args.time), *keep]),
+    pure = ["--with-pure"] if args.with_pure else []
+    runs = [("ingress_sysbench.py", ["--ps-mode", "both", "--time", str(args.time), *pure, *keep]),
             ("up_backlog.py", ["--backlog-txns", str(args.backlog_txns), *keep])]
     table = ["", "| bench | verdict rows (from its report, above in this file) |", "| --- | --- |"]
     worst = 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from dbmux.binlog.reader import BinlogReader
 from dbmux.cli.common import add_config_arg, config_path, load_command_config, run_async, start_metrics, stop_event
-from dbmux.cli.supervisor import run_pipeline
+from dbmux.cli.supervisor import REPLICATION_NICE, run_pipeline
 from dbmux.ingress.server import IngressServer
 
 
@@ -50,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     path = config_path(args)
 
     async def main() -> int:
-        return await run_pipeline(config, path, args.verbose, stop_event())
+        return await run_pipeline(config, path, args.verbose, stop_event(), args.replication_nice)
 
     return run_async(main())
 
@@ -69,4 +69,7 @@ def register(sub: Any) -> None:
     up = sub.add_parser("up", help="run the whole pipeline (ingress, binlog reader, a replicator per target, each a "
                                    "supervised process) until Ctrl-C")
     add_config_arg(up)
+    up.add_argument("--replication-nice", type=int, default=REPLICATION_NICE, choices=range(0, 20), metavar="N",
+                    help="run the binlog reader and the replicators N lower in CPU priority than the ingress "
+                         f"(0-19, default {REPLICATION_NICE}): replication takes the CPU the proxy leaves")
     up.set_defaults(func=cmd_up)

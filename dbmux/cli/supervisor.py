@@ -13,6 +13,12 @@ row says why; ``dbmux replicate`` for it again once fixed). When the ingress sto
 whole pipeline stops. SIGINT/SIGTERM stops every part with SIGTERM (each stops cleanly), SIGKILL
 after ``STOP_TIMEOUT_S``. The exit code is the highest of the parts' last exit codes.
 
+Priority: the binlog reader and the replicators run at a lower CPU priority than the ingress (nice
+``REPLICATION_NICE`` above it; ``dbmux up --replication-nice N``, 0 for equal): on a machine where they
+share cores, a backlog being caught up takes the CPU the proxy leaves, not the other way round --
+replication lags more during a burst of client traffic, the application's queries do not slow down
+for replication (bench/up_backlog.py).
+
 Metrics: the ingress serves ``ingress.metrics_port``; the replicators ``replicator.metrics_port``
 plus their index in the config's target list (0, 1, ...), when set.
 """
@@ -35,6 +41,7 @@ log = logging.getLogger("dbmux.up")
 PERMANENT_EXITS = frozenset({2, 3})
 STOP_TIMEOUT_S = 30.0
 BACKOFF_START_S, BACKOFF_MAX_S, FRESH_AFTER_S = 1.0, 30.0, 60.0
+REPLICATION_NICE = 10
 
 
 @dataclass
@@ -44,21 +51,23 @@ class Part:
     name: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    nice: int = 0  # how much lower than up's own its CPU priority is
     pid: int | None = None
     starts: int = 0
     code: int = 0
 
 
-def parts_for(config: Config, config_path: str, verbose: int) -> list[Part]:
-    """The pipeline of ``config``: the ingress, the binlog reader, a replicator per target."""
+def parts_for(config: Config, config_path: str, verbose: int, nice: int = REPLICATION_NICE) -> list[Part]:
+    """The pipeline of ``config``: the ingress, the binlog reader, a replicator per target (these two
+    ``nice`` lower in CPU priority than the ingress)."""
     base = ["-v"] * verbose
     out = [Part("ingress", [*base, "ingress", "-c", config_path]),
-           Part("binlog", [*base, "binlog", "-c", config_path])]
+           Part("binlog", [*base, "binlog", "-c", config_path], nice=nice)]
     port = config.replicator.metrics_port
     for i, target in enumerate(config.targets):
         env = {"DBMUX_REPLICATOR_METRICS_PORT": str(port + i)} if port else {}
         out.append(Part(f"replicate:{target.name}", [*base, "replicate", "-c", config_path, "--target", target.name],
-                        env))
+                        env, nice=nice))
     return out
 
 
@@ -68,6 +77,8 @@ async def _run_part(part: Part, stop: asyncio.Event, ingress_gone: asyncio.Event
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dbmux.cli", *part.args,
                                                     env={**os.environ, **part.env})
         part.pid, part.starts = proc.pid, part.starts + 1
+        if part.nice:
+            _lower_priority(part, proc.pid)
         started = time.monotonic()
         waiter = asyncio.ensure_future(proc.wait())
         stopper = asyncio.ensure_future(stop.wait())
@@ -103,6 +114,14 @@ async def _run_part(part: Part, stop: asyncio.Event, ingress_gone: asyncio.Event
     return part.code
 
 
+def _lower_priority(part: Part, pid: int) -> None:
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, own + part.nice))
+    except OSError as exc:  # (it runs at up's priority then)
+        log.warning("%s (pid %d): could not lower its CPU priority: %s", part.name, pid, exc)
+
+
 def _code(returncode: int | None) -> int:
     if returncode is None:
         return 1
@@ -120,16 +139,17 @@ async def _listening(host: str, port: int, timeout_s: float, parts: Sequence[asy
     return False
 
 
-async def run_pipeline(config: Config, config_path: str, verbose: int, stop: asyncio.Event) -> int:
+async def run_pipeline(config: Config, config_path: str, verbose: int, stop: asyncio.Event,
+                       nice: int = REPLICATION_NICE) -> int:
     """Start every part, supervise them until ``stop`` (or the ingress stops for good); the exit code."""
-    parts = parts_for(config, config_path, verbose)
+    parts = parts_for(config, config_path, verbose, nice)
     ingress_gone = asyncio.Event()
     tasks = [asyncio.ensure_future(_run_part(p, stop, ingress_gone)) for p in parts]
     host, _, port = config.ingress.listen.rpartition(":")
     if await _listening(host or "127.0.0.1", int(port), 60.0, tasks[:1]):
         targets = ", ".join(t.name for t in config.targets) or "nothing"
         print(f"dbmux up: ingress on {config.ingress.listen}, binlog reader on, replicating to {targets} "
-              f"({', '.join(f'{p.name} pid {p.pid}' for p in parts)})", flush=True)
+              f"({', '.join(f'{p.name} pid {p.pid}' for p in parts)}; replication at nice +{nice})", flush=True)
     else:
         log.error("the ingress is not listening on %s (see its log lines above)", config.ingress.listen)
     gone = asyncio.ensure_future(ingress_gone.wait())

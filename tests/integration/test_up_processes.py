@@ -12,6 +12,8 @@ import sys
 import time
 import uuid
 
+from dbmux.cli.supervisor import REPLICATION_NICE
+
 from .conftest import REPO, free_port, pipeline_config
 from .test_replicator_mysql import _conn, _wait_equal
 
@@ -39,6 +41,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[16])  # field 19, counted after the command name
+
+
 def test_up_supervises_each_part_as_its_own_process(stack, tmp_path):
     target = f"up{uuid.uuid4().hex[:8]}"
     db = f"up_{uuid.uuid4().hex[:8]}"
@@ -55,6 +62,9 @@ def test_up_supervises_each_part_as_its_own_process(stack, tmp_path):
         pids = {name: int(pid) for name, pid in re.findall(r"([\w:]+) pid (\d+)", m[1])}
         assert set(pids) == {"ingress", "binlog", f"replicate:{target}"}, pids
         assert len(set(pids.values()) | {up.pid}) == 4  # four processes: up itself and its three parts
+        # replication runs at a lower CPU priority than the proxy (dbmux up --replication-nice, default 10)
+        assert {name: _nice(pid) - _nice(up.pid) for name, pid in pids.items()} == {
+            "ingress": 0, "binlog": REPLICATION_NICE, f"replicate:{target}": REPLICATION_NICE}
         via = stack.primary.__class__("mysql", "127.0.0.1", port, stack.primary.user, stack.primary.password)
         c = _conn(via)
         with c.cursor() as cur:

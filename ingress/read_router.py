@@ -113,12 +113,18 @@ class ReplicaState:
         return True
 
 
+CLOCK_TIMEOUT_S = 2.0  # a position query (and its connection) taking longer fails: those reads go to the primary
+
+
 class PrimaryClock:
     """The primary's GTID position, for ``causal`` and ``bounded`` reads: :meth:`fence` answers with a
-    position read by a query sent after the call began (reads that wait together share one query)."""
+    position read by a query sent after the call began (reads that wait together share one query). A query
+    that takes longer than ``timeout_s`` fails the reads waiting for it (they go to the primary) and its
+    connection is dropped: a stuck connection never holds every routed read."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, timeout_s: float = CLOCK_TIMEOUT_S) -> None:
         self.dsn = config.primary.dsn
+        self.timeout_s = timeout_s
         self._conn: Any = None
         self._sql = ""
         self._next: asyncio.Future[dict[str, int]] | None = None
@@ -146,12 +152,13 @@ class PrimaryClock:
             fut, self._next = self._next, None
             sent = time.monotonic()
             try:
-                pos = await self._query()
+                pos = await asyncio.wait_for(self._query(), self.timeout_s)
             except Exception as exc:  # noqa: BLE001 - the waiting reads go to the primary
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                fut.set_exception(ReplicaLinkError(f"cannot read the primary's GTID position: {exc}"))
+                why = f"no answer within {self.timeout_s:g}s" if isinstance(exc, TimeoutError) else str(exc)
+                fut.set_exception(ReplicaLinkError(f"cannot read the primary's GTID position: {why}"))
                 continue
             self._last = (sent, pos)
             fut.set_result(pos)

@@ -138,14 +138,16 @@ def _batch_text(statements: list[PlannedStatement]) -> str:
     return "\n;\n".join(p.sql for p in statements)
 
 
-def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True) -> QueryPlan:
-    """How to forward and capture the text of one COM_QUERY. A big statement's long literals are set
+def plan_query(sql: str, *, time_zone: str | None, backslash_escapes: bool = True,
+               now: _dt.datetime | None = None) -> QueryPlan:
+    """How to forward and capture the text of one COM_QUERY (``now``: the instant its clock functions are
+    pinned to, default the current time when a write needs it). A big statement's long literals are set
     aside while it is planned (:mod:`ingress.literals`): planning then costs what its code costs."""
     if len(sql) >= MIN_STATEMENT_CHARS:
         elided = elide_literals(sql, backslash_escapes)
         if elided is not None:
-            return _restored(_plan_text(elided.skeleton, time_zone, backslash_escapes), elided)
-    return _plan_text(sql, time_zone, backslash_escapes)
+            return _restored(_plan_text(elided.skeleton, time_zone, backslash_escapes, now), elided)
+    return _plan_text(sql, time_zone, backslash_escapes, now)
 
 
 def _restored(plan: QueryPlan, elided: Elided) -> QueryPlan:
@@ -159,8 +161,9 @@ def _restored(plan: QueryPlan, elided: Elided) -> QueryPlan:
     return QueryPlan(statements, rewritten, plan.refusal)
 
 
-def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool) -> QueryPlan:
-    now: _dt.datetime | None = None  # the instant of the whole text, taken when a write needs it
+def _plan_text(sql: str, time_zone: str | None, backslash_escapes: bool,
+               now: _dt.datetime | None = None) -> QueryPlan:
+    # (now: the instant of the whole text, taken when a write needs it)
     parts = split_statements(sql, backslash_escapes) if ";" in sql else [sql]
     if not parts:
         parts = [sql]

@@ -10,6 +10,7 @@ import pytest
 
 from dbmux.core.config import parse_config
 from dbmux.ingress.read_router import PrimaryClock, ReadRouter
+from dbmux.ingress.replica_link import ReplicaLinkError
 
 RAW = {"primary": {"url": "mysql://u:p@h0:3306"},
        "ingress": {"reads": "replicas", "read_wait_ms": 200},
@@ -110,3 +111,21 @@ async def test_the_fence_is_a_position_read_after_the_read_began():
     assert started == [1, 2]
     assert await clock.recent(60) == {"0": 200}  # bounded: a recent enough position is reused
     assert started == [1, 2]
+
+
+async def test_a_stuck_position_query_fails_the_waiting_reads_and_the_next_fence_reconnects():
+    """A fence whose query never answers (a stuck connection to the primary) fails within the bound -- the
+    reads go to the primary -- and the next fence starts a new query instead of waiting on the stuck one."""
+    clock = PrimaryClock(parse_config(RAW, {}), timeout_s=0.05)
+    calls: list[int] = []
+
+    async def query() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.Event().wait()  # never answers
+        return {"0": 7}
+
+    clock._query = query  # type: ignore[method-assign]
+    with pytest.raises(ReplicaLinkError, match="no answer within 0.05s"):
+        await asyncio.wait_for(clock.fence(), 5)
+    assert await asyncio.wait_for(clock.fence(), 5) == {"0": 7} and len(calls) == 2

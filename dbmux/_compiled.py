@@ -114,26 +114,28 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 _FINDER: _Finder | None = None
+_INSTALLED: Status | None = None  # what install() found (the modules run as it decided, whatever changed since)
 
 
 def install() -> Status:
     """Load the compiled modules from now on, when :func:`status` says they are current and
     ``DBMUX_PURE`` is not ``1`` (call before any of :data:`MODULES` is imported)."""
-    global _FINDER
+    global _FINDER, _INSTALLED
     if os.environ.get(PURE_ENV) == "1":
-        return Status(False, build_dir(), f"{PURE_ENV}=1")
+        _INSTALLED = Status(False, build_dir(), f"{PURE_ENV}=1")
+        return _INSTALLED
     st = status()
     if st.current and _FINDER is None:
         _FINDER = _Finder(st.directory)
         sys.meta_path.insert(0, _FINDER)
-        return Status(True, st.directory, "", True)
+        st = Status(True, st.directory, "", True)
+    _INSTALLED = st
     return st
 
 
 def describe() -> str:
-    """One line for logs: which modules run."""
-    st = status()
+    """One line for logs: which modules run (as :func:`install` decided when ``dbmux`` was imported)."""
+    st = _INSTALLED if _INSTALLED is not None else status()
     if st.loaded:
         return f"compiled ({len(MODULES)} modules from {st.directory})"
-    why = f"{PURE_ENV}=1" if os.environ.get(PURE_ENV) == "1" else st.reason
-    return f"pure Python ({why})"
+    return f"pure Python ({st.reason})"

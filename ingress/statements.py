@@ -210,15 +210,16 @@ def with_types_for_primary(raw: bytes, st: _Prepared) -> bytes:
     n = st.num_params
     if not n or len(raw) < 15:
         return raw
-    payload = raw[4:]
-    sent = bound_types(payload, n)
-    if sent is not None:
-        st.primary_types = sent
+    flag_at = 4 + _types_flag_at(n)  # (in raw, past the frame header: no copy of the payload per execute)
+    if len(raw) <= flag_at:
         return raw
-    if len(payload) <= _types_flag_at(n) or st.raw_types is None or st.primary_types == st.raw_types:
+    if raw[flag_at] == 1:
+        st.primary_types = raw[flag_at + 1:flag_at + 1 + 2 * n]
+        return raw
+    if st.raw_types is None or st.primary_types == st.raw_types:
         return raw
     st.primary_types = st.raw_types
-    return frame(_with_types(payload, _types_flag_at(n), st.raw_types), 0)
+    return frame(_with_types(raw[4:], flag_at - 4, st.raw_types), 0)
 
 
 def execute_values(payload: bytes, st: _Prepared, caps: int) -> tuple | None:

@@ -52,8 +52,10 @@ def test_no_build_says_how_to_make_one(tmp_path, monkeypatch):
 
 def test_dbmux_pure_forces_the_pure_modules(monkeypatch):
     monkeypatch.setenv(_compiled.PURE_ENV, "1")
+    monkeypatch.setattr(_compiled, "_INSTALLED", _compiled._INSTALLED)  # (restored: this process's modules stay)
     st = _compiled.install()
     assert not st.loaded and st.reason == "DBMUX_PURE=1"
+    assert _compiled.describe() == "pure Python (DBMUX_PURE=1)"
 
 
 @pytest.mark.parametrize("module", _compiled.MODULES)

@@ -4,7 +4,7 @@
 Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects another stack)::
 
     .venv/bin/python bench/catchup.py [--txns 20000] [--rounds 2] [--tables 2] [--table-size 10000]
-        [--threads 8] [--no-pg] [--no-results]
+        [--threads 8] [--no-pg] [--rows 200000] [--lag-seconds 10] [--no-results]
 
 1. **Backlog** (as ``bench/self_verify_cost.py``): ``sysbench oltp_write_only prepare`` on the primary, its
    tables copied to MariaDB replica 1 (kept there as ``base_sbtestN``), the primary's GTID position
@@ -23,8 +23,14 @@ Usage (from the repository root, local stack up; ``DBMUX_STACK_DIR`` selects ano
 3. **PostgreSQL** (unless ``--no-pg``; :mod:`catchup_pg`): a second backlog built from nothing through the
    ingress, replayed whole by a plain PostgreSQL target and by a shard target (issue 14 #3: >= 0.8x of the
    plain one's rate).
-4. **Report**: txn/s per round and the ratio of dbmux's median to native one-thread's median (target
-   >= 1.0x), appended to ``bench/RESULTS.md`` unless ``--no-results``.
+4. **Bulk inserts** (unless ``--rows 0``; :func:`replicator_apply.apply_phase`): ``--rows`` rows as row
+   events applied by the replicator to MariaDB replica 1 and PostgreSQL shard a, against a raw multi-row
+   INSERT load (target >= 0.7x, as before) and ``COPY`` (target >= 0.5x) of the same rows.
+5. **Lag** (unless ``--lag-seconds 0``; :func:`replicator_lag.lag_phase`): 500 txn/s through the ingress,
+   p99 from send to visible on replica 1 (target <= 250 ms: no regression).
+6. **Report**: every row with its verdict -- txn/s per round and the ratio of dbmux's median to native
+   one-thread's median (target >= 1.0x), the shard/plain ratio, bulk ratios, lag p99 -- appended to
+   ``bench/RESULTS.md`` unless ``--no-results``.
 """
 
 from __future__ import annotations
@@ -41,8 +47,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modu
 from catchup_pg import build_pg_backlog, pg_round  # noqa: E402
 from harness.environment import loadavg, run_meta, stack_env  # noqa: E402
 from harness.errors import BenchError  # noqa: E402
+from harness.processes import Proc, stop_all  # noqa: E402
 from harness.results import command_line, report_head, run_and_publish  # noqa: E402
 from harness.topics import delete_topic  # noqa: E402
+from replicator_apply import apply_phase  # noqa: E402
+from replicator_bench import add_apply_lag_options, cleanup, report_sections  # noqa: E402
+from replicator_lag import LAG_GOAL_RATE, lag_phase  # noqa: E402
 from self_verify_cost import Round, _checksums, backlog_parser, build_backlog, run_round  # noqa: E402
 from sysbench_runner import check_tools  # noqa: E402
 from up_backlog import DB, _sql  # noqa: E402
@@ -50,6 +60,7 @@ from up_backlog import DB, _sql  # noqa: E402
 from dbmux.core.dsn import Dsn  # noqa: E402
 
 GOAL = 1.0  # dbmux catch-up >= 1.0x native replication with one SQL thread
+BULK_GOALS = {"mariadb": 0.7, "postgresql": 0.5}  # replicator bulk inserts vs multi-row INSERT / COPY
 
 
 def _reset(replica: Dsn, tables: list[str]) -> None:
@@ -132,6 +143,7 @@ def run(args) -> str:
                  "WHERE target LIKE %s", "DELETE FROM dbmux_meta.status WHERE target LIKE %s", args=(f"{cluster}%",))
         except Exception as exc:  # noqa: BLE001 - no replicator ran (dbmux_meta not created)
             print(f"cleanup: {exc}", flush=True)
+    bulk = bulk_and_lag(args, env, work, primary, replica, shards[0])
     meta["load_end"] = loadavg()
     n = args.txns
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -162,12 +174,38 @@ def run(args) -> str:
             lines.append(f"| {k} | {', '.join(f'{x:.2f}' for x in v)} | {pmed[k]:.2f} | {n / pmed[k]:,.0f} |")
         lines += ["", f"shard target / plain PostgreSQL target: **{share:.2f}x** (target >= 0.8x: "
                   f"**{'PASS' if share >= 0.8 else 'MISS'}**).", ""]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + bulk) + "\n"
+
+
+def bulk_and_lag(args, env: dict[str, str], work: Path, primary: Dsn, replica: Dsn, pg: Dsn) -> list[str]:
+    """Bulk inserts (MariaDB replica 1 and PostgreSQL shard a, vs a raw multi-row INSERT load and COPY) and the
+    lag at 500 txn/s: the report's tables with their verdicts."""
+    if not args.rows and not args.lag_seconds:
+        return []
+    bootstrap = env["DBMUX_KAFKA"]
+    procs: list[Proc] = []
+    names: dict = {"targets": [], "topics": []}
+    meta: dict = {}
+    apply_res, lag_res, ingress_log, rep_log = [], [], "", ""
+    try:
+        if args.rows:
+            apply_res = apply_phase(args, work, bootstrap, primary, replica, pg,
+                                    f"dbmux.bench{secrets.token_hex(4)}.txn", meta, procs, names)
+        if args.lag_seconds:
+            lag_res, ingress_log, rep_log = lag_phase(args, work, bootstrap, primary, replica,
+                                                      f"dbmux.bench{secrets.token_hex(4)}.txn", meta, procs, names,
+                                                      [LAG_GOAL_RATE])
+    finally:
+        stop_all(procs)
+        for note in cleanup(names, bootstrap, primary, replica, pg):
+            print(f"  ({note})", file=sys.stderr)
+    return report_sections(args, meta, apply_res, lag_res, ingress_log, rep_log, goals=BULK_GOALS)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = backlog_parser(__doc__, txns=20000, rounds_help="rounds of each path (default 2)")
     ap.add_argument("--no-pg", action="store_true", help="only the MariaDB rows (no PostgreSQL and shard targets)")
+    add_apply_lag_options(ap, lag_seconds=10)  # --rows 0 / --lag-seconds 0: no bulk / lag rows
     return run_and_publish(run, ap.parse_args(argv))
 
 

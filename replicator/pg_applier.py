@@ -41,7 +41,7 @@ from dbmux.replicator.pg_clock import at_primary_clock, is_utc
 from dbmux.replicator.pg_codecs import install_mysql_codecs
 from dbmux.replicator.pg_ddl import parseable_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
-from dbmux.replicator.pg_sql import PgStatement, Untranslatable, row_statement, translate_statement
+from dbmux.replicator.pg_sql import PgStatement, Untranslatable, insert_row, row_statement, translate_statement
 from dbmux.replicator.pg_types import bit_strings, event_value_types, not_applied
 from dbmux.replicator.pg_verify import PgRowComparer
 from dbmux.replicator.positions import META_SCHEMA, PartitionKey, TargetPosition
@@ -396,9 +396,13 @@ class PostgresApplier(PgRowComparer):
                     out.extend((sql, args, ev, offset) for sql, args in
                                move_steps(schema, table, row, pk, pg_types, str(ev.gtid)))
                     continue
+                if row.op == "insert":
+                    sql, args = insert_row(schema, table, row.after, pk, pg_types)
+                    if sql not in self._copy_into:
+                        self._copy_into[sql] = (schema, table, tuple(c.lower() for c in row.after or ()))
+                    out.append((sql, args, ev, offset))
+                    continue
                 st = row_statement(schema, table, row.op, row.before, row.after, pk, pg_types)
-                if row.op == "insert" and st.sql not in self._copy_into:
-                    self._copy_into[st.sql] = (schema, table, tuple(c.lower() for c in row.after or ()))
                 out.append((st.sql, st.args, ev, offset))
             if ev.no_fk_checks and ev.rows:
                 out.append(("SET CONSTRAINTS ALL IMMEDIATE", (), ev, offset))

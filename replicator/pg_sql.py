@@ -482,26 +482,11 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
     The text depends only on the row's shape (table, op, columns, key), so it is built once per shape
     (:func:`_row_shape`); per row only the arguments are converted.
     """
-    types = pg_types or {}
-    image = after if op == "insert" else before
-    if pk and image:
-        pk = spelled_as(image, pk)
     if op == "insert":
-        if not after:
-            raise Untranslatable(f"insert row on {schema}.{table} without an after image")
-        sql, cols = _row_shape(schema, table, op, tuple(after), (), pk)  # cols[0]: after's own column order
-        if types:
-            return PgStatement(sql, tuple([to_pg_value(after[c], types.get(c)) for c in cols[0]]))
-        # without column types, ints, floats, NULLs and strings other than zero dates convert to
-        # themselves (to_pg_value): only the rest is looked at
-        args = []
-        for v in after.values():
-            t = type(v)
-            if t is int or v is None or t is float or (t is str and not v.startswith("0000-00-00")):
-                args.append(v)
-            else:
-                args.append(to_pg_value(v))
-        return PgStatement(sql, tuple(args))
+        return PgStatement(*insert_row(schema, table, after, pk, pg_types))
+    types = pg_types or {}
+    if pk and before:
+        pk = spelled_as(before, pk)
     if op not in ("update", "delete"):
         raise Untranslatable(f"row op {op!r}")
     if not before:
@@ -516,6 +501,28 @@ def row_statement(schema: str, table: str, op: str, before: dict[str, Any] | Non
                                              tuple(before) if not pk else (), pk)
     args = [to_pg_value(after[c], types.get(c)) for c in set_cols] if after is not None and set_cols else []
     return PgStatement(sql, tuple(args) + tuple(to_pg_value(before[c], types.get(c)) for c in where_cols))
+
+
+def insert_row(schema: str, table: str, after: dict[str, Any] | None, pk: tuple[str, ...],
+               pg_types: Mapping[str, str] | None = None) -> tuple[str, tuple[Any, ...]]:
+    """:func:`row_statement` of a row insert as ``(sql, args)`` (the applier's per-row path)."""
+    if not after:
+        raise Untranslatable(f"insert row on {schema}.{table} without an after image")
+    for c in pk:
+        if c not in after:
+            pk = spelled_as(after, pk)
+            break
+    sql = _row_shape(schema, table, "insert", tuple(after), (), pk)[0]  # its columns: after's own order
+    if pg_types:
+        return sql, tuple([to_pg_value(after[c], pg_types.get(c)) for c in after])
+    # without column types, ints, floats, NULLs and strings other than zero dates convert to themselves
+    # (to_pg_value): only when another value is there is each converted
+    values = tuple(after.values())
+    for v in values:
+        t = type(v)
+        if not (t is int or v is None or t is float or (t is str and not v.startswith("0000-00-00"))):
+            return sql, tuple([to_pg_value(x) for x in values])
+    return sql, values
 
 
 @lru_cache(maxsize=4096)

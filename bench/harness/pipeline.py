@@ -60,8 +60,9 @@ def start_ingress(workdir: Path, config: Path | str, env: dict[str, str]) -> Pro
 def start_replicator(workdir: Path, config: Path, target: str) -> Proc:
     argv = dbmux_argv("replicate", "-c", str(config), "--target", target)
     profile_dir = os.environ.get("BENCH_PYSPY_DIR")  # profile the replicator: a py-spy flame graph per target
+    rate = os.environ.get("BENCH_PYSPY_RATE", "200")  # samples per second
     if profile_dir:
-        argv = [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "-r", "200", "-o",
+        argv = [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "-r", rate, "-o",
                 str(Path(profile_dir) / f"replicate-{target}.txt"), "-f", "raw", "--", *argv]
     proc = Proc(f"replicator[{target}]", argv, workdir / f"replicate-{target}.log",
                 env=env_without_dbmux({"PYTHONUNBUFFERED": "1"}))

@@ -313,16 +313,36 @@ def _decode_rows(rows_raw: list[Any], where: str) -> tuple[RowChange, ...]:
 _OP_NEEDS = {"insert": (False, True), "update": (True, True), "delete": (True, False)}
 
 
+def _slot_setters(cls: type, names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of each named slot of a frozen slotted dataclass: the decoder fills objects whose
+    invariants it has checked without the dataclass ``__init__`` (and its ``__post_init__`` checks)."""
+    return tuple(cls.__dict__[n].__set__ for n in names.split())
+
+
+_ROW_SET = _slot_setters(RowChange, "table db op before after")
+_EVENT_SET = _slot_setters(ChangeEvent, "gtid source ts_ms db statements rows session tables no_fk_checks snapshot")
+_new = object.__new__
+
+
 def _new_row_change(table: str, db: str, op: str, before: Any, after: Any) -> RowChange:
     """A RowChange whose invariants the caller has checked (skips the dataclass __init__ checks)."""
-    row = object.__new__(RowChange)
-    setattr_ = object.__setattr__
-    setattr_(row, "table", table)
-    setattr_(row, "db", db)
-    setattr_(row, "op", op)
-    setattr_(row, "before", before)
-    setattr_(row, "after", after)
+    row = _new(RowChange)
+    s_table, s_db, s_op, s_before, s_after = _ROW_SET
+    s_table(row, table)
+    s_db(row, db)
+    s_op(row, op)
+    s_before(row, before)
+    s_after(row, after)
     return row
+
+
+def _new_change_event(*values: Any) -> ChangeEvent:
+    """A ChangeEvent from its fields in declaration order, checked by the caller as ``__post_init__``
+    would (a known source, a snapshot part exactly for a snapshot event, a Gtid, tuples)."""
+    ev = _new(ChangeEvent)
+    for put, value in zip(_EVENT_SET, values, strict=True):
+        put(ev, value)
+    return ev
 
 
 def _str_list(raw: dict[str, Any], key: str, where: str, *, optional: bool = False) -> tuple[str, ...] | None:
@@ -402,53 +422,65 @@ def _decode_session(raw: Any) -> SessionContext | None:
 
 
 def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
-    """Parse event bytes. Every problem raises :class:`EnvelopeError` naming the offending field."""
+    """Parse event bytes. Every problem raises :class:`EnvelopeError` naming the offending field.
+
+    The fields of a well-formed event are checked inline (a consumer decodes every event of the topic);
+    a field that fails its check goes through :func:`_field`, which raises the error naming it."""
     try:
         doc = orjson.loads(data)
     except (orjson.JSONDecodeError, TypeError) as e:
         raise EnvelopeError(f"event is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         raise EnvelopeError(f"event must be a JSON object, got {type(doc).__name__}")
-    version = _field(doc, "v", (int,), "event")
+    get: Callable[[str], Any] = doc.get
+    version = get("v")
+    if type(version) is not int:
+        version = _field(doc, "v", (int,), "event")  # (raises)
     if version < 1:
         raise EnvelopeError(f"event: invalid envelope version {version}")
     if version > VERSION:
         raise EnvelopeError(
             f"event: envelope version {version} is newer than supported version {VERSION}; upgrade dbmux"
         )
-    gtid_text = _field(doc, "gtid", (str,), "event")
+    gtid_text = get("gtid")
+    if type(gtid_text) is not str:
+        gtid_text = _field(doc, "gtid", (str,), "event")  # (raises)
     try:
         gtid = Gtid.parse(gtid_text)
     except GtidError as e:
         raise EnvelopeError(f"event: bad gtid: {e}") from None
+    source, ts_ms, db = get("source"), get("ts_ms"), get("db")
+    statements_raw, rows_raw, no_fk_checks = get("statements"), get("rows"), get("no_fk_checks")
+    if not (type(source) is str and source in SOURCES and type(ts_ms) is int and (db is None or type(db) is str)
+            and (statements_raw is None or type(statements_raw) is list)
+            and (rows_raw is None or type(rows_raw) is list)
+            and (no_fk_checks is None or type(no_fk_checks) is bool)):
+        _fields_checked(doc, f"event {gtid_text}")  # (raises, naming the field)
     where = f"event {gtid_text}"
+    session = _decode_session(get("session"))
+    session_charset = session.charset if session is not None else None
+    statements = tuple(_decode_statement(s, f"{where} statements[{i}]", version, session_charset)
+                       for i, s in enumerate(statements_raw)) if statements_raw else ()
+    rows = _decode_rows(rows_raw, where) if rows_raw else ()
+    tables = _decode_tables(get("tables"), where)
+    snapshot = _decode_snapshot(_field(doc, "snapshot", (dict,), where, optional=True), where)
+    if (source == "snapshot") != (snapshot is not None):
+        raise EnvelopeError(f"{where}: a snapshot event (and only one) carries its snapshot part")
+    return _new_change_event(gtid, source, ts_ms, db, statements, rows, session, tables, no_fk_checks or False,
+                             snapshot)
+
+
+def _fields_checked(doc: dict[str, Any], where: str) -> None:
+    """The top-level fields of an event, each checked by :func:`_field` (which raises naming the first
+    that is wrong)."""
     source = _field(doc, "source", (str,), where)
     if source not in SOURCES:
         raise EnvelopeError(f"{where}: source must be one of {sorted(SOURCES)}, got {source!r}")
-    ts_ms = _field(doc, "ts_ms", (int,), where)
-    db = _field(doc, "db", (str,), where, optional=True)
-    statements_raw = _field(doc, "statements", (list,), where, optional=True) or []
-    rows_raw = _field(doc, "rows", (list,), where, optional=True) or []
-    session = _decode_session(doc.get("session"))
-    session_charset = session.charset if session is not None else None
-    statements = tuple(_decode_statement(s, f"{where} statements[{i}]", version, session_charset)
-                       for i, s in enumerate(statements_raw))
-    rows = _decode_rows(rows_raw, where)
-    tables = _decode_tables(doc.get("tables"), where)
-    no_fk_checks = _field(doc, "no_fk_checks", (bool,), where, optional=True) or False
-    snapshot = _decode_snapshot(_field(doc, "snapshot", (dict,), where, optional=True), where)
-    return ChangeEvent(
-        gtid=gtid,
-        source=source,
-        ts_ms=ts_ms,
-        db=db,
-        statements=statements,
-        rows=rows,
-        session=session,
-        tables=tables,
-        no_fk_checks=no_fk_checks,
-        snapshot=snapshot,
-    )
+    _field(doc, "ts_ms", (int,), where)
+    _field(doc, "db", (str,), where, optional=True)
+    _field(doc, "statements", (list,), where, optional=True)
+    _field(doc, "rows", (list,), where, optional=True)
+    _field(doc, "no_fk_checks", (bool,), where, optional=True)
 
 
 def snapshot_wire(sp: SnapshotPart) -> dict[str, Any]:

@@ -25,9 +25,26 @@ from dbmux.core.sqllex import LexError, scan
 
 
 def table_selected(patterns: Sequence[str], db: str, table: str) -> bool:
-    """Does a target's ``tables`` list select ``db.table``? fnmatch patterns, case-sensitive; ``*`` = all."""
+    """Does a target's ``tables`` list select ``db.table``? fnmatch patterns, case-sensitive; ``*`` = all.
+    A tuple of patterns (a target's config) has its answers kept per table: every row change asks."""
+    if type(patterns) is not tuple:
+        return _matches(patterns, db, table)
+    key = (patterns, db, table)
+    hit = _SELECTED.get(key)
+    if hit is None:
+        if len(_SELECTED) >= _SELECTED_MAX:
+            _SELECTED.clear()
+        hit = _SELECTED[key] = _matches(patterns, db, table)
+    return hit
+
+
+def _matches(patterns: Sequence[str], db: str, table: str) -> bool:
     name = f"{db}.{table}"
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+_SELECTED: dict[tuple[tuple[str, ...], str, str], bool] = {}  # (patterns, db, table) -> selected; emptied when full
+_SELECTED_MAX = 4096
 
 
 def _db_selected(patterns: Sequence[str], db: str | None) -> bool:
@@ -79,7 +96,7 @@ def _parsed_tables(sql: str) -> tuple[tuple[str | None, str], ...] | None:
 def filter_event(ev: ChangeEvent, patterns: Sequence[str]) -> ChangeEvent:
     if "*" in patterns:
         return ev
-    rows = tuple(r for r in ev.rows if table_selected(patterns, r.db, r.table))
+    rows = tuple(r for r in ev.rows if table_selected(patterns, r.db, r.table)) if ev.rows else ()
     default_db = ev.db or (ev.session.db if ev.session else None)
     statements = []
     for st in ev.statements:

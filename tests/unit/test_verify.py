@@ -175,6 +175,8 @@ def test_key_text_matches_across_drivers():
 def test_table_patterns(patterns, name, selected):
     db, table = name.split(".", 1)
     assert table_selected(patterns, db, table) is selected
+    assert table_selected(patterns, db, table) is selected  # (kept per table: the same answer)
+    assert table_selected(list(patterns), db, table) is selected
 
 
 SHAPE = TableShape("db", "t", ("a", "b", "v"), ("int", "varchar", "int"), (0, 1))

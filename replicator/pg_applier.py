@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import AsyncIterator, Hashable, Mapping
-from typing import NamedTuple
 
 import asyncpg
 from prometheus_client import Counter
@@ -34,12 +32,13 @@ from dbmux.core.dsn import Dsn
 from dbmux.core.events import ChangeEvent, RowChange, Statement
 from dbmux.core.sqllex import ansi_names_backquoted, has_mode
 from dbmux.core.transient import is_transient
-from dbmux.replicator.created_tables import created_table
 from dbmux.replicator.errors import ApplyError, TargetLocked
 from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_clock import at_primary_clock, is_utc
 from dbmux.replicator.pg_codecs import install_mysql_codecs
 from dbmux.replicator.pg_ddl import parseable_ddl
+from dbmux.replicator.pg_net import MIXED, NetUnknown, net_columns, net_kind, net_statements
+from dbmux.replicator.pg_pending_ddl import PendingDdl, Tables, pending_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, insert_row, row_statement, translate_statement
 from dbmux.replicator.pg_types import bit_strings, event_value_types, not_applied
@@ -56,27 +55,15 @@ ROWS_COPIED = Counter("dbmux_replicator_rows_copied_total", "Row inserts applied
 COPY_FALLBACKS = Counter("dbmux_replicator_copy_fallbacks_total",
                          "COPY runs undone because a row already existed, applied by INSERT ... ON CONFLICT",
                          ["target"])
+NET_ROWS = Counter("dbmux_replicator_net_effect_rows_total",
+                   "Row changes translated as part of a unit's net effect (PostgreSQL targets)", ["target"])
 NOT_APPLIED = Counter("dbmux_replicator_statements_not_applied_total",
                       "Statements with no table meaning on a PostgreSQL target (accounts, routines, triggers, events, "
                       "server administration, table maintenance), not applied there", ["target", "kind"])
 COPY_MIN_ROWS = 16  # a shorter run of row inserts goes through executemany
 AHEAD_MAX, AHEAD_MAX_BYTES = 4096, 16 << 20  # translations kept from needs_row_form() for prepare(), at most
 _Pending = tuple[str, tuple, ChangeEvent, int]  # (sql, args, event, offset)
-_Tables = frozenset[tuple[str, str]] | None  # (db, table) pairs; None: any table
-# DDL text that may change how a statement on its tables translates: types PostgreSQL holds differently, keys,
-# auto-increment, clock defaults
-_DECISIVE = re.compile(r"\b(?:(?:TINY|MEDIUM|LONG)?BLOB|(?:VAR)?BINARY|BIT|JSON|YEAR|ENUM\s*\(|SET\s*\(|PRIMARY|"
-                       r"AUTO_INCREMENT|CURRENT_TIMESTAMP|NOW\s*\(|ON\s+UPDATE)", re.IGNORECASE)
-_TIMESTAMP = re.compile(r"\bTIMESTAMP\b", re.IGNORECASE)
 
-
-class _PendingDdl(NamedTuple):
-    """What DDL consumed but not applied yet (the schema not reloaded) may change for needs_row_form()."""
-
-    tables: _Tables  # tables whose statements it may make translate differently (or TIMESTAMP columns)
-    decisive: bool  # ... triggers, columns of types PostgreSQL holds differently, keys, clock defaults
-    timestamps: bool  # ... TIMESTAMP columns
-    created: dict[tuple[str, str], TableInfo]  # tables it creates, as the reloaded schema will show them
 
 
 class PostgresApplier(PgRowComparer):
@@ -94,10 +81,12 @@ class PostgresApplier(PgRowComparer):
         # kept and used when applied (_translate) until evicted by AHEAD_MAX / AHEAD_MAX_BYTES
         self._ahead: dict[Hashable, tuple[Statement, str | None, list[PgStatement], int]] = {}
         self._ahead_bytes = 0
-        self._ddl_pending: dict[tuple[str, int], _PendingDdl] = {}  # DDL consumed, not in the schema yet
+        self._ddl_pending: dict[tuple[str, int], PendingDdl] = {}  # DDL consumed, not in the schema yet
         self._provisional: StaticSchema | None = None  # the schema with the tables pending DDL creates
         self._reflected: dict[str, int] = {}  # domain -> seq up to which DDL is in the schema
         self._noted: dict[str, int] = {}  # domain -> highest seq whose not-applied statements were counted
+        self._net_ok: dict[tuple[str, str], int] = {}  # (db, table) as events name it -> pg_net.net_columns
+        self._net_unknown: set[tuple[str, str]] = set()  # tables to look up (met by prepare())
 
     async def connect(self) -> None:
         self._conn = await asyncpg.connect(host=self.dsn.host, port=self.dsn.port, user=self.dsn.user,
@@ -192,7 +181,7 @@ class PostgresApplier(PgRowComparer):
         after DDL that came later."""
         domain, seq = ev.gtid.domain, ev.gtid.seq
         if ev.has_ddl and seq > self._reflected.get(domain, -1):
-            pending = _pending_ddl(ev)
+            pending = pending_ddl(ev)
             if pending is not None:
                 self._ddl_pending[(domain, seq)] = pending
                 self._provisional = None
@@ -228,7 +217,7 @@ class PostgresApplier(PgRowComparer):
                 return self._drop_ahead(added)
         return False
 
-    def _doubtful_tables(self, ev: ChangeEvent, utc: bool) -> _Tables:
+    def _doubtful_tables(self, ev: ChangeEvent, utc: bool) -> Tables:
         """Tables whose schema DDL consumed before ``ev``, not yet reloaded, may change in a way that
         matters for ``ev`` (None: any table)."""
         doubt: set[tuple[str, str]] = set()
@@ -282,7 +271,7 @@ class PostgresApplier(PgRowComparer):
         if any(ev.has_ddl for ev, _ in batch):
             return None
         try:
-            return [st for ev, offset in batch for st in self._translate(ev, offset)]
+            return self._translate_batch(batch)
         except Exception:  # noqa: BLE001 - apply() translates again and reports it
             return None
 
@@ -295,11 +284,13 @@ class PostgresApplier(PgRowComparer):
             async with self._conn.transaction():
                 if prepared is not None:
                     await self._run(list(prepared))
+                    await self._learn_net()
                 else:
-                    pending: list[_Pending] = []
+                    pending: list[tuple[ChangeEvent, int]] = []
                     for ev, offset in batch:
                         if ev.has_ddl:
-                            await self._run(pending)  # DDL changes the schema later statements translate against
+                            await self._run(await self._translated(pending))  # DDL changes the schema later
+                            pending = []  # statements translate against
                             await self._run(self._translate(ev, offset))
                             if _changes_schema(ev):
                                 # asyncpg's cached statements (and COPY's column types) hold the parameter
@@ -307,8 +298,8 @@ class PostgresApplier(PgRowComparer):
                                 await self._conn.reload_schema_state()
                                 await self._reload_schema()
                         else:
-                            pending.extend(self._translate(ev, offset))
-                    await self._run(pending)
+                            pending.append((ev, offset))
+                    await self._run(await self._translated(pending))
                 await self._write_position(position, last_gtids)
         except ApplyError:
             raise
@@ -362,6 +353,7 @@ class PostgresApplier(PgRowComparer):
         before = {k: v for key in covered for k, v in self._ddl_pending[key].created.items()}
         before.update(self._schema.tables)
         self._schema = await load_source_schema(self.source)
+        self._net_ok.clear()
         self._moves.forget_schema()
         remember_gone(self._gone, before, self._schema.tables)
         for domain, seq in covered:
@@ -370,6 +362,51 @@ class PostgresApplier(PgRowComparer):
             if seq <= self._reflected.get(domain, -1):
                 del self._ddl_pending[(domain, seq)]
         self._provisional = None
+
+    async def _translated(self, batch: list[tuple[ChangeEvent, int]]) -> list[_Pending]:
+        """:meth:`_translate_batch`, the tables its row changes touch looked up first (:func:`net_columns`)."""
+        self._net_unknown.update((row.db, row.table) for ev, _ in batch for row in ev.rows)
+        await self._learn_net()
+        return self._translate_batch(batch)
+
+    async def _learn_net(self) -> None:
+        """Look up the tables met without knowing whether their row changes may be applied as their net effect
+        (the batch that met them was translated row by row)."""
+        assert self._conn is not None
+        for db, table in self._net_unknown - self._net_ok.keys():
+            self._net_ok[(db, table)] = await net_columns(self._conn, db.lower(), table.lower())
+        self._net_unknown.clear()
+
+    def _translate_batch(self, batch: list[tuple[ChangeEvent, int]]) -> list[_Pending]:
+        """The statements of ``batch``: runs of events of row changes applied as their net effect
+        (:mod:`replicator.pg_net`), the rest event by event."""
+        out: list[_Pending] = []
+        run: list[tuple[ChangeEvent, int]] = []
+        mixed = False
+        for ev, offset in batch:
+            try:
+                kind = net_kind(ev, self._net_ok)
+            except NetUnknown as unknown:  # row by row this time; apply() looks it up
+                self._net_unknown.add(unknown.args)
+                kind = 0
+            if kind:
+                run.append((ev, offset))
+                mixed = mixed or kind == MIXED
+                continue
+            out += self._translate_net(run, mixed)
+            run, mixed = [], False
+            out += self._translate(ev, offset)
+        return out + self._translate_net(run, mixed)
+
+    def _translate_net(self, run: list[tuple[ChangeEvent, int]], mixed: bool) -> list[_Pending]:
+        if not mixed or len(run) < 2:  # inserts only: their net effect is themselves
+            return [st for ev, offset in run for st in self._translate(ev, offset)]
+        try:
+            out = net_statements(run, self._row_typing, self._copy_into)
+            NET_ROWS.labels(self.target).inc(sum(len(ev.rows) for ev, _ in run))
+            return out
+        except Untranslatable as exc:
+            raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=_span(run), offset=run[0][1]) from exc
 
     def _translate(self, ev: ChangeEvent, offset: int) -> list[_Pending]:
         db = ev.db or (ev.session.db if ev.session else None)
@@ -535,38 +572,6 @@ def as_the_session_meant(st: Statement, sql_mode: str | None) -> str:
 def _changes_schema(ev: ChangeEvent) -> bool:
     """Can ``ev``'s DDL change what the source schema says (not: accounts, routines, FLUSH, ...)?"""
     return any((na := not_applied(st.sql)) is None or na[0] == "trigger" for st in ev.statements)
-
-
-def _pending_ddl(ev: ChangeEvent) -> _PendingDdl | None:
-    """What ``ev``'s DDL may change for needs_row_form() until the schema is reloaded (None: nothing):
-    triggers (any table: DROP TRIGGER names none); what :data:`_DECISIVE` or TIMESTAMP finds in the text
-    (anywhere: a false alarm only costs a wait for the row copy); a CREATE TABLE, exactly."""
-    default_db = (ev.db or (ev.session.db if ev.session else None) or "").lower()
-    out: set[tuple[str, str]] | None = set()
-    decisive = timestamps = False
-    created: dict[tuple[str, str], TableInfo] = {}
-    for st in ev.statements:
-        kind = not_applied(st.sql)
-        if kind is not None:
-            if kind[0] == "trigger":
-                out, decisive = None, True
-            continue  # (the rest have no table meaning)
-        table = created_table(st.sql, default_db or None)
-        if table is not None:
-            created[table[0]] = TableInfo(**table[1])
-            continue
-        decides, times = bool(_DECISIVE.search(st.sql)), bool(_TIMESTAMP.search(st.sql))
-        if not (decides or times):
-            continue
-        decisive, timestamps = decisive or decides, timestamps or times
-        tables = statement_tables(st.sql)
-        if tables is None or out is None:
-            out = None
-        else:
-            out |= {((d or default_db).lower(), name.lower()) for d, name in tables}
-    if not (decisive or timestamps or created):
-        return None
-    return _PendingDdl(None if out is None else frozenset(out), decisive, timestamps, created)
 
 
 def _span(batch: list[tuple[ChangeEvent, int]]) -> str:

@@ -5,10 +5,7 @@ idempotent meaning), in the same target transaction as the position."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-import asyncpg
-import pymysql
 import pytest
 
 from dbmux.core.events import ChangeEvent, RowChange
@@ -16,6 +13,8 @@ from dbmux.core.gtid import Gtid
 from dbmux.replicator.errors import ApplyError
 from dbmux.replicator.pg_applier import COPY_FALLBACKS, ROWS_COPIED, PostgresApplier
 from dbmux.replicator.positions import PartitionKey, TargetPosition
+
+from .pg_applier_case import pg_applier_case
 
 
 def _events(db: str, first_seq: int, ids: list[int], per_event: int, value=lambda i: f"v{i}"):
@@ -39,24 +38,10 @@ async def _apply(applier: PostgresApplier, events: list[ChangeEvent], topic: str
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "built-at-apply"])
 def test_copy_then_fallback_on_an_existing_row(stack, prepared):
-    db = f"copy_{uuid.uuid4().hex[:8]}"
-    target, topic = f"copy_{uuid.uuid4().hex[:6]}", f"dbmux.copy{uuid.uuid4().hex[:6]}.txn"
-    p = stack.primary
-    my = pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password, autocommit=True)
-    pg_dsn = stack.shards[0]
-
     async def main():
-        with my.cursor() as cur:  # the applier reads primary keys from the source's schema
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(40))")
-        pg = await asyncpg.connect(host=pg_dsn.host, port=pg_dsn.port, user=pg_dsn.user, password=pg_dsn.password,
-                                   database=pg_dsn.database)
-        applier = PostgresApplier(pg_dsn, target, topic, p)
-        try:
-            await pg.execute(f"CREATE SCHEMA {db}; CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(40))")
-            await applier.connect()
+        async with pg_applier_case(stack, "copy", "t (id BIGINT PRIMARY KEY, v VARCHAR(40))") as case:
+            db, target, topic, applier, pg = case.db, case.target, case.topic, case.applier, case.pg
             copied0, fallbacks0 = ROWS_COPIED.labels(target)._value.get(), COPY_FALLBACKS.labels(target)._value.get()
-
             # 30 new rows (bytes for the text column, as MySQL clients bind strings): one COPY
             await _apply(applier, _events(db, 1, list(range(1, 31)), 10, value=lambda i: f"v{i}".encode()),
                          topic, 0, prepared)
@@ -82,14 +67,5 @@ def test_copy_then_fallback_on_an_existing_row(stack, prepared):
             assert not ei.value.retriable and "UTF8" in str(ei.value)
             assert await pg.fetchval(f"SELECT count(*) FROM {db}.t") == 60
             assert await pg.fetchval("SELECT next_offset FROM dbmux_meta.positions WHERE target = $1", target) == 6
-        finally:
-            await applier.close()
-            await pg.execute(f"DROP SCHEMA IF EXISTS {db} CASCADE")
-            await pg.execute("DELETE FROM dbmux_meta.positions WHERE target = $1", target)
-            await pg.execute("DELETE FROM dbmux_meta.gtids WHERE target = $1", target)
-            await pg.close()
-            with my.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {db}")
-            my.close()
 
     asyncio.run(main())

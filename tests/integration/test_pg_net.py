@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 
-import asyncpg
-import pymysql
 import pytest
 
 from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.core.gtid import Gtid
-from dbmux.replicator.pg_applier import NET_ROWS, PostgresApplier
+from dbmux.replicator.pg_applier import NET_ROWS
 from dbmux.replicator.positions import PartitionKey, TargetPosition
+
+from .pg_applier_case import pg_applier_case
 
 
 def _history(db: str, tables: list[str], seed: int, txns: int) -> tuple[list[ChangeEvent], dict[str, dict]]:
@@ -50,27 +49,13 @@ def _history(db: str, tables: list[str], seed: int, txns: int) -> tuple[list[Cha
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "built-at-apply"])
 def test_oltp_units_applied_as_their_net_effect(stack, prepared):
-    db = f"net_{uuid.uuid4().hex[:8]}"
-    target, topic = f"net_{uuid.uuid4().hex[:6]}", f"dbmux.net{uuid.uuid4().hex[:6]}.txn"
-    p = stack.primary
-    my = pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password, autocommit=True)
-    pg_dsn = stack.shards[0]
-    events, final = _history(db, ["t", "u"], seed=7, txns=120)
-
     async def main():
-        with my.cursor() as cur:  # the applier reads primary keys from the source's schema
-            cur.execute(f"CREATE DATABASE {db}")
-            cur.execute(f"CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(40))")
-            cur.execute(f"CREATE TABLE {db}.u (id BIGINT PRIMARY KEY, v VARCHAR(40) UNIQUE)")
-        pg = await asyncpg.connect(host=pg_dsn.host, port=pg_dsn.port, user=pg_dsn.user, password=pg_dsn.password,
-                                   database=pg_dsn.database)
-        applier = PostgresApplier(pg_dsn, target, topic, p)
-        try:
-            await pg.execute(f"CREATE SCHEMA {db}; CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(40)); "
-                             f"CREATE TABLE {db}.u (id BIGINT PRIMARY KEY, v VARCHAR(40) UNIQUE)")
+        async with pg_applier_case(stack, "net", "t (id BIGINT PRIMARY KEY, v VARCHAR(40))",
+                                   "u (id BIGINT PRIMARY KEY, v VARCHAR(40) UNIQUE)") as case:
+            db, target, topic, applier, pg = case.db, case.target, case.topic, case.applier, case.pg
+            events, final = _history(db, ["t", "u"], seed=7, txns=120)
             for t in ("t", "u"):
                 await pg.executemany(f"INSERT INTO {db}.{t} VALUES ($1, $2)", [(i, f"v{i}") for i in range(1, 41)])
-            await applier.connect()
             net0 = NET_ROWS.labels(target)._value.get()
             offset = 0
             for start in range(0, len(events), 40):  # units of 40 transactions
@@ -87,14 +72,5 @@ def test_oltp_units_applied_as_their_net_effect(stack, prepared):
             t_rows = [len(ev.rows) if ev.rows[0].table == "t" else 0 for ev in events]
             assert NET_ROWS.labels(target)._value.get() - net0 == sum(t_rows[40 if prepared else 0:])
             assert await pg.fetchval("SELECT next_offset FROM dbmux_meta.positions WHERE target = $1", target) == 120
-        finally:
-            await applier.close()
-            await pg.execute(f"DROP SCHEMA IF EXISTS {db} CASCADE")
-            await pg.execute("DELETE FROM dbmux_meta.positions WHERE target = $1", target)
-            await pg.execute("DELETE FROM dbmux_meta.gtids WHERE target = $1", target)
-            await pg.close()
-            with my.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {db}")
-            my.close()
 
     asyncio.run(main())

@@ -37,7 +37,7 @@ from dbmux.replicator.filtering import statement_tables
 from dbmux.replicator.pg_clock import at_primary_clock, is_utc
 from dbmux.replicator.pg_codecs import install_mysql_codecs
 from dbmux.replicator.pg_ddl import parseable_ddl
-from dbmux.replicator.pg_net import MIXED, NetUnknown, net_columns, net_kind, net_statements
+from dbmux.replicator.pg_net import MIXED, KeyChanged, NetUnknown, net_columns, net_kind, net_statements
 from dbmux.replicator.pg_pending_ddl import PendingDdl, Tables, pending_ddl
 from dbmux.replicator.pg_sequences import is_sequence_row, sequence_state
 from dbmux.replicator.pg_sql import PgStatement, Untranslatable, insert_row, row_statement, translate_statement
@@ -405,6 +405,8 @@ class PostgresApplier(PgRowComparer):
             out = net_statements(run, self._row_typing, self._copy_into)
             NET_ROWS.labels(self.target).inc(sum(len(ev.rows) for ev, _ in run))
             return out
+        except KeyChanged:
+            return [st for ev, offset in run for st in self._translate(ev, offset)]
         except Untranslatable as exc:
             raise ApplyError(f"cannot translate for PostgreSQL: {exc}", gtid=_span(run), offset=run[0][1]) from exc
 

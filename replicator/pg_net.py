@@ -38,7 +38,7 @@ from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.replicator.pg_sql import Untranslatable, insert_row, row_statement
 from dbmux.replicator.pg_types import bit_strings, spelled_as
 
-__all__ = ["INSERTS", "MIXED", "NetUnknown", "PgNet", "net_columns", "net_kind", "net_statements"]
+__all__ = ["INSERTS", "MIXED", "KeyChanged", "NetUnknown", "PgNet", "net_columns", "net_kind", "net_statements"]
 
 # (sql, args, tag, an insert's COPY target: (schema, table, its columns lowercase) or None)
 _Statement = tuple[str, tuple, object, "tuple[str, str, tuple[str, ...]] | None"]
@@ -98,13 +98,19 @@ async def net_columns(conn: asyncpg.Connection, schema: str, table: str) -> int:
     return int(columns) if integer_key and not unique and not fks and not triggers else 0
 
 
+class KeyChanged(Exception):
+    """A table's rows in one run were keyed by two different primary keys (a schema change between them):
+    the run is applied row by row instead."""
+
+
 class _Table:
     """One table's keys: state, last image, whether the first change was an insert, the last change's
     tag (what a statement is reported as)."""
 
-    __slots__ = ("pg_types", "state", "image", "first_insert", "tag")
+    __slots__ = ("pk", "pg_types", "state", "image", "first_insert", "tag")
 
-    def __init__(self, pg_types: Any) -> None:
+    def __init__(self, pk: tuple[str, ...], pg_types: Any) -> None:
+        self.pk = pk
         self.pg_types = pg_types
         self.state: dict[tuple, int] = {}
         self.image: dict[tuple, dict[str, Any] | None] = {}
@@ -137,7 +143,8 @@ class _Table:
             if state != _DELETED:  # (after its delete, row by row this update matches no row)
                 self._set(new, state, row.after, False, tag)
 
-    def statements(self, schema: str, table: str, pk: tuple[str, ...]) -> list[_Statement]:
+    def statements(self, schema: str, table: str) -> list[_Statement]:
+        pk = self.pk
         deletes: list[_Statement] = []
         updates: list[_Statement] = []
         inserts: list[_Statement] = []
@@ -175,20 +182,23 @@ class PgNet:
     __slots__ = ("_tables",)
 
     def __init__(self) -> None:
-        self._tables: dict[tuple[str, str, tuple[str, ...]], _Table] = {}
+        self._tables: dict[tuple[str, str], _Table] = {}
 
     def add(self, schema: str, table: str, pk: tuple[str, ...], pg_types: Any, row: RowChange, tag: object) -> None:
         """One row change of ``schema.table`` (``pk``: its primary key; ``pg_types`` as for
-        :func:`~replicator.pg_sql.row_statement`); ``tag``: what its statement is reported as."""
-        t = self._tables.get((schema, table, pk))
+        :func:`~replicator.pg_sql.row_statement`); ``tag``: what its statement is reported as. Raises
+        :class:`KeyChanged` when the table was met with another primary key before."""
+        t = self._tables.get((schema, table))
         if t is None:
-            t = self._tables[(schema, table, pk)] = _Table(pg_types)
+            t = self._tables[(schema, table)] = _Table(pk, pg_types)
+        elif t.pk != pk:
+            raise KeyChanged(schema, table)
         t.add(row, pk, f"{schema}.{table}", tag)
 
     def statements(self) -> list[_Statement]:
         """``(sql, args, tag, copy)`` per statement, in the order to run them; ``copy``: an insert's
         (schema, table, columns lowercase), None for the others."""
-        return [s for (schema, table, pk), t in self._tables.items() for s in t.statements(schema, table, pk)]
+        return [s for (schema, table), t in self._tables.items() for s in t.statements(schema, table)]
 
 
 # (pk, BIT widths, PostgreSQL types) of a row's table: PostgresApplier._row_typing(ev, row, schema, table)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dbmux.core.events import ChangeEvent, RowChange
 from dbmux.core.gtid import Gtid
-from dbmux.replicator.pg_net import INSERTS, MIXED, NetUnknown, PgNet, net_kind, net_statements
+from dbmux.replicator.pg_net import INSERTS, MIXED, KeyChanged, NetUnknown, PgNet, net_kind, net_statements
 from dbmux.replicator.pg_sql import Untranslatable
 
 PK = ("id",)
@@ -163,3 +163,10 @@ def test_a_row_without_its_key_is_untranslatable():
     net = PgNet()
     with pytest.raises(Untranslatable, match="lacks primary key column id"):
         net.add("d", "t", PK, None, RowChange("t", "d", "insert", None, {"v": 1}), 0)
+
+
+def test_a_table_keyed_two_ways_in_one_run_is_refused():
+    net = PgNet()
+    net.add("d", "t", PK, None, ins(1, 1), 0)
+    with pytest.raises(KeyChanged):
+        net.add("d", "t", ("id", "v"), None, ins(2, 2), 1)

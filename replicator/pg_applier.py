@@ -6,7 +6,8 @@ the schema the event carries (:attr:`~dbmux.core.events.ChangeEvent.tables`: the
 that GTID, which is how this target has it when the event is applied, DDL being applied in order),
 by the source schema when it carries none. PostgreSQL DDL is transactional, so every batch -- DDL
 included -- and its position commit atomically; after DDL, asyncpg's cached statements (prepared with
-the parameter types tables had before) are dropped.
+the parameter types tables had before) are dropped. Runs of row-change events of tables that allow it are
+applied as their net effect per key (:mod:`replicator.pg_net`).
 
 An ingress event whose statements cannot be applied faithfully takes its row form, decided as it is
 consumed (:meth:`PostgresApplier.needs_row_form`); the translation made for that decision is the one
@@ -63,7 +64,6 @@ NOT_APPLIED = Counter("dbmux_replicator_statements_not_applied_total",
 COPY_MIN_ROWS = 16  # a shorter run of row inserts goes through executemany
 AHEAD_MAX, AHEAD_MAX_BYTES = 4096, 16 << 20  # translations kept from needs_row_form() for prepare(), at most
 _Pending = tuple[str, tuple, ChangeEvent, int]  # (sql, args, event, offset)
-
 
 
 class PostgresApplier(PgRowComparer):

@@ -74,6 +74,7 @@ def net_kind(ev: ChangeEvent, columns: dict[tuple[str, str], int]) -> int:
             kind = MIXED
     return kind
 
+
 # per table: its column count, its integer primary key, other unique indexes, foreign keys, triggers
 _CATALOG = """
 SELECT (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -107,11 +108,12 @@ class _Table:
     """One table's keys: state, last image, whether the first change was an insert, the last change's
     tag (what a statement is reported as)."""
 
-    __slots__ = ("pk", "pg_types", "state", "image", "first_insert", "tag")
+    __slots__ = ("pk", "pg_types", "where", "state", "image", "first_insert", "tag")
 
-    def __init__(self, pk: tuple[str, ...], pg_types: Any) -> None:
+    def __init__(self, pk: tuple[str, ...], pg_types: Any, where: str) -> None:
         self.pk = pk
         self.pg_types = pg_types
+        self.where = where  # schema.table, for errors
         self.state: dict[tuple, int] = {}
         self.image: dict[tuple, dict[str, Any] | None] = {}
         self.first_insert: dict[tuple, bool] = {}
@@ -124,8 +126,8 @@ class _Table:
         self.image[key] = image
         self.tag[key] = tag
 
-    def add(self, row: RowChange, pk: tuple[str, ...], where: str, tag: object) -> None:
-        op = row.op
+    def add(self, row: RowChange, tag: object) -> None:
+        pk, where, op = self.pk, self.where, row.op
         if op == "insert":
             assert row.after is not None
             self._set(_key(row.after, pk, where), _INSERTED, row.after, True, tag)
@@ -190,10 +192,10 @@ class PgNet:
         :class:`KeyChanged` when the table was met with another primary key before."""
         t = self._tables.get((schema, table))
         if t is None:
-            t = self._tables[(schema, table)] = _Table(pk, pg_types)
+            t = self._tables[(schema, table)] = _Table(pk, pg_types, f"{schema}.{table}")
         elif t.pk != pk:
             raise KeyChanged(schema, table)
-        t.add(row, pk, f"{schema}.{table}", tag)
+        t.add(row, tag)
 
     def statements(self) -> list[_Statement]:
         """``(sql, args, tag, copy)`` per statement, in the order to run them; ``copy``: an insert's

@@ -508,10 +508,7 @@ def insert_row(schema: str, table: str, after: dict[str, Any] | None, pk: tuple[
     """:func:`row_statement` of a row insert as ``(sql, args)`` (the applier's per-row path)."""
     if not after:
         raise Untranslatable(f"insert row on {schema}.{table} without an after image")
-    for c in pk:
-        if c not in after:
-            pk = spelled_as(after, pk)
-            break
+    pk = spelled_as(after, pk)
     sql = _row_shape(schema, table, "insert", tuple(after), (), pk)[0]  # its columns: after's own order
     if pg_types:
         return sql, tuple([to_pg_value(after[c], pg_types.get(c)) for c in after])

@@ -171,8 +171,11 @@ def column_ident(name: str) -> str:
 
 def spelled_as(image: dict[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
     """``names`` (a key from a schema) as ``image`` spells them (MySQL column names are case-insensitive)."""
-    if all(c in image for c in names):
-        return names
+    for c in names:
+        if c not in image:
+            break
+    else:
+        return names  # (the common case, without a generator: every row insert asks)
     spelling = {k.lower(): k for k in image}
     return tuple(spelling.get(c.lower(), c) for c in names)
 

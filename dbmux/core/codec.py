@@ -449,14 +449,14 @@ def decode_event(data: bytes | bytearray | memoryview | str) -> ChangeEvent:
         gtid = Gtid.parse(gtid_text)
     except GtidError as e:
         raise EnvelopeError(f"event: bad gtid: {e}") from None
+    where = f"event {gtid_text}"
     source, ts_ms, db = get("source"), get("ts_ms"), get("db")
     statements_raw, rows_raw, no_fk_checks = get("statements"), get("rows"), get("no_fk_checks")
     if not (type(source) is str and source in SOURCES and type(ts_ms) is int and (db is None or type(db) is str)
             and (statements_raw is None or type(statements_raw) is list)
             and (rows_raw is None or type(rows_raw) is list)
             and (no_fk_checks is None or type(no_fk_checks) is bool)):
-        _fields_checked(doc, f"event {gtid_text}")  # (raises, naming the field)
-    where = f"event {gtid_text}"
+        _fields_checked(doc, where)  # (raises, naming the field)
     session = _decode_session(get("session"))
     session_charset = session.charset if session is not None else None
     statements = tuple(_decode_statement(s, f"{where} statements[{i}]", version, session_charset)
